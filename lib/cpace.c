@@ -13,7 +13,9 @@
 
 #define DSI        "CPaceRistretto255"
 #define DSI_ISK    DSI "_ISK"
-#define SID_OUT    "CPaceSidOut"
+/* The vectors file captions this H(b"CPaceSidOut" + transcript), but its
+ * bytes (and the draft's reference code) use the label "CPaceSidOutput". */
+#define SID_OUT    "CPaceSidOutput"
 #define H_BLOCK    128                 /* SHA-512 input block: s_in_bytes */
 #define LEB128_MAX 10                  /* a 64-bit length in LEB128 */
 
@@ -89,6 +91,14 @@ static void generator_string_to(sink *s, const uint8_t *prs, size_t prs_len,
     sink_lv(s, sid, sid_len);
 }
 
+/* RFC 9496 decoding: libsodium 1.0.18 accepts an encoding with the top
+ * bit set (it ignores that bit), which is not canonical; refuse it here. */
+static int element_is_canonical(const uint8_t e[CPACE_MSG_BYTES])
+{
+    return (e[CPACE_MSG_BYTES - 1] & 0x80) == 0 &&
+           crypto_core_ristretto255_is_valid_point(e);
+}
+
 static int bad_span(const void *p, size_t n)
 {
     return p == NULL && n != 0;
@@ -138,7 +148,7 @@ chute_status cpace_message_from_scalar(const uint8_t y[CPACE_SCALAR_BYTES],
 {
     if (!y || !g || !msg_out)
         return CHUTE_ERR_ARG;
-    if (!crypto_core_ristretto255_is_valid_point(g))
+    if (!element_is_canonical(g))
         return CHUTE_ERR_MALFORMED;
     if (crypto_scalarmult_ristretto255(msg_out, y, g) != 0)
         return CHUTE_ERR_CRYPTO;
@@ -154,7 +164,7 @@ chute_status cpace_scalar_mult_vfy(const uint8_t y[CPACE_SCALAR_BYTES],
     /* Two distinct failures: bytes that are not a canonical encoding are a
      * malformed message; a valid element that makes K the identity (the
      * identity itself) is an attack on the key and refused as such. */
-    if (!crypto_core_ristretto255_is_valid_point(peer_msg))
+    if (!element_is_canonical(peer_msg))
         return CHUTE_ERR_MALFORMED;
     if (crypto_scalarmult_ristretto255(k_out, y, peer_msg) != 0) {
         sodium_memzero(k_out, CPACE_MSG_BYTES);

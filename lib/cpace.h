@@ -43,7 +43,7 @@ typedef enum {
     CPACE_SYMMETRIC = 3
 } cpace_role;
 
-/* What a finished run yields. sid_out is H("CPaceSidOut" || transcript),
+/* What a finished run yields. sid_out is H("CPaceSidOutput" || transcript),
  * a public value both sides share: a digest of the whole exchange. */
 typedef struct {
     uint8_t isk[CPACE_ISK_BYTES];
@@ -139,7 +139,7 @@ chute_status cpace_transcript(cpace_role mode,
                               uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* ISK = SHA-512(lv_cat("CPaceRistretto255_ISK", sid, K) || transcript) and
- * sid_out = SHA-512("CPaceSidOut" || transcript); either output may be
+ * sid_out = SHA-512("CPaceSidOutput" || transcript); either output may be
  * NULL. */
 chute_status cpace_derive(cpace_role mode,
                           const uint8_t *sid, size_t sid_len,
