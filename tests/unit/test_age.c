@@ -268,6 +268,22 @@ static void test_round_trip_three_recipients_each_can_decrypt(void)
         round_trip(sizes[i], rs, 3, ids, 3);
 }
 
+static void test_low_order_recipient_is_refused_when_encrypting(void)
+{
+    /* All zeros is a valid bech32 recipient but a low-order point: the
+     * shared secret would be zero, so wrapping to it must fail. */
+    age_recipient zero = {{0}}, rs[2] = {alice_r, {{0}}};
+    char s[AGE_RECIPIENT_STR_BYTES];
+    age_recipient parsed;
+    CHECK_EQ_INT(age_recipient_encode(&zero, s), CHUTE_OK);
+    CHECK_EQ_INT(age_recipient_parse(&parsed, s), CHUTE_OK);
+    age_encryptor *e = NULL;
+    CHECK_EQ_INT(age_encryptor_new(&e, &parsed, 1), CHUTE_ERR_CRYPTO);
+    CHECK(e == NULL);
+    CHECK_EQ_INT(age_encryptor_new(&e, rs, 2), CHUTE_ERR_CRYPTO);
+    CHECK(e == NULL);
+}
+
 static void test_decryptor_tries_every_identity_it_holds(void)
 {
     uint8_t *pt = pattern(1000);
@@ -808,6 +824,7 @@ int main(void)
     RUN(test_key_parsing_refuses_bad_strings);
     RUN(test_round_trip_one_recipient_all_sizes);
     RUN(test_round_trip_three_recipients_each_can_decrypt);
+    RUN(test_low_order_recipient_is_refused_when_encrypting);
     RUN(test_decryptor_tries_every_identity_it_holds);
     RUN(test_streaming_with_odd_push_and_window_sizes);
     RUN(test_random_access_of_every_chunk_matches_plaintext);
