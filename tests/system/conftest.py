@@ -437,6 +437,7 @@ class Relay:
         deadline = time.monotonic() + timeout * SLOW
         while True:
             if self.proc.poll() is not None:
+                self.expected_exit = True  # the caller gets the error
                 raise RelayStartError(f"chuted exited with {self.proc.returncode} while starting:\n"
                                       + self.stderr()[-3000:])
             try:
@@ -447,6 +448,7 @@ class Relay:
                 self.port = int(text)
                 return self
             if time.monotonic() > deadline:
+                self.expected_exit = True
                 self.proc.kill()
                 self.proc.wait()
                 raise RelayStartError("chuted not ready in time:\n" + self.stderr()[-3000:])
