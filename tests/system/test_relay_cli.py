@@ -90,7 +90,7 @@ def test_unusable_data_folder_is_a_failure(tmp_path):
 
 def test_data_folder_is_created_if_missing(tmp_path, relay_factory):
     relay = relay_factory(start=False)
-    relay.data_dir = tmp_path / "new" / "data"
+    relay.data_dir = tmp_path / "new-data"
     relay.start()
     assert relay.api().create_inbox()
     assert relay.data_dir.is_dir()
