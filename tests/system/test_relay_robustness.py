@@ -207,3 +207,46 @@ def test_wrong_ranges_do_not_break_downloads(inbox, sender):
         assert r.status in (200, 206, 400, 416), (rng, r)
         if r.status == 200:
             assert r.body == b"0123456789"
+
+
+def test_an_abandoned_upload_is_over_at_once(api, inbox, sender):
+    from conftest import metric
+    item = new_item_id()
+    sender.create(item, 1000)
+    s = api.raw_socket()
+    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               "Content-Length: 1000\r\n\r\n").encode() + b"a" * 10)
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 1, timeout=5,
+               what="the upload in flight")
+    s.close()
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 0, timeout=5,
+               what="the upload to end")
+    assert sender.offset(item) == (10, 1000)
+
+
+def test_abandoned_long_polls_give_back_their_connections(relay_factory):
+    """A client that gives up on a long-poll must not keep holding one of
+    its per-IP connection slots until its wait= runs out."""
+    from conftest import metric
+    relay = relay_factory("--max-conns-per-ip", "4")
+    api = relay.api()
+    inbox = api.create_inbox()
+    polls = []
+    for _ in range(4):
+        p = api.raw_socket()
+        p.sendall((f"GET {inbox.path}/items?wait=60 HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {inbox.owner_token}\r\n\r\n").encode())
+        polls.append(p)
+    for p in polls:
+        p.close()
+
+    def served():
+        try:
+            return api.health().status == 200
+        except OSError:
+            return False
+    wait_until(served, timeout=5, interval=0.1, what="a connection slot after the long-polls left")
+    wait_until(lambda: metric(api.metrics(), "chute_longpolls_waiting") == 0, timeout=5,
+               what="the waiting gauge back at 0")
