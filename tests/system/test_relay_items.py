@@ -506,3 +506,78 @@ def test_relay_memory_stays_bounded_for_a_large_item(relay, inbox, sender):
     assert n == size
     hwm = relay.vm("VmHWM")
     assert hwm < 64 * 1024, f"chuted peak RSS {hwm / 1024:.0f} MiB for a 256 MiB item"
+
+
+def expect_continue_reply(api, method, path, headers, length):
+    """Send only the headers of a request with Expect: 100-continue and a
+    large Content-Length; return the first status the relay sends."""
+    s = api.raw_socket()
+    try:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s.sendall((head + f"Content-Length: {length}\r\n\r\n").encode())
+        s.settimeout(5)
+        data = b""
+        while b"\r\n" not in data:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        return int(data.split(b" ")[1]) if data.startswith(b"HTTP/1.1 ") else data
+    finally:
+        s.close()
+
+
+def test_oversized_append_is_refused_before_its_body_is_sent(api, inbox, sender):
+    item = new_item_id()
+    sender.create(item, 5)
+    h = {"Authorization": f"Bearer {sender.token}", "Upload-Offset": "0",
+         "Content-Type": "application/offset+octet-stream"}
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(item), h, 2**30) == 413
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(item),
+                                 dict(h, **{"Upload-Offset": "3"}), 1) == 409
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(new_item_id()), h, 5) == 404
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(item), h, 5) == 100
+
+
+def test_item_ids_differing_in_case_are_different_items(inbox, sender):
+    lower, upper = "abcdefghijklmnopqrstuv", "ABCDEFGHIJKLMNOPQRSTUV"
+    sender.upload(b"lower", item=lower)
+    sender.upload(b"UPPER", item=upper)
+    assert inbox.download(lower).body == b"lower"
+    assert inbox.download(upper).body == b"UPPER"
+
+
+def test_range_beyond_the_durable_prefix_is_416(inbox, sender):
+    item = new_item_id()
+    sender.create(item, 10)
+    sender.append(item, 0, b"abcd")
+    assert inbox.download(item, "bytes=4-").status == 416
+    assert inbox.download(item, "bytes=2-8").body == b"cd"
+
+
+def test_range_of_an_empty_item_is_416(inbox, sender):
+    item = new_item_id()
+    sender.create(item, 0)
+    assert inbox.download(item, "bytes=0-").status == 416
+
+
+@pytest.mark.parametrize("query", ["wait=-1", "wait=abc", "after=18446744073709551616",
+])
+def test_listing_with_malformed_parameters_is_refused(inbox, query):
+    r = inbox.owner.get(f"{inbox.path}/items?{query}")
+    assert r.status == 400, (query, r)
+
+
+def test_metrics_follow_acks_and_cancels(api, inbox, sender):
+    from conftest import metric
+    m0 = api.metrics()
+    a = sender.upload(b"a" * 100)
+    b = sender.upload(b"b" * 50)
+    m1 = api.metrics()
+    assert metric(m1, "chute_items_stored") == metric(m0, "chute_items_stored") + 2
+    inbox.ack(a)
+    sender.cancel(b)
+    m2 = api.metrics()
+    assert metric(m2, "chute_items_stored") == metric(m0, "chute_items_stored")
+    assert metric(m2, "chute_bytes_stored") == metric(m0, "chute_bytes_stored")

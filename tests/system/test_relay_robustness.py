@@ -250,3 +250,45 @@ def test_abandoned_long_polls_give_back_their_connections(relay_factory):
     wait_until(served, timeout=5, interval=0.1, what="a connection slot after the long-polls left")
     wait_until(lambda: metric(api.metrics(), "chute_longpolls_waiting") == 0, timeout=5,
                what="the waiting gauge back at 0")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs for the relay's data (needs root; skipped otherwise)."""
+    import os
+    import subprocess
+    d = tmp_path / "small-disk"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(d)],
+                       capture_output=True, timeout=10)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], timeout=10)
+
+
+def test_a_full_disk_gets_an_error_not_a_crash_or_a_half_item(relay_factory, small_disk):
+    relay = relay_factory(data_dir=small_disk / "data")
+    api = relay.api()
+    inbox = api.create_inbox()
+    sender = inbox.add_sender()
+    first = sender.upload(b"1" * (2 * 1024 * 1024))
+    item = new_item_id()
+    data = b"2" * (3 * 1024 * 1024)
+    assert sender.create(item, len(data)).status == 201
+    r = sender.append(item, 0, data)
+    assert r.status in (500, 503, 507), r
+    assert "error" in r.json
+    assert inbox.listed_ids() == [first]
+    off, _ = sender.offset(item)
+    assert inbox.download(item).body == data[:off]
+    # space comes back when the first item is delivered; the upload resumes
+    wait_until(lambda: inbox.ack(first).status == 204, timeout=5, interval=0.2,
+               what="the ack that frees space on a full disk")
+    assert sender.append(item, off, data[off:]).status == 204
+    assert inbox.download(item).body == data
+    assert api.health().status == 200
