@@ -729,3 +729,56 @@ def test_an_item_retired_during_its_upload_stays_retired(api, inbox, sender, who
     assert sender.status(item).json["state"] == want
     assert inbox.listed() == [] and inbox.listed(partial=True) == []
     assert inbox.download(item).status == 404
+
+
+def test_deleting_an_inbox_during_an_upload_leaves_nothing_behind(relay, api, inbox, sender):
+    from conftest import metric, read_until_close, status_line
+    marker = b"orphan-marker-" + new_item_id().encode()
+    data = marker * (2 * 1024 * 1024 // len(marker))
+    item = new_item_id()
+    sender.create(item, len(data))
+    half = len(data) // 2
+    s = start_patch(api, inbox, sender, item, len(data), data[:half])
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 1, timeout=5,
+               what="the upload in flight")
+    assert inbox.owner.delete(inbox.path).status == 204
+    try:
+        s.sendall(data[half:])
+    except OSError:
+        pass
+    reply = read_until_close(s, timeout=5)
+    s.close()
+    assert status_line(reply) != 204, reply[:300]
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 0, timeout=5,
+               what="the upload to end")
+    assert sender.status(item).status == 404
+    assert not [p for p in relay.data_files() if marker in p.read_bytes()], \
+        "the body of an item of a deleted inbox is still on disk"
+    assert metric(api.metrics(), "chute_items_stored") == 0
+
+
+def test_an_item_expiring_during_its_upload_stays_expired(relay_factory):
+    from conftest import metric, read_until_close, status_line
+    relay = relay_factory("--item-ttl", "1s")
+    api = relay.api()
+    inbox = api.create_inbox()
+    sender = inbox.add_sender()
+    marker = b"expiry-marker-" + new_item_id().encode()
+    data = marker * (1024 * 1024 // len(marker))
+    item = new_item_id()
+    sender.create(item, len(data))
+    s = start_patch(api, inbox, sender, item, len(data), data[:1000])
+    wait_until(lambda: sender.status(item).json["state"] == "expired", timeout=10,
+               interval=0.1, what="the sweeper to expire the item")
+    try:
+        s.sendall(data[1000:])
+    except OSError:
+        pass
+    reply = read_until_close(s, timeout=5)
+    s.close()
+    assert status_line(reply) != 204, reply[:300]
+    assert sender.status(item).json["state"] == "expired"
+    assert inbox.listed() == [] and inbox.listed(partial=True) == []
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 0, timeout=5,
+               what="the upload to end")
+    assert not [p for p in relay.data_files() if marker in p.read_bytes()]

@@ -226,30 +226,51 @@ def test_an_abandoned_upload_is_over_at_once(api, inbox, sender):
     assert sender.offset(item) == (10, 1000)
 
 
-def test_abandoned_long_polls_give_back_their_connections(relay_factory):
+@pytest.mark.parametrize("what", ["items", "pair messages"])
+def test_abandoned_long_polls_give_back_their_connections(relay_factory, what):
     """A client that gives up on a long-poll must not keep holding one of
     its per-IP connection slots until its wait= runs out."""
     from conftest import metric
-    relay = relay_factory("--max-conns-per-ip", "4")
+    relay = relay_factory("--max-conns-per-ip", "5")
     api = relay.api()
     inbox = api.create_inbox()
+    if what == "items":
+        path, token = f"{inbox.path}/items?wait=60", inbox.owner_token
+    else:
+        a = api.post("/v1/pair", {}).json
+        assert api.post(f"/v1/pair/{a['nameplate']}/claim", {}).status == 200
+        path, token = f"/v1/pair/{a['session']}/messages?wait=60", a["token"]
     polls = []
     for _ in range(4):
         p = api.raw_socket()
-        p.sendall((f"GET {inbox.path}/items?wait=60 HTTP/1.1\r\nHost: x\r\n"
-                   f"Authorization: Bearer {inbox.owner_token}\r\n\r\n").encode())
+        p.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {token}\r\n\r\n").encode())
         polls.append(p)
+    wait_until(lambda: metric(api.metrics(), "chute_longpolls_waiting") == 4, timeout=5,
+               what="four long-polls waiting")
     for p in polls:
         p.close()
-
-    def served():
-        try:
-            return api.health().status == 200
-        except OSError:
-            return False
-    wait_until(served, timeout=5, interval=0.1, what="a connection slot after the long-polls left")
     wait_until(lambda: metric(api.metrics(), "chute_longpolls_waiting") == 0, timeout=5,
                what="the waiting gauge back at 0")
+    # all five slots are free again: five kept-alive connections are served
+    held = []
+    try:
+        for _ in range(5):
+            def one():
+                s = api.raw_socket()
+                s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.settimeout(5 * SLOW)
+                try:
+                    if s.recv(100).startswith(b"HTTP/1.1 200"):
+                        return s
+                except OSError:
+                    pass
+                s.close()
+                return None
+            held.append(wait_until(one, timeout=5, interval=0.1, what="a free connection slot"))
+    finally:
+        for s in held:
+            s.close()
 
 
 @pytest.fixture
