@@ -162,7 +162,7 @@ def test_append_with_a_malformed_upload_offset_is_refused(sender, offset):
     if offset is not None:
         headers["Upload-Offset"] = offset
     r = sender.api.patch(sender.inbox.item_path(item), b"hello", headers=headers)
-    assert r.status in (400, 409), (offset, r)
+    assert r.status == 400, (offset, r)
     assert sender.offset(item) == (0, 5)
 
 
@@ -269,7 +269,7 @@ def test_unsatisfiable_range_is_416(inbox, sender):
     for rng in ("bytes=10-", "bytes=20-30"):
         r = inbox.download(item, rng)
         assert r.status == 416, (rng, r)
-        assert r.header("Content-Range") in ("bytes */10", None)
+        assert r.header("Content-Range") == "bytes */10"
 
 
 def test_download_of_an_uploading_item_serves_its_durable_prefix(inbox, sender):

@@ -79,7 +79,7 @@ def test_default_max_meta_is_4096(sender):
 def test_item_larger_than_max_item_size_is_too_large(relay_factory):
     inbox = relay_factory("--max-item-size", "1M").api().create_inbox()
     sender = inbox.add_sender()
-    assert sender.create(new_item_id(), 1000000).status == 201
+    assert sender.create(new_item_id(), 1048576).status == 201  # sizes are binary
     r = sender.create(new_item_id(), 1048577)
     assert r.status == 413, r
     assert "error" in r.json

@@ -54,7 +54,7 @@ def test_allocate_gives_nameplate_session_token_and_expiry(api):
     assert r.status == 201, r
     j = r.json
     assert set(j) == {"nameplate", "session", "token", "expires"}
-    assert re.fullmatch(r"[0-9]{1,6}", j["nameplate"])
+    assert re.fullmatch(r"[0-9]{2,6}", j["nameplate"])
     assert B64URL_ID.match(j["session"]) and B64URL_TOKEN.match(j["token"])
     assert now + 3600 - 5 <= j["expires"] <= now + 3600 + 5
 
