@@ -145,7 +145,8 @@ def test_connections_per_ip_are_limited(relay_factory):
     finally:
         for s in held:
             s.close()
-    wait_until(lambda: api.health().status == 200, timeout=5, what="service after closing")
+    wait_until(lambda: api.health().status == 200, timeout=5, what="service after closing",
+               errors=(OSError,))
 
 
 def test_total_connections_are_limited(relay_factory):
@@ -159,7 +160,8 @@ def test_total_connections_are_limited(relay_factory):
     finally:
         for s in held:
             s.close()
-    wait_until(lambda: api.health().status == 200, timeout=5, what="service after closing")
+    wait_until(lambda: api.health().status == 200, timeout=5, what="service after closing",
+               errors=(OSError,))
 
 
 def test_idle_connection_is_closed_after_idle_timeout(relay_factory):
