@@ -395,3 +395,21 @@ def test_nameplates_have_two_to_six_digits(relay_factory):
     plates = [allocate(api)["nameplate"] for _ in range(60)]
     bad = [p for p in plates if not re.fullmatch(r"[1-9][0-9]{1,5}", p)]
     assert not bad, f"nameplates outside 2-6 digits: {bad}"
+
+
+def test_a_sides_own_message_does_not_end_its_wait(api):
+    inviter, joiner = paired(api)
+    out = {}
+
+    def poll():
+        out["r"] = inviter.receive(wait=30)
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    wait_until(lambda: api.metrics()[("chute_longpolls_waiting", frozenset())] >= 1,
+               timeout=5, what="the inviter waiting")
+    assert inviter.send(b"my own").status == 201
+    t.join(0.3)  # a window for a wrong wake-up to show
+    assert t.is_alive(), f"woken by its own message: {out.get('r')}"
+    assert joiner.send(b"from joiner").status == 201
+    t.join(10)
+    assert [m["body"] for m in out["r"].json["messages"]] == [b64(b"from joiner")]
