@@ -877,3 +877,16 @@ def test_deleting_an_inbox_answers_its_long_polls_at_once(inbox):
     t.join(10)
     assert out["r"].status == 404
     assert out["t"] - t0 < 1
+
+
+def test_a_refused_append_with_a_body_is_answered_not_reset(sender):
+    item = new_item_id()
+    sender.create(item, 8 * 1024 * 1024)
+    body = os.urandom(4 * 1024 * 1024)
+    r = sender.append(item, 5, body)  # wrong offset, no Expect: 100-continue
+    assert r.status == 409 and r.json["offset"] == 0, r
+    r = sender.append(item, 0, body, content_type="text/plain")
+    assert r.status == 415, r
+    r = sender.append(item, 0, body + body + b"x")
+    assert r.status == 413, r
+    assert sender.append(item, 0, body).status == 204
