@@ -133,8 +133,11 @@ def test_tells_systemd_it_is_ready(relay_factory, tmp_path):
     try:
         relay = relay_factory(env={"NOTIFY_SOCKET": path})
         msgs = []
-        while not any(b"READY=1" in m for m in msgs):
+        for _ in range(20):  # bounded: each recv also times out
+            if any(b"READY=1" in m for m in msgs):
+                break
             msgs.append(sock.recv(4096))
+        assert any(b"READY=1" in m for m in msgs), msgs
         assert relay.api().health().status == 200
         relay.stop()
         sock.settimeout(5)
