@@ -243,8 +243,9 @@ def read_until_close(s, timeout):
     """Read from a socket until EOF, a reset, or `timeout` without data."""
     chunks = []
     s.settimeout(timeout * SLOW)
+    deadline = time.monotonic() + 4 * timeout * SLOW  # a bound on a trickling peer too
     try:
-        while True:
+        while time.monotonic() < deadline:
             b = s.recv(65536)
             if not b:
                 break
