@@ -29,12 +29,13 @@ chute_status store_pair_create(store *s, const char *session,
     /* Short nameplates while they are free, longer ones as the space fills:
      * a few random tries at each width from 2 to 6 digits. */
     for (int width = 2; q && st == CHUTE_ERR_EXISTS && width <= RELAY_NAMEPLATE_MAX; width++) {
-        uint32_t space = 1;
-        for (int i = 0; i < width; i++)
-            space *= 10;
+        /* Exactly `width` digits: from 10^(width-1) to 10^width - 1. */
+        uint32_t low = 1;
+        for (int i = 1; i < width; i++)
+            low *= 10;
         for (int tries = 0; tries < 4 && st == CHUTE_ERR_EXISTS; tries++) {
             snprintf(nameplate, RELAY_NAMEPLATE_MAX + 1, "%u",
-                     1 + randombytes_uniform(space - 1));
+                     low + randombytes_uniform(9 * low));
             sqlite3_reset(q);
             db_bind_text(q, 1, session);
             db_bind_text(q, 2, nameplate);
