@@ -41,7 +41,8 @@ static const char *const migrations[] = {
     "  send_token TEXT NOT NULL,"
     "  granted_sender TEXT NOT NULL,"
     "  link_key BLOB NOT NULL CHECK (length(link_key) = 32),"
-    "  paired_at INTEGER NOT NULL);",
+    "  paired_at INTEGER NOT NULL,"
+    "  gone_at INTEGER NOT NULL DEFAULT 0);",
 };
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
 
@@ -262,7 +263,7 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d)
 }
 
 #define PEER_COLUMNS "name, device_name, recipient, relay_url, inbox, send_token," \
-                     " granted_sender, link_key, paired_at"
+                     " granted_sender, link_key, paired_at, gone_at"
 
 static chute_status read_peer(sqlite3_stmt *q, devstate_peer *p)
 {
@@ -281,6 +282,7 @@ static chute_status read_peer(sqlite3_stmt *q, devstate_peer *p)
             memcpy(p->link_key, k, DEVSTATE_LINK_KEY_BYTES);
     }
     p->paired_at = sqlite3_column_int64(q, 8);
+    p->gone_at = sqlite3_column_int64(q, 9);
     return st;
 }
 
@@ -320,7 +322,7 @@ chute_status devstate_add_peer(devstate *ds, devstate_peer *p)
     sqlite3_stmt *q = NULL;
     if (st == CHUTE_OK &&
         sqlite3_prepare_v2(ds->db, "INSERT INTO peers (" PEER_COLUMNS
-                           ") VALUES (?,?,?,?,?,?,?,?,?)", -1, &q, NULL) != SQLITE_OK)
+                           ") VALUES (?,?,?,?,?,?,?,?,?,0)", -1, &q, NULL) != SQLITE_OK)
         st = CHUTE_ERR_DB;
     if (st == CHUTE_OK) {
         sqlite3_bind_text(q, 1, p->name, -1, SQLITE_STATIC);
@@ -374,6 +376,19 @@ chute_status devstate_remove_peer(devstate *ds, const char *name)
     if (rc != SQLITE_DONE)
         return CHUTE_ERR_DB;
     return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
+}
+
+chute_status devstate_mark_peer_gone(devstate *ds, const char *name)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(ds->db, "UPDATE peers SET gone_at = ? WHERE name = ? AND gone_at = 0",
+                           -1, &q, NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    sqlite3_bind_int64(q, 1, (long long)time(NULL));
+    sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
 }
 
 void devstate_peers_free(devstate_peer *peers, size_t count)

@@ -51,6 +51,8 @@ typedef struct {
     char granted_sender[RELAY_ID_MAX];    /* sender id of the token we gave them */
     uint8_t link_key[DEVSTATE_LINK_KEY_BYTES];   /* secret */
     long long paired_at;
+    long long gone_at;                    /* 0, or when the relay first refused
+                                             our send token (the peer unpaired us) */
 } devstate_peer;
 
 /* Where the state folder is: dir_opt if given, else $CHUTE_HOME, else
@@ -80,6 +82,11 @@ chute_status devstate_add_peer(devstate *ds, devstate_peer *p);
 chute_status devstate_get_peer(devstate *ds, const char *name, devstate_peer *out);
 /* CHUTE_ERR_NOT_FOUND if there is no such peer. */
 chute_status devstate_remove_peer(devstate *ds, const char *name);
+
+/* Record that the relay refused our send token for this peer (404 on item
+ * create): the peer unpaired us. Kept, not deleted, so the user sees it;
+ * `pairtool unpair` forgets it. The first time counts; later calls keep it. */
+chute_status devstate_mark_peer_gone(devstate *ds, const char *name);
 
 /* All peers ordered by name; free with devstate_peers_free (which wipes
  * their secrets). */
