@@ -1,0 +1,243 @@
+/* blobs.c — item bodies as files (see blobs.h). */
+#include "blobs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "relay_wire.h"
+
+struct blobs {
+    char *dir;          /* DATA/items */
+    int dirfd;
+};
+
+struct blob_writer {
+    int fd;
+    uint64_t offset;
+};
+
+/* "<inbox>.<item>" or "<inbox>.<item>.part" */
+static void body_name(char *out, size_t cap, const char *inbox, const char *item,
+                      bool part)
+{
+    snprintf(out, cap, "%s.%s%s", inbox, item, part ? ".part" : "");
+}
+
+#define NAME_MAX_LEN (RELAY_ID_CHARS + 1 + RELAY_ITEM_ID_MAX + 6)
+
+chute_status blobs_open(const char *data_dir, blobs **out)
+{
+    blobs *b = calloc(1, sizeof *b);
+    if (!b)
+        return CHUTE_ERR_NOMEM;
+    if (asprintf(&b->dir, "%s/items", data_dir) < 0) {
+        free(b);
+        return CHUTE_ERR_NOMEM;
+    }
+    if (mkdir(b->dir, 0700) != 0 && errno != EEXIST) {
+        log_error("mkdir %s: %s", b->dir, strerror(errno));
+        blobs_close(b);
+        return CHUTE_ERR_IO;
+    }
+    b->dirfd = open(b->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (b->dirfd < 0) {
+        log_error("open %s: %s", b->dir, strerror(errno));
+        free(b->dir);
+        free(b);
+        return CHUTE_ERR_IO;
+    }
+    *out = b;
+    return CHUTE_OK;
+}
+
+void blobs_close(blobs *b)
+{
+    if (!b)
+        return;
+    if (b->dirfd >= 0)
+        close(b->dirfd);
+    free(b->dir);
+    free(b);
+}
+
+chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
+                               uint64_t offset, blob_writer **out)
+{
+    char name[NAME_MAX_LEN + 1];
+    body_name(name, sizeof name, inbox, item, true);
+    blob_writer *w = malloc(sizeof *w);
+    if (!w)
+        return CHUTE_ERR_NOMEM;
+    w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (w->fd < 0) {
+        log_error("open body %s: %s", name, strerror(errno));
+        free(w);
+        return CHUTE_ERR_IO;
+    }
+    struct stat st;
+    chute_status rc = CHUTE_OK;
+    if (fstat(w->fd, &st) != 0) {
+        rc = CHUTE_ERR_IO;
+    } else if ((uint64_t)st.st_size < offset) {
+        log_error("body %s has %lld bytes, its committed offset is %llu", name,
+                  (long long)st.st_size, (unsigned long long)offset);
+        rc = CHUTE_ERR_IO;
+    } else if ((uint64_t)st.st_size > offset && ftruncate(w->fd, (off_t)offset) != 0) {
+        /* Bytes after the committed offset were never acknowledged. */
+        rc = CHUTE_ERR_IO;
+    } else if (lseek(w->fd, (off_t)offset, SEEK_SET) < 0) {
+        rc = CHUTE_ERR_IO;
+    }
+    if (rc != CHUTE_OK) {
+        log_error("prepare body %s: %s", name, strerror(errno));
+        close(w->fd);
+        free(w);
+        return rc;
+    }
+    w->offset = offset;
+    *out = w;
+    return CHUTE_OK;
+}
+
+chute_status blob_write(blob_writer *w, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(w->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("write body: %s", strerror(errno));
+            return CHUTE_ERR_IO;
+        }
+        p += n;
+        len -= (size_t)n;
+        w->offset += (uint64_t)n;
+    }
+    return CHUTE_OK;
+}
+
+chute_status blob_writer_sync(blob_writer *w)
+{
+    if (fdatasync(w->fd) != 0) {
+        log_error("fdatasync body: %s", strerror(errno));
+        return CHUTE_ERR_IO;
+    }
+    return CHUTE_OK;
+}
+
+uint64_t blob_writer_offset(const blob_writer *w) { return w->offset; }
+
+void blob_writer_close(blob_writer *w)
+{
+    if (!w)
+        return;
+    close(w->fd);
+    free(w);
+}
+
+chute_status blob_finish(blobs *b, const char *inbox, const char *item)
+{
+    char part[NAME_MAX_LEN + 1], final[NAME_MAX_LEN + 1];
+    body_name(part, sizeof part, inbox, item, true);
+    body_name(final, sizeof final, inbox, item, false);
+    if (renameat(b->dirfd, part, b->dirfd, final) != 0) {
+        struct stat st;
+        if (errno == ENOENT && fstatat(b->dirfd, final, &st, 0) == 0)
+            return CHUTE_OK;        /* finished before a crash */
+        if (errno == ENOENT) {
+            /* A body that never got a byte: create it empty. */
+            int fd = openat(b->dirfd, final, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (fd < 0) {
+                log_error("create body %s: %s", final, strerror(errno));
+                return CHUTE_ERR_IO;
+            }
+            close(fd);
+        } else {
+            log_error("rename body %s: %s", part, strerror(errno));
+            return CHUTE_ERR_IO;
+        }
+    }
+    /* The rename is durable once the folder is. */
+    if (fsync(b->dirfd) != 0) {
+        log_error("fsync %s: %s", b->dir, strerror(errno));
+        return CHUTE_ERR_IO;
+    }
+    return CHUTE_OK;
+}
+
+chute_status blob_open_read(blobs *b, const char *inbox, const char *item,
+                            bool complete, int *fd)
+{
+    char name[NAME_MAX_LEN + 1];
+    *fd = -1;
+    /* An uploading body may become final between our look and the open:
+     * try both names. */
+    for (int i = complete ? 1 : 0; i < 2; i++) {
+        body_name(name, sizeof name, inbox, item, i == 0);
+        *fd = openat(b->dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (*fd >= 0)
+            return CHUTE_OK;
+        if (errno != ENOENT) {
+            log_error("open body %s: %s", name, strerror(errno));
+            return CHUTE_ERR_IO;
+        }
+    }
+    return complete ? CHUTE_ERR_NOT_FOUND : CHUTE_OK;
+}
+
+void blob_remove(blobs *b, const char *inbox, const char *item)
+{
+    char name[NAME_MAX_LEN + 1];
+    for (int part = 0; part < 2; part++) {
+        body_name(name, sizeof name, inbox, item, part);
+        if (unlinkat(b->dirfd, name, 0) != 0 && errno != ENOENT)
+            log_warn("unlink body %s: %s", name, strerror(errno));
+    }
+}
+
+void blobs_remove_orphans(blobs *b, blob_live_fn is_live, void *cls)
+{
+    int fd = openat(b->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    struct dirent *e;
+    int removed = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char inbox[RELAY_ID_CHARS + 1], item[RELAY_ITEM_ID_MAX + 1];
+        const char *dot = strchr(e->d_name, '.');
+        bool ok = dot && (size_t)(dot - e->d_name) == RELAY_ID_CHARS;
+        size_t rest = ok ? strlen(dot + 1) : 0;
+        if (ok && rest > 5 && strcmp(dot + 1 + rest - 5, ".part") == 0)
+            rest -= 5;
+        ok = ok && relay_valid_item_id(dot + 1, rest);
+        if (!ok)
+            continue;               /* not ours: leave it alone */
+        memcpy(inbox, e->d_name, RELAY_ID_CHARS);
+        inbox[RELAY_ID_CHARS] = '\0';
+        memcpy(item, dot + 1, rest);
+        item[rest] = '\0';
+        if (!is_live(cls, inbox, item)) {
+            if (unlinkat(b->dirfd, e->d_name, 0) == 0)
+                removed++;
+        }
+    }
+    closedir(d);
+    if (removed)
+        log_info("removed %d orphaned item bodies", removed);
+}

@@ -1,0 +1,49 @@
+/* blobs.h — item bodies: the one interface to body storage.
+ *
+ * Files under DATA/items/ today (DESIGN §5 plans S3 as a second
+ * implementation). An item's body is "<inbox>.<item>.part" while it is
+ * uploading and "<inbox>.<item>" once complete; a body is written only by
+ * appending at its durable offset, and made durable by blob_writer_sync. */
+#ifndef CHUTED_BLOBS_H
+#define CHUTED_BLOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef struct blobs blobs;
+typedef struct blob_writer blob_writer;
+
+chute_status blobs_open(const char *data_dir, blobs **out);
+void blobs_close(blobs *b);
+
+/* Start appending to an uploading body at its durable `offset`: anything
+ * beyond it (bytes written but never committed before a crash) is cut off.
+ * CHUTE_ERR_IO if the stored body is shorter than `offset`. */
+chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
+                               uint64_t offset, blob_writer **out);
+chute_status blob_write(blob_writer *w, const void *buf, size_t len);
+/* fsync; afterwards blob_writer_offset bytes are durable. */
+chute_status blob_writer_sync(blob_writer *w);
+uint64_t blob_writer_offset(const blob_writer *w);
+void blob_writer_close(blob_writer *w);
+
+/* Make a complete uploading body final (rename, then fsync the folder).
+ * Idempotent: succeeds if it is already final. */
+chute_status blob_finish(blobs *b, const char *inbox, const char *item);
+
+/* An fd open for reading the body (final, or uploading when not complete).
+ * A missing body of an uploading item reads as empty (*fd = -1). */
+chute_status blob_open_read(blobs *b, const char *inbox, const char *item,
+                            bool complete, int *fd);
+
+/* Remove the body in any state; a missing body is fine. */
+void blob_remove(blobs *b, const char *inbox, const char *item);
+
+/* Remove bodies for which is_live(cls, inbox, item) says false. */
+typedef bool (*blob_live_fn)(void *cls, const char *inbox, const char *item);
+void blobs_remove_orphans(blobs *b, blob_live_fn is_live, void *cls);
+
+#endif

@@ -1,0 +1,521 @@
+/* routes_item.c — PROTOCOL §6.5 uploading and §6.6 receiving items.
+ *
+ * The upload path keeps "acknowledged means durable": a PATCH streams its
+ * bytes to the item's part file as they arrive, and only after fdatasync is
+ * the new offset committed and 204 sent. An interrupted PATCH commits the
+ * prefix it managed to write. One PATCH per item at a time. */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blobs.h"
+#include "log.h"
+#include "metrics.h"
+#include "routes.h"
+
+#define LIST_LIMIT 1000
+
+struct upload {
+    blob_writer *w;
+    char inbox[RELAY_ITEM_ID_MAX + 1];      /* route params share one size */
+    char item[RELAY_ITEM_ID_MAX + 1];
+    uint64_t size;
+    bool failed;                /* a write failed; the rest is discarded */
+    struct upload *next;        /* in the busy list */
+};
+
+/* Items with a PATCH in progress: a second concurrent PATCH gets 409. */
+static pthread_mutex_t busy_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct upload *busy;
+
+static bool busy_take(struct upload *u)
+{
+    pthread_mutex_lock(&busy_mu);
+    for (struct upload *b = busy; b; b = b->next)
+        if (strcmp(b->inbox, u->inbox) == 0 && strcmp(b->item, u->item) == 0) {
+            pthread_mutex_unlock(&busy_mu);
+            return false;
+        }
+    u->next = busy;
+    busy = u;
+    pthread_mutex_unlock(&busy_mu);
+    return true;
+}
+
+static void busy_release(struct upload *u)
+{
+    pthread_mutex_lock(&busy_mu);
+    for (struct upload **p = &busy; *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    pthread_mutex_unlock(&busy_mu);
+}
+
+static void inbox_key(char key[WAITER_KEY_LEN], const char *inbox)
+{
+    snprintf(key, WAITER_KEY_LEN, "i%s", inbox);
+}
+
+/* --- who is asking ---------------------------------------------------------- */
+
+typedef struct {
+    store_role role;
+    char sender[RELAY_ID_CHARS + 1];
+} caller;
+
+/* Fills c; false after answering 404/500. */
+static bool authenticate(request *r, caller *c, enum MHD_Result *rc)
+{
+    uint8_t hash[32];
+    c->role = ROLE_NONE;
+    c->sender[0] = '\0';
+    if (request_token_hash(r, hash) &&
+        store_inbox_auth(r->srv->store, r->route.a, hash, &c->role, c->sender) != CHUTE_OK) {
+        *rc = reply_error(r, 500, "cannot check the token");
+        return false;
+    }
+    if (c->role == ROLE_NONE) {
+        *rc = reply_error(r, 404, "not found");
+        return false;
+    }
+    return true;
+}
+
+/* The item as this caller may see it (owner: all; sender: its own). */
+static bool load_item(request *r, const caller *c, store_item *it, enum MHD_Result *rc)
+{
+    chute_status st = store_item_get(r->srv->store, r->route.a, r->route.b, it);
+    if (st == CHUTE_OK && c->role == ROLE_SENDER && strcmp(it->sender, c->sender) != 0) {
+        store_item_clear(it);
+        st = CHUTE_ERR_NOT_FOUND;
+    }
+    if (st == CHUTE_ERR_NOT_FOUND)
+        *rc = reply_error(r, 404, "not found");
+    else if (st != CHUTE_OK)
+        *rc = reply_error(r, 500, "cannot read the item");
+    return st == CHUTE_OK;
+}
+
+static json_t *item_state_json(const store_item *it)
+{
+    return json_pack("{s:s,s:I,s:I,s:s}", "item", it->id, "size", (json_int_t)it->size,
+                     "offset", (json_int_t)it->offset, "state", item_state_name(it->state));
+}
+
+/* --- create (PUT) ------------------------------------------------------------- */
+
+static enum MHD_Result create_item(request *r, const caller *c)
+{
+    const relay_config *cfg = r->srv->cfg;
+    if (c->role != ROLE_SENDER)
+        return reply_error(r, 404, "not found");
+    relay_item_create req;
+    chute_status st = relay_parse_item_create((const uint8_t *)r->body, r->body_len,
+                                              cfg->max_meta, &req);
+    if (st == CHUTE_ERR_LIMIT)
+        return reply_error(r, 413, "meta too large");
+    if (st != CHUTE_OK)
+        return reply_error(r, 400, "body must be {\"size\": N, \"meta\": \"<base64>\"}");
+    if (req.size > cfg->max_item_size) {
+        relay_item_create_free(&req);
+        return reply_error(r, 413, "item too large");
+    }
+    int64_t now = (int64_t)time(NULL);
+    store_item_new n = {
+        .size = req.size, .meta = req.meta, .meta_len = req.meta_len, .now = now,
+        .expires = now + (int64_t)cfg->item_ttl, .quota_items = cfg->inbox_quota_items,
+        .quota_bytes = cfg->inbox_quota_bytes,
+    };
+    store_item it;
+    bool created = false;
+    st = store_item_create(r->srv->store, r->route.a, r->route.b, c->sender, &n,
+                           &created, &it);
+    relay_item_create_free(&req);
+    if (st == CHUTE_ERR_EXISTS) {
+        json_t *extra = json_object();
+        if (extra && it.id[0])
+            json_object_set_new(extra, "state", json_string(item_state_name(it.state)));
+        store_item_clear(&it);
+        return reply_error_with(r, 409, "another item has this id", extra);
+    }
+    if (st == CHUTE_ERR_LIMIT)
+        return reply_error(r, 507, "inbox quota exceeded");
+    if (st != CHUTE_OK)
+        return reply_error(r, 500, "cannot create the item");
+    if (created) {
+        char key[WAITER_KEY_LEN];
+        inbox_key(key, r->route.a);
+        waiters_wake(r->srv->waiters, key,
+                     it.state == ITEM_PENDING ? WAKE_COMMIT : WAKE_CREATE);
+    }
+    json_t *o = item_state_json(&it);
+    store_item_clear(&it);
+    return reply_json(r, created ? 201 : 200, o);
+}
+
+/* --- append (PATCH) ------------------------------------------------------------- */
+
+static enum MHD_Result conflict_offset(request *r, const char *msg, const store_item *it)
+{
+    json_t *extra = json_pack("{s:I,s:s}", "offset",
+                              (json_int_t)(it->state == ITEM_PENDING ? it->size : it->offset),
+                              "state", item_state_name(it->state));
+    return reply_error_with(r, 409, msg, extra);
+}
+
+static enum MHD_Result reply_offset(request *r, unsigned status, uint64_t offset,
+                                    const uint64_t *length)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    char num[24];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)offset);
+    MHD_add_response_header(resp, "Upload-Offset", num);
+    if (length) {
+        snprintf(num, sizeof num, "%llu", (unsigned long long)*length);
+        MHD_add_response_header(resp, "Upload-Length", num);
+    }
+    return reply_response(r, status, resp);
+}
+
+enum MHD_Result routes_item_patch_begin(request *r)
+{
+    enum MHD_Result rc;
+    caller c;
+    if (!authenticate(r, &c, &rc))
+        return rc;
+    if (c.role != ROLE_SENDER)
+        return reply_error(r, 404, "not found");
+    store_item it;
+    if (!load_item(r, &c, &it, &rc))
+        return rc;
+    store_item_clear(&it);          /* the meta is not needed here */
+
+    const char *ct = request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *want = "application/offset+octet-stream";
+    if (!ct || strncasecmp(ct, want, strlen(want)) != 0 ||
+        (ct[strlen(want)] != '\0' && ct[strlen(want)] != ';'))
+        return reply_error(r, 415, "Content-Type must be application/offset+octet-stream");
+    uint64_t len, off;
+    const char *cl = request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!cl)
+        return reply_error(r, 411, "Content-Length required");
+    if (relay_parse_u64(cl, &len) != CHUTE_OK)
+        return reply_error(r, 400, "bad Content-Length");
+    if (relay_parse_u64(request_header(r, "Upload-Offset"), &off) != CHUTE_OK)
+        return reply_error(r, 400, "Upload-Offset required");
+    if (it.state != ITEM_UPLOADING) {
+        if (it.state == ITEM_PENDING && off == it.size && len == 0)
+            return reply_offset(r, 204, it.size, NULL);
+        return conflict_offset(r, "the item is not uploading", &it);
+    }
+    if (off != it.offset)
+        return conflict_offset(r, "Upload-Offset is not the durable offset", &it);
+    if (len > it.size - off)
+        return reply_error(r, 413, "the bytes go past the declared size");
+
+    struct upload *u = calloc(1, sizeof *u);
+    if (!u)
+        return reply_error(r, 500, "out of memory");
+    snprintf(u->inbox, sizeof u->inbox, "%s", r->route.a);
+    snprintf(u->item, sizeof u->item, "%s", r->route.b);
+    u->size = it.size;
+    if (!busy_take(u)) {
+        free(u);
+        return conflict_offset(r, "another upload of this item is in progress", &it);
+    }
+    if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, &u->w) != CHUTE_OK) {
+        busy_release(u);
+        free(u);
+        return reply_error(r, 500, "cannot open the item body");
+    }
+    r->upload = u;
+    metrics_upload_started();
+    return MHD_YES;
+}
+
+void routes_item_patch_data(request *r, const char *data, size_t len)
+{
+    struct upload *u = r->upload;
+    if (u->failed)
+        return;
+    if (len > u->size - blob_writer_offset(u->w) ||
+        blob_write(u->w, data, len) != CHUTE_OK)
+        u->failed = true;
+}
+
+/* Make what was written durable and committed; complete the item if it is
+ * whole. Ends the upload. *offset is the committed offset. */
+static chute_status settle_upload(request *r, uint64_t *offset)
+{
+    server *srv = r->srv;
+    struct upload *u = r->upload;
+    chute_status st = blob_writer_sync(u->w);
+    *offset = blob_writer_offset(u->w);
+    if (st == CHUTE_OK)
+        st = store_item_set_offset(srv->store, u->inbox, u->item, *offset);
+    if (st == CHUTE_OK && *offset == u->size) {
+        uint64_t seq;
+        st = blob_finish(srv->blobs, u->inbox, u->item);
+        if (st == CHUTE_OK)
+            st = store_item_commit(srv->store, u->inbox, u->item, &seq);
+        if (st == CHUTE_OK) {
+            char key[WAITER_KEY_LEN];
+            inbox_key(key, u->inbox);
+            waiters_wake(srv->waiters, key, WAKE_COMMIT);
+            log_debug("item committed, seq %llu", (unsigned long long)seq);
+        }
+    }
+    blob_writer_close(u->w);
+    busy_release(u);
+    free(u);
+    r->upload = NULL;
+    metrics_upload_ended();
+    return st;
+}
+
+static enum MHD_Result finish_patch(request *r)
+{
+    bool failed = r->upload->failed;
+    uint64_t offset;
+    chute_status st = settle_upload(r, &offset);
+    if (st == CHUTE_ERR_NOT_FOUND) {
+        store_item it;
+        if (store_item_get(r->srv->store, r->route.a, r->route.b, &it) != CHUTE_OK)
+            return reply_error(r, 404, "not found");
+        enum MHD_Result rc = conflict_offset(r, "the item is no longer uploading", &it);
+        store_item_clear(&it);
+        return rc;
+    }
+    if (st != CHUTE_OK || failed) {
+        json_t *extra = st == CHUTE_OK ? json_pack("{s:I}", "offset", (json_int_t)offset) : NULL;
+        return reply_error_with(r, 500, "cannot store the bytes", extra);
+    }
+    return reply_offset(r, 204, offset, NULL);
+}
+
+void routes_item_patch_end(request *r)
+{
+    uint64_t offset;
+    chute_status st = settle_upload(r, &offset);
+    log_info("upload interrupted; durable offset %llu (%s)",
+             (unsigned long long)offset, chute_strstatus(st));
+}
+
+/* --- receiving ---------------------------------------------------------------- */
+
+static json_t *list_json(const store_item *items, size_t n, uint64_t after, bool partial)
+{
+    json_t *arr = json_array(), *o = json_object();
+    uint64_t cursor = after;
+    if (!arr || !o) {
+        json_decref(arr);
+        json_decref(o);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const store_item *it = &items[i];
+        char *meta = base64_encode(it->meta ? it->meta : (const uint8_t *)"", it->meta_len);
+        json_t *e = meta ? json_pack("{s:s,s:I,s:I,s:s,s:I}", "item", it->id, "seq",
+                                     (json_int_t)it->seq, "size", (json_int_t)it->size,
+                                     "meta", meta, "created", (json_int_t)it->created)
+                         : NULL;
+        free(meta);
+        if (!e) {
+            json_decref(arr);
+            json_decref(o);
+            return NULL;
+        }
+        if (partial) {
+            bool complete = it->state == ITEM_PENDING;
+            json_object_set_new(e, "complete", json_boolean(complete));
+            json_object_set_new(e, "offset",
+                                json_integer((json_int_t)(complete ? it->size : it->offset)));
+        }
+        json_array_append_new(arr, e);
+        if (it->seq > cursor)
+            cursor = it->seq;
+    }
+    json_object_set_new(o, "items", arr);
+    json_object_set_new(o, "cursor", json_integer((json_int_t)cursor));
+    return o;
+}
+
+static bool parse_flag(const char *v)
+{
+    return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+}
+
+static enum MHD_Result list_items(request *r)
+{
+    server *srv = r->srv;
+    uint64_t after = 0, wait = 0;
+    const char *a = request_arg(r, "after"), *w = request_arg(r, "wait");
+    if ((a && relay_parse_u64(a, &after) != CHUTE_OK) ||
+        (w && relay_parse_u64(w, &wait) != CHUTE_OK) || after > INT64_MAX)
+        return reply_error(r, 400, "after and wait must be non-negative integers");
+    bool partial = parse_flag(request_arg(r, "partial"));
+    if (wait > srv->cfg->max_wait)
+        wait = srv->cfg->max_wait;
+    store_item *items = NULL;
+    size_t n = 0;
+    chute_status st;
+    char key[WAITER_KEY_LEN];
+    inbox_key(key, r->route.a);
+    if (wait > 0 && !r->wait.suspended_once) {
+        /* Look and suspend under the registry lock (see waiters.h). */
+        waiters_lock(srv->waiters);
+        st = store_item_list(srv->store, r->route.a, after, partial, (int64_t)time(NULL),
+                             LIST_LIMIT, &items, &n);
+        if (st == CHUTE_OK && n == 0 &&
+            waiters_suspend(srv->waiters, &r->wait, r->conn, key, partial,
+                            (unsigned)wait * 1000)) {
+            waiters_unlock(srv->waiters);
+            store_items_free(items, n);
+            return MHD_YES;
+        }
+        waiters_unlock(srv->waiters);
+    } else {
+        st = store_item_list(srv->store, r->route.a, after, partial, (int64_t)time(NULL),
+                             LIST_LIMIT, &items, &n);
+    }
+    if (st != CHUTE_OK)
+        return reply_error(r, 500, "cannot list the items");
+    json_t *o = list_json(items, n, after, partial);
+    store_items_free(items, n);
+    return o ? reply_json(r, 200, o) : reply_error(r, 500, "out of memory");
+}
+
+static enum MHD_Result download(request *r, const store_item *it)
+{
+    if (it->state > ITEM_PENDING)
+        return reply_error(r, 404, "not found");
+    bool complete = it->state == ITEM_PENDING;
+    uint64_t avail = complete ? it->size : it->offset;
+    int fd = -1;
+    if (avail > 0 && blob_open_read(r->srv->blobs, r->route.a, r->route.b, complete, &fd) != CHUTE_OK)
+        return reply_error(r, 500, "cannot open the item body");
+    if (avail > 0 && fd < 0)
+        return reply_error(r, 500, "the item body is missing");
+    uint64_t first = 0, last = avail ? avail - 1 : 0;
+    unsigned status = 200;
+    const char *range = request_header(r, MHD_HTTP_HEADER_RANGE);
+    if (range) {
+        chute_status st = relay_parse_range(range, avail, &first, &last);
+        if (st == CHUTE_ERR_LIMIT) {
+            if (fd >= 0)
+                close(fd);
+            char cr[48];
+            snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)avail);
+            json_t *o = json_pack("{s:s}", "error", "range not satisfiable");
+            char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            json_decref(o);
+            struct MHD_Response *resp = text ? MHD_create_response_from_buffer(
+                strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
+            if (!resp) {
+                free(text);
+                return MHD_NO;
+            }
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+            return reply_response(r, 416, resp);
+        }
+        if (st == CHUTE_OK)
+            status = 206;
+        else {
+            first = 0;              /* an ignored Range: the whole body */
+            last = avail ? avail - 1 : 0;
+        }
+    }
+    uint64_t len = avail ? last - first + 1 : 0;
+    struct MHD_Response *resp;
+    if (len == 0) {
+        if (fd >= 0)
+            close(fd);
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else {
+        /* MHD sends from the file (sendfile where it can) and closes fd. */
+        resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
+        if (!resp)
+            close(fd);
+    }
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    if (status == 206) {
+        char cr[80];
+        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
+                 (unsigned long long)last, (unsigned long long)avail);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+    }
+    return reply_response(r, status, resp);
+}
+
+/* DELETE: the owner acknowledges, the sender cancels. */
+static enum MHD_Result retire(request *r, const caller *c, const store_item *it)
+{
+    server *srv = r->srv;
+    bool owner = c->role == ROLE_OWNER;
+    item_state was = it->state;
+    if (!owner && (was == ITEM_DELIVERED || was == ITEM_EXPIRED)) {
+        json_t *extra = json_pack("{s:s}", "state", item_state_name(was));
+        return reply_error_with(r, 409, was == ITEM_DELIVERED ? "already delivered"
+                                                              : "already expired", extra);
+    }
+    int64_t tomb = (int64_t)time(NULL) + (int64_t)srv->cfg->tombstone_ttl;
+    chute_status st = store_item_retire(srv->store, r->route.a, r->route.b,
+                                        owner ? ITEM_DELIVERED : ITEM_CANCELLED, tomb, &was);
+    if (st == CHUTE_ERR_NOT_FOUND)
+        return reply_error(r, 404, "not found");
+    if (st != CHUTE_OK)
+        return reply_error(r, 500, "cannot update the item");
+    if (!owner && was == ITEM_DELIVERED) {
+        json_t *extra = json_pack("{s:s}", "state", "delivered");
+        return reply_error_with(r, 409, "already delivered", extra);
+    }
+    if (was <= ITEM_PENDING)
+        blob_remove(srv->blobs, r->route.a, r->route.b);
+    return reply_empty(r, 204);
+}
+
+enum MHD_Result routes_item(request *r)
+{
+    enum MHD_Result rc;
+    const char *m = r->method;
+    if (r->route.id == RELAY_R_ITEM && strcmp(m, "PATCH") == 0 && r->upload)
+        return finish_patch(r);
+    caller c;
+    if (!authenticate(r, &c, &rc))
+        return rc;
+    if (r->route.id == RELAY_R_ITEMS)
+        return c.role == ROLE_OWNER ? list_items(r) : reply_error(r, 404, "not found");
+    if (r->route.id == RELAY_R_ITEM && strcmp(m, "PUT") == 0)
+        return create_item(r, &c);
+    store_item it;
+    if (!load_item(r, &c, &it, &rc))
+        return rc;
+    if (r->route.id == RELAY_R_ITEM_DATA) {
+        rc = c.role == ROLE_OWNER ? download(r, &it) : reply_error(r, 404, "not found");
+    } else if (r->route.id == RELAY_R_ITEM_STATUS) {
+        rc = reply_json(r, 200, item_state_json(&it));
+    } else if (strcmp(m, "HEAD") == 0) {
+        uint64_t off = it.state == ITEM_PENDING || it.state == ITEM_DELIVERED ? it.size : it.offset;
+        rc = reply_offset(r, 200, off, &it.size);
+    } else if (strcmp(m, "DELETE") == 0) {
+        rc = retire(r, &c, &it);
+    } else {
+        rc = reply_error(r, 405, "method not allowed");
+    }
+    store_item_clear(&it);
+    return rc;
+}
