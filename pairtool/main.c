@@ -84,7 +84,7 @@ int main(int argc, char **argv)
         if (strcmp(name, COMMANDS[i].name) == 0) {
             int sub_argc = argc - optind;
             char **sub_argv = argv + optind;
-            optind = 1;   /* getopt_long starts over for the command */
+            optind = 0;   /* 0, not 1: glibc then forgets the "+" mode too */
             int rc = COMMANDS[i].run(&g, sub_argc, sub_argv);
             if (fflush(stdout) != 0 && rc == EXIT_OK) {
                 cli_error("cannot write to standard output");
