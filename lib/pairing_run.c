@@ -465,7 +465,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     }
     st = relay_sender_add(c, me->inbox, me->owner_token, &granted);
     if (st != CHUTE_OK) {
-        say_why(&ch, "Could not register a send token on this device's inbox (%s).",
+        say_why(&ch, "Could not register a send token on this device's inbox at the relay (%s).",
                 relay_client_error(c));
         send_abort(&ch, PABORT_CANCELLED);
         goto fail;
@@ -619,7 +619,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     /* 3. our device, sealed, with a fresh send token for them */
     st = relay_sender_add(c, me->inbox, me->owner_token, &granted);
     if (st != CHUTE_OK) {
-        say_why(&ch, "Could not register a send token on this device's inbox (%s).",
+        say_why(&ch, "Could not register a send token on this device's inbox at the relay (%s).",
                 relay_client_error(c));
         send_abort(&ch, PABORT_CANCELLED);
         goto fail;
