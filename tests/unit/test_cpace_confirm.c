@@ -93,6 +93,26 @@ static void test_channel_identifier(void)
     CHECK(len == other_len && memcmp(out, other, len) != 0);
 }
 
+static void test_chute_transcript_shape(void)
+{
+    /* PROTOCOL.md §5.3: 20 || Ya || 20 || commit || 20 || Yb || 00. */
+    unsigned char ya[32], yb[32], commit[32], out[128];
+    size_t len = 0;
+    memset(ya, 0xaa, 32);
+    memset(yb, 0xbb, 32);
+    memset(commit, 0xcc, 32);
+    CHECK_EQ_INT(cpace_transcript(CPACE_INITIATOR, ya, commit, 32, yb, NULL,
+                                  0, out, sizeof out, &len), CHUTE_OK);
+    CHECK_EQ_INT(len, 100);
+    CHECK_EQ_INT(out[0], 0x20);
+    CHECK_MEM(out + 1, ya, 32);
+    CHECK_EQ_INT(out[33], 0x20);
+    CHECK_MEM(out + 34, commit, 32);
+    CHECK_EQ_INT(out[66], 0x20);
+    CHECK_MEM(out + 67, yb, 32);
+    CHECK_EQ_INT(out[99], 0x00);
+}
+
 /* ---- whole pairings ------------------------------------------------------ */
 
 typedef struct {
@@ -315,6 +335,7 @@ int main(void)
         return 1;
     RUN(test_known_answers);
     RUN(test_channel_identifier);
+    RUN(test_chute_transcript_shape);
     RUN(test_same_code_pairs);
     RUN(test_wrong_code_fails_confirmation_both_ways);
     RUN(test_tampered_element_never_pairs);
