@@ -85,7 +85,12 @@ chute_status relay_url_check(const char *url, char *origin, size_t cap,
         }
     }
     if (origin) {
-        int n = snprintf(origin, cap, "%s://%s:%s", scheme, host, port);
+        /* RFC 6454 §6.2, as PROTOCOL §5.2 binds it into CPace: the port
+         * only when it is not the scheme's default. */
+        int dflt = (strcmp(scheme, "https") == 0 && strcmp(port, "443") == 0) ||
+                   (strcmp(scheme, "http") == 0 && strcmp(port, "80") == 0);
+        int n = dflt ? snprintf(origin, cap, "%s://%s", scheme, host)
+                     : snprintf(origin, cap, "%s://%s:%s", scheme, host, port);
         if (n < 0 || (size_t)n >= cap) {
             *why = "the relay URL is too long";
             st = CHUTE_ERR_ARG;

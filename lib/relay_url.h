@@ -3,9 +3,10 @@
  * A relay base URL is `https://host[:port]` (an optional trailing `/`),
  * or `http://` when the host is loopback: 127.0.0.0/8, ::1 or localhost.
  * Plain HTTP anywhere else would hand capabilities to the network, so it
- * is refused. The origin is the URL in one canonical spelling,
- * `scheme://host:port` with scheme and host in lower case and the port
- * always written; pairing binds it into CPace (PROTOCOL §7). */
+ * is refused. The origin is the URL in one canonical spelling (RFC 6454
+ * §6.2): `scheme://host[:port]`, scheme and host in lower case, the port
+ * only when it is not the scheme's default; pairing binds it into CPace
+ * (PROTOCOL §5.2). */
 #ifndef CHUTE_RELAY_URL_H
 #define CHUTE_RELAY_URL_H
 

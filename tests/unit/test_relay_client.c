@@ -59,7 +59,11 @@ static void test_relay_urls(void)
     char origin[128];
     const char *why;
     CHECK_EQ_INT(relay_url_check("https://Relay.Example", origin, sizeof origin, &why), CHUTE_OK);
-    CHECK(strcmp(origin, "https://relay.example:443") == 0);
+    CHECK(strcmp(origin, "https://relay.example") == 0);
+    CHECK_EQ_INT(relay_url_check("https://relay.example:8443/", origin, sizeof origin, &why), CHUTE_OK);
+    CHECK(strcmp(origin, "https://relay.example:8443") == 0);
+    CHECK_EQ_INT(relay_url_check("HTTP://LOCALHOST:80", origin, sizeof origin, &why), CHUTE_OK);
+    CHECK(strcmp(origin, "http://localhost") == 0);
     CHECK_EQ_INT(relay_url_check("http://127.0.0.1:8080/", origin, sizeof origin, &why), CHUTE_OK);
     CHECK(strcmp(origin, "http://127.0.0.1:8080") == 0);
     CHECK_EQ_INT(relay_url_check("http://127.9.9.9:1", origin, sizeof origin, &why), CHUTE_OK);
