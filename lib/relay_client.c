@@ -55,11 +55,14 @@ typedef struct {
     int failed;
 } rupload;
 
-/* Streamed download into a sink. */
+/* Streamed download into a sink. An error answer's body is JSON for us,
+ * not data for the sink: it goes to errbody instead. */
 typedef struct {
     relay_sink_fn sink;
     void *ctx;
     int stopped;
+    CURL *curl;
+    void *errbody;   /* rbuf */
 } rdownload;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -164,6 +167,10 @@ static size_t on_download(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     rdownload *d = userdata;
     size_t n = size * nmemb;
+    long code = 0;
+    curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code < 200 || code >= 300)
+        return on_body(ptr, size, nmemb, d->errbody);
     if (d->sink(d->ctx, (const uint8_t *)ptr, n) != 0) {
         d->stopped = 1;
         return 0;
@@ -350,6 +357,8 @@ static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
         }
     }
     if (rq->download) {
+        rq->download->curl = h;
+        rq->download->errbody = body;
         SET(CURLOPT_WRITEFUNCTION, on_download);
         SET(CURLOPT_WRITEDATA, rq->download);
     } else {

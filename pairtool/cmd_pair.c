@@ -16,7 +16,13 @@ static const char INVITE_USAGE[] =
     "to approve it.\n"
     "\n"
     "  --yes            approve the joining device without asking\n"
-    "  --ttl DURATION   how long the code works: 90s, 10m, 1h (default: the relay's, 1h)\n";
+    "  --ttl DURATION   how long the code works: 90s, 10m, 1h (default: the relay's, 1h)\n"
+    "  --timeout DURATION\n"
+    "                   how long to wait for the other device at each step once\n"
+    "                   the code is in use (default 60s; ten times that while a\n"
+    "                   person there decides)\n"
+    "\n"
+    "On success the new peer's folder name follows the code on stdout.\n";
 
 static const char JOIN_USAGE[] =
     "Usage: pairtool [-H DIR] join CODE [--yes]\n"
@@ -24,7 +30,11 @@ static const char JOIN_USAGE[] =
     "Pair with the device that made CODE (pairtool invite there). Both screens\n"
     "show the same six-digit check; the inviting device approves, then you.\n"
     "\n"
-    "  --yes   accept the inviting device without asking\n";
+    "  --yes               accept the inviting device without asking\n"
+    "  --timeout DURATION  how long to wait for the other device at each step\n"
+    "                      (default 60s; ten times that while a person there decides)\n"
+    "\n"
+    "On success the new peer's folder name is printed on stdout.\n";
 
 typedef struct {
     int yes;
@@ -67,6 +77,19 @@ static int ui_approve(void *ctx, const char *role_text, const char *peer_name,
     return cli_ask_yes(q);
 }
 
+/* --timeout: the step timeout, and ten times it for a person's answer. */
+static int set_timeout(pairing_options *opt, const char *arg)
+{
+    long t = cli_parse_duration(arg);
+    if (t <= 0 || t > 86400) {
+        cli_error("--timeout takes a duration like 30s or 5m, not '%s'", arg);
+        return 0;
+    }
+    opt->step_timeout_s = (int)t;
+    opt->human_timeout_s = (int)(t * 10);
+    return 1;
+}
+
 /* Exit code and message for a failed run. */
 static int report_failure(chute_status st, const pairing_result *res)
 {
@@ -90,6 +113,7 @@ int cmd_invite(const cli_globals *g, int argc, char **argv)
     static const struct option opts[] = {
         { "yes", no_argument, NULL, 'y' },
         { "ttl", required_argument, NULL, 't' },
+        { "timeout", required_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -105,6 +129,10 @@ int cmd_invite(const cli_globals *g, int argc, char **argv)
                 cli_error("--ttl takes a duration like 90s, 10m or 1h, not '%s'", optarg);
                 return EXIT_USAGE;
             }
+            break;
+        case 'T':
+            if (!set_timeout(&opt, optarg))
+                return EXIT_USAGE;
             break;
         case 'h': cli_usage(INVITE_USAGE, 0); return EXIT_OK;
         default: cli_usage(INVITE_USAGE, 1); return EXIT_USAGE;
@@ -136,14 +164,20 @@ int cmd_join(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "yes", no_argument, NULL, 'y' },
+        { "timeout", required_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     ui_ctx u = { 0 };
+    pairing_options opt = { 0 };
     int c;
     while ((c = getopt_long(argc, argv, "yh", opts, NULL)) != -1) {
         switch (c) {
         case 'y': u.yes = 1; break;
+        case 'T':
+            if (!set_timeout(&opt, optarg))
+                return EXIT_USAGE;
+            break;
         case 'h': cli_usage(JOIN_USAGE, 0); return EXIT_OK;
         default: cli_usage(JOIN_USAGE, 1); return EXIT_USAGE;
         }
@@ -162,7 +196,7 @@ int cmd_join(const cli_globals *g, int argc, char **argv)
     if (client) {
         pairing_ui ui = { NULL, ui_note, ui_approve, &u };
         pairing_result res;
-        chute_status st = pairing_join(ds, &me, client, code, NULL, &ui, &res);
+        chute_status st = pairing_join(ds, &me, client, code, &opt, &ui, &res);
         rc = st == CHUTE_OK ? report_success(&res) : report_failure(st, &res);
         if (st == CHUTE_ERR_MALFORMED)
             rc = EXIT_USAGE;   /* what was typed is not a code at all */

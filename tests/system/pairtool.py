@@ -23,7 +23,15 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import SLOW, binary
+from conftest import SANITIZER_PATTERNS, SLOW, binary
+
+
+def assert_clean(stderr):
+    """No sanitizer report in a pairtool's stderr."""
+    data = stderr.encode(errors="replace") if isinstance(stderr, str) else stderr
+    for p in SANITIZER_PATTERNS:
+        assert not p.search(data), "sanitizer report from pairtool:\n" + \
+            data.decode(errors="replace")[-4000:]
 
 
 class Device:
@@ -39,6 +47,7 @@ class Device:
     def run(self, *args, input=None, timeout=30, check=False):
         r = subprocess.run(self.cmd(*args), input=input, capture_output=True,
                            text=True, timeout=timeout * SLOW)
+        assert_clean(r.stderr)
         if check:
             assert r.returncode == 0, f"pairtool {args} failed {r.returncode}: {r.stderr}"
         return r
@@ -143,6 +152,7 @@ class Invite:
             self.proc.kill()
             out, err = self.proc.communicate()
             raise AssertionError(f"invite did not finish: {(self._stderr + err)!r}")
+        assert_clean(self._stderr + err)
         return (self.proc.returncode, (self._rest + out).decode(),
                 (self._stderr + err).decode(errors="replace"))
 

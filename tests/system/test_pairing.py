@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import SLOW, Api, wait_until
-from pairtool import Device, FlipProxy, pair
+from pairtool import Device, FlipProxy, assert_clean, pair
 
 # Tests make many codes from 127.0.0.1: lift the per-IP pairing limits.
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -255,6 +255,7 @@ def test_the_inviter_refuses_the_joiner(devices):
     inv.answer("n\n")
     rc, _, err = inv.finish()
     out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
     assert rc == 1 and "refused" in err
     assert j.returncode == 1 and "refused" in jerr
     assert no_peers(a, b)
@@ -269,6 +270,7 @@ def test_the_inviter_approves_on_stdin_and_both_see_the_same_check(devices):
     inv.answer("y\n")
     rc, _, err = inv.finish()
     out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
     assert rc == 0 and j.returncode == 0, (err, jerr)
     sas_a = re.search(r"both screens show:\s+(\d{3} \d{3})", err).group(1)
     sas_b = re.search(r"both screens show:\s+(\d{3} \d{3})", jerr).group(1)
@@ -298,6 +300,7 @@ def test_relay_killed_mid_exchange_leaves_no_peer(devices, prelay):
     inv.answer("y\n")
     rc, _, err = inv.finish()
     out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
     assert rc == 1 and j.returncode == 1, (err, jerr)
     assert "relay" in err and "relay" in jerr
     assert no_peers(a, b)
@@ -418,3 +421,33 @@ def test_unpair_with_the_relay_down_changes_nothing_unless_forced(devices, prela
     assert a.peer_names() == ["laptop"]
     r = a.run("unpair", "laptop", "--force")
     assert r.returncode == 0 and a.peers() == []
+
+
+# --- silence ---------------------------------------------------------------------------
+
+def test_inviter_times_out_when_the_joiner_goes_silent(devices, prelay):
+    (a,) = devices("home")
+    inv = a.invite("--yes", "--timeout", "2s")
+    nameplate = inv.code.split("-", 1)[0]
+    api = prelay.api()
+    r = api.post(f"/v1/pair/{nameplate}/claim", {})
+    assert r.status == 200, r
+    side = api.with_token(r.json["token"])
+    # a HELLO, then nothing: someone who claimed the code and stopped
+    assert side.post(f"/v1/pair/{r.json['session']}/messages",
+                     {"body": "AQE="}).status == 201
+    t0 = time.monotonic()
+    rc, _, err = inv.finish(timeout=30)
+    assert rc == 1 and "Timed out" in err
+    assert time.monotonic() - t0 < 20 * SLOW
+    assert no_peers(a) and senders_on_inbox(a) == 0
+
+
+def test_joiner_times_out_when_the_inviter_goes_silent(devices, prelay):
+    (b,) = devices("laptop")
+    r = prelay.api().post("/v1/pair", {})
+    assert r.status == 201, r
+    code = r.json["nameplate"] + "-abcd-efgh"
+    j = b.join(code, "--yes", "--timeout", "2s", timeout=30)
+    assert j.returncode == 1 and "Timed out" in j.stderr
+    assert no_peers(b) and senders_on_inbox(b) == 0
