@@ -356,7 +356,7 @@ static void copy_seg(char *dst, const char *s, size_t l)
     dst[l] = '\0';
 }
 
-void relay_match_route(const char *path, relay_route *out)
+static void match_route(const char *path, relay_route *out)
 {
     const char *s[MAX_SEGMENTS];
     size_t l[MAX_SEGMENTS];
@@ -419,6 +419,12 @@ void relay_match_route(const char *path, relay_route *out)
                 out->id = RELAY_R_PAIR_MESSAGES;
         }
     }
+}
+
+void relay_match_route(const char *path, relay_route *out)
+{
+    match_route(path, out);
+    /* No parameters leak out of a path that matched nothing. */
     if (out->id == RELAY_R_NONE) {
         out->a[0] = '\0';
         out->b[0] = '\0';
