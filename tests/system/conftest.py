@@ -208,9 +208,12 @@ class Api:
         until it closes the connection or `timeout` passes with no data."""
         s = self.raw_socket(timeout)
         try:
-            s.sendall(data)
-            if shutdown:
-                s.shutdown(socket.SHUT_WR)
+            try:
+                s.sendall(data)
+                if shutdown:
+                    s.shutdown(socket.SHUT_WR)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server closed early; read what it said, if anything
             return read_until_close(s, timeout)
         finally:
             s.close()

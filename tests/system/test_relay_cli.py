@@ -90,7 +90,33 @@ def test_unusable_data_folder_is_a_failure(tmp_path):
 
 def test_data_folder_is_created_if_missing(tmp_path, relay_factory):
     relay = relay_factory(start=False)
-    relay.data_dir = tmp_path / "new" / "data"
+    relay.data_dir = tmp_path / "new-data"
     relay.start()
     assert relay.api().create_inbox()
     assert relay.data_dir.is_dir()
+
+
+def test_config_file_sets_limits(relay_factory, tmp_path):
+    from conftest import new_item_id
+    conf = tmp_path / "chuted.conf"
+    conf.write_text("# limits for a test\nmax_meta = 100\ninbox-quota-items = 1\n")
+    relay = relay_factory("--config", conf)
+    sender = relay.api().create_inbox().add_sender()
+    assert sender.create(new_item_id(), 1, b"m" * 101).status == 413
+    assert sender.create(new_item_id(), 1, b"m" * 100).status == 201
+    assert sender.create(new_item_id(), 1, b"m").status == 507
+
+
+@pytest.mark.parametrize("text", ["no_such_setting = 1\n", "max_meta = lots\n", "max_meta\n"])
+def test_bad_config_file_is_a_usage_error(tmp_path, text):
+    conf = tmp_path / "chuted.conf"
+    conf.write_text(text)
+    r = chuted("--listen", "127.0.0.1:0", "--data", tmp_path, "--config", conf)
+    assert r.returncode == 2, r
+    assert r.stderr.strip()
+
+
+def test_missing_config_file_is_an_error(tmp_path):
+    r = chuted("--listen", "127.0.0.1:0", "--data", tmp_path, "--config", tmp_path / "nope")
+    assert r.returncode in (1, 2), r
+    assert r.stderr.strip()

@@ -76,7 +76,7 @@ def test_allocate_honours_a_shorter_ttl(api):
 
 
 def test_allocate_caps_the_ttl_at_max_pair_ttl(relay_factory):
-    api = relay_factory("--max-pair-ttl", "60s").api()
+    api = relay_factory("--pair-ttl", "30s", "--max-pair-ttl", "60s").api()
     now = time.time()
     j = allocate(api, ttl=100000)
     assert j["expires"] <= now + 60 + 5
