@@ -451,3 +451,47 @@ def test_joiner_times_out_when_the_inviter_goes_silent(devices, prelay):
     j = b.join(code, "--yes", "--timeout", "2s", timeout=30)
     assert j.returncode == 1 and "Timed out" in j.stderr
     assert no_peers(b) and senders_on_inbox(b) == 0
+
+
+# --- TLS: --cacert and --pin are kept and used --------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=30)
+    pub = subprocess.run(["openssl", "x509", "-in", str(crt), "-pubkey", "-noout"],
+                         check=True, capture_output=True, timeout=30).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub,
+                         check=True, capture_output=True, timeout=30).stdout
+    import base64
+    import hashlib
+    pin = "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+    return crt, key, pin
+
+
+def test_pairing_over_tls_with_a_ca_file_and_with_a_pin(tmp_path, relay_factory, tls_cert):
+    crt, key, pin = tls_cert
+    relay = relay_factory(*RELAY_ARGS, tls=(crt, key))
+    assert relay.url.startswith("https://")
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    # the self-signed certificate is not trusted without being told
+    r = a.run("init", "--relay", relay.url, "--name", "home")
+    assert r.returncode == 1 and "cannot create an inbox" in r.stderr
+    wrong = "sha256//" + "A" * 43 + "="
+    r = b.run("init", "--relay", relay.url, "--name", "laptop", "--pin", wrong)
+    assert r.returncode == 1
+    a.init("--cacert", str(crt))
+    b.init("--pin", pin)
+    assert a.device_row()["cacert"] == str(crt.resolve())
+    assert b.device_row()["pin"] == pin
+    pair(a, b)
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+    for d in (a, b):
+        assert json.loads(d.run("status", "--json", check=True).stdout)["relay_reachable"]
