@@ -168,11 +168,21 @@ static chute_status wait_failed(channel *ch, chute_status st, int timed_out,
     return st;
 }
 
-/* The other side sent ABORT (or something we did not expect): explain. */
+/* After reading a terminal message from the other side, end the session
+ * for both (the relay deletes its messages). */
+static void close_session(channel *ch)
+{
+    (void)relay_pair_close(ch->c, &ch->side);
+}
+
+/* The other side sent ABORT (or something we did not expect): explain.
+ * An ABORT is a terminal message we read, so we close the session. */
 static chute_status unexpected(channel *ch, const uint8_t *msg, size_t len,
                                pairing_role me, const char *waiting_for)
 {
     int reason = pairing_abort_reason(msg, len);
+    if (reason)
+        close_session(ch);
     if (reason == PABORT_CONFIRMATION) {
         if (me == PAIRING_JOINER)
             say_why(ch, "The code is wrong (or someone tampered with the exchange, or the "
@@ -196,13 +206,6 @@ static chute_status unexpected(channel *ch, const uint8_t *msg, size_t len,
             waiting_for);
     send_abort(ch, PABORT_PROTOCOL);
     return CHUTE_ERR_PROTOCOL;
-}
-
-/* After reading a terminal message from the other side, end the session
- * for both (the relay deletes its messages). */
-static void close_session(channel *ch)
-{
-    (void)relay_pair_close(ch->c, &ch->side);
 }
 
 /* This device as its new peer will know it. */
@@ -602,8 +605,6 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     }
     if (pairing_msg_type(msg, len) != PMSG_CONFIRM) {
         st = unexpected(&ch, msg, len, PAIRING_JOINER, "the inviting device to confirm the code");
-        if (st == CHUTE_ERR_AUTH)
-            close_session(&ch);
         goto fail;
     }
     st = pairing_joiner_finish(&p, msg, len);

@@ -316,7 +316,13 @@ static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
             goto out;
         }
         snprintf(line, sizeof line, "Authorization: Bearer %s", rq->token);
-        ADD_HEADER(line);
+        tmp = curl_slist_append(headers, line);
+        sodium_memzero(line, sizeof line);   /* the token: keep no stray copy */
+        if (!tmp) {
+            st = CHUTE_ERR_NOMEM;
+            goto out;
+        }
+        headers = tmp;
     }
     if (rq->access_token && c->access_token) {
         if (strlen(c->access_token) >= 200) {
@@ -324,7 +330,13 @@ static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
             goto out;
         }
         snprintf(line, sizeof line, "Chute-Access-Token: %s", c->access_token);
-        ADD_HEADER(line);
+        tmp = curl_slist_append(headers, line);
+        sodium_memzero(line, sizeof line);
+        if (!tmp) {
+            st = CHUTE_ERR_NOMEM;
+            goto out;
+        }
+        headers = tmp;
     }
     /* No 100-continue round trip: bodies are small or the relay is ours. */
     ADD_HEADER("Expect:");
