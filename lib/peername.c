@@ -5,8 +5,20 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Characters that change how the text around them is shown without
+ * showing themselves (bidi overrides and isolates, zero-width and
+ * invisible format characters): a name shown for approval must read as
+ * what it is. */
+static int invisible(uint32_t cp)
+{
+    return (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x202A && cp <= 0x202E) ||
+           (cp >= 0x2060 && cp <= 0x2069) || cp == 0xFEFF || cp == 0x00AD ||
+           cp == 0x061C;
+}
+
 /* Length of the UTF-8 sequence at s (1..4), or 0 if it is not valid
- * (overlong, surrogate, beyond U+10FFFF, truncated) or a C1 control. */
+ * (overlong, surrogate, beyond U+10FFFF, truncated), a C1 control or an
+ * invisible format character. */
 static size_t utf8_seq(const unsigned char *s, size_t left)
 {
     unsigned char c = s[0];
@@ -26,7 +38,8 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
         cp = (cp << 6) | (s[i] & 0x3F);
     }
     if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F))
+        (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F) ||
+        invisible(cp))
         return 0;
     return n;
 }

@@ -10,9 +10,10 @@
 
 #define PEERNAME_MAX 64   /* bytes, without the NUL */
 
-/* 1 if name is 1..PEERNAME_MAX bytes of valid UTF-8 with no '/', no control
- * characters (C0, DEL, C1), does not start with '.' or '-', does not end
- * with '~' or a space, and is not "." or "..". */
+/* 1 if name is 1..PEERNAME_MAX bytes of valid UTF-8 with no '/' or '\\',
+ * no control characters (C0, DEL, C1), no bidi or zero-width format
+ * characters, does not start with '.' or '-', and does not end with '~'
+ * or a space. */
 int peername_ok(const char *name);
 
 /* Write candidate number n (1, 2, 3, ...) for a folder named after `base`

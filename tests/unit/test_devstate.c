@@ -156,6 +156,10 @@ static void test_peername_rules(void)
     CHECK(!peername_ok("bad\xc3"));               /* truncated UTF-8 */
     CHECK(!peername_ok("over\xc0\xaflong"));
     CHECK(!peername_ok("backup~"));
+    CHECK(!peername_ok("evil\xe2\x80\xaetxt.exe"));   /* U+202E RLO */
+    CHECK(!peername_ok("zero\xe2\x80\x8bwidth"));     /* U+200B */
+    CHECK(!peername_ok("\xef\xbb\xbf" "bom"));           /* U+FEFF */
+    CHECK(peername_ok("\xe6\x97\xa5\xe6\x9c\xac"));  /* 日本 */
     char longname[PEERNAME_MAX + 2];
     memset(longname, 'x', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
