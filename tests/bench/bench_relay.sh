@@ -7,7 +7,8 @@
 #
 # Environment: CHUTE_BUILD (default build), CHUTE_BENCH_BYTES (default 1 GiB),
 # CHUTE_BENCH_SECONDS (load phase per server, default 5), CHUTE_BENCH_CLIENTS
-# (default 64), CHUTE_BENCH_ITEMS (cap on items per server, default 200000).
+# (default 64), CHUTE_BENCH_ITEMS (cap on items per server, default 200000),
+# CHUTE_BENCH_NGINX (nginx binary; empty: none).
 # Prints table rows; never fails on a number; a missing nginx is a row.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,10 +60,13 @@ fi
 CURL="http://127.0.0.1:$(cat "$T/chuted.port")"
 
 # --- nginx --------------------------------------------------------------------
-NGINX=$(command -v nginx || true)
-[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+# CHUTE_BENCH_NGINX overrides the nginx binary (empty: run without nginx).
+if [ -n "${CHUTE_BENCH_NGINX+set}" ]; then NGINX=$CHUTE_BENCH_NGINX
+else NGINX=$(command -v nginx || true)
+  [ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+fi
 NURL=
-if [ -n "$NGINX" ]; then
+if [ -n "$NGINX" ] && [ -x "$NGINX" ]; then
   NPORT=$(free_port)
   mkdir -p "$T/nginx/www/dav" "$T/nginx/tmp"
   user_line=""

@@ -212,3 +212,33 @@ def test_sigterm_during_an_upload_keeps_a_resumable_prefix(relay_factory):
     assert inbox.download(item).body == data[:off]
     assert sender.append(item, off, data[off:]).status == 204
     assert hashlib.sha256(inbox.download(item).body).digest() == hashlib.sha256(data).digest()
+
+
+def test_metrics_count_stored_items_after_a_restart(relay_factory):
+    from conftest import metric
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    for n in (10, 20, 30):
+        snd.upload(b"x" * n)
+    before = relay.api().metrics()
+    relay.restart()
+    after = relay.api().metrics()
+    assert metric(after, "chute_items_stored") == metric(before, "chute_items_stored") == 3
+    assert metric(after, "chute_bytes_stored") == metric(before, "chute_bytes_stored") == 60
+
+
+def test_long_poll_works_after_a_restart(relay_factory):
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    relay.restart()
+    inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", inbox.list(wait=30)), daemon=True)
+    t.start()
+    wait_until(lambda: relay.api().metrics()[("chute_longpolls_waiting", frozenset())] >= 1,
+               timeout=5, what="the lister waiting")
+    item = sender.upload(b"after restart")
+    t.join(5)
+    assert [i["item"] for i in out["r"].json["items"]] == [item]

@@ -362,7 +362,12 @@ def test_a_sender_cannot_see_another_senders_items(inbox):
     assert a.status(item).json["state"] == "uploading"
 
 
-def test_resume_after_a_connection_dropped_mid_append(api, inbox, sender):
+def test_resume_after_a_connection_dropped_mid_append(relay_factory):
+    # A long idle timeout: the relay must notice the dropped connection
+    # itself, not because the connection went idle.
+    api = relay_factory("--idle-timeout", "120").api()
+    inbox = api.create_inbox()
+    sender = inbox.add_sender()
     data = random.Random(7).randbytes(8 * 1024 * 1024)
     sent = 4 * 1024 * 1024
     item = new_item_id()
@@ -414,3 +419,165 @@ def test_prefix_of_a_dropped_append_matches_what_was_sent(relay_factory):
     off = sender.offset(item)[0]
     got = inbox.download(item).body
     assert len(got) == off and got == data[:off]
+
+
+def test_two_concurrent_appends_at_one_offset_do_not_both_land(inbox):
+    import threading
+    a = inbox.add_sender()
+    item = new_item_id()
+    first, second = os.urandom(1024 * 1024), os.urandom(1024 * 1024)
+    a.create(item, 2 * 1024 * 1024)
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def go(name, data):
+        barrier.wait(5)
+        results[name] = a.append(item, 0, data)
+    ts = [threading.Thread(target=go, args=(n, d)) for n, d in (("first", first), ("second", second))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    codes = sorted(r.status for r in results.values())
+    assert codes == [204, 409], codes
+    off, _ = a.offset(item)
+    body = inbox.download(item).body
+    assert off == 1024 * 1024
+    assert body == (first if results["first"].status == 204 else second)
+
+
+def test_curl_uploads_with_expect_continue_and_downloads_ranges(relay, inbox, sender, tmp_path):
+    import subprocess
+    data = random.Random(11).randbytes(3 * 1024 * 1024)
+    f = tmp_path / "blob"
+    f.write_bytes(data)
+    item = new_item_id()
+    sender.create(item, len(data))
+    url = relay.url + inbox.item_path(item)
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-X", "PATCH", "-T", str(f),
+                        "-o", "/dev/null", "-w", "%{http_code}",
+                        "-H", f"Authorization: Bearer {sender.token}", "-H", "Upload-Offset: 0",
+                        "-H", "Content-Type: application/offset+octet-stream", url],
+                       capture_output=True, timeout=60)
+    assert r.stdout == b"204", r
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-f", "-H",
+                        f"Authorization: Bearer {inbox.owner_token}", "-r", "1000-1999",
+                        url + "/data"], capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == data[1000:2000], r.stderr
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-f", "-H",
+                        f"Authorization: Bearer {inbox.owner_token}", url + "/data"],
+                       capture_output=True, timeout=60)
+    assert hashlib.sha256(r.stdout).digest() == hashlib.sha256(data).digest()
+
+
+def test_relay_memory_stays_bounded_for_a_large_item(relay, inbox, sender):
+    from conftest import SLOW
+    if SLOW > 1:
+        pytest.skip("sanitizer shadow memory makes RSS meaningless")
+    size = 256 * 1024 * 1024
+    chunk = os.urandom(1024 * 1024)
+    item = new_item_id()
+    sender.create(item, size)
+    conn = sender.api.connection(timeout=60)
+    conn.putrequest("PATCH", inbox.item_path(item))
+    for k, v in (("Authorization", f"Bearer {sender.token}"), ("Upload-Offset", "0"),
+                 ("Content-Type", "application/offset+octet-stream"),
+                 ("Content-Length", str(size))):
+        conn.putheader(k, v)
+    conn.endheaders()
+    for _ in range(size // len(chunk)):
+        conn.send(chunk)
+    r = conn.getresponse()
+    assert r.status == 204
+    conn.close()
+    # and back out
+    conn = inbox.owner.connection(timeout=60)
+    conn.request("GET", inbox.item_path(item) + "/data",
+                 headers={"Authorization": f"Bearer {inbox.owner_token}"})
+    r = conn.getresponse()
+    n = 0
+    while True:
+        b = r.read(1024 * 1024)
+        if not b:
+            break
+        assert b == chunk
+        n += len(b)
+    conn.close()
+    assert n == size
+    hwm = relay.vm("VmHWM")
+    assert hwm < 64 * 1024, f"chuted peak RSS {hwm / 1024:.0f} MiB for a 256 MiB item"
+
+
+def expect_continue_reply(api, method, path, headers, length):
+    """Send only the headers of a request with Expect: 100-continue and a
+    large Content-Length; return the first status the relay sends."""
+    s = api.raw_socket()
+    try:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s.sendall((head + f"Content-Length: {length}\r\n\r\n").encode())
+        s.settimeout(5)
+        data = b""
+        while b"\r\n" not in data:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        return int(data.split(b" ")[1]) if data.startswith(b"HTTP/1.1 ") else data
+    finally:
+        s.close()
+
+
+def test_oversized_append_is_refused_before_its_body_is_sent(api, inbox, sender):
+    item = new_item_id()
+    sender.create(item, 5)
+    h = {"Authorization": f"Bearer {sender.token}", "Upload-Offset": "0",
+         "Content-Type": "application/offset+octet-stream"}
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(item), h, 2**30) == 413
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(item),
+                                 dict(h, **{"Upload-Offset": "3"}), 1) == 409
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(new_item_id()), h, 5) == 404
+    assert expect_continue_reply(api, "PATCH", inbox.item_path(item), h, 5) == 100
+
+
+def test_item_ids_differing_in_case_are_different_items(inbox, sender):
+    lower, upper = "abcdefghijklmnopqrstuv", "ABCDEFGHIJKLMNOPQRSTUV"
+    sender.upload(b"lower", item=lower)
+    sender.upload(b"UPPER", item=upper)
+    assert inbox.download(lower).body == b"lower"
+    assert inbox.download(upper).body == b"UPPER"
+
+
+def test_range_beyond_the_durable_prefix_is_416(inbox, sender):
+    item = new_item_id()
+    sender.create(item, 10)
+    sender.append(item, 0, b"abcd")
+    assert inbox.download(item, "bytes=4-").status == 416
+    assert inbox.download(item, "bytes=2-8").body == b"cd"
+
+
+def test_range_of_an_empty_item_is_416(inbox, sender):
+    item = new_item_id()
+    sender.create(item, 0)
+    assert inbox.download(item, "bytes=0-").status == 416
+
+
+@pytest.mark.parametrize("query", ["wait=-1", "wait=abc", "after=18446744073709551616",
+])
+def test_listing_with_malformed_parameters_is_refused(inbox, query):
+    r = inbox.owner.get(f"{inbox.path}/items?{query}")
+    assert r.status == 400, (query, r)
+
+
+def test_metrics_follow_acks_and_cancels(api, inbox, sender):
+    from conftest import metric
+    m0 = api.metrics()
+    a = sender.upload(b"a" * 100)
+    b = sender.upload(b"b" * 50)
+    m1 = api.metrics()
+    assert metric(m1, "chute_items_stored") == metric(m0, "chute_items_stored") + 2
+    inbox.ack(a)
+    sender.cancel(b)
+    m2 = api.metrics()
+    assert metric(m2, "chute_items_stored") == metric(m0, "chute_items_stored")
+    assert metric(m2, "chute_bytes_stored") == metric(m0, "chute_bytes_stored")

@@ -207,3 +207,17 @@ def test_default_pair_allocation_limit_is_10_per_minute(api):
 def test_limits_accept_suffixed_values(relay_factory, limit, value):
     relay = relay_factory(limit, value)
     assert relay.api().health().status == 200
+
+
+def test_cancelled_and_expired_items_free_their_quota(relay_factory):
+    inbox = relay_factory("--inbox-quota-items", "1", "--item-ttl", "1s").api().create_inbox()
+    sender = inbox.add_sender()
+    a = new_item_id()
+    assert sender.create(a, 5).status == 201
+    assert sender.create(new_item_id(), 5).status == 507
+    assert sender.cancel(a).status == 204
+    b = new_item_id()
+    assert sender.create(b, 5).status == 201
+    wait_until(lambda: sender.status(b).json["state"] == "expired", timeout=10, interval=0.1,
+               what="expiry")
+    assert sender.create(new_item_id(), 5).status == 201

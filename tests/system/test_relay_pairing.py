@@ -305,3 +305,12 @@ def test_metrics_count_active_pairings(api):
     assert active() == before + 1
     inviter.close()
     assert active() == before
+
+
+def test_an_expired_session_cannot_be_read(relay_factory):
+    api = relay_factory("--pair-ttl", "1s").api()
+    inviter, joiner = paired(api)
+    exp = inviter.state().json["expires"]
+    wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
+    assert joiner.receive().status == 410
+    assert inviter.receive().status == 410

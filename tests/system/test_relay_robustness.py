@@ -207,3 +207,88 @@ def test_wrong_ranges_do_not_break_downloads(inbox, sender):
         assert r.status in (200, 206, 400, 416), (rng, r)
         if r.status == 200:
             assert r.body == b"0123456789"
+
+
+def test_an_abandoned_upload_is_over_at_once(api, inbox, sender):
+    from conftest import metric
+    item = new_item_id()
+    sender.create(item, 1000)
+    s = api.raw_socket()
+    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               "Content-Length: 1000\r\n\r\n").encode() + b"a" * 10)
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 1, timeout=5,
+               what="the upload in flight")
+    s.close()
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 0, timeout=5,
+               what="the upload to end")
+    assert sender.offset(item) == (10, 1000)
+
+
+def test_abandoned_long_polls_give_back_their_connections(relay_factory):
+    """A client that gives up on a long-poll must not keep holding one of
+    its per-IP connection slots until its wait= runs out."""
+    from conftest import metric
+    relay = relay_factory("--max-conns-per-ip", "4")
+    api = relay.api()
+    inbox = api.create_inbox()
+    polls = []
+    for _ in range(4):
+        p = api.raw_socket()
+        p.sendall((f"GET {inbox.path}/items?wait=60 HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {inbox.owner_token}\r\n\r\n").encode())
+        polls.append(p)
+    for p in polls:
+        p.close()
+
+    def served():
+        try:
+            return api.health().status == 200
+        except OSError:
+            return False
+    wait_until(served, timeout=5, interval=0.1, what="a connection slot after the long-polls left")
+    wait_until(lambda: metric(api.metrics(), "chute_longpolls_waiting") == 0, timeout=5,
+               what="the waiting gauge back at 0")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs for the relay's data (needs root; skipped otherwise)."""
+    import os
+    import subprocess
+    d = tmp_path / "small-disk"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(d)],
+                       capture_output=True, timeout=10)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], timeout=10)
+
+
+def test_a_full_disk_gets_an_error_not_a_crash_or_a_half_item(relay_factory, small_disk):
+    relay = relay_factory(data_dir=small_disk / "data")
+    api = relay.api()
+    inbox = api.create_inbox()
+    sender = inbox.add_sender()
+    first = sender.upload(b"1" * (2 * 1024 * 1024))
+    item = new_item_id()
+    data = b"2" * (3 * 1024 * 1024)
+    assert sender.create(item, len(data)).status == 201
+    r = sender.append(item, 0, data)
+    assert r.status in (500, 503, 507), r
+    assert "error" in r.json
+    assert inbox.listed_ids() == [first]
+    off, _ = sender.offset(item)
+    assert inbox.download(item).body == data[:off]
+    # space comes back when the first item is delivered; the upload resumes
+    wait_until(lambda: inbox.ack(first).status == 204, timeout=5, interval=0.2,
+               what="the ack that frees space on a full disk")
+    assert sender.append(item, off, data[off:]).status == 204
+    assert inbox.download(item).body == data
+    assert api.health().status == 200
