@@ -132,6 +132,14 @@ static void test_peers_get_distinct_folder_names(void)
     size_t count;
     CHECK_EQ_INT(devstate_count_peers(ds, &count), CHUTE_OK);
     CHECK_EQ_INT(count, 2);
+    CHECK_EQ_INT(got.gone_at, 0);
+    CHECK_EQ_INT(devstate_mark_peer_gone(ds, "home"), CHUTE_OK);
+    CHECK_EQ_INT(devstate_get_peer(ds, "home", &got), CHUTE_OK);
+    long long first = got.gone_at;
+    CHECK(first > 0);
+    CHECK_EQ_INT(devstate_mark_peer_gone(ds, "home"), CHUTE_OK);   /* the first time counts */
+    CHECK_EQ_INT(devstate_get_peer(ds, "home", &got), CHUTE_OK);
+    CHECK_EQ_INT(got.gone_at, first);
     devstate_peer bad = sample_peer("../etc");
     CHECK_EQ_INT(devstate_add_peer(ds, &bad), CHUTE_ERR_ARG);
     devstate_close(ds);
