@@ -19,12 +19,16 @@
 #include "routes.h"
 
 #define LIST_LIMIT 1000
+/* A long PATCH makes its prefix durable this often, so a relay killed
+ * mid-upload loses at most this much of it. */
+#define CHECKPOINT_BYTES (64u << 20)
 
 struct upload {
     blob_writer *w;
     char inbox[RELAY_ITEM_ID_MAX + 1];      /* route params share one size */
     char item[RELAY_ITEM_ID_MAX + 1];
     uint64_t size;
+    uint64_t checkpoint;        /* offset last committed */
     bool failed;                /* a write failed; the rest is discarded */
     struct upload *next;        /* in the busy list */
 };
@@ -229,6 +233,7 @@ enum MHD_Result routes_item_patch_begin(request *r)
     snprintf(u->inbox, sizeof u->inbox, "%s", r->route.a);
     snprintf(u->item, sizeof u->item, "%s", r->route.b);
     u->size = it.size;
+    u->checkpoint = off;
     if (!busy_take(u)) {
         free(u);
         return conflict_offset(r, "another upload of this item is in progress", &it);
@@ -249,8 +254,15 @@ void routes_item_patch_data(request *r, const char *data, size_t len)
     if (u->failed)
         return;
     if (len > u->size - blob_writer_offset(u->w) ||
-        blob_write(u->w, data, len) != CHUTE_OK)
+        blob_write(u->w, data, len) != CHUTE_OK) {
         u->failed = true;
+        return;
+    }
+    uint64_t off = blob_writer_offset(u->w);
+    if (off - u->checkpoint >= CHECKPOINT_BYTES && off < u->size &&
+        blob_writer_sync(u->w) == CHUTE_OK &&
+        store_item_set_offset(r->srv->store, u->inbox, u->item, off) == CHUTE_OK)
+        u->checkpoint = off;
 }
 
 /* Make what was written durable and committed; complete the item if it is
