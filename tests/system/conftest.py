@@ -494,8 +494,9 @@ class Relay:
         self.proc.send_signal(sig)
         return self.proc.wait(timeout * SLOW)
 
-    def stop(self, timeout=10.0):
-        """SIGTERM, then SIGKILL after `timeout`; returns the return code."""
+    def stop(self, timeout=30.0):
+        """SIGTERM, then SIGKILL after `timeout` (longer than chuted's own
+        10 s grace for running requests); returns the return code."""
         if self.proc is None:
             return None
         self.expected_exit = True

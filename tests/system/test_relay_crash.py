@@ -242,3 +242,36 @@ def test_long_poll_works_after_a_restart(relay_factory):
     item = sender.upload(b"after restart")
     t.join(5)
     assert [i["item"] for i in out["r"].json["items"]] == [item]
+
+
+def test_kill_9_in_a_long_append_keeps_a_durable_prefix(relay_factory):
+    """A long PATCH makes its prefix durable as it goes (chuted: every
+    64 MiB), so a killed relay keeps what HEAD reported and the bytes match."""
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    size = 200 * 1024 * 1024
+    chunk = random.Random(9).randbytes(1024 * 1024)  # the body is this chunk repeated
+    item = new_item_id()
+    snd.create(item, size)
+    s = relay.api().raw_socket()
+    s.sendall((f"PATCH {box.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {snd.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {size}\r\n\r\n").encode())
+    for _ in range(150):
+        s.sendall(chunk)
+    seen = wait_until(lambda: snd.offset(item)[0] or None, timeout=20, interval=0.05,
+                      what="a durable prefix reported by HEAD during the upload")
+    # while the upload runs, a download serves only the durable prefix
+    got = box.download(item).body
+    assert len(got) >= seen
+    assert got == (chunk * (len(got) // len(chunk) + 1))[:len(got)]
+    relay.kill(signal.SIGKILL)
+    s.close()
+    relay.start()
+    inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
+    off, _ = sender.offset(item)
+    assert off >= seen, f"HEAD said {seen} durable before the kill, {off} after"
+    body = inbox.download(item).body
+    assert len(body) == off and body == (chunk * (off // len(chunk) + 1))[:off]

@@ -581,3 +581,118 @@ def test_metrics_follow_acks_and_cancels(api, inbox, sender):
     m2 = api.metrics()
     assert metric(m2, "chute_items_stored") == metric(m0, "chute_items_stored")
     assert metric(m2, "chute_bytes_stored") == metric(m0, "chute_bytes_stored")
+
+
+def test_concurrent_identical_creates_make_one_item(inbox, sender):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    item = new_item_id()
+    barrier = threading.Barrier(16)
+
+    def go(_):
+        barrier.wait(5)
+        return sender.create(item, 7, b"same").status
+    with ThreadPoolExecutor(16) as ex:
+        codes = sorted(ex.map(go, range(16)))
+    assert codes == [200] * 15 + [201], codes
+
+
+def test_concurrent_acks_of_one_item_all_succeed(inbox, sender):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    item = sender.upload(b"once")
+    barrier = threading.Barrier(12)
+
+    def go(_):
+        barrier.wait(5)
+        return inbox.ack(item).status
+    with ThreadPoolExecutor(12) as ex:
+        codes = list(ex.map(go, range(12)))
+    assert codes == [204] * 12, codes
+    assert sender.status(item).json["state"] == "delivered"
+
+
+def test_cancel_racing_ack_ends_in_one_state(inbox, sender):
+    import threading
+    for _ in range(10):
+        item = sender.upload(b"race")
+        barrier = threading.Barrier(2)
+        out = {}
+
+        def ack():
+            barrier.wait(5)
+            out["ack"] = inbox.ack(item).status
+
+        def cancel():
+            barrier.wait(5)
+            out["cancel"] = sender.cancel(item).status
+        ts = [threading.Thread(target=ack), threading.Thread(target=cancel)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(10)
+        state = sender.status(item).json["state"]
+        assert state in ("delivered", "cancelled")
+        if state == "delivered":
+            assert (out["ack"], out["cancel"]) == (204, 409), out
+        else:
+            assert out["cancel"] == 204 and out["ack"] in (204, 404, 409), out
+
+
+def test_a_completed_partial_item_is_listed_again_after_the_cursor(inbox, sender):
+    item = new_item_id()
+    sender.create(item, 4)
+    sender.append(item, 0, b"ab")
+    r = inbox.list(partial=True).json
+    assert [(i["item"], i["complete"]) for i in r["items"]] == [(item, False)]
+    sender.append(item, 2, b"cd")
+    r2 = inbox.list(after=r["cursor"], partial=True).json
+    assert [(i["item"], i["complete"]) for i in r2["items"]] == [(item, True)]
+
+
+def test_mixed_load_never_gets_a_server_error(inbox):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    senders = [inbox.add_sender() for _ in range(16)]
+    codes = []
+    stop = threading.Event()
+
+    def upload(s):
+        rng = random.Random(s.id)
+        for _ in range(15):
+            item = new_item_id()
+            data = rng.randbytes(rng.randint(0, 20000))
+            codes.append(s.create(item, len(data)).status)
+            if data:
+                codes.append(s.append(item, 0, data).status)
+            codes.append(s.status(item).status)
+
+    def receive():
+        after = 0
+        for _ in range(500):
+            if stop.is_set():
+                return
+            r = inbox.list(after=after, wait=1)
+            codes.append(r.status)
+            for it in r.json["items"]:
+                codes.append(inbox.download(it["item"]).status)
+                codes.append(inbox.ack(it["item"]).status)
+            after = r.json["cursor"]
+    rx = threading.Thread(target=receive)
+    rx.start()
+    with ThreadPoolExecutor(16) as ex:
+        list(ex.map(upload, senders))
+    stop.set()
+    rx.join(30)
+    assert not [c for c in codes if c >= 500], sorted(set(codes))
+    assert set(codes) <= {200, 201, 204}, sorted(set(codes))
+
+
+def test_the_owner_token_cannot_upload(inbox, sender):
+    item = new_item_id()
+    r = inbox.owner.put(inbox.item_path(item), {"size": 1, "meta": b64(b"m")})
+    assert (r.status, r.json) == (404, NOT_FOUND)
+    sender.create(item, 1)
+    r = inbox.owner.patch(inbox.item_path(item), b"x", content_type="application/offset+octet-stream",
+                          headers={"Upload-Offset": "0"})
+    assert (r.status, r.json) == (404, NOT_FOUND)

@@ -314,3 +314,19 @@ def test_an_expired_session_cannot_be_read(relay_factory):
     wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
     assert joiner.receive().status == 410
     assert inviter.receive().status == 410
+
+
+def test_concurrent_allocations_get_distinct_nameplates(relay_factory):
+    api = relay_factory("--pair-allocs-per-min", "100").api()
+    with ThreadPoolExecutor(16) as ex:
+        plates = list(ex.map(lambda _: allocate(api)["nameplate"], range(32)))
+    assert len(set(plates)) == 32
+
+
+def test_expired_pairings_leave_the_active_gauge(relay_factory):
+    api = relay_factory("--pair-ttl", "1s").api()
+    paired(api)
+    allocate(api)
+    assert api.metrics()[("chute_pairings_active", frozenset())] == 2
+    wait_until(lambda: api.metrics()[("chute_pairings_active", frozenset())] == 0,
+               timeout=10, interval=0.2, what="the sweeper")

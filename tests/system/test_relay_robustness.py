@@ -43,7 +43,7 @@ def test_short_body_for_its_content_length_does_not_hurt(api, sender, inbox):
                "Content-Type: application/offset+octet-stream\r\n"
                "Content-Length: 100\r\n\r\n").encode() + b"0123456789")
     s.shutdown(socket.SHUT_WR)
-    reply = read_until_close(s, timeout=5)
+    reply = read_until_close(s, timeout=2)
     s.close()
     assert status_line(reply) in (None, 400), reply[:200]
     off = wait_until(lambda: sender.offset(item), timeout=5, what="HEAD")[0]
@@ -62,7 +62,7 @@ def test_extra_bytes_beyond_content_length_are_a_separate_request(api):
 
 def test_json_content_length_larger_than_sent_then_close(api):
     raw = api.raw(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{}",
-                  shutdown=True, timeout=3)
+                  shutdown=True, timeout=2)
     assert status_line(raw) in (None, 400), raw[:200]
     assert api.health().status == 200
 
@@ -88,7 +88,7 @@ def test_garbage_bytes_get_400_or_a_close(api, seed):
     b"GET /v1/inboxes/%00%00/items HTTP/1.1\r\nHost: x\r\n\r\n",
 ])
 def test_malformed_requests_get_4xx_or_a_close(api, req):
-    raw = api.raw(req, timeout=3, shutdown=True)
+    raw = api.raw(req, timeout=2, shutdown=True)
     code = status_line(raw)
     assert code is None or 400 <= code < 500 or code == 505, raw[:200]
     assert api.health().status == 200
