@@ -696,3 +696,36 @@ def test_the_owner_token_cannot_upload(inbox, sender):
     r = inbox.owner.patch(inbox.item_path(item), b"x", content_type="application/offset+octet-stream",
                           headers={"Upload-Offset": "0"})
     assert (r.status, r.json) == (404, NOT_FOUND)
+
+
+def start_patch(api, inbox, sender, item, length, first_part):
+    s = api.raw_socket()
+    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode() + first_part)
+    return s
+
+
+@pytest.mark.parametrize("who", ["sender cancels", "owner acks"])
+def test_an_item_retired_during_its_upload_stays_retired(api, inbox, sender, who):
+    from conftest import metric, read_until_close, status_line
+    data = os.urandom(2 * 1024 * 1024)
+    item = new_item_id()
+    sender.create(item, len(data))
+    s = start_patch(api, inbox, sender, item, len(data), data[:1024 * 1024])
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 1, timeout=5,
+               what="the upload in flight")
+    r = sender.cancel(item) if who == "sender cancels" else inbox.ack(item)
+    assert r.status == 204, r
+    want = "cancelled" if who == "sender cancels" else "delivered"
+    try:
+        s.sendall(data[1024 * 1024:])
+    except OSError:
+        pass  # the relay may cut the upload short
+    reply = read_until_close(s, timeout=5)
+    s.close()
+    assert status_line(reply) != 204, reply[:300]
+    assert sender.status(item).json["state"] == want
+    assert inbox.listed() == [] and inbox.listed(partial=True) == []
+    assert inbox.download(item).status == 404
