@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -19,10 +20,26 @@ struct blobs {
     int dirfd;
 };
 
+/* Bodies never take the last MIN_FREE bytes of the filesystem: SQLite needs
+ * room to record the acks and deletions that free space again. */
+#define MIN_FREE (256u << 10)
+#define CHECK_EVERY (256u << 10)
+
 struct blob_writer {
     int fd;
     uint64_t offset;
+    uint64_t unchecked;     /* bytes written since free space was checked */
 };
+
+/* CHUTE_ERR_LIMIT when the next CHECK_EVERY bytes could eat into MIN_FREE. */
+static chute_status check_space(int fd, size_t len)
+{
+    struct statvfs vfs;
+    if (fstatvfs(fd, &vfs) != 0)
+        return CHUTE_OK;            /* cannot tell: let write() decide */
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    return avail < (uint64_t)MIN_FREE + CHECK_EVERY + len ? CHUTE_ERR_LIMIT : CHUTE_OK;
+}
 
 /* "<inbox>.<item>" or "<inbox>.<item>.part" */
 static void body_name(char *out, size_t cap, const char *inbox, const char *item,
@@ -103,6 +120,7 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
         return rc;
     }
     w->offset = offset;
+    w->unchecked = CHECK_EVERY;     /* check before the first write */
     *out = w;
     return CHUTE_OK;
 }
@@ -110,13 +128,21 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
 chute_status blob_write(blob_writer *w, const void *buf, size_t len)
 {
     const char *p = buf;
+    w->unchecked += len;
+    if (w->unchecked >= CHECK_EVERY) {
+        if (check_space(w->fd, len) != CHUTE_OK) {
+            log_warn("data folder nearly full: refusing more body bytes");
+            return CHUTE_ERR_LIMIT;
+        }
+        w->unchecked = 0;
+    }
     while (len > 0) {
         ssize_t n = write(w->fd, p, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             log_error("write body: %s", strerror(errno));
-            return CHUTE_ERR_IO;
+            return errno == ENOSPC || errno == EDQUOT ? CHUTE_ERR_LIMIT : CHUTE_ERR_IO;
         }
         p += n;
         len -= (size_t)n;

@@ -24,6 +24,7 @@ void blobs_close(blobs *b);
  * CHUTE_ERR_IO if the stored body is shorter than `offset`. */
 chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
                                uint64_t offset, blob_writer **out);
+/* CHUTE_ERR_LIMIT when the filesystem is (nearly) full. */
 chute_status blob_write(blob_writer *w, const void *buf, size_t len);
 /* fsync; afterwards blob_writer_offset bytes are durable. */
 chute_status blob_writer_sync(blob_writer *w);

@@ -143,8 +143,11 @@ enum MHD_Result reply_error_with(request *r, unsigned status, const char *msg,
     json_t *o = extra ? extra : json_object();
     if (o)
         json_object_set_new(o, "error", json_string(msg));
-    if (status >= 500)
-        log_warn("%s %s: %u %s", r->method, r->route.id ? "(route)" : "?", status, msg);
+    /* Only our own failures are worth a warning; limits are routine. */
+    if (status == 500)
+        log_warn("%s answered 500: %s", r->method, msg);
+    else
+        log_debug("%s answered %u: %s", r->method, status, msg);
     return reply_json(r, status, o);
 }
 
@@ -194,7 +197,9 @@ static bool reject_early(request *r, const char *url, enum MHD_Result *rc)
         *rc = reply_error(r, 503, "too many connections");
         return true;
     }
+    /* The request line as sent: method, path, query arguments, version. */
     size_t hdr = strlen(r->method) + strlen(url) + 12;
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, count_header, &hdr);
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &hdr);
     if (hdr > cfg->max_header) {
         *rc = reply_error(r, 431, "request header fields too large");
@@ -507,7 +512,11 @@ chute_status http_start(server *srv)
             return st;
         }
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+    /* poll, not epoll: with libmicrohttpd 0.9.75 edge-triggered epoll can miss
+     * the end of an upload whose bytes and FIN arrive together (the worker
+     * then sleeps until the idle timeout). Suspended long-polls are not in
+     * the poll set, so idle waiters cost nothing per iteration. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      (srv->tls ? MHD_USE_TLS : 0);
     /* The pool must hold the request line, headers and a read buffer for

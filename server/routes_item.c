@@ -30,6 +30,7 @@ struct upload {
     uint64_t size;
     uint64_t checkpoint;        /* offset last committed */
     bool failed;                /* a write failed; the rest is discarded */
+    bool disk_full;             /* ... because the data folder is full */
     struct upload *next;        /* in the busy list */
 };
 
@@ -253,9 +254,11 @@ void routes_item_patch_data(request *r, const char *data, size_t len)
     struct upload *u = r->upload;
     if (u->failed)
         return;
-    if (len > u->size - blob_writer_offset(u->w) ||
-        blob_write(u->w, data, len) != CHUTE_OK) {
+    chute_status st = len > u->size - blob_writer_offset(u->w) ? CHUTE_ERR_ARG
+                                                                : blob_write(u->w, data, len);
+    if (st != CHUTE_OK) {
         u->failed = true;
+        u->disk_full = st == CHUTE_ERR_LIMIT;
         return;
     }
     uint64_t off = blob_writer_offset(u->w);
@@ -297,7 +300,7 @@ static chute_status settle_upload(request *r, uint64_t *offset)
 
 static enum MHD_Result finish_patch(request *r)
 {
-    bool failed = r->upload->failed;
+    bool failed = r->upload->failed, disk_full = r->upload->disk_full;
     uint64_t offset;
     chute_status st = settle_upload(r, &offset);
     if (st == CHUTE_ERR_NOT_FOUND) {
@@ -310,6 +313,8 @@ static enum MHD_Result finish_patch(request *r)
     }
     if (st != CHUTE_OK || failed) {
         json_t *extra = st == CHUTE_OK ? json_pack("{s:I}", "offset", (json_int_t)offset) : NULL;
+        if (disk_full && st == CHUTE_OK)
+            return reply_error_with(r, 507, "the relay's storage is full; resume later", extra);
         return reply_error_with(r, 500, "cannot store the bytes", extra);
     }
     return reply_offset(r, 204, offset, NULL);

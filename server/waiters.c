@@ -3,7 +3,10 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +15,20 @@
 
 struct waiters {
     pthread_mutex_t mu;
-    pthread_cond_t cond;        /* the timer sleeps on it (CLOCK_MONOTONIC) */
+    int wakefd;                 /* eventfd: the watcher rebuilds its poll set */
     pthread_t timer;
     bool timer_started, stopping, timer_exit;
     waiter *head;
     size_t count;
+    uint64_t next_id;
 };
+
+static void poke(waiters *ws)
+{
+    uint64_t one = 1;
+    if (write(ws->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_warn("cannot wake the long-poll watcher: %s", strerror(errno));
+}
 
 static bool before(const struct timespec *a, const struct timespec *b)
 {
@@ -39,25 +50,79 @@ static void resume_locked(waiters *ws, waiter *w)
     MHD_resume_connection(w->conn);
 }
 
+static long ms_until(const struct timespec *now, const struct timespec *t)
+{
+    long ms = (long)(t->tv_sec - now->tv_sec) * 1000 + (t->tv_nsec - now->tv_nsec) / 1000000;
+    return ms < 0 ? 0 : ms + 1;
+}
+
+/* The watcher: sleeps in poll() on the wake eventfd and every waiter's
+ * socket (for hangup only, so pipelined bytes do not spin it) until the
+ * nearest deadline, then resumes the expired and the hung up. */
 static void *timer_main(void *arg)
 {
     waiters *ws = arg;
+    struct pollfd *fds = NULL;
+    uint64_t *ids = NULL;
+    size_t cap = 0;
     pthread_mutex_lock(&ws->mu);
     while (!ws->timer_exit) {
-        struct timespec now, next;
+        struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        next = now;
-        next.tv_sec += 1;           /* look again at least once a second */
+        long timeout = 1000;            /* look again at least once a second */
         for (waiter *w = ws->head, *n; w; w = n) {
             n = w->next;
             if (!before(&now, &w->deadline))
                 resume_locked(ws, w);
-            else if (before(&w->deadline, &next))
-                next = w->deadline;
+            else if (ms_until(&now, &w->deadline) < timeout)
+                timeout = ms_until(&now, &w->deadline);
         }
-        pthread_cond_timedwait(&ws->cond, &ws->mu, &next);
+        if (ws->count + 1 > cap) {
+            size_t ncap = (ws->count + 1) * 2;
+            struct pollfd *f = realloc(fds, ncap * sizeof *f);
+            uint64_t *i = f ? realloc(ids, ncap * sizeof *i) : NULL;
+            if (f)
+                fds = f;
+            if (i) {
+                ids = i;
+                cap = ncap;
+            }
+        }
+        size_t n = 0;
+        if (cap > 0) {
+            fds[n++] = (struct pollfd){ .fd = ws->wakefd, .events = POLLIN };
+            for (waiter *w = ws->head; w && n < cap; w = w->next) {
+                fds[n] = (struct pollfd){ .fd = w->fd, .events = POLLRDHUP };
+                ids[n++] = w->id;
+            }
+        }
+        pthread_mutex_unlock(&ws->mu);
+        if (n > 0) {
+            if (poll(fds, n, (int)timeout) < 0 && errno != EINTR)
+                log_warn("poll: %s", strerror(errno));
+        } else {
+            struct timespec nap = { 0, 100 * 1000 * 1000 };   /* out of memory */
+            nanosleep(&nap, NULL);
+        }
+        pthread_mutex_lock(&ws->mu);
+        uint64_t drained;
+        if (n > 0 && (fds[0].revents & POLLIN) &&
+            read(ws->wakefd, &drained, sizeof drained) < 0 && errno != EAGAIN)
+            log_warn("read eventfd: %s", strerror(errno));
+        /* Hung up: resume by id, since the waiter may have gone meanwhile. */
+        for (size_t k = 1; k < n; k++) {
+            if (!(fds[k].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                continue;
+            for (waiter *w = ws->head; w; w = w->next)
+                if (w->id == ids[k]) {
+                    resume_locked(ws, w);
+                    break;
+                }
+        }
     }
     pthread_mutex_unlock(&ws->mu);
+    free(fds);
+    free(ids);
     return NULL;
 }
 
@@ -66,23 +131,21 @@ chute_status waiters_create(waiters **out)
     waiters *ws = calloc(1, sizeof *ws);
     if (!ws)
         return CHUTE_ERR_NOMEM;
-    pthread_condattr_t ca;
     if (pthread_mutex_init(&ws->mu, NULL) != 0) {
         free(ws);
         return CHUTE_ERR_NOMEM;
     }
-    if (pthread_condattr_init(&ca) != 0 ||
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-        pthread_cond_init(&ws->cond, &ca) != 0) {
+    ws->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ws->wakefd < 0) {
+        log_error("eventfd: %s", strerror(errno));
         pthread_mutex_destroy(&ws->mu);
         free(ws);
-        return CHUTE_ERR_NOMEM;
+        return CHUTE_ERR_IO;
     }
-    pthread_condattr_destroy(&ca);
     int rc = pthread_create(&ws->timer, NULL, timer_main, ws);
     if (rc != 0) {
-        log_error("cannot start the long-poll timer: %s", strerror(rc));
-        pthread_cond_destroy(&ws->cond);
+        log_error("cannot start the long-poll watcher: %s", strerror(rc));
+        close(ws->wakefd);
         pthread_mutex_destroy(&ws->mu);
         free(ws);
         return CHUTE_ERR_NOMEM;
@@ -98,11 +161,11 @@ void waiters_destroy(waiters *ws)
         return;
     pthread_mutex_lock(&ws->mu);
     ws->timer_exit = true;
-    pthread_cond_signal(&ws->cond);
+    poke(ws);
     pthread_mutex_unlock(&ws->mu);
     if (ws->timer_started)
         pthread_join(ws->timer, NULL);
-    pthread_cond_destroy(&ws->cond);
+    close(ws->wakefd);
     pthread_mutex_destroy(&ws->mu);
     free(ws);
 }
@@ -115,7 +178,11 @@ bool waiters_suspend(waiters *ws, waiter *w, struct MHD_Connection *conn,
 {
     if (ws->stopping || w->suspended_once)
         return false;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     w->conn = conn;
+    w->fd = ci ? ci->connect_fd : -1;
+    w->id = ++ws->next_id;
     snprintf(w->key, sizeof w->key, "%s", key);
     w->wants_create = wants_create;
     clock_gettime(CLOCK_MONOTONIC, &w->deadline);
@@ -135,7 +202,7 @@ bool waiters_suspend(waiters *ws, waiter *w, struct MHD_Connection *conn,
     ws->count++;
     /* Suspend under our lock, so no waker can resume it before this. */
     MHD_suspend_connection(conn);
-    pthread_cond_signal(&ws->cond);     /* the timer may need to wake sooner */
+    poke(ws);                           /* watch its socket and deadline too */
     return true;
 }
 

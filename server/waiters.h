@@ -2,9 +2,11 @@
  *
  * A long-poll that finds nothing suspends its connection (no thread is held)
  * and registers here under a key: an inbox or a pairing session. A commit,
- * a message or a close wakes the waiters of its key; a timer thread wakes
- * those whose deadline passed; shutdown wakes everyone. A woken request is
- * resumed once and answers with whatever there is then.
+ * a message or a close wakes the waiters of its key; a watcher thread wakes
+ * those whose deadline passed or whose client hung up (libmicrohttpd does
+ * not watch suspended sockets, and an abandoned poll would otherwise hold
+ * its connection slot until its deadline); shutdown wakes everyone. A woken
+ * request is resumed once and answers with whatever there is then.
  *
  * To not miss a wake-up, a lister checks for data and suspends while holding
  * the registry lock (waiters_lock … waiters_suspend … waiters_unlock), and
@@ -14,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "status.h"
@@ -30,6 +33,8 @@ typedef enum {
 
 typedef struct waiter {
     struct MHD_Connection *conn;
+    int fd;                     /* the connection's socket, watched for hangup */
+    uint64_t id;                /* unique while registered */
     char key[WAITER_KEY_LEN];
     bool wants_create;          /* woken by WAKE_CREATE too */
     struct timespec deadline;   /* CLOCK_MONOTONIC */
