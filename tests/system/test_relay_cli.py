@@ -39,6 +39,7 @@ def test_version_prints_the_version_and_exits_0():
     ["--listen", "127.0.0.1:0", "--data", "{data}", "--max-item-size", "-1"],
     ["--listen", "127.0.0.1:0", "--data", "{data}", "--max-conns-per-ip", "lots"],
     ["--listen", "127.0.0.1:0", "--data", "{data}", "stray-argument"],
+    ["--listen", "127.0.0.1:0", "--data", "{data}", "--log-level", "loud"],
 ])
 def test_bad_usage_exits_2_with_a_message(tmp_path, args):
     r = chuted(*(a.replace("{data}", str(tmp_path)) for a in args))
@@ -120,3 +121,30 @@ def test_missing_config_file_is_an_error(tmp_path):
     r = chuted("--listen", "127.0.0.1:0", "--data", tmp_path, "--config", tmp_path / "nope")
     assert r.returncode in (1, 2), r
     assert r.stderr.strip()
+
+
+def test_tells_systemd_it_is_ready(relay_factory, tmp_path):
+    """Type=notify: READY=1 on $NOTIFY_SOCKET once it serves."""
+    import os
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    try:
+        relay = relay_factory(env={"NOTIFY_SOCKET": path})
+        msgs = []
+        while not any(b"READY=1" in m for m in msgs):
+            msgs.append(sock.recv(4096))
+        assert relay.api().health().status == 200
+        relay.stop()
+        sock.settimeout(5)
+        msgs.append(sock.recv(4096))
+        assert any(b"STOPPING=1" in m for m in msgs), msgs
+    finally:
+        sock.close()
+        os.unlink(path)
+
+
+def test_log_level_is_accepted(relay_factory):
+    relay = relay_factory("--log-level", "debug", "--threads", "2")
+    assert relay.api().health().status == 200

@@ -1,6 +1,7 @@
 """DESIGN §3/§5, PROTOCOL §6.9: TLS from a given certificate and key; plain
 HTTP only on loopback."""
 
+import shutil
 import subprocess
 
 import pytest
@@ -8,17 +9,37 @@ import pytest
 from conftest import RelayStartError, binary, new_item_id
 
 
+def make_key(path):
+    """A P-256 private key: certtool (gnutls-bin, which deps.sh installs),
+    else openssl."""
+    if shutil.which("certtool"):
+        subprocess.run(["certtool", "--generate-privkey", "--key-type=ecdsa",
+                        "--curve=secp256r1", "--outfile", str(path)],
+                       check=True, capture_output=True, timeout=30)
+    else:
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-out", str(path)],
+                       check=True, capture_output=True, timeout=30)
+
+
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
     """A self-signed P-256 certificate for 127.0.0.1 and localhost."""
     d = tmp_path_factory.mktemp("tls")
     key, crt = d / "key.pem", d / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True, timeout=30)
+    make_key(key)
+    if shutil.which("certtool"):
+        tmpl = d / "template"
+        tmpl.write_text('cn = "localhost"\ndns_name = "localhost"\nip_address = "127.0.0.1"\n'
+                        "expiration_days = 2\nsigning_key\ntls_www_server\n")
+        subprocess.run(["certtool", "--generate-self-signed", "--load-privkey", str(key),
+                        "--template", str(tmpl), "--outfile", str(crt)],
+                       check=True, capture_output=True, timeout=30)
+    else:
+        subprocess.run(["openssl", "req", "-x509", "-key", str(key), "-days", "2",
+                        "-subj", "/CN=localhost", "-addext",
+                        "subjectAltName=IP:127.0.0.1,DNS:localhost", "-out", str(crt)],
+                       check=True, capture_output=True, timeout=30)
     return crt, key
 
 
@@ -102,9 +123,7 @@ def test_unreadable_certificate_fails_to_start(relay_factory, tmp_path, cert):
 
 def test_mismatched_key_fails_to_start(relay_factory, cert, tmp_path):
     other = tmp_path / "other.key"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-out", str(other)],
-                   check=True, capture_output=True, timeout=30)
+    make_key(other)
     relay = relay_factory(tls=(cert[0], other), start=False)
     with pytest.raises(RelayStartError):
         relay.start(timeout=10)
