@@ -5,6 +5,8 @@ relay is real; the only thing in between, in the tampering tests, is a
 bit-flipping forwarder on 127.0.0.1.
 """
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import pytest
 
 from conftest import SLOW, Api, wait_until
 from pairtool import Device, FlipProxy, assert_clean, pair
+from test_relay_tls import cert  # noqa: F401  (the relay tests' self-signed certificate)
 
 # Tests make many codes from 127.0.0.1: lift the per-IP pairing limits.
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -455,28 +458,22 @@ def test_joiner_times_out_when_the_inviter_goes_silent(devices, prelay):
 
 # --- TLS: --cacert and --pin are kept and used --------------------------------------------
 
-@pytest.fixture(scope="module")
-def tls_cert(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    key, crt = d / "key.pem", d / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True, timeout=30)
+def public_key_pin(crt):
+    """curl's sha256//BASE64 pin of a certificate's public key."""
+    if shutil.which("certtool"):
+        info = subprocess.run(["certtool", "-i", "--infile", str(crt)], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+        return "sha256//" + re.search(r"pin-sha256:(\S+)", info).group(1)
     pub = subprocess.run(["openssl", "x509", "-in", str(crt), "-pubkey", "-noout"],
                          check=True, capture_output=True, timeout=30).stdout
     der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub,
                          check=True, capture_output=True, timeout=30).stdout
-    import base64
-    import hashlib
-    pin = "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
-    return crt, key, pin
+    return "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def test_pairing_over_tls_with_a_ca_file_and_with_a_pin(tmp_path, relay_factory, tls_cert):
-    crt, key, pin = tls_cert
+def test_pairing_over_tls_with_a_ca_file_and_with_a_pin(tmp_path, relay_factory, cert):
+    crt, key = cert
+    pin = public_key_pin(crt)
     relay = relay_factory(*RELAY_ARGS, tls=(crt, key))
     assert relay.url.startswith("https://")
     a = Device(tmp_path / "a", "home", relay.url)
