@@ -9,9 +9,20 @@
 #include "log.h"
 #include "routes.h"
 
-static void session_key(char key[WAITER_KEY_LEN], const char *session)
+/* Waiters are keyed by session and side: a message wakes only the side it
+ * is for, so a side's own long-poll does not return empty when it sends. */
+static void side_key(char key[WAITER_KEY_LEN], const char *session, int side)
 {
-    snprintf(key, WAITER_KEY_LEN, "p%s", session);
+    snprintf(key, WAITER_KEY_LEN, "p%s.%d", session, side);
+}
+
+static void wake_both(server *srv, const char *session)
+{
+    char key[WAITER_KEY_LEN];
+    for (int side = 0; side < 2; side++) {
+        side_key(key, session, side);
+        waiters_wake(srv->waiters, key, WAKE_COMMIT);
+    }
 }
 
 static const char *pair_state_name(pair_state st)
@@ -98,9 +109,7 @@ static enum MHD_Result claim(request *r)
     if (st != CHUTE_OK)
         return reply_error(r, 500, "cannot claim the nameplate");
     /* The inviter may be long-polling for the claim. */
-    char key[WAITER_KEY_LEN];
-    session_key(key, session);
-    waiters_wake(srv->waiters, key, WAKE_COMMIT);
+    wake_both(srv, session);
     return reply_json(r, 200, json_pack("{s:s,s:s,s:I}", "session", session, "token", token,
                                         "expires", (json_int_t)expires));
 }
@@ -137,7 +146,7 @@ static enum MHD_Result send_message(request *r, int side)
     if (st != CHUTE_OK)
         return reply_error(r, 500, "cannot store the message");
     char key[WAITER_KEY_LEN];
-    session_key(key, r->route.a);
+    side_key(key, r->route.a, 1 - side);
     waiters_wake(srv->waiters, key, WAKE_COMMIT);
     return reply_json(r, 201, json_pack("{s:I}", "seq", (json_int_t)seq));
 }
@@ -157,7 +166,7 @@ static enum MHD_Result receive(request *r, int side)
     pair_state state = PAIR_CLOSED;
     int64_t expires = 0;
     char key[WAITER_KEY_LEN];
-    session_key(key, r->route.a);
+    side_key(key, r->route.a, side);
     bool lock = wait > 0 && !r->wait.suspended_once;
     if (lock)
         waiters_lock(srv->waiters);
@@ -227,9 +236,7 @@ enum MHD_Result routes_pair(request *r)
         st = store_pair_close(srv->store, r->route.a);
         if (st != CHUTE_OK && st != CHUTE_ERR_NOT_FOUND)
             return reply_error(r, 500, "cannot close the session");
-        char key[WAITER_KEY_LEN];
-        session_key(key, r->route.a);
-        waiters_wake(srv->waiters, key, WAKE_COMMIT);
+        wake_both(srv, r->route.a);
         return reply_empty(r, 204);
     }
     if (strcmp(m, "POST") == 0)
