@@ -144,28 +144,35 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' -X PATCH -T "$T/big" \
   -H 'Content-Type: application/offset+octet-stream' \
   "$CURL/v1/inboxes/$INBOX/items/$ITEM") || ok=0
 [ "$code" = 204 ] || ok=0
+tm=$(now_ms)
 curl -sS -f -o "$T/down" -H "Authorization: Bearer $OWNER" \
   "$CURL/v1/inboxes/$INBOX/items/$ITEM/data" || ok=0
 t1=$(now_ms)
-if [ $ok = 1 ] && cmp -s "$T/big" "$T/down"; then c_ms=$((t1 - t0)); else
+c_up=- c_down=-
+if [ $ok = 1 ] && cmp -s "$T/big" "$T/down"; then
+  c_ms=$((t1 - t0)) c_up=$((tm - t0)) c_down=$((t1 - tm)); else
   echo "bench_relay: chuted big upload/download failed (last code $code)" >&2; fi
 rm -f "$T/down"
 curl -sS -o /dev/null -X DELETE -H "Authorization: Bearer $OWNER" \
   "$CURL/v1/inboxes/$INBOX/items/$ITEM" || true
 
-n_ms="-"
+n_ms="-" n_up=- n_down=-
 if [ -n "$NURL" ]; then
   t0=$(now_ms)
   ok=1
   curl -sS -f -o /dev/null -T "$T/big" "$NURL/dav/big" || ok=0
+  tm=$(now_ms)
   curl -sS -f -o "$T/down" "$NURL/dav/big" || ok=0
   t1=$(now_ms)
-  if [ $ok = 1 ] && [ "$(stat -c %s "$T/down")" = "$BYTES" ]; then n_ms=$((t1 - t0)); fi
+  if [ $ok = 1 ] && [ "$(stat -c %s "$T/down")" = "$BYTES" ]; then
+    n_ms=$((t1 - t0)) n_up=$((tm - t0)) n_down=$((t1 - tm)); fi
   rm -f "$T/down" "$T/nginx/www/dav/big"
 fi
 secs() { [ "$1" = "-" ] && echo - || awk -v m="$1" 'BEGIN { printf "%.2f s", m / 1000 }'; }
-r="-"; [ "$c_ms" != "-" ] && [ "$n_ms" != "-" ] && r=$(ratio "$c_ms" "$n_ms")
-row "relay: $(human "$BYTES") upload+download (curl)" "$(secs "$c_ms")" "$(secs "$n_ms")" "$r"
+both() { [ "$1" != "-" ] && [ "$2" != "-" ] && ratio "$1" "$2" || echo -; }
+row "relay: $(human "$BYTES") upload+download (curl)" "$(secs "$c_ms")" "$(secs "$n_ms")" "$(both "$c_ms" "$n_ms")"
+row "relay:   of which upload (create+PATCH / PUT)" "$(secs "$c_up")" "$(secs "$n_up")" "$(both "$c_up" "$n_up")"
+row "relay:   of which download (GET)" "$(secs "$c_down")" "$(secs "$n_down")" "$(both "$c_down" "$n_down")"
 
 # --- (c) peak RSS --------------------------------------------------------------
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$CHUTED_PID/status" 2>/dev/null || echo 0)
