@@ -23,6 +23,7 @@ typedef struct {
     relay_client *c;
     relay_pair_side side;
     uint64_t after;            /* highest seq read from the other side */
+    int last_type;             /* type of the last message read, -1 none */
     int network_grace_s;
     pairing_result *out;
     const pairing_ui *ui;
@@ -112,9 +113,18 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
                 relay_pair_inbox_free(&in);
                 return CHUTE_ERR_PROTOCOL;
             }
+            ch->after = m->seq;
+            /* No side sends two messages of one type in a row, so such a
+             * pair is a send the other side retried after losing the
+             * relay's answer (§7.3): skip the repeat. */
+            int type = pairing_msg_type(m->body, m->len);
+            if (type == ch->last_type) {
+                relay_pair_inbox_free(&in);
+                continue;
+            }
+            ch->last_type = type;
             memcpy(buf, m->body, m->len);
             *len = m->len;
-            ch->after = m->seq;
             relay_pair_inbox_free(&in);
             return CHUTE_OK;
         }
@@ -128,9 +138,19 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
     return CHUTE_ERR_EXPIRED;
 }
 
+/* Send one message. A relay that cannot be reached (or answers 5xx) is
+ * retried for the grace time: the request may have been stored before its
+ * answer was lost, and the receiver drops such a repeat (§7.3). */
 static chute_status send_msg(channel *ch, const uint8_t *msg, size_t len)
 {
-    return relay_pair_send(ch->c, &ch->side, msg, len, NULL);
+    double give_up = now_s() + ch->network_grace_s;
+    for (unsigned attempt = 0; attempt < 1000; attempt++) {
+        chute_status st = relay_pair_send(ch->c, &ch->side, msg, len, NULL);
+        if (st != CHUTE_ERR_NETWORK || now_s() >= give_up)
+            return st;
+        nap_ms(250);
+    }
+    return CHUTE_ERR_NETWORK;
 }
 
 /* Best effort: tell the other side why we stop. */
@@ -342,7 +362,8 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     memset(out, 0, sizeof *out);
     pairing_options opt;
     options_fill(opt_in, &opt);
-    channel ch = { .c = c, .network_grace_s = opt.network_grace_s, .out = out, .ui = ui };
+    channel ch = { .c = c, .network_grace_s = opt.network_grace_s, .out = out, .ui = ui,
+                   .last_type = -1 };
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
@@ -525,7 +546,8 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     memset(out, 0, sizeof *out);
     pairing_options opt;
     options_fill(opt_in, &opt);
-    channel ch = { .c = c, .network_grace_s = opt.network_grace_s, .out = out, .ui = ui };
+    channel ch = { .c = c, .network_grace_s = opt.network_grace_s, .out = out, .ui = ui,
+                   .last_type = -1 };
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {

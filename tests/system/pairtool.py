@@ -163,9 +163,12 @@ def pair(inviter, joiner):
     inviter)."""
     inv = inviter.invite("--yes")
     j = joiner.join(inv.code, "--yes")
-    rc, out, err = inv.finish()
-    assert j.returncode == 0, f"join failed: {j.stderr}"
-    assert rc == 0, f"invite failed: {err}"
+    try:
+        rc, out, err = inv.finish()
+    except AssertionError as e:
+        raise AssertionError(f"{e}\njoin exited {j.returncode}: {j.stderr}") from None
+    assert j.returncode == 0, f"join failed: {j.stderr}\ninvite: {err}"
+    assert rc == 0, f"invite failed: {err}\njoin: {j.stderr}"
     return out.strip(), j.stdout.strip()
 
 
@@ -200,13 +203,17 @@ class FlipProxy:
     upstream connection per request (Connection: close both ways). When
     flip_type is set, the first pairing message (POST .../messages) whose
     decoded body starts with that type byte gets one bit flipped at
-    flip_offset (counted in the decoded body), once."""
+    flip_offset (counted in the decoded body), once. When dup_type is set,
+    the first message of that type is stored on the relay twice, as a
+    sender's retry after a lost answer would."""
 
-    def __init__(self, upstream_port, flip_type=None, flip_offset=5):
+    def __init__(self, upstream_port, flip_type=None, flip_offset=5, dup_type=None):
         self.upstream_port = upstream_port
         self.flip_type = flip_type
         self.flip_offset = flip_offset
         self.flipped = 0
+        self.dup_type = dup_type      # deliver this message type twice, as a retry would
+        self.duplicated = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -243,6 +250,20 @@ class FlipProxy:
             self.flipped += 1
         return json.dumps({"body": base64.b64encode(bytes(raw)).decode()}).encode()
 
+    def _should_duplicate(self, head, body):
+        if self.dup_type is None or b"/messages" not in head.split(b"\r\n", 1)[0] \
+                or not head.startswith(b"POST "):
+            return False
+        try:
+            raw = base64.b64decode(json.loads(body)["body"])
+        except (ValueError, KeyError):
+            return False
+        with self.lock:
+            if self.duplicated or not raw or raw[0] != self.dup_type:
+                return False
+            self.duplicated += 1
+            return True
+
     def _handle(self, client):
         client.settimeout(120)
         try:
@@ -256,9 +277,20 @@ class FlipProxy:
             if body or head.startswith((b"POST", b"PUT", b"PATCH")):
                 lines.append(b"Content-Length: %d" % len(body))
             lines.append(b"Connection: close")
+            request = b"\r\n".join(lines) + b"\r\n\r\n" + body
+            if self._should_duplicate(head, body):
+                # the first copy: its answer is what a lost answer looks like
+                try:
+                    with socket.create_connection(("127.0.0.1", self.upstream_port),
+                                                  timeout=10) as first:
+                        first.sendall(request)
+                        while first.recv(65536):
+                            pass
+                except OSError:
+                    pass
             up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=120)
             try:
-                up.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+                up.sendall(request)
                 while True:
                     chunk = up.recv(65536)
                     if not chunk:

@@ -360,6 +360,21 @@ def test_the_forwarder_alone_does_not_break_pairing(tmp_path, prelay):
         proxy.close()
 
 
+@pytest.mark.parametrize("dup_type", [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07])
+def test_a_message_stored_twice_by_a_retried_send_is_read_once(tmp_path, prelay, dup_type):
+    proxy = FlipProxy(prelay.port, dup_type=dup_type)
+    try:
+        a = Device(tmp_path / "a", "home", proxy.url)
+        b = Device(tmp_path / "b", "laptop", proxy.url)
+        a.init()
+        b.init()
+        pair(a, b)
+        assert proxy.duplicated == 1
+        assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+    finally:
+        proxy.close()
+
+
 def test_relay_files_hold_no_code_secret_or_name(devices, prelay):
     a, b = devices("home-zebra-7", "laptop-quokka-9")
     inv = a.invite("--yes")
