@@ -127,6 +127,12 @@ enum MHD_Result reply_json(request *r, unsigned status, json_t *body)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         return reply_response(r, 500, resp);
     }
+    if (r->defer) {
+        r->defer = false;
+        r->deferred = text;
+        r->deferred_status = status;
+        return MHD_YES;
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -135,6 +141,33 @@ enum MHD_Result reply_json(request *r, unsigned status, json_t *body)
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     return reply_response(r, status, resp);
+}
+
+/* Send the answer kept by a deferred reply_json. */
+static enum MHD_Result reply_deferred(request *r)
+{
+    char *text = r->deferred;
+    r->deferred = NULL;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return reply_response(r, r->deferred_status, resp);
+}
+
+/* Drain (rather than refuse) the body of a refused PATCH up to this size,
+ * unless the client waits for "100 Continue" and so sends no body. */
+#define DRAIN_MAX (16u << 20)
+
+static bool should_defer(request *r)
+{
+    const char *cl = request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t n;
+    return !request_header(r, MHD_HTTP_HEADER_EXPECT) && cl &&
+           relay_parse_u64(cl, &n) == CHUTE_OK && n > 0 && n <= DRAIN_MAX;
 }
 
 enum MHD_Result reply_error_with(request *r, unsigned status, const char *msg,
@@ -293,12 +326,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         enum MHD_Result rc;
         if (reject_early(r, url, &rc))
             return rc;
-        if (r->route.id == RELAY_R_ITEM && strcmp(method, "PATCH") == 0)
-            return routes_item_patch_begin(r);
+        if (r->route.id == RELAY_R_ITEM && strcmp(method, "PATCH") == 0) {
+            r->defer = should_defer(r);
+            rc = routes_item_patch_begin(r);
+            r->defer = false;
+            return rc;
+        }
         return MHD_YES;
     }
     if (r->status)
         return MHD_YES;             /* answered early; MHD drains the body */
+    if (r->deferred) {
+        if (*data_size) {
+            *data_size = 0;         /* dropped: the answer is already known */
+            return MHD_YES;
+        }
+        return reply_deferred(r);
+    }
     if (*data_size) {
         if (r->upload) {
             routes_item_patch_data(r, data, *data_size);
@@ -340,6 +384,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_debug("%s request ended early (%d)", r->method, (int)toe);
     free(r->body);
+    free(r->deferred);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
@@ -490,32 +535,34 @@ static chute_status read_file(const char *path, char **out)
     return CHUTE_OK;
 }
 
-chute_status http_start(server *srv)
+chute_status http_listen(server *srv)
 {
     const relay_config *cfg = srv->cfg;
-    int fd = -1;
     bool loopback = false;
-    chute_status st = open_listener(srv, &fd, &loopback);
+    srv->listen_fd = -1;
+    chute_status st = open_listener(srv, &srv->listen_fd, &loopback);
     if (st != CHUTE_OK)
         return st;
     srv->tls = cfg->tls_cert != NULL;
     if (!srv->tls && !loopback && !cfg->insecure) {
         log_error("refusing plain HTTP on non-loopback %s: give --tls-cert and "
                   "--tls-key, or --insecure behind a TLS proxy", cfg->listen);
-        close(fd);
-        return CHUTE_ERR_ARG;
+        st = CHUTE_ERR_ARG;
+    } else if (srv->tls) {
+        if ((st = read_file(cfg->tls_cert, &srv->tls_cert_pem)) == CHUTE_OK)
+            st = read_file(cfg->tls_key, &srv->tls_key_pem);
     }
-    if (srv->tls) {
-        if ((st = read_file(cfg->tls_cert, &srv->tls_cert_pem)) != CHUTE_OK ||
-            (st = read_file(cfg->tls_key, &srv->tls_key_pem)) != CHUTE_OK) {
-            close(fd);
-            return st;
-        }
+    if (st != CHUTE_OK) {
+        close(srv->listen_fd);
+        srv->listen_fd = -1;
     }
-    /* poll, not epoll: with libmicrohttpd 0.9.75 edge-triggered epoll can miss
-     * the end of an upload whose bytes and FIN arrive together (the worker
-     * then sleeps until the idle timeout). Suspended long-polls are not in
-     * the poll set, so idle waiters cost nothing per iteration. */
+    return st;
+}
+
+chute_status http_start(server *srv)
+{
+    const relay_config *cfg = srv->cfg;
+    int fd = srv->listen_fd;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      (srv->tls ? MHD_USE_TLS : 0);
@@ -529,6 +576,7 @@ chute_status http_start(server *srv)
         { MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key_pem },
         { MHD_OPTION_END, 0, NULL },
     };
+    srv->daemon_ever_started = true;     /* MHD owns the socket from here */
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,    /* first, to catch all */
@@ -544,7 +592,6 @@ chute_status http_start(server *srv)
         MHD_OPTION_END);
     if (!srv->daemon) {
         log_error("cannot start the HTTP server on %s", cfg->listen);
-        close(fd);
         return CHUTE_ERR_IO;
     }
     return CHUTE_OK;
@@ -572,4 +619,12 @@ void http_stop(server *srv, unsigned grace_seconds)
     srv->daemon = NULL;
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
+    srv->listen_fd = -1;
+}
+
+void http_close(server *srv)
+{
+    if (srv->listen_fd >= 0 && !srv->daemon_ever_started)
+        close(srv->listen_fd);
+    srv->listen_fd = -1;
 }

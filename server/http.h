@@ -31,6 +31,8 @@ typedef struct server {
     ratelimit *ratelimit;
     struct MHD_Daemon *daemon;
     uint16_t port;
+    int listen_fd;              /* bound by http_listen, then MHD's */
+    bool daemon_ever_started;
     bool tls;
     atomic_bool stopping;       /* refuse new requests with 503 */
     atomic_int connections;     /* open TCP connections */
@@ -49,11 +51,23 @@ typedef struct request {
     size_t body_len;
     bool body_too_big;
     struct upload *upload;      /* PATCH in progress (routes_item.c) */
+    /* An error decided on a PATCH's headers is sent after its body has been
+     * read and dropped, so a client that sends the body before reading the
+     * answer gets the answer rather than a reset connection. */
+    bool defer;                 /* reply_json keeps its answer for later */
+    char *deferred;             /* that answer's JSON text */
+    unsigned deferred_status;
     waiter wait;                /* long-poll (waiters.h) */
 } request;
 
-/* Start listening per cfg; fills srv->daemon and srv->port. */
+/* Bind the listening socket per cfg (fills srv->port) and load the TLS
+ * files; CHUTE_ERR_ARG for a usage error (bad address, plain HTTP off
+ * loopback). Nothing is served yet. */
+chute_status http_listen(server *srv);
+/* Serve on the socket of http_listen; fills srv->daemon. */
 chute_status http_start(server *srv);
+/* Release a socket that http_start never took over. */
+void http_close(server *srv);
 /* Stop accepting; wake long-polls; wait (bounded) for requests in flight;
  * stop the daemon. */
 void http_stop(server *srv, unsigned grace_seconds);

@@ -110,6 +110,13 @@ int main(int argc, char **argv)
     sweeper *sw = NULL;
     char *db_path = NULL;
 
+    /* Usage errors in --listen or TLS come before touching the data. */
+    srv.listen_fd = -1;
+    chute_status st = http_listen(&srv);
+    if (st != CHUTE_OK) {
+        rc = st == CHUTE_ERR_ARG ? 2 : 1;
+        goto out;
+    }
     if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
         log_error("cannot create %s: %s", cfg.data_dir, strerror(errno));
         goto out;
@@ -124,11 +131,8 @@ int main(int argc, char **argv)
         waiters_create(&srv.waiters) != CHUTE_OK ||
         ratelimit_create(&srv.ratelimit) != CHUTE_OK)
         goto out;
-    chute_status st = http_start(&srv);
-    if (st != CHUTE_OK) {
-        rc = st == CHUTE_ERR_ARG ? 2 : 1;
+    if (http_start(&srv) != CHUTE_OK)
         goto out;
-    }
     if (sweeper_start(srv.store, srv.blobs, &cfg, &sw) != CHUTE_OK)
         goto stop;
     if (cfg.port_file && write_port_file(cfg.port_file, srv.port) != CHUTE_OK)
@@ -151,6 +155,7 @@ stop:
     http_stop(&srv, SHUTDOWN_GRACE_SECONDS);
     sweeper_stop(sw);
 out:
+    http_close(&srv);
     waiters_destroy(srv.waiters);
     ratelimit_destroy(srv.ratelimit);
     blobs_close(srv.blobs);
