@@ -63,12 +63,16 @@ def binary(name):
     pytest.fail(f"{path} is missing: run `make` (CHUTE_BUILD={BUILD})")
 
 
-def wait_until(predicate, timeout=5.0, interval=0.02, what="condition"):
-    """Poll predicate() until it returns a truthy value; bounded in time."""
+def wait_until(predicate, timeout=5.0, interval=0.02, what="condition", errors=()):
+    """Poll predicate() until it returns a truthy value; bounded in time.
+    Exceptions listed in `errors` count as a falsy answer."""
     deadline = time.monotonic() + timeout * SLOW
     last = None
     while True:
-        last = predicate()
+        try:
+            last = predicate()
+        except errors as e:
+            last = e
         if last:
             return last
         if time.monotonic() >= deadline:
@@ -239,8 +243,9 @@ def read_until_close(s, timeout):
     """Read from a socket until EOF, a reset, or `timeout` without data."""
     chunks = []
     s.settimeout(timeout * SLOW)
+    deadline = time.monotonic() + 4 * timeout * SLOW  # a bound on a trickling peer too
     try:
-        while True:
+        while time.monotonic() < deadline:
             b = s.recv(65536)
             if not b:
                 break

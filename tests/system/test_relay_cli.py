@@ -133,8 +133,11 @@ def test_tells_systemd_it_is_ready(relay_factory, tmp_path):
     try:
         relay = relay_factory(env={"NOTIFY_SOCKET": path})
         msgs = []
-        while not any(b"READY=1" in m for m in msgs):
+        for _ in range(20):  # bounded: each recv also times out
+            if any(b"READY=1" in m for m in msgs):
+                break
             msgs.append(sock.recv(4096))
+        assert any(b"READY=1" in m for m in msgs), msgs
         assert relay.api().health().status == 200
         relay.stop()
         sock.settimeout(5)
@@ -148,3 +151,10 @@ def test_tells_systemd_it_is_ready(relay_factory, tmp_path):
 def test_log_level_is_accepted(relay_factory):
     relay = relay_factory("--log-level", "debug", "--threads", "2")
     assert relay.api().health().status == 200
+
+
+def test_a_refused_listen_does_not_touch_the_data_folder(tmp_path):
+    data = tmp_path / "never"
+    r = chuted("--listen", "0.0.0.0:0", "--data", data)
+    assert r.returncode == 2, r
+    assert not data.exists()

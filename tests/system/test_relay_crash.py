@@ -275,3 +275,9 @@ def test_kill_9_in_a_long_append_keeps_a_durable_prefix(relay_factory):
     assert off >= seen, f"HEAD said {seen} durable before the kill, {off} after"
     body = inbox.download(item).body
     assert len(body) == off and body == (chunk * (off // len(chunk) + 1))[:off]
+
+
+def test_sigint_exits_zero_too(relay_factory):
+    relay = relay_factory()
+    relay.api().create_inbox()
+    assert relay.kill(signal.SIGINT) == 0

@@ -68,15 +68,40 @@ def test_get_inbox_reports_counts_and_default_quotas(inbox):
                             "senders": 0}
 
 
-def test_inbox_counts_follow_senders_and_complete_items(inbox):
+def test_inbox_counts_undelivered_items_and_their_declared_sizes(inbox):
     s = inbox.add_sender()
     inbox.add_sender()
-    s.upload(b"a" * 300)
-    assert s.create(new_item_id(), 10).status == 201  # uploading: declared
+    done = s.upload(b"a" * 300)
+    assert s.create(new_item_id(), 10).status == 201  # uploading: declared size counts
     info = inbox.info()
-    assert info["senders"] == 2
-    assert info["items"] >= 1
-    assert info["bytes"] >= 300
+    assert (info["senders"], info["items"], info["bytes"]) == (2, 2, 310)
+    inbox.ack(done)
+    info = inbox.info()
+    assert (info["items"], info["bytes"]) == (1, 10)
+
+
+def test_every_answer_says_no_store(api, inbox, sender):
+    item = sender.upload(b"x")
+    for r in (api.health(), api.get("/metrics"), api.get("/nope"), inbox.owner.get(inbox.path),
+              inbox.download(item), sender.status(item), api.post("/v1/health", b""),
+              api.get(inbox.path)):
+        assert r.header("Cache-Control") == "no-store", r
+
+
+def test_logs_never_contain_a_token(relay_factory):
+    relay = relay_factory("--log-level", "debug")
+    api = relay.api()
+    inbox = api.create_inbox()
+    s = inbox.add_sender()
+    item = s.upload(b"logged?")
+    inbox.ack(item)
+    api.get(inbox.path, token="W" * 43)  # a wrong token is a secret guess too
+    a = api.post("/v1/pair", {}).json
+    c = api.post(f"/v1/pair/{a['nameplate']}/claim", {}).json
+    relay.stop()
+    log = relay.stderr()
+    for t in (inbox.owner_token, s.token, a["token"], c["token"], "W" * 43):
+        assert t not in log
 
 
 def test_missing_inbox_is_not_found(api, inbox):

@@ -330,3 +330,86 @@ def test_expired_pairings_leave_the_active_gauge(relay_factory):
     assert api.metrics()[("chute_pairings_active", frozenset())] == 2
     wait_until(lambda: api.metrics()[("chute_pairings_active", frozenset())] == 0,
                timeout=10, interval=0.2, what="the sweeper")
+
+
+@pytest.mark.parametrize("ttl", [0, 1.5, True])
+def test_allocate_needs_a_positive_integer_ttl(api, ttl):
+    r = api.post("/v1/pair", {"ttl": ttl})
+    assert r.status == 400, (ttl, r)
+
+
+def test_429_says_when_to_retry(relay_factory):
+    api = relay_factory("--pair-allocs-per-min", "1").api()
+    allocate(api)
+    r = api.post("/v1/pair", {})
+    assert r.status == 429
+    assert r.json["retry_after"] == int(r.header("Retry-After")) >= 1
+
+
+def test_a_claim_wakes_the_waiting_inviter(api):
+    a = allocate(api)
+    inviter = Side(api, a["session"], a["token"])
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", inviter.receive(wait=30)), daemon=True)
+    t.start()
+    wait_until(lambda: api.metrics()[("chute_longpolls_waiting", frozenset())] >= 1,
+               timeout=5, what="the inviter waiting")
+    t0 = time.monotonic()
+    assert claim(api, a["nameplate"]).status == 200
+    t.join(10)
+    assert out["r"].status == 200
+    assert out["r"].json == {"messages": [], "state": "claimed"}
+    assert time.monotonic() - t0 < 1
+
+
+def test_expired_session_state_is_gone_with_reason_expired(relay_factory):
+    api = relay_factory("--pair-ttl", "1s").api()
+    inviter, joiner = paired(api)
+    exp = inviter.state().json["expires"]
+    wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
+    r = inviter.state()
+    assert r.status == 410 and r.json["reason"] == "expired", r
+    r = joiner.receive()
+    assert r.status == 410 and r.json["reason"] == "expired", r
+
+
+def test_messages_of_both_sides_share_one_counter_from_1(api):
+    inviter, joiner = paired(api)
+    seqs = [inviter.send(b"a").json["seq"], joiner.send(b"b").json["seq"],
+            inviter.send(b"c").json["seq"]]
+    assert seqs[0] == 1 and seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
+def test_closed_session_receive_says_closed_and_close_repeats(api):
+    inviter, joiner = paired(api)
+    assert inviter.close().status == 204
+    assert inviter.close().status == 204
+    r = joiner.receive()
+    assert r.status == 410 and r.json["reason"] == "closed", r
+
+
+def test_nameplates_have_two_to_six_digits(relay_factory):
+    """§6.7: 2 digits while those are free, then longer. 60 allocations
+    catch a 1-digit nameplate drawn 1 time in 11 with near certainty."""
+    api = relay_factory("--pair-allocs-per-min", "100").api()
+    plates = [allocate(api)["nameplate"] for _ in range(60)]
+    bad = [p for p in plates if not re.fullmatch(r"[1-9][0-9]{1,5}", p)]
+    assert not bad, f"nameplates outside 2-6 digits: {bad}"
+
+
+def test_a_sides_own_message_does_not_end_its_wait(api):
+    inviter, joiner = paired(api)
+    out = {}
+
+    def poll():
+        out["r"] = inviter.receive(wait=30)
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    wait_until(lambda: api.metrics()[("chute_longpolls_waiting", frozenset())] >= 1,
+               timeout=5, what="the inviter waiting")
+    assert inviter.send(b"my own").status == 201
+    t.join(0.3)  # a window for a wrong wake-up to show
+    assert t.is_alive(), f"woken by its own message: {out.get('r')}"
+    assert joiner.send(b"from joiner").status == 201
+    t.join(10)
+    assert [m["body"] for m in out["r"].json["messages"]] == [b64(b"from joiner")]
