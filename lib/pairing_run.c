@@ -255,6 +255,7 @@ static chute_status send_payload(channel *ch, const pairing *p, uint8_t type,
     sodium_memzero(json, sizeof json);
     if (st != CHUTE_OK) {
         say_why(ch, "Could not build the pairing message (%s).", chute_strstatus(st));
+        send_abort(ch, PABORT_CANCELLED);   /* so the other side need not time out */
         return st;
     }
     st = send_msg(ch, msg, msg_len);

@@ -289,6 +289,23 @@ static void test_payload_rules(void)
     CHECK_EQ_INT(parse_text(PMSG_JOINER_DECISION, nul, &got), CHUTE_ERR_MALFORMED);
 }
 
+/* About one recipient in 1024 starts "age1pq" without being a hybrid
+ * "age1pq1…" key; pairing once failed on such a device (age_keys.c
+ * compared six characters of the seven-character hybrid prefix). */
+static void test_a_recipient_starting_age1pq_is_not_hybrid(void)
+{
+    age_recipient r;
+    CHECK_EQ_INT(age_recipient_parse(&r,
+        "age1pqpm2aj3ut4r2x3zak50wvdjw4559994lvy96h9qdenuurt6cuysdnzevu"), CHUTE_OK);
+    pairing_payload pl = sample_payload(), got;
+    snprintf(pl.device.recipient, sizeof pl.device.recipient,
+             "age1pqmj9rd4rkn0v55vdhjc5ptmspqglugy4k2259c943ark7r8yscqmes9x0");
+    char json[PAIRING_PAYLOAD_MAX];
+    size_t jl;
+    CHECK_EQ_INT(pairing_payload_encode(&pl, json, sizeof json, &jl), CHUTE_OK);
+    CHECK_EQ_INT(pairing_payload_parse(PMSG_JOINER_INFO, (uint8_t *)json, jl, &got), CHUTE_OK);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -303,5 +320,6 @@ int main(void)
     RUN(test_message_encodings);
     RUN(test_sealed_payload_round_trip_and_tamper);
     RUN(test_payload_rules);
+    RUN(test_a_recipient_starting_age1pq_is_not_hybrid);
     return unit_done();
 }
