@@ -1,0 +1,627 @@
+"""Shared fixtures for Chute's system tests.
+
+Real binaries on loopback, no mocks. What lives here:
+
+- ``binary(name)``: the path of a built program under ``$CHUTE_BUILD``
+  (default ``../../build`` from this file).
+- ``Relay``: one ``chuted`` process on 127.0.0.1 port 0 with its own data
+  folder; ``kill(sig)``, ``stop()``, ``restart()`` on the same folder; its
+  stderr is kept in a file and scanned for sanitizer reports at teardown.
+- ``relay`` / ``relay_factory`` fixtures.
+- ``Api``: a small JSON-over-http.client client with bearer tokens and raw
+  requests, plus ``Inbox``/``Sender`` helpers for readable tests.
+- ``wait_until``: every poll in the suite is bounded in time and count.
+
+Every network peer is 127.0.0.1 or ::1.
+"""
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+BUILD = Path(os.environ.get("CHUTE_BUILD") or (HERE / "../../build")).resolve()
+
+# The sanitized build is several times slower; bounded waits (never the
+# behavioural latency bounds) scale with it.
+SLOW = 4.0 if (BUILD.name == "san" or os.environ.get("CHUTE_SLOW")) else 1.0
+
+SANITIZER_PATTERNS = (
+    re.compile(rb"ERROR: AddressSanitizer"),
+    re.compile(rb"ERROR: LeakSanitizer"),
+    re.compile(rb"ERROR: \w+Sanitizer"),
+    re.compile(rb"runtime error:"),
+)
+
+# Where each program's sources live: a missing binary is a skip only while
+# its sources do not exist yet, and a failure once they do.
+SOURCES = {"chuted": "server", "chutefs": "fs", "pairtool": "pairtool"}
+
+
+def binary(name):
+    path = BUILD / name
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    src = SOURCES.get(name)
+    if src and not (REPO / src).is_dir():
+        pytest.skip(f"{name} not written yet ({src}/ does not exist)")
+    pytest.fail(f"{path} is missing: run `make` (CHUTE_BUILD={BUILD})")
+
+
+def wait_until(predicate, timeout=5.0, interval=0.02, what="condition"):
+    """Poll predicate() until it returns a truthy value; bounded in time."""
+    deadline = time.monotonic() + timeout * SLOW
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout * SLOW:.1f}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def new_item_id():
+    """A sender-chosen item id: 128+ random bits, [A-Za-z0-9_-]."""
+    return secrets.token_urlsafe(24)  # 32 characters
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+B64URL_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
+B64URL_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+NOT_FOUND = {"error": "not found"}
+
+
+# --- HTTP client --------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value)
+        self.body = body
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    @property
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError as e:
+            raise AssertionError(f"not JSON ({e}): status {self.status} body {self.body[:300]!r}")
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:200]!r}>"
+
+
+class Api:
+    """A tiny client for the relay: one connection per request, JSON in/out.
+
+    ``body`` may be bytes (sent as is), str (utf-8) or any other value
+    (sent as JSON with Content-Type application/json). ``token`` defaults to
+    the client's own; pass ``token=None`` explicitly via ``auth=False``."""
+
+    def __init__(self, base_url, token=None, timeout=10.0, cafile=None, access_token=None):
+        u = urllib.parse.urlsplit(base_url)
+        self.base_url = base_url.rstrip("/")
+        self.scheme = u.scheme
+        self.host = u.hostname
+        self.port = u.port
+        self.token = token
+        self.timeout = timeout
+        self.cafile = cafile
+        self.access_token = access_token
+        assert self.host in ("127.0.0.1", "::1", "localhost"), base_url
+
+    def with_token(self, token):
+        return Api(self.base_url, token, self.timeout, self.cafile, self.access_token)
+
+    def connection(self, timeout=None):
+        t = (timeout if timeout is not None else self.timeout) * SLOW
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=self.cafile)
+            return http.client.HTTPSConnection(self.host, self.port, timeout=t, context=ctx)
+        return http.client.HTTPConnection(self.host, self.port, timeout=t)
+
+    def request(self, method, path, body=None, headers=None, token=..., timeout=None,
+                content_type=None):
+        hdrs = {}
+        if token is ...:
+            token = self.token
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if self.access_token:
+            hdrs["Chute-Access-Token"] = self.access_token
+        if body is not None and not isinstance(body, (bytes, bytearray, str)):
+            body = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        elif isinstance(body, str):
+            body = body.encode()
+        if content_type is not None:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        conn = self.connection(timeout)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+            return Response(r.status, r.reason, r.getheaders(), data)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def head(self, path, **kw):
+        return self.request("HEAD", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    # -- raw sockets -----------------------------------------------------------
+
+    def raw_socket(self, timeout=5.0):
+        s = socket.create_connection((self.host, self.port), timeout=timeout * SLOW)
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=self.cafile)
+            s = ctx.wrap_socket(s, server_hostname=self.host)
+        return s
+
+    def raw(self, data, timeout=5.0, shutdown=False):
+        """Send bytes as they are; return everything the server sends back
+        until it closes the connection or `timeout` passes with no data."""
+        s = self.raw_socket(timeout)
+        try:
+            s.sendall(data)
+            if shutdown:
+                s.shutdown(socket.SHUT_WR)
+            return read_until_close(s, timeout)
+        finally:
+            s.close()
+
+    # -- the protocol, spelled out -----------------------------------------------
+
+    def create_inbox(self):
+        r = self.post("/v1/inboxes", b"", token=None)
+        assert r.status == 201, r
+        j = r.json
+        return Inbox(self, j["inbox"], j["owner_token"])
+
+    def health(self):
+        return self.get("/v1/health", token=None)
+
+    def metrics(self):
+        r = self.get("/metrics", token=None)
+        assert r.status == 200, r
+        return parse_prometheus(r.body.decode())
+
+
+def read_until_close(s, timeout):
+    """Read from a socket until EOF, a reset, or `timeout` without data."""
+    chunks = []
+    s.settimeout(timeout * SLOW)
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    except (socket.timeout, ConnectionResetError, ssl.SSLError):
+        pass
+    return b"".join(chunks)
+
+
+def status_line(raw):
+    """The status code of the first response in raw bytes, or None."""
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
+    return int(m.group(1)) if m else None
+
+
+class Inbox:
+    def __init__(self, api, inbox_id, owner_token):
+        self.id = inbox_id
+        self.owner_token = owner_token
+        self.owner = api.with_token(owner_token)
+        self.path = f"/v1/inboxes/{inbox_id}"
+
+    def add_sender(self):
+        r = self.owner.post(f"{self.path}/senders", b"")
+        assert r.status == 201, r
+        j = r.json
+        return Sender(self, j["sender"], j["send_token"])
+
+    def item_path(self, item):
+        return f"{self.path}/items/{item}"
+
+    def info(self):
+        r = self.owner.get(self.path)
+        assert r.status == 200, r
+        return r.json
+
+    def list(self, after=0, wait=0, partial=False, timeout=None, api=None):
+        q = f"after={after}&wait={wait}" + ("&partial=1" if partial else "")
+        r = (api or self.owner).get(f"{self.path}/items?{q}",
+                                    timeout=timeout if timeout is not None else 10 + wait)
+        return r
+
+    def listed(self, **kw):
+        r = self.list(**kw)
+        assert r.status == 200, r
+        return r.json["items"]
+
+    def listed_ids(self, **kw):
+        return [i["item"] for i in self.listed(**kw)]
+
+    def all_listed(self, limit_pages=100):
+        """Every listed item, following the cursor (bounded pages)."""
+        out, after = [], 0
+        for _ in range(limit_pages):
+            j = self.list(after=after).json
+            out.extend(j["items"])
+            if not j["items"]:
+                return out
+            after = j["cursor"]
+        raise AssertionError("listing did not end")
+
+    def download(self, item, range_=None, api=None):
+        h = {"Range": range_} if range_ else None
+        return (api or self.owner).get(f"{self.item_path(item)}/data", headers=h)
+
+    def ack(self, item):
+        return self.owner.delete(self.item_path(item))
+
+    def status(self, item, api=None):
+        return (api or self.owner).get(f"{self.item_path(item)}/status")
+
+
+class Sender:
+    def __init__(self, inbox, sender_id, token):
+        self.inbox = inbox
+        self.id = sender_id
+        self.token = token
+        self.api = inbox.owner.with_token(token)
+
+    def create(self, item, size, meta=b"meta", **kw):
+        return self.api.put(self.inbox.item_path(item),
+                            {"size": size, "meta": b64(meta)}, **kw)
+
+    def append(self, item, offset, data, content_type="application/offset+octet-stream", **kw):
+        headers = {"Upload-Offset": str(offset)}
+        headers.update(kw.pop("headers", {}))
+        return self.api.patch(self.inbox.item_path(item), bytes(data), headers=headers,
+                              content_type=content_type, **kw)
+
+    def offset(self, item):
+        r = self.api.head(self.inbox.item_path(item))
+        assert r.status == 200, r
+        return int(r.header("Upload-Offset")), int(r.header("Upload-Length"))
+
+    def status(self, item):
+        return self.api.get(f"{self.inbox.item_path(item)}/status")
+
+    def cancel(self, item):
+        return self.api.delete(self.inbox.item_path(item))
+
+    def upload(self, data, item=None, meta=b"meta", pieces=1):
+        """Create and append an item completely; returns its id."""
+        item = item or new_item_id()
+        r = self.create(item, len(data), meta)
+        assert r.status == 201, r
+        step = max(1, -(-len(data) // pieces))
+        off = 0
+        while off < len(data):
+            chunk = data[off:off + step]
+            r = self.append(item, off, chunk)
+            assert r.status == 204, r
+            off += len(chunk)
+            assert int(r.header("Upload-Offset")) == off
+        return item
+
+
+def parse_prometheus(text):
+    """Prometheus text format 0.0.4 → {(name, frozenset(labels)): value}.
+    Fails on any line that is not a comment, blank, or a valid sample."""
+    sample = re.compile(
+        r'^([a-zA-Z_:][a-zA-Z0-9_:]*)'
+        r'(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,|(?=\})))*)\})?'
+        r'[ \t]+([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|Inf))'
+        r'(?:[ \t]+-?[0-9]+)?$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            if line.startswith("# TYPE"):
+                parts = line.split()
+                assert len(parts) == 4 and parts[3] in (
+                    "counter", "gauge", "histogram", "summary", "untyped"), line
+            continue
+        m = sample.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        labels = frozenset(label.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(metrics, name, **labels):
+    return metrics.get((name, frozenset(labels.items())))
+
+
+# --- the relay process -----------------------------------------------------------
+
+class RelayStartError(Exception):
+    pass
+
+
+class Relay:
+    """One chuted process. The data folder outlives restarts."""
+
+    def __init__(self, workdir, args=(), listen="127.0.0.1:0", tls=None,
+                 access_token=None, env=None, data_dir=None):
+        self.exe = binary("chuted")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = Path(data_dir) if data_dir else self.workdir / "data"
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.args = list(args)
+        self.listen = listen
+        self.tls = tls  # (cert, key) or None
+        self.access_token = access_token
+        self.env = dict(os.environ, **(env or {}))
+        self.log_path = self.workdir / "chuted.stderr"
+        self.port_file = self.workdir / "chuted.port"
+        self.proc = None
+        self.port = None
+        self.expected_exit = False
+        self.starts = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def command(self):
+        cmd = [str(self.exe), "--listen", self.listen, "--data", str(self.data_dir),
+               "--port-file", str(self.port_file)]
+        if self.tls:
+            cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        if self.access_token:
+            cmd += ["--access-token", self.access_token]
+        return cmd + [str(a) for a in self.args]
+
+    def start(self, timeout=10.0):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        if self.port_file.exists():
+            self.port_file.unlink()
+        self.starts += 1
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        log.write(f"=== start {self.starts}: {' '.join(self.command())}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log, env=self.env)
+        log.close()
+        self.expected_exit = False
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            if self.proc.poll() is not None:
+                self.expected_exit = True  # the caller gets the error
+                raise RelayStartError(f"chuted exited with {self.proc.returncode} while starting:\n"
+                                      + self.stderr()[-3000:])
+            try:
+                text = self.port_file.read_text().strip()
+            except FileNotFoundError:
+                text = ""
+            if text.isdigit() and self._connectable(int(text)):
+                self.port = int(text)
+                return self
+            if time.monotonic() > deadline:
+                self.expected_exit = True
+                self.proc.kill()
+                self.proc.wait()
+                raise RelayStartError("chuted not ready in time:\n" + self.stderr()[-3000:])
+            time.sleep(0.01)
+
+    def _connectable(self, port):
+        host = "::1" if self.listen.startswith("[::1]") else "127.0.0.1"
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def host(self):
+        return "::1" if self.listen.startswith("[::1]") else "127.0.0.1"
+
+    @property
+    def url(self):
+        scheme = "https" if self.tls else "http"
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{h}:{self.port}"
+
+    def api(self, token=None, **kw):
+        kw.setdefault("cafile", str(self.tls[0]) if self.tls else None)
+        kw.setdefault("access_token", self.access_token)
+        return Api(self.url, token, **kw)
+
+    def kill(self, sig=signal.SIGKILL, timeout=10.0):
+        """Send sig and wait for the exit; returns the return code."""
+        self.expected_exit = True
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout * SLOW)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, then SIGKILL after `timeout`; returns the return code."""
+        if self.proc is None:
+            return None
+        self.expected_exit = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("chuted ignored SIGTERM for %.0fs" % (timeout * SLOW))
+        return self.proc.returncode
+
+    def restart(self, sig=signal.SIGTERM):
+        """Stop (with sig) if running and start again on the same data folder.
+        The port may change: read .url again afterwards."""
+        if self.running:
+            if sig == signal.SIGTERM:
+                self.stop()
+            else:
+                self.kill(sig)
+        return self.start()
+
+    # -- diagnostics -----------------------------------------------------------------
+
+    def stderr(self):
+        try:
+            return self.log_path.read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def sanitizer_report(self):
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        for p in SANITIZER_PATTERNS:
+            m = p.search(data)
+            if m:
+                return data[max(0, m.start() - 200):m.start() + 4000].decode(errors="replace")
+        return None
+
+    def vm(self, field="VmHWM"):
+        """A field of /proc/PID/status in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        return None
+
+    def data_files(self):
+        return sorted(p for p in self.data_dir.rglob("*") if p.is_file())
+
+    def database(self):
+        """The SQLite database file under the data folder."""
+        dbs = [p for p in self.data_files() if p.stat().st_size >= 16
+               and p.open("rb").read(16) == b"SQLite format 3\x00"]
+        assert len(dbs) == 1, f"expected one SQLite database under {self.data_dir}, found {dbs}"
+        return dbs[0]
+
+    def integrity_check(self, scratch):
+        """PRAGMA integrity_check on a copy of the database (and its WAL),
+        so the check does not recover or checkpoint the relay's own files."""
+        db = self.database()
+        scratch = Path(scratch)
+        scratch.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal"):
+            src = Path(str(db) + suffix)
+            if src.exists():
+                shutil.copyfile(src, scratch / (db.name + suffix))
+        out = subprocess.run(["sqlite3", str(scratch / db.name), "PRAGMA integrity_check;"],
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() + out.stderr.strip()
+
+    def finish(self):
+        """Teardown: stop, then report what went wrong, if anything."""
+        problems = []
+        if self.proc is not None:
+            died = self.proc.poll() is not None and not self.expected_exit
+            if died:
+                problems.append(f"chuted died during the test (exit {self.proc.returncode})")
+            try:
+                self.stop()
+            except AssertionError as e:
+                problems.append(str(e))
+        report = self.sanitizer_report()
+        if report:
+            problems.append("sanitizer report in chuted's stderr:\n" + report)
+        elif problems:
+            problems.append("stderr tail:\n" + self.stderr()[-2000:])
+        return problems
+
+
+@pytest.fixture
+def relay_factory(tmp_path):
+    """relay_factory(*args, tls=None, access_token=None, listen=..., start=True)
+    → a started Relay; all of them are stopped at teardown, and the test fails
+    if one crashed or printed a sanitizer report."""
+    relays = []
+
+    def make(*args, start=True, **kw):
+        r = Relay(tmp_path / f"relay{len(relays)}", args, **kw)
+        relays.append(r)
+        if start:
+            r.start()
+        return r
+
+    yield make
+    problems = []
+    for r in relays:
+        problems += r.finish()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def relay(relay_factory):
+    return relay_factory()
+
+
+@pytest.fixture
+def api(relay):
+    return relay.api()
+
+
+@pytest.fixture
+def inbox(api):
+    return api.create_inbox()
+
+
+@pytest.fixture
+def sender(inbox):
+    return inbox.add_sender()

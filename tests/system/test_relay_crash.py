@@ -1,0 +1,214 @@
+"""DESIGN §5: acknowledged means durable; a relay killed at any instant
+restarts consistent; SIGTERM is a clean exit."""
+
+import hashlib
+import random
+import signal
+import threading
+import time
+
+from conftest import Inbox, Sender, new_item_id, wait_until
+
+ROUNDS = 5
+SEED = 20261122
+
+
+def reattach(relay, inbox_id, owner_token, sender_id, send_token):
+    """Inbox and Sender objects for the relay's current URL (it changes on restart)."""
+    inbox = Inbox(relay.api(), inbox_id, owner_token)
+    return inbox, Sender(inbox, sender_id, send_token)
+
+
+class Uploader(threading.Thread):
+    """Uploads items until the relay goes away (or a bound is hit), recording
+    what was sent and which items were acknowledged by a final 204."""
+
+    def __init__(self, sender, rng, contents, acked, max_items=300, max_seconds=10):
+        super().__init__(daemon=True)
+        self.sender, self.rng = sender, rng
+        self.contents, self.acked = contents, acked
+        self.max_items, self.max_seconds = max_items, max_seconds
+        self.acked_this_round = 0
+        self.error = None
+
+    def run(self):
+        deadline = time.monotonic() + self.max_seconds
+        s = self.sender
+        try:
+            for _ in range(self.max_items):
+                if time.monotonic() > deadline:
+                    return
+                item = new_item_id()
+                data = self.rng.randbytes(self.rng.randint(1, 300 * 1024))
+                self.contents[item] = data
+                r = s.create(item, len(data))
+                if r.status != 201:
+                    self.error = f"create: {r}"
+                    return
+                pieces = self.rng.randint(1, 3)
+                step = -(-len(data) // pieces)
+                for off in range(0, len(data), step):
+                    r = s.append(item, off, data[off:off + step])
+                    if r.status != 204:
+                        self.error = f"append: {r}"
+                        return
+                self.acked.add(item)
+                self.acked_this_round += 1
+        except OSError:
+            return  # the relay was killed under us: expected
+
+
+def digest(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def test_kill_9_during_uploads_keeps_every_acknowledged_item(relay_factory, tmp_path):
+    rng = random.Random(SEED)
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    ids = (box.id, box.owner_token, snd.id, snd.token)
+    contents, acked = {}, set()
+    for rnd in range(ROUNDS):
+        inbox, sender = reattach(relay, *ids)
+        sender.api.timeout = inbox.owner.timeout = 5
+        up = Uploader(sender, random.Random(rng.random()), contents, acked)
+        up.start()
+        wait_until(lambda: up.acked_this_round >= 1 or not up.is_alive(), timeout=10,
+                   what="a first acknowledged upload")
+        assert up.error is None, up.error
+        time.sleep(rng.uniform(0.0, 0.4))  # the random instant of the kill
+        relay.kill(signal.SIGKILL)
+        up.join(15)
+        assert not up.is_alive()
+        assert up.error is None, up.error
+
+        check = relay.integrity_check(tmp_path / f"copy{rnd}")
+        assert check == "ok", f"round {rnd}: integrity_check says {check}"
+
+        relay.start()
+        inbox, sender = reattach(relay, *ids)
+        listed = inbox.all_listed()
+        listed_ids = {i["item"] for i in listed}
+        missing = acked - listed_ids
+        assert not missing, f"round {rnd}: acknowledged items lost: {sorted(missing)[:5]}"
+        for it in listed:
+            data = contents[it["item"]]
+            assert it["size"] == len(data), "an incomplete item is listed"
+            got = inbox.download(it["item"]).body
+            assert digest(got) == digest(data), f"round {rnd}: item {it['item']} corrupted"
+        # the interrupted ones resume from their durable offset
+        for item in set(contents) - listed_ids:
+            data = contents[item]
+            r = sender.create(item, len(data))
+            assert r.status in (200, 201), r
+            off = r.json["offset"]
+            assert 0 <= off < len(data)
+            assert sender.offset(item) == (off, len(data))
+            assert inbox.download(item).body == data[:off], "durable prefix differs"
+            if off < len(data):
+                assert sender.append(item, off, data[off:]).status == 204
+            acked.add(item)
+        assert {i["item"] for i in inbox.all_listed()} == set(contents)
+        # clear the inbox for the next round (quota stays low, checks stay fast)
+        for item in list(contents):
+            assert inbox.ack(item).status == 204
+        contents.clear()
+        acked.clear()
+    assert relay.stop() == 0
+
+
+def test_acknowledged_offset_survives_kill_9_exactly(relay_factory):
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    data = random.Random(3).randbytes(300000)
+    item = new_item_id()
+    snd.create(item, len(data))
+    assert snd.append(item, 0, data[:100000]).status == 204
+    assert snd.append(item, 100000, data[100000:200000]).status == 204
+    relay.kill(signal.SIGKILL)
+    relay.start()
+    inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
+    assert sender.offset(item) == (200000, 300000)
+    assert sender.append(item, 200000, data[200000:]).status == 204
+    assert inbox.download(item).body == data
+
+
+def test_state_survives_a_restart(relay_factory):
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    a = snd.upload(b"kept", meta=b"m1")
+    b = snd.upload(b"acked")
+    box.ack(b)
+    c = new_item_id()
+    snd.create(c, 10)
+    seq = box.listed()[0]["seq"]
+    relay.restart()
+    inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
+    items = inbox.listed()
+    assert [(i["item"], i["seq"]) for i in items] == [(a, seq)]
+    assert inbox.download(a).body == b"kept"
+    assert sender.status(b).json["state"] == "delivered"
+    assert sender.status(c).json["state"] == "uploading"
+    # sequence numbers keep growing across restarts
+    d = sender.upload(b"new")
+    assert [i["seq"] for i in inbox.listed() if i["item"] == d][0] > seq
+
+
+def test_sigterm_exits_zero_cleanly(relay_factory):
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    box.add_sender().upload(b"x")
+    assert relay.stop() == 0
+    assert "runtime error" not in relay.stderr()
+
+
+def test_sigterm_with_clients_waiting_exits_zero_promptly(relay_factory):
+    relay = relay_factory()
+    api = relay.api()
+    boxes = [api.create_inbox() for _ in range(4)]
+    results = []
+
+    def poll(b):
+        try:
+            results.append(b.list(wait=60, timeout=30).status)
+        except OSError:
+            results.append("closed")
+    threads = [threading.Thread(target=poll, args=(b,), daemon=True) for b in boxes]
+    for t in threads:
+        t.start()
+    wait_until(lambda: api.metrics()[("chute_longpolls_waiting", frozenset())] >= 4,
+               timeout=5, what="four waiting listers")
+    t0 = time.monotonic()
+    assert relay.stop(timeout=10) == 0
+    assert time.monotonic() - t0 < 5, "SIGTERM waited for the long-polls to time out"
+    for t in threads:
+        t.join(10)
+    assert all(r in (200, 503, "closed") for r in results), results
+
+
+def test_sigterm_during_an_upload_keeps_a_resumable_prefix(relay_factory):
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    data = random.Random(5).randbytes(4 * 1024 * 1024)
+    item = new_item_id()
+    snd.create(item, len(data))
+    s = relay.api().raw_socket()
+    s.sendall((f"PATCH {box.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {snd.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {len(data)}\r\n\r\n").encode() + data[:1024 * 1024])
+    wait_until(lambda: relay.api().metrics()[("chute_uploads_in_flight", frozenset())] >= 1,
+               timeout=5, what="the upload in flight")
+    assert relay.stop() == 0
+    s.close()
+    relay.start()
+    inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
+    off, size = sender.offset(item)
+    assert size == len(data) and off <= 1024 * 1024
+    assert inbox.download(item).body == data[:off]
+    assert sender.append(item, off, data[off:]).status == 204
+    assert hashlib.sha256(inbox.download(item).body).digest() == hashlib.sha256(data).digest()

@@ -1,0 +1,228 @@
+"""PROTOCOL §6.2–6.4: health, metrics, inboxes, senders, capabilities."""
+
+import base64
+import re
+
+from conftest import (B64URL_ID, B64URL_TOKEN, NOT_FOUND, metric, new_item_id,
+                      parse_prometheus)
+
+
+def test_health_reports_ok_and_version(api):
+    r = api.health()
+    assert r.status == 200
+    assert r.header("Content-Type", "").startswith("application/json")
+    assert r.json == {"status": "ok", "version": "0.1.0"}
+
+
+def test_metrics_are_prometheus_text_with_the_documented_series(api):
+    api.health()
+    r = api.get("/metrics")
+    assert r.status == 200
+    ctype = r.header("Content-Type", "")
+    assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype
+    m = parse_prometheus(r.body.decode())
+    names = {name for name, _ in m}
+    for name in ("chute_items_stored", "chute_bytes_stored", "chute_uploads_in_flight",
+                 "chute_longpolls_waiting", "chute_pairings_active",
+                 "chute_http_requests_total"):
+        assert name in names, f"{name} missing from /metrics"
+    assert metric(m, "chute_http_requests_total", code="200") >= 1
+
+
+def test_metrics_count_stored_items_and_bytes(api, inbox, sender):
+    before = api.metrics()
+    sender.upload(b"x" * 1000)
+    sender.upload(b"y" * 24)
+    after = api.metrics()
+    assert metric(after, "chute_items_stored") - metric(before, "chute_items_stored") == 2
+    assert metric(after, "chute_bytes_stored") - metric(before, "chute_bytes_stored") == 1024
+
+
+def test_metrics_count_requests_by_status_code(api):
+    before = metric(api.metrics(), "chute_http_requests_total", code="404") or 0
+    for _ in range(3):
+        assert api.get("/v1/no-such-thing").status == 404
+    after = metric(api.metrics(), "chute_http_requests_total", code="404")
+    assert after - before == 3
+
+
+def test_create_inbox_returns_id_and_owner_token(api):
+    for body in (b"", b"{}"):
+        r = api.post("/v1/inboxes", body, content_type="application/json")
+        assert r.status == 201, r
+        j = r.json
+        assert set(j) == {"inbox", "owner_token"}
+        assert B64URL_ID.match(j["inbox"]), j
+        assert B64URL_TOKEN.match(j["owner_token"]), j
+
+
+def test_every_inbox_gets_its_own_id_and_token(api):
+    boxes = [api.create_inbox() for _ in range(5)]
+    assert len({b.id for b in boxes}) == 5
+    assert len({b.owner_token for b in boxes}) == 5
+
+
+def test_get_inbox_reports_counts_and_default_quotas(inbox):
+    assert inbox.info() == {"inbox": inbox.id, "items": 0, "bytes": 0,
+                            "quota_items": 10000, "quota_bytes": 100 * 2**30,
+                            "senders": 0}
+
+
+def test_inbox_counts_follow_senders_and_complete_items(inbox):
+    s = inbox.add_sender()
+    inbox.add_sender()
+    s.upload(b"a" * 300)
+    assert s.create(new_item_id(), 10).status == 201  # uploading: declared
+    info = inbox.info()
+    assert info["senders"] == 2
+    assert info["items"] >= 1
+    assert info["bytes"] >= 300
+
+
+def test_missing_inbox_is_not_found(api, inbox):
+    r = api.get("/v1/inboxes/AAAAAAAAAAAAAAAAAAAAAA", token=inbox.owner_token)
+    assert r.status == 404
+    assert r.json == NOT_FOUND
+
+
+def test_wrong_token_looks_like_missing_inbox(api, inbox):
+    other = api.create_inbox()
+    missing = api.get("/v1/inboxes/AAAAAAAAAAAAAAAAAAAAAA", token=inbox.owner_token)
+    for token in (None, "", "x" * 43, other.owner_token, inbox.owner_token[:-1] + "A"
+                  if inbox.owner_token[-1] != "A" else inbox.owner_token[:-1] + "B"):
+        r = api.get(inbox.path, token=token)
+        assert (r.status, r.body) == (missing.status, missing.body), token
+    # the other verbs of an inbox too
+    for method, path in (("DELETE", inbox.path), ("POST", inbox.path + "/senders"),
+                         ("GET", inbox.path + "/items?after=0"),
+                         ("DELETE", inbox.path + "/senders/AAAAAAAAAAAAAAAAAAAAAA")):
+        r = api.request(method, path, token=other.owner_token)
+        assert (r.status, r.json) == (404, NOT_FOUND), (method, path)
+
+
+def test_malformed_authorization_header_looks_like_missing_inbox(api, inbox):
+    for value in ("Basic " + base64.b64encode(b"a:b").decode(), "Bearer", "Bearer  ",
+                  inbox.owner_token, "bearer", "Bearer " + inbox.owner_token + "x"):
+        r = api.get(inbox.path, token=None, headers={"Authorization": value})
+        assert (r.status, r.json) == (404, NOT_FOUND), value
+
+
+def test_send_token_cannot_manage_the_inbox(inbox, sender):
+    api = sender.api
+    assert (api.get(inbox.path).status, api.get(inbox.path).json) == (404, NOT_FOUND)
+    assert api.post(inbox.path + "/senders", b"").status == 404
+    assert api.delete(inbox.path).status == 404
+    assert api.get(inbox.path + "/items?after=0").status == 404
+    assert inbox.info()["senders"] == 1
+
+
+def test_delete_inbox_forgets_it_and_its_items(relay, inbox, sender):
+    marker = b"chute-marker-" + new_item_id().encode()
+    body = marker * 100
+    item = sender.upload(body)
+    assert any(marker in p.read_bytes() for p in relay.data_files())
+    r = inbox.owner.delete(inbox.path)
+    assert r.status == 204, r
+    assert inbox.owner.get(inbox.path).status == 404
+    assert inbox.download(item).status == 404
+    assert sender.status(item).status == 404
+    assert sender.create(new_item_id(), 1).status == 404
+    assert not [p for p in relay.data_files() if marker in p.read_bytes()], \
+        "item body still on disk after its inbox was deleted"
+
+
+def test_add_sender_returns_id_and_send_token(inbox):
+    s1, s2 = inbox.add_sender(), inbox.add_sender()
+    assert B64URL_ID.match(s1.id) and B64URL_TOKEN.match(s1.token)
+    assert s1.id != s2.id and s1.token != s2.token
+    assert s1.token != inbox.owner_token
+
+
+def test_revoked_send_token_gets_not_found_everywhere(inbox):
+    s = inbox.add_sender()
+    done = s.upload(b"delivered later")
+    half = new_item_id()
+    assert s.create(half, 10).status == 201
+    assert s.append(half, 0, b"12345").status == 204
+    r = inbox.owner.delete(f"{inbox.path}/senders/{s.id}")
+    assert r.status == 204, r
+    checks = [
+        s.create(new_item_id(), 1),
+        s.append(half, 5, b"67890"),
+        s.api.head(inbox.item_path(half)),
+        s.status(done),
+        s.status(half),
+        s.cancel(done),
+        s.create(half, 10),
+    ]
+    for r in checks:
+        assert r.status == 404, r
+        if r.body:  # HEAD has none
+            assert r.json == NOT_FOUND
+
+
+def test_revoked_senders_items_stay_for_the_owner(inbox):
+    s = inbox.add_sender()
+    item = s.upload(b"still here")
+    assert inbox.owner.delete(f"{inbox.path}/senders/{s.id}").status == 204
+    assert item in inbox.listed_ids()
+    assert inbox.download(item).body == b"still here"
+    assert inbox.info()["senders"] == 0
+
+
+def test_revoking_one_sender_leaves_the_others(inbox):
+    a, b = inbox.add_sender(), inbox.add_sender()
+    assert inbox.owner.delete(f"{inbox.path}/senders/{a.id}").status == 204
+    assert b.create(new_item_id(), 0).status == 201
+
+
+def test_revoking_unknown_sender_is_not_found(inbox):
+    r = inbox.owner.delete(f"{inbox.path}/senders/AAAAAAAAAAAAAAAAAAAAAA")
+    assert (r.status, r.json) == (404, NOT_FOUND)
+
+
+def test_send_token_of_one_inbox_is_useless_on_another(api, sender):
+    other = api.create_inbox()
+    r = sender.api.put(other.item_path(new_item_id()), {"size": 1, "meta": "bWV0YQ=="})
+    assert (r.status, r.json) == (404, NOT_FOUND)
+
+
+def test_private_relay_needs_access_token_to_create_inboxes(relay_factory):
+    relay = relay_factory(access_token="s3cret-access")
+    bare = relay.api(access_token=None)
+    r = bare.post("/v1/inboxes", b"")
+    assert r.status == 401 and "error" in r.json
+    r = bare.post("/v1/inboxes", b"", headers={"Chute-Access-Token": "wrong"})
+    assert r.status == 401 and "error" in r.json
+    box = relay.api().create_inbox()  # with the token
+    # the inbox's own capabilities need no access token
+    s = box.add_sender()  # owner token only; bare client below
+    bare_sender = bare.with_token(s.token)
+    assert bare_sender.put(box.item_path(new_item_id()),
+                           {"size": 0, "meta": "bWV0YQ=="}).status == 201
+    assert bare.with_token(box.owner_token).get(box.path).status == 200
+    assert bare.health().status == 200
+
+
+def test_relay_files_never_contain_a_token_in_clear(relay, api, inbox, sender):
+    item = sender.upload(b"payload")
+    s2 = inbox.add_sender()
+    pair = api.post("/v1/pair", {}).json
+    claim = api.post(f"/v1/pair/{pair['nameplate']}/claim", {}).json
+    tokens = [inbox.owner_token, sender.token, s2.token, pair["token"], claim["token"]]
+    inbox.ack(item)
+    relay.stop()  # let it checkpoint and close everything
+    for path in relay.data_files():
+        data = path.read_bytes()
+        for t in tokens:
+            raw = base64.urlsafe_b64decode(t + "=")
+            assert t.encode() not in data, f"token in clear in {path}"
+            assert raw not in data, f"raw token bytes in {path}"
+    assert relay.stop() == 0
+
+
+def test_inbox_ids_are_not_sequential(api):
+    ids = [api.create_inbox().id for _ in range(3)]
+    raw = [base64.urlsafe_b64decode(i + "==") for i in ids]
+    assert len(set(r[:8] for r in raw)) == 3
+    assert all(re.match(r"^[A-Za-z0-9_-]{22}$", i) for i in ids)

@@ -1,0 +1,209 @@
+"""Hostile or broken clients: the relay answers 4xx or closes, never crashes,
+and keeps serving everyone else. (The fixture fails any test after which
+chuted died or printed a sanitizer report.)"""
+
+import random
+import socket
+import time
+
+import pytest
+
+from conftest import SLOW, new_item_id, read_until_close, status_line, wait_until
+
+
+@pytest.mark.parametrize("body", [b"{", b"{\"size\": 1,}", b"\xff\xfe\x00", b"null",
+                                  b"{\"size\": 1, \"meta\": \"bWV0YQ==\"} trailing",
+                                  b"{\"size\": 1e400, \"meta\": \"\"}",
+                                  b"[" * 10000 + b"]" * 10000])
+def test_malformed_json_is_400_with_an_error(api, sender, body):
+    r = sender.api.put(sender.inbox.item_path(new_item_id()), body,
+                       content_type="application/json")
+    assert r.status in (400, 413), r
+    assert isinstance(r.json["error"], str)
+    r = api.post("/v1/pair", body, content_type="application/json")
+    assert r.status in (400, 413), r
+    assert api.health().status == 200
+
+
+def test_duplicate_json_keys_do_not_confuse_the_size(sender, inbox):
+    item = new_item_id()
+    r = sender.api.put(inbox.item_path(item), b'{"size": 1, "meta": "bWV0YQ==", "size": 5}',
+                       content_type="application/json")
+    assert r.status in (201, 400), r
+    if r.status == 201:
+        assert sender.offset(item)[1] == r.json["size"]
+
+
+def test_short_body_for_its_content_length_does_not_hurt(api, sender, inbox):
+    item = new_item_id()
+    sender.create(item, 100)
+    s = api.raw_socket()
+    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               "Content-Length: 100\r\n\r\n").encode() + b"0123456789")
+    s.shutdown(socket.SHUT_WR)
+    reply = read_until_close(s, timeout=5)
+    s.close()
+    assert status_line(reply) in (None, 400), reply[:200]
+    off = wait_until(lambda: sender.offset(item), timeout=5, what="HEAD")[0]
+    assert off <= 10
+    assert inbox.listed() == []
+    assert api.health().status == 200
+
+
+def test_extra_bytes_beyond_content_length_are_a_separate_request(api):
+    req = (b"POST /v1/pair HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: 2\r\n\r\n{}GARBAGE / HTTP/1.1\r\n\r\n")
+    raw = api.raw(req, timeout=3)
+    assert status_line(raw) == 201, raw[:200]
+    assert api.health().status == 200
+
+
+def test_json_content_length_larger_than_sent_then_close(api):
+    raw = api.raw(b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{}",
+                  shutdown=True, timeout=3)
+    assert status_line(raw) in (None, 400), raw[:200]
+    assert api.health().status == 200
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_garbage_bytes_get_400_or_a_close(api, seed):
+    junk = random.Random(seed).randbytes(random.Random(seed).randint(1, 20000))
+    raw = api.raw(junk, timeout=3, shutdown=True)
+    assert status_line(raw) in (None, 400, 405, 414, 431, 505) or raw == b"", raw[:200]
+    assert api.health().status == 200
+
+
+@pytest.mark.parametrize("req", [
+    b"GET /v1/health HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET /v1/health\r\n\r\n",
+    b"\r\n\r\n\r\n",
+    b"GET /v1/he\x00alth HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    b"POST /v1/inboxes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nBad Header No Colon\r\n\r\n",
+    b"GET /" + b"../" * 50 + b"etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v1/inboxes/%00%00/items HTTP/1.1\r\nHost: x\r\n\r\n",
+])
+def test_malformed_requests_get_4xx_or_a_close(api, req):
+    raw = api.raw(req, timeout=3, shutdown=True)
+    code = status_line(raw)
+    assert code is None or 400 <= code < 500 or code == 505, raw[:200]
+    assert api.health().status == 200
+
+
+def test_a_half_request_left_idle_is_timed_out_while_others_are_served(relay_factory):
+    api = relay_factory("--idle-timeout", "2").api()
+    lorises = []
+    for _ in range(10):
+        s = api.raw_socket()
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        lorises.append(s)
+    t0 = time.monotonic()
+    for _ in range(5):
+        r = api.health()
+        assert r.status == 200
+    assert time.monotonic() - t0 < 2 * SLOW, "other clients were held up"
+    for s in lorises:
+        data = read_until_close(s, timeout=8)
+        assert status_line(data) in (None, 408), data[:100]
+        s.close()
+    assert time.monotonic() - t0 < 8 * SLOW
+
+
+def test_a_stalled_upload_body_is_timed_out(relay_factory):
+    relay = relay_factory("--idle-timeout", "1")
+    api = relay.api()
+    inbox = api.create_inbox()
+    sender = inbox.add_sender()
+    item = new_item_id()
+    sender.create(item, 1000)
+    s = api.raw_socket()
+    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               "Content-Length: 1000\r\n\r\n").encode() + b"a" * 100)
+    t0 = time.monotonic()
+    read_until_close(s, timeout=8)
+    s.close()
+    assert time.monotonic() - t0 < 6 * SLOW
+    off = wait_until(lambda: sender.offset(item), timeout=5, what="HEAD")[0]
+    assert off <= 100
+    assert inbox.listed() == []
+
+
+@pytest.mark.parametrize("path", ["/", "/v1", "/v2/health", "/v1/health/x", "/v1/nothing",
+                                  "/metrics/x", "/v1/inboxes/AAAAAAAAAAAAAAAAAAAAAA/x",
+                                  "/v1/inboxes/AAAAAAAAAAAAAAAAAAAAAA/items/"
+                                  + "a" * 20 + "/data/x",
+                                  "/v1/pair/1/claim/x", "/favicon.ico"])
+def test_unknown_paths_are_404_with_an_error(api, path):
+    r = api.get(path)
+    assert r.status == 404, (path, r)
+    assert isinstance(r.json["error"], str)
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/v1/health"), ("DELETE", "/v1/health"), ("PUT", "/metrics"),
+    ("GET", "/v1/inboxes"), ("PUT", "/v1/inboxes"), ("DELETE", "/v1/inboxes"),
+    ("GET", "/v1/pair"), ("PATCH", "/v1/pair"), ("GET", "/v1/pair/123/claim"),
+    ("PUT", "/v1/pair/123/claim"),
+])
+def test_wrong_methods_are_405(api, method, path):
+    r = api.request(method, path, b"" if method in ("POST", "PUT", "PATCH") else None)
+    assert r.status == 405, (method, path, r)
+    if method != "HEAD":
+        assert isinstance(r.json["error"], str)
+
+
+def test_wrong_methods_on_capability_resources_are_405(inbox, sender):
+    item = sender.upload(b"x")
+    for method, path in (("PUT", inbox.path), ("PATCH", inbox.path),
+                         ("GET", inbox.path + "/senders"), ("POST", inbox.item_path(item)),
+                         ("POST", inbox.item_path(item) + "/data"),
+                         ("DELETE", inbox.item_path(item) + "/status")):
+        r = inbox.owner.request(method, path, b"" if method in ("POST", "PUT", "PATCH") else None)
+        assert r.status in (404, 405), (method, path, r)
+
+
+def test_pipelined_requests_are_answered_in_order(api):
+    req = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw = api.raw(req * 3 + b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                  timeout=3)
+    codes = [int(c) for c in __import__("re").findall(rb"HTTP/1\.1 (\d{3})", raw)]
+    assert codes == [200, 200, 200, 404], raw[:500]
+
+
+def test_keep_alive_connection_serves_many_requests(api):
+    conn = api.connection()
+    try:
+        for _ in range(50):
+            conn.request("GET", "/v1/health")
+            r = conn.getresponse()
+            assert r.status == 200
+            r.read()
+    finally:
+        conn.close()
+
+
+def test_many_clients_at_once_are_all_served(api, inbox):
+    from concurrent.futures import ThreadPoolExecutor
+    senders = [inbox.add_sender() for _ in range(8)]
+
+    def work(s):
+        return [s.upload(bytes([i]) * 100) for i in range(10)]
+    with ThreadPoolExecutor(8) as ex:
+        ids = [i for batch in ex.map(work, senders) for i in batch]
+    assert sorted(i["item"] for i in inbox.all_listed()) == sorted(ids)
+
+
+def test_wrong_ranges_do_not_break_downloads(inbox, sender):
+    item = sender.upload(b"0123456789")
+    for rng in ("bytes=5-2", "bytes=a-b", "items=0-1", "bytes=0-1,3-4", "bytes=",
+                "bytes=99999999999999999999999-"):
+        r = inbox.download(item, rng)
+        assert r.status in (200, 206, 400, 416), (rng, r)
+        if r.status == 200:
+            assert r.body == b"0123456789"
