@@ -35,6 +35,12 @@ static const char SCHEMA[] =
              "created,updated,relay_cancel"
 #define ACTIVE "state IN (0,1,2)"
 
+/* Every public call holds mu: the connection is shared by the mount's
+ * threads, and a statement of one thread must never land inside another
+ * thread's BEGIN ... COMMIT. */
+#define LOCK(q) pthread_mutex_lock(&(q)->mu)
+#define UNLOCK(q) pthread_mutex_unlock(&(q)->mu)
+
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 chute_status queue_open(const char *db_path, queue **out)
@@ -44,7 +50,12 @@ chute_status queue_open(const char *db_path, queue **out)
     if (!q) return CHUTE_ERR_NOMEM;
     chute_status st = db_open(db_path, SCHEMA, &q->db);
     if (st) { free(q); return st; }
-    pthread_mutex_init(&q->mu, NULL);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    /* Recursive: the transactional calls reuse the locking helpers. */
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&q->mu, &a);
+    pthread_mutexattr_destroy(&a);
     *out = q;
     return CHUTE_OK;
 }
@@ -110,8 +121,11 @@ static chute_status select_one(queue *q, const char *sql, queue_item *out,
                                const char *a, const char *b)
 {
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK)
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        UNLOCK(q);
         return CHUTE_ERR_DB;
+    }
     if (a) sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
     if (b) sqlite3_bind_text(s, 2, b, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
@@ -119,7 +133,21 @@ static chute_status select_one(queue *q, const char *sql, queue_item *out,
     if (rc == SQLITE_ROW) { if (out) load_row(s, out); }
     else st = rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB;
     sqlite3_finalize(s);
+    UNLOCK(q);
     return st;
+}
+
+/* Prepare a change under the lock; step_change runs it and unlocks. */
+static sqlite3_stmt *prep_change(queue *q, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        UNLOCK(q);
+        return NULL;
+    }
+    return s;
 }
 
 /* Run an UPDATE; NOT_FOUND if it changed no row. */
@@ -130,14 +158,12 @@ static chute_status step_change(queue *q, sqlite3_stmt *s)
                       : sqlite3_changes(q->db) == 0 ? CHUTE_ERR_NOT_FOUND
                                                     : CHUTE_OK;
     sqlite3_finalize(s);
+    UNLOCK(q);
     return st;
 }
 
-chute_status queue_insert(queue *q, const queue_item *it)
+static chute_status insert_row(queue *q, const queue_item *it)
 {
-    if (!q || !it || strlen(it->id) != QUEUE_ID_LEN || !it->peer[0] ||
-        !it->path[0] || !it->meta_len)
-        return CHUTE_ERR_ARG;
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(q->db,
             "INSERT INTO queue(" COLS ") VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0)",
@@ -162,6 +188,37 @@ chute_status queue_insert(queue *q, const queue_item *it)
     return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
 }
 
+static chute_status cancel_locked(queue *q, const char *id);
+
+chute_status queue_insert(queue *q, const queue_item *it,
+                          char replaced[QUEUE_ID_LEN + 1])
+{
+    if (!q || !it || strlen(it->id) != QUEUE_ID_LEN || !it->peer[0] ||
+        !it->path[0] || !it->meta_len)
+        return CHUTE_ERR_ARG;
+    if (replaced) replaced[0] = '\0';
+    LOCK(q);
+    queue_item *old = malloc(sizeof *old);
+    chute_status st = old ? db_exec(q->db, "BEGIN IMMEDIATE") : CHUTE_ERR_NOMEM;
+    if (!st) {
+        chute_status f = select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
+                                       ACTIVE " ORDER BY created DESC LIMIT 1",
+                                    old, it->peer, it->path);
+        if (f == CHUTE_OK) {
+            st = cancel_locked(q, old->id);
+            if (!st && replaced) snprintf(replaced, QUEUE_ID_LEN + 1, "%s", old->id);
+        } else if (f != CHUTE_ERR_NOT_FOUND) {
+            st = f;
+        }
+        if (!st) st = insert_row(q, it);
+        if (!st) st = db_exec(q->db, "COMMIT");
+        if (st) { db_exec(q->db, "ROLLBACK"); if (replaced) replaced[0] = '\0'; }
+    }
+    free(old);
+    UNLOCK(q);
+    return st;
+}
+
 chute_status queue_get(queue *q, const char *id, queue_item *out)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
@@ -181,9 +238,8 @@ chute_status queue_find_active(queue *q, const char *peer, const char *path,
 static chute_status update_by_id(queue *q, const char *sql, const char *id,
                                  int64_t i1, int64_t i2)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return CHUTE_ERR_DB;
+    sqlite3_stmt *s = prep_change(q, sql);
+    if (!s) return CHUTE_ERR_DB;
     int n = sqlite3_bind_parameter_count(s);
     sqlite3_bind_int64(s, 1, now_s());
     if (n >= 3) sqlite3_bind_int64(s, 2, i1);
@@ -192,27 +248,33 @@ static chute_status update_by_id(queue *q, const char *sql, const char *id,
     return step_change(q, s);
 }
 
-chute_status queue_cancel(queue *q, const char *id)
+static chute_status cancel_locked(queue *q, const char *id)
 {
-    if (!q || !id) return CHUTE_ERR_ARG;
     return update_by_id(q,
         "UPDATE queue SET relay_cancel=(state<>0), state=4, updated=? "
         "WHERE " ACTIVE " AND id=?", id, 0, 0);
+}
+
+chute_status queue_cancel(queue *q, const char *id)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    LOCK(q);
+    chute_status st = cancel_locked(q, id);
+    UNLOCK(q);
+    return st;
 }
 
 chute_status queue_move(queue *q, const char *peer, const char *old_prefix,
                         const char *new_prefix)
 {
     if (!q || !peer || !old_prefix || !new_prefix) return CHUTE_ERR_ARG;
-    sqlite3_stmt *s;
     /* path = new || rest for path == old or path starting with old + '/';
      * substr/length work on characters, consistently on both sides. */
-    if (sqlite3_prepare_v2(q->db,
+    sqlite3_stmt *s = prep_change(q,
             "UPDATE queue SET path=?3 || substr(path, length(?2)+1), updated=?4 "
             "WHERE peer=?1 AND " ACTIVE " AND (path=?2 OR "
-            "substr(path, 1, length(?2)+1) = ?2 || '/')",
-            -1, &s, NULL) != SQLITE_OK)
-        return CHUTE_ERR_DB;
+            "substr(path, 1, length(?2)+1) = ?2 || '/')");
+    if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, old_prefix, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, new_prefix, -1, SQLITE_STATIC);
@@ -227,11 +289,10 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
 {
     if (!q || !id || !meta || !meta_len || meta_len > META_SEALED_MAX)
         return CHUTE_ERR_ARG;
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(q->db,
+    sqlite3_stmt *s = prep_change(q,
             "UPDATE queue SET mode=?, mtime_sec=?, mtime_nsec=?, meta=?, updated=? "
-            "WHERE state=0 AND progress=0 AND id=?", -1, &s, NULL) != SQLITE_OK)
-        return CHUTE_ERR_DB;
+            "WHERE state=0 AND progress=0 AND id=?");
+    if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_int(s, 1, (int)mode);
     sqlite3_bind_int64(s, 2, mtime_sec);
     sqlite3_bind_int(s, 3, (int)mtime_nsec);
@@ -285,11 +346,10 @@ chute_status queue_mark_failed(queue *q, const char *id, const char *error,
                                int64_t next_attempt)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(q->db,
+    sqlite3_stmt *s = prep_change(q,
             "UPDATE queue SET state=0, last_error=?, next_attempt=?, updated=? "
-            "WHERE state=1 AND id=?", -1, &s, NULL) != SQLITE_OK)
-        return CHUTE_ERR_DB;
+            "WHERE state=1 AND id=?");
+    if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_text(s, 1, error ? error : "", -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, next_attempt);
     sqlite3_bind_int64(s, 3, now_s());
@@ -322,11 +382,15 @@ chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg)
 {
     if (!q || !fn) return CHUTE_ERR_ARG;
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE " ACTIVE
-                                  " ORDER BY created, rowid", -1, &s, NULL) != SQLITE_OK)
-        return CHUTE_ERR_DB;
     queue_item *it = malloc(sizeof *it);
-    if (!it) { sqlite3_finalize(s); return CHUTE_ERR_NOMEM; }
+    if (!it) return CHUTE_ERR_NOMEM;
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE " ACTIVE
+                                  " ORDER BY created, rowid", -1, &s, NULL) != SQLITE_OK) {
+        UNLOCK(q);
+        free(it);
+        return CHUTE_ERR_DB;
+    }
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         load_row(s, it);
@@ -334,23 +398,34 @@ chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg)
     }
     free(it);
     sqlite3_finalize(s);
+    UNLOCK(q);
     return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
 }
 
-chute_status queue_counts(queue *q, uint64_t *active, uint64_t *delivered)
+chute_status queue_counts(queue *q, queue_counts_t *out)
 {
-    if (!q || !active || !delivered) return CHUTE_ERR_ARG;
+    if (!q || !out) return CHUTE_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    LOCK(q);
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(q->db,
-            "SELECT coalesce(sum(state IN (0,1,2)),0), coalesce(sum(state=3),0) FROM queue",
-            -1, &s, NULL) != SQLITE_OK)
-        return CHUTE_ERR_DB;
     chute_status st = CHUTE_ERR_DB;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        *active = (uint64_t)sqlite3_column_int64(s, 0);
-        *delivered = (uint64_t)sqlite3_column_int64(s, 1);
-        st = CHUTE_OK;
+    if (sqlite3_prepare_v2(q->db, "SELECT state, count(*) FROM queue GROUP BY state",
+                           -1, &s, NULL) == SQLITE_OK) {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            uint64_t n = (uint64_t)sqlite3_column_int64(s, 1);
+            switch (sqlite3_column_int(s, 0)) {
+            case QUEUE_QUEUED: out->queued = n; break;
+            case QUEUE_UPLOADING: out->uploading = n; break;
+            case QUEUE_UPLOADED: out->uploaded = n; break;
+            case QUEUE_DELIVERED: out->delivered = n; break;
+            case QUEUE_CANCELLED: out->cancelled = n; break;
+            default: break;
+            }
+        }
+        if (rc == SQLITE_DONE) st = CHUTE_OK;
+        sqlite3_finalize(s);
     }
-    sqlite3_finalize(s);
+    UNLOCK(q);
     return st;
 }

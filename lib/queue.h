@@ -69,8 +69,13 @@ void queue_new_id(char out[QUEUE_ID_LEN + 1]);
 const char *queue_state_name(queue_state s);
 
 /* Insert a new item in state queued; id, peer, path, sizes, attributes,
- * header_mac and meta must be filled in. CHUTE_ERR_EXISTS on a used id. */
-chute_status queue_insert(queue *q, const queue_item *it);
+ * header_mac and meta must be filled in. CHUTE_ERR_EXISTS on a used id.
+ * There is at most one active item per peer and path: an active item
+ * already there is cancelled in the same transaction (a newer file
+ * replaces a queued one) and its id written to replaced (may be NULL;
+ * "" if none) so the caller can delete its blob. */
+chute_status queue_insert(queue *q, const queue_item *it,
+                          char replaced[QUEUE_ID_LEN + 1]);
 
 chute_status queue_get(queue *q, const char *id, queue_item *out);
 
@@ -118,7 +123,9 @@ chute_status queue_relay_cancel_done(queue *q, const char *id);
 typedef int (*queue_visit_fn)(const queue_item *it, void *arg);
 chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg);
 
-/* Active items (outgoing) and delivered ones (sent). */
-chute_status queue_counts(queue *q, uint64_t *active, uint64_t *delivered);
+typedef struct {
+    uint64_t queued, uploading, uploaded, delivered, cancelled;
+} queue_counts_t;
+chute_status queue_counts(queue *q, queue_counts_t *out);
 
 #endif

@@ -43,9 +43,9 @@ static void test_lifecycle(void)
     queue_item a, b, got;
     item(&a, "home", "a.txt");
     item(&b, "home", "dir/b.txt");
-    CHECK_EQ_INT(queue_insert(q, &a), CHUTE_OK);
-    CHECK_EQ_INT(queue_insert(q, &a), CHUTE_ERR_EXISTS);
-    CHECK_EQ_INT(queue_insert(q, &b), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &a, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &a, NULL), CHUTE_ERR_EXISTS);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "home", "a.txt", &got), CHUTE_OK);
     CHECK(strcmp(got.id, a.id) == 0 && got.state == QUEUE_QUEUED);
     CHECK_EQ_INT(got.meta_len, 5);
@@ -68,9 +68,9 @@ static void test_lifecycle(void)
     CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
     CHECK(strcmp(got.last_error, "relay down") == 0 && got.progress == 100);
     CHECK_EQ_INT(queue_claim_next(q, 5000, &got), CHUTE_OK);
-    uint64_t act, del;
-    CHECK_EQ_INT(queue_counts(q, &act, &del), CHUTE_OK);
-    CHECK(act == 1 && del == 1);
+    queue_counts_t k;
+    CHECK_EQ_INT(queue_counts(q, &k), CHUTE_OK);
+    CHECK(k.uploading == 1 && k.delivered == 1 && k.queued == 0);
     queue_close(q);
 }
 
@@ -79,7 +79,7 @@ static void test_cancel(void)
     queue *q = fresh();
     queue_item a, b, got;
     item(&a, "p", "x"); item(&b, "p", "y");
-    queue_insert(q, &a); queue_insert(q, &b);
+    queue_insert(q, &a, NULL); queue_insert(q, &b, NULL);
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);            /* never sent */
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
@@ -94,6 +94,23 @@ static void test_cancel(void)
     queue_close(q);
 }
 
+static void test_insert_replaces(void)
+{
+    queue *q = fresh();
+    queue_item a, b, got;
+    char old[QUEUE_ID_LEN + 1];
+    item(&a, "r", "same.txt"); item(&b, "r", "same.txt");
+    CHECK_EQ_INT(queue_insert(q, &a, old), CHUTE_OK);
+    CHECK(old[0] == '\0');
+    CHECK_EQ_INT(queue_insert(q, &b, old), CHUTE_OK);
+    CHECK(strcmp(old, a.id) == 0);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_CANCELLED && !got.relay_cancel);
+    CHECK_EQ_INT(queue_find_active(q, "r", "same.txt", &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    queue_close(q);
+}
+
 static int count_fn(const queue_item *it, void *arg) { (void)it; (*(int *)arg)++; return 0; }
 
 static void test_move_attrs_reopen(void)
@@ -101,7 +118,7 @@ static void test_move_attrs_reopen(void)
     queue *q = fresh();
     queue_item a, b, c, got;
     item(&a, "m", "d/one"); item(&b, "m", "d/sub/two"); item(&c, "m", "dd/three");
-    queue_insert(q, &a); queue_insert(q, &b); queue_insert(q, &c);
+    queue_insert(q, &a, NULL); queue_insert(q, &b, NULL); queue_insert(q, &c, NULL);
     CHECK_EQ_INT(queue_move(q, "m", "d", "e"), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "m", "e/one", &got), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "m", "e/sub/two", &got), CHUTE_OK);
@@ -129,6 +146,7 @@ int main(void)
     RUN(test_lifecycle);
     RUN(test_cancel);
     RUN(test_move_attrs_reopen);
+    RUN(test_insert_replaces);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
