@@ -5,6 +5,7 @@
  * network: a queue left by an earlier run is simply there in the DB. */
 #define FUSE_USE_VERSION 35
 #include <fuse.h>
+#include <fuse_lowlevel.h>
 
 #include <errno.h>
 #include <sodium.h>
@@ -35,9 +36,9 @@ static const struct fuse_opt option_spec[] = {
     FUSE_OPT_END,
 };
 
-static void usage(const char *prog)
+static void usage(FILE *to, const char *prog)
 {
-    printf("usage: %s [-H DIR] MOUNTPOINT [-f] [-d] [-o FUSE_OPTIONS]\n\n"
+    fprintf(to, "usage: %s [-H DIR] MOUNTPOINT [-f] [-d] [-o FUSE_OPTIONS]\n\n"
            "    -H DIR, --home=DIR   device state folder (default $CHUTE_HOME,\n"
            "                         else $XDG_DATA_HOME/chute)\n"
            "    -f                   stay in the foreground\n"
@@ -88,13 +89,29 @@ static void close_all(chutefs *fs)
     devstate_close(fs->ds);
 }
 
+/* A usage error (exit 2) before touching any state: parse a copy, since
+ * fuse_parse_cmdline consumes what it recognises. */
+static int has_mountpoint(const struct fuse_args *args)
+{
+    struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+    struct fuse_cmdline_opts co;
+    memset(&co, 0, sizeof co);
+    int ok = 1;
+    for (int i = 0; i < args->argc && ok; i++)
+        ok = fuse_opt_add_arg(&copy, args->argv[i]) == 0;
+    ok = ok && fuse_parse_cmdline(&copy, &co) == 0 && co.mountpoint != NULL;
+    free(co.mountpoint);
+    fuse_opt_free_args(&copy);
+    return ok;
+}
+
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     options o = {0};
     if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0) return 2;
     if (o.help) {
-        usage(argv[0]);
+        usage(stdout, argv[0]);
         fuse_opt_add_arg(&args, "--help");
         args.argv[0][0] = '\0';   /* libfuse then prints only its options */
         fuse_main(args.argc, args.argv, &chutefs_ops, NULL);
@@ -106,10 +123,19 @@ int main(int argc, char *argv[])
         fuse_opt_free_args(&args);
         return 0;
     }
+    if (!has_mountpoint(&args)) {
+        usage(stderr, argv[0]);
+        fuse_opt_free_args(&args);
+        free(o.home);
+        return 2;
+    }
     if (sodium_init() < 0) { fprintf(stderr, "chutefs: libsodium failed\n"); return 1; }
     chutefs *fs = calloc(1, sizeof *fs);
     if (!fs) return 1;
     int rc = 1;
+    /* libfuse 3.14.0 passes an unset max_idle_threads (-1) on and warns on
+     * every mount unless it is given; a later -o max_idle_threads=N wins. */
+    if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
     if (open_all(fs, o.home) == 0)
         rc = fuse_main(args.argc, args.argv, &chutefs_ops, fs);
     close_all(fs);

@@ -11,8 +11,8 @@ import tarfile
 
 import pytest
 
-from conftest import wait_until
-from fsfixtures import chute, header_mac, run  # noqa: F401  (fixture)
+from conftest import binary, wait_until
+from fsfixtures import Chute, chute, header_mac, run  # noqa: F401  (fixture)
 
 
 def test_layout(chute):
@@ -310,3 +310,26 @@ def test_peers_appear_and_go_without_remount(chute):
     assert not (chute.mnt / "outbox" / "office").exists()
     # its queued file is kept and reported
     assert "office/memo\tqueued" in chute.status()
+
+
+def test_command_line(tmp_path):
+    exe = binary("chutefs")
+    r = subprocess.run([str(exe)], capture_output=True)
+    assert r.returncode == 2 and b"usage" in r.stderr
+    (tmp_path / "m").mkdir()
+    r = subprocess.run([str(exe), "-H", str(tmp_path / "none"), str(tmp_path / "m"), "-f"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"pairtool init" in r.stderr
+
+
+def test_chute_home_environment(tmp_path):
+    c = Chute(tmp_path)
+    env = dict(os.environ, CHUTE_HOME=str(c.home))
+    proc = subprocess.Popen([str(c.exe), str(c.mnt), "-f"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.ismount(c.mnt), timeout=10, what="mount")
+        assert os.listdir(c.mnt / "outbox") == ["home"]
+    finally:
+        run("fusermount3", "-u", c.mnt, check=False)
+        proc.wait(timeout=10)
