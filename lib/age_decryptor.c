@@ -33,9 +33,11 @@ struct age_decryptor {
 chute_status age_decryptor_new(age_decryptor **out, const age_identity *ids,
                                size_t n_ids)
 {
-    if (!out || (n_ids && !ids))
+    if (!out)
         return CHUTE_ERR_ARG;
     *out = NULL;
+    if (n_ids && !ids)
+        return CHUTE_ERR_ARG;
     if (sodium_init() < 0)
         return CHUTE_ERR_CRYPTO;
     age_decryptor *d = calloc(1, sizeof *d);

@@ -23,9 +23,11 @@ struct age_encryptor {
 chute_status age_encryptor_new(age_encryptor **out,
                                const age_recipient *recipients, size_t n)
 {
-    if (!out || !recipients || n == 0)
+    if (!out)
         return CHUTE_ERR_ARG;
     *out = NULL;
+    if (!recipients || n == 0)
+        return CHUTE_ERR_ARG;
     if (sodium_init() < 0)
         return CHUTE_ERR_CRYPTO;
     age_encryptor *e = calloc(1, sizeof *e);

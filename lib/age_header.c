@@ -151,6 +151,17 @@ static chute_status parse_body(struct age_stanza *s, const uint8_t *buf,
     size_t line_len;
     do {
         chute_status st = next_line(buf, len, pos, &line, &line_len);
+        if (st == CHUTE_ERR_TRUNCATED) {
+            /* Judge the unfinished line now, so garbage fails fast. */
+            line = buf + *pos;
+            line_len = len - *pos;
+            if (line_len > BODY_COLUMNS)
+                return CHUTE_ERR_MALFORMED;
+            for (size_t i = 0; i < line_len; i++)
+                if (!is_b64_char(line[i]))
+                    return CHUTE_ERR_MALFORMED;
+            return CHUTE_ERR_TRUNCATED;
+        }
         if (st != CHUTE_OK)
             return st;
         if (line_len > BODY_COLUMNS)

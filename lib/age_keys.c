@@ -13,7 +13,8 @@
 static chute_status derive_public(age_identity *id)
 {
     /* libsodium clamps the scalar and refuses an all-zero result. */
-    if (crypto_scalarmult_base(id->public_key, id->secret) != 0)
+    if (sodium_init() < 0 ||
+        crypto_scalarmult_base(id->public_key, id->secret) != 0)
         return CHUTE_ERR_CRYPTO;
     return CHUTE_OK;
 }
