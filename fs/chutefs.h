@@ -30,6 +30,7 @@ typedef struct {
     /* Sealing reads a whole file; one at a time keeps memory and disk
      * bandwidth bounded and orders replacements of the same path. */
     pthread_mutex_t seal_mu;
+    int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
 } chutefs;
 
 /* The context of the running mount (fuse_get_context()->private_data). */

@@ -8,12 +8,15 @@
 #include <fuse_lowlevel.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "chutefs.h"
 #include "ops.h"
@@ -69,7 +72,15 @@ static int open_all(chutefs *fs, const char *home_opt)
         fprintf(stderr, "chutefs: cannot make the spool in %s: %s\n", fs->home, strerror(errno));
         return -1;
     }
+    /* One mount per state folder: two would seal into one queue and race
+     * on the staging tree. The lock dies with the process, even on kill -9. */
     char db[PATH_MAX];
+    if (snprintf(db, sizeof db, "%s/chutefs.lock", fs->home) >= (int)sizeof db) return -1;
+    fs->lock_fd = open(db, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fs->lock_fd < 0 || flock(fs->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "chutefs: %s is in use by another chutefs\n", fs->home);
+        return -1;
+    }
     if (snprintf(db, sizeof db, "%s/chutefs.db", fs->home) >= (int)sizeof db) return -1;
     if ((st = queue_open(db, &fs->q)) || (st = cache_open(db, &fs->c)) ||
         (st = peers_open(fs->ds, &fs->peers)) || (st = ofiles_new(&fs->open))) {
@@ -87,6 +98,7 @@ static void close_all(chutefs *fs)
     cache_close(fs->c);
     queue_close(fs->q);
     devstate_close(fs->ds);
+    if (fs->lock_fd > 0) close(fs->lock_fd);
 }
 
 /* A usage error (exit 2) before touching any state: parse a copy, since

@@ -305,8 +305,11 @@ static int state_of(chutefs *fs, const char *peer, const char *rel, char *out, s
     char buf[32];
     if (!writing && queue_find_active(fs->q, peer, rel, it) == CHUTE_OK)
         snprintf(out, cap, "%s", report_state_text(it, buf, sizeof buf));
+    else if (!writing && queue_find_latest(fs->q, peer, rel, it) == CHUTE_OK &&
+             it->state == QUEUE_DELIVERED)
+        snprintf(out, cap, "delivered");  /* still listed: open, or not yet removed */
     else
-        snprintf(out, cap, "writing");   /* open, temporary, or not yet sealed */
+        snprintf(out, cap, "writing");    /* open, temporary, or not yet sealed */
     free(it);
     return 0;
 }

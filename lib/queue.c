@@ -234,6 +234,14 @@ chute_status queue_find_active(queue *q, const char *peer, const char *path,
                       out, peer, path);
 }
 
+chute_status queue_find_latest(queue *q, const char *peer, const char *path,
+                               queue_item *out)
+{
+    if (!q || !peer || !path) return CHUTE_ERR_ARG;
+    return select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? "
+                         "ORDER BY created DESC, rowid DESC LIMIT 1", out, peer, path);
+}
+
 /* UPDATE with the id as the last parameter and `updated` refreshed. */
 static chute_status update_by_id(queue *q, const char *sql, const char *id,
                                  int64_t i1, int64_t i2)

@@ -83,6 +83,10 @@ chute_status queue_get(queue *q, const char *id, queue_item *out);
 chute_status queue_find_active(queue *q, const char *peer, const char *path,
                                queue_item *out);
 
+/* The newest item at peer/path in any state (e.g. just delivered). */
+chute_status queue_find_latest(queue *q, const char *peer, const char *path,
+                               queue_item *out);
+
 /* Cancel an active item (unlink, or replaced by a newer file). Sets
  * relay_cancel unless it was still only queued. Cancelling a delivered or
  * cancelled item is CHUTE_ERR_NOT_FOUND. */

@@ -229,6 +229,9 @@ def test_xattr_states(chute):
     with chute.db() as con:
         con.execute("UPDATE queue SET state=2 WHERE id=?", (it["id"],))
     assert os.getxattr(p, "user.chute.state") == b"on relay"
+    with chute.db() as con:   # delivered, the uploader's removal hook not yet run
+        con.execute("UPDATE queue SET state=3 WHERE id=?", (it["id"],))
+    assert os.getxattr(p, "user.chute.state") == b"delivered"
     with pytest.raises(OSError) as e:
         os.getxattr(p, "user.other")
     assert e.value.errno == errno.ENODATA
@@ -333,3 +336,12 @@ def test_chute_home_environment(tmp_path):
     finally:
         run("fusermount3", "-u", c.mnt, check=False)
         proc.wait(timeout=10)
+
+
+def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
+    other = tmp_path / "other-mnt"
+    other.mkdir()
+    r = subprocess.run([str(chute.exe), "-H", str(chute.home), str(other), "-f"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"in use" in r.stderr
+    assert not os.path.ismount(other)

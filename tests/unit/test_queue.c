@@ -64,6 +64,8 @@ static void test_lifecycle(void)
     CHECK(got.state == QUEUE_UPLOADED && got.progress == 200);
     CHECK_EQ_INT(queue_mark_delivered(q, b.id), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "home", "dir/b.txt", &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_find_latest(q, "home", "dir/b.txt", &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_DELIVERED);
 
     CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
     CHECK(strcmp(got.last_error, "relay down") == 0 && got.progress == 100);
