@@ -100,7 +100,9 @@ TOOLS_SRC    := $(wildcard tests/tools/*.c)
 BENCH_SRC    := $(wildcard tests/bench/*.c)
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 
-obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+# Objects live under obj/ so that pairtool/*.o never collide with the
+# program build/pairtool.
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBCHUTE  := $(BUILD)/libchute.a
 PROGRAMS  := $(if $(SERVER_SRC),$(BUILD)/chuted) \
@@ -114,7 +116,7 @@ BENCH_BINS:= $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 .SECONDARY:
 all: $(LIBCHUTE) $(PROGRAMS) $(TOOL_BINS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
@@ -131,13 +133,13 @@ $(BUILD)/pairtool: $(call obj,$(PAIRTOOL_SRC)) $(LIBCHUTE)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TOOL_LIBS) -o $@
 
 # Unit tests and test tools: one .c each, linked against libchute.
-$(BUILD)/t/%: $(BUILD)/tests/unit/%.o $(LIBCHUTE)
+$(BUILD)/t/%: $(BUILD)/obj/tests/unit/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@
-$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIBCHUTE)
+$(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@
-$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIBCHUTE)
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@
 

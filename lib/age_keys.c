@@ -95,7 +95,7 @@ chute_status age_recipient_parse(age_recipient *r, const char *s)
 {
     if (!r || !s)
         return CHUTE_ERR_ARG;
-    if (strncmp(s, RECIPIENT_HRP "1pq1", 6) == 0)
+    if (strncmp(s, RECIPIENT_HRP "1pq1", strlen(RECIPIENT_HRP "1pq1")) == 0)
         return CHUTE_ERR_UNSUPPORTED;
     char hrp[BECH32_MAX_HRP_LEN + 1];
     chute_status st = decode_key(s, hrp, sizeof hrp, r->public_key);

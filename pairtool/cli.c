@@ -1,0 +1,170 @@
+/* cli.c — helpers shared by the pairtool commands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifdef HAVE_LIBQRENCODE
+#include <qrencode.h>
+#endif
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("pairtool: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+devstate *cli_open_state(const cli_globals *g, int create)
+{
+    char dir[DEVSTATE_PATH_MAX];
+    if (devstate_resolve_dir(g->home, dir, sizeof dir) != CHUTE_OK) {
+        cli_error("cannot tell where the state folder is: give -H DIR or set CHUTE_HOME");
+        return NULL;
+    }
+    devstate *ds;
+    chute_status st = devstate_open(dir, create, &ds);
+    if (st == CHUTE_ERR_NOT_FOUND) {
+        cli_error("this device is not set up yet (no state in %s): run "
+                  "`pairtool init --relay URL` first", dir);
+        return NULL;
+    }
+    if (st == CHUTE_ERR_UNSUPPORTED) {
+        cli_error("the state in %s was written by a newer Chute; upgrade pairtool", dir);
+        return NULL;
+    }
+    if (st != CHUTE_OK) {
+        cli_error("cannot open the state in %s: %s%s%s", dir, chute_strstatus(st),
+                  st == CHUTE_ERR_IO ? ": " : "", st == CHUTE_ERR_IO ? strerror(errno) : "");
+        return NULL;
+    }
+    return ds;
+}
+
+devstate *cli_open_device(const cli_globals *g, devstate_device *me)
+{
+    devstate *ds = cli_open_state(g, 0);
+    if (!ds)
+        return NULL;
+    chute_status st = devstate_get_device(ds, me);
+    if (st != CHUTE_OK) {
+        if (st == CHUTE_ERR_NOT_FOUND)
+            cli_error("this device is not set up yet: run `pairtool init --relay URL` first");
+        else
+            cli_error("cannot read the device state: %s", chute_strstatus(st));
+        devstate_close(ds);
+        return NULL;
+    }
+    return ds;
+}
+
+relay_client *cli_relay_client(const devstate_device *me, long timeout_ms)
+{
+    relay_config cfg = {
+        .base_url = me->relay_url,
+        .cacert = me->cacert[0] ? me->cacert : NULL,
+        .pin = me->pin[0] ? me->pin : NULL,
+        .connect_timeout_ms = timeout_ms < 10000 ? timeout_ms : 10000,
+        .timeout_ms = timeout_ms,
+    };
+    relay_client *c;
+    chute_status st = relay_client_new(&cfg, &c);
+    if (st != CHUTE_OK) {
+        cli_error("cannot make a relay client: %s", chute_strstatus(st));
+        return NULL;
+    }
+    return c;
+}
+
+int cli_ask_yes(const char *question)
+{
+    fprintf(stderr, "%s [y/N] ", question);
+    fflush(stderr);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin)) {
+        fputc('\n', stderr);
+        return 0;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    char *s = line;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return strcasecmp(s, "y") == 0 || strcasecmp(s, "yes") == 0;
+}
+
+long cli_parse_duration(const char *s)
+{
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || v <= 0)
+        return -1;
+    long mult;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        mult = 1;
+    else if (strcmp(end, "m") == 0)
+        mult = 60;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600;
+    else if (strcmp(end, "d") == 0)
+        mult = 86400;
+    else
+        return -1;
+    if (v > 100L * 86400 / mult)
+        return -1;
+    return v * mult;
+}
+
+void cli_qr_to_stderr(const char *text)
+{
+#ifdef HAVE_LIBQRENCODE
+    if (!isatty(STDERR_FILENO))
+        return;
+    QRcode *qr = QRcode_encodeString(text, 0, QR_ECLEVEL_M, QR_MODE_8, 0);
+    if (!qr)
+        return;
+    int w = qr->width, quiet = 2;
+    /* Two modules per character row with half blocks, light on dark
+     * terminals and dark on light ones alike: draw the dark modules as
+     * spaces on an inverted background is not portable, so draw the light
+     * ones with block characters. */
+    for (int y = -quiet; y < w + quiet; y += 2) {
+        for (int x = -quiet; x < w + quiet; x++) {
+            int top = (y >= 0 && y < w && x >= 0 && x < w) ? qr->data[y * w + x] & 1 : 0;
+            int bot = (y + 1 >= 0 && y + 1 < w && x >= 0 && x < w)
+                          ? qr->data[(y + 1) * w + x] & 1 : 0;
+            const char *ch = !top && !bot ? "\u2588" : !top ? "\u2580"
+                           : !bot ? "\u2584" : " ";
+            fputs(ch, stderr);
+        }
+        fputc('\n', stderr);
+    }
+    QRcode_free(qr);
+#else
+    (void)text;
+#endif
+}
+
+void cli_usage(const char *usage, int to_stderr)
+{
+    fputs(usage, to_stderr ? stderr : stdout);
+}

@@ -1,0 +1,56 @@
+/* cli.h — what every pairtool command shares: exit codes, the state
+ * folder, a relay client for this device, prompts and small parsers. */
+#ifndef PAIRTOOL_CLI_H
+#define PAIRTOOL_CLI_H
+
+#include "devstate.h"
+#include "relay_client.h"
+#include "status.h"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Global options, parsed before the command. */
+typedef struct {
+    const char *home;      /* -H DIR, or NULL */
+} cli_globals;
+
+/* "pairtool: <message>\n" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "<message>\n" on stderr: instructions and progress for people. */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Open the state folder; create = 1 makes it. On failure prints why and
+ * returns NULL. */
+devstate *cli_open_state(const cli_globals *g, int create);
+
+/* Open the state and read this device; prints "not initialised" advice on
+ * failure. */
+devstate *cli_open_device(const cli_globals *g, devstate_device *me);
+
+/* A relay client for this device's relay (its CA file and pin). */
+relay_client *cli_relay_client(const devstate_device *me, long timeout_ms);
+
+/* Ask a yes/no question on stderr, read the answer from stdin; EOF or
+ * anything but y/yes is no. */
+int cli_ask_yes(const char *question);
+
+/* "90", "90s", "10m", "2h", "1d" → seconds (> 0); -1 if it does not parse. */
+long cli_parse_duration(const char *s);
+
+/* The QR code of text on stderr, only when stderr is a terminal and
+ * libqrencode was built in. */
+void cli_qr_to_stderr(const char *text);
+
+/* Print `usage` to stdout (for --help) or stderr (mistakes). */
+void cli_usage(const char *usage, int to_stderr);
+
+int cmd_init(const cli_globals *g, int argc, char **argv);
+int cmd_invite(const cli_globals *g, int argc, char **argv);
+int cmd_join(const cli_globals *g, int argc, char **argv);
+int cmd_peers(const cli_globals *g, int argc, char **argv);
+int cmd_unpair(const cli_globals *g, int argc, char **argv);
+int cmd_status(const cli_globals *g, int argc, char **argv);
+int cmd_export_identity(const cli_globals *g, int argc, char **argv);
+int cmd_recipient(const cli_globals *g, int argc, char **argv);
+
+#endif

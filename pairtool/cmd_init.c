@@ -1,0 +1,191 @@
+/* cmd_init.c — pairtool init: this device's identity and inbox. */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "age_keys.h"
+#include "cli.h"
+#include "peername.h"
+#include "relay_url.h"
+
+static const char USAGE[] =
+    "Usage: pairtool [-H DIR] init --relay URL [--name NAME] [--cacert FILE]\n"
+    "                              [--pin sha256//BASE64]\n"
+    "\n"
+    "Create this device's age identity and its inbox on the relay. Running it\n"
+    "again with the same relay changes nothing.\n"
+    "\n"
+    "  --relay URL     https://host[:port]; http:// only to 127.0.0.0/8, ::1, localhost\n"
+    "  --name NAME     how peers will see this device (default: the host name)\n"
+    "  --cacert FILE   CA certificate(s) that sign the relay's certificate\n"
+    "  --pin PIN       the relay's public key, sha256//BASE64 (curl's format)\n";
+
+/* The host name as a device name, if it is a good one. */
+static int default_name(char *out, size_t cap)
+{
+    char host[HOST_NAME_MAX + 1];
+    if (gethostname(host, sizeof host) != 0)
+        return -1;
+    host[sizeof host - 1] = '\0';
+    host[strcspn(host, ".")] = '\0';   /* "laptop.example.org" → "laptop" */
+    if (!peername_ok(host) || strlen(host) >= cap)
+        return -1;
+    memcpy(out, host, strlen(host) + 1);
+    return 0;
+}
+
+/* Keep the URL as typed, without trailing slashes. */
+static void strip_slashes(char *url)
+{
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+}
+
+int cmd_init(const cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "relay", required_argument, NULL, 'r' },
+        { "name", required_argument, NULL, 'n' },
+        { "cacert", required_argument, NULL, 'c' },
+        { "pin", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *relay = NULL, *name = NULL, *cacert = NULL, *pin = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': relay = optarg; break;
+        case 'n': name = optarg; break;
+        case 'c': cacert = optarg; break;
+        case 'p': pin = optarg; break;
+        case 'h': cli_usage(USAGE, 0); return EXIT_OK;
+        default: cli_usage(USAGE, 1); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !relay) {
+        if (!relay)
+            cli_error("init needs --relay URL");
+        cli_usage(USAGE, 1);
+        return EXIT_USAGE;
+    }
+
+    devstate_device d;
+    memset(&d, 0, sizeof d);
+    char origin[RELAY_URL_MAX];
+    const char *why;
+    if (relay_url_check(relay, origin, sizeof origin, &why) != CHUTE_OK) {
+        cli_error("refusing relay %s: %s", relay, why);
+        return EXIT_FAIL;
+    }
+    snprintf(d.relay_url, sizeof d.relay_url, "%s", relay);
+    strip_slashes(d.relay_url);
+    if (name) {
+        if (!peername_ok(name)) {
+            cli_error("'%s' is not a usable device name (1-%d bytes of UTF-8; no '/', "
+                      "control characters, leading '.' or '-')", name, PEERNAME_MAX);
+            return EXIT_USAGE;
+        }
+        snprintf(d.name, sizeof d.name, "%s", name);
+    } else if (default_name(d.name, sizeof d.name) != 0) {
+        cli_error("the host name is not a usable device name; give one with --name");
+        return EXIT_USAGE;
+    }
+    if (cacert) {
+        char *abs = realpath(cacert, NULL);
+        if (!abs || strlen(abs) >= sizeof d.cacert) {
+            cli_error("cannot use the CA file %s", cacert);
+            free(abs);
+            return EXIT_FAIL;
+        }
+        snprintf(d.cacert, sizeof d.cacert, "%s", abs);
+        free(abs);
+    }
+    if (pin) {
+        if (strncmp(pin, "sha256//", 8) != 0 || strlen(pin) >= sizeof d.pin) {
+            cli_error("--pin takes sha256//BASE64 (the relay's public key hash)");
+            return EXIT_USAGE;
+        }
+        snprintf(d.pin, sizeof d.pin, "%s", pin);
+    }
+
+    devstate *ds = cli_open_state(g, 1);
+    if (!ds)
+        return EXIT_FAIL;
+    int rc = EXIT_FAIL;
+    devstate_device have;
+    chute_status st = devstate_get_device(ds, &have);
+    if (st == CHUTE_OK) {
+        char have_origin[RELAY_URL_MAX];
+        if (relay_url_check(have.relay_url, have_origin, sizeof have_origin, NULL) == CHUTE_OK &&
+            strcmp(have_origin, origin) == 0) {
+            cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
+                     have.name, have.relay_url);
+            rc = EXIT_OK;
+        } else {
+            cli_error("this device is already set up with relay %s; refusing to switch to %s "
+                      "(its peers know it by its inbox there)", have.relay_url, relay);
+        }
+        devstate_device_wipe(&have);
+        goto out;
+    }
+    if (st != CHUTE_ERR_NOT_FOUND) {
+        cli_error("cannot read the device state: %s", chute_strstatus(st));
+        goto out;
+    }
+
+    age_identity id;
+    age_recipient r;
+    if (age_identity_generate(&id) != CHUTE_OK ||
+        age_identity_encode(&id, d.identity) != CHUTE_OK) {
+        age_identity_wipe(&id);
+        cli_error("cannot make an identity");
+        goto out;
+    }
+    age_identity_recipient(&id, &r);
+    age_identity_wipe(&id);
+    if (age_recipient_encode(&r, d.recipient) != CHUTE_OK) {
+        cli_error("cannot encode the recipient");
+        goto out;
+    }
+
+    relay_client *client = cli_relay_client(&d, 15000);
+    if (!client)
+        goto out;
+    relay_inbox inbox;
+    st = relay_inbox_create(client, &inbox);
+    if (st != CHUTE_OK) {
+        cli_error("cannot create an inbox on the relay %s: %s", d.relay_url,
+                  relay_client_error(client));
+        relay_client_free(client);
+        goto out;
+    }
+    relay_client_free(client);
+    snprintf(d.inbox, sizeof d.inbox, "%s", inbox.inbox);
+    snprintf(d.owner_token, sizeof d.owner_token, "%s", inbox.owner_token);
+    sodium_memzero(&inbox, sizeof inbox);
+    d.created = (long long)time(NULL);
+    st = devstate_set_device(ds, &d);
+    if (st != CHUTE_OK) {
+        /* The inbox exists on the relay but nobody knows its token: it
+         * will sit empty. Say so rather than hide it. */
+        cli_error("cannot store the device state (%s); the new inbox on the relay "
+                  "is abandoned", chute_strstatus(st));
+        goto out;
+    }
+    cli_note("Set up this device as \"%s\" with relay %s.", d.name, d.relay_url);
+    cli_note("Next: `pairtool invite` here, or `pairtool join CODE` with a code from "
+             "another device.");
+    rc = EXIT_OK;
+out:
+    devstate_device_wipe(&d);
+    devstate_close(ds);
+    return rc;
+}

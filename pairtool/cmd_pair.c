@@ -1,0 +1,208 @@
+/* cmd_pair.c — pairtool invite and join: the people's side of §7. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "pairing_run.h"
+
+static const char INVITE_USAGE[] =
+    "Usage: pairtool [-H DIR] invite [--yes] [--ttl DURATION]\n"
+    "\n"
+    "Make a one-time pair code, print it alone on the first line of stdout, and\n"
+    "wait for another device to join with it. You are shown the joining\n"
+    "device's name and a six-digit check that both screens must show, and asked\n"
+    "to approve it.\n"
+    "\n"
+    "  --yes            approve the joining device without asking\n"
+    "  --ttl DURATION   how long the code works: 90s, 10m, 1h (default: the relay's, 1h)\n"
+    "  --timeout DURATION\n"
+    "                   how long to wait for the other device at each step once\n"
+    "                   the code is in use (default 60s; ten times that while a\n"
+    "                   person there decides)\n"
+    "\n"
+    "On success the new peer's folder name follows the code on stdout.\n";
+
+static const char JOIN_USAGE[] =
+    "Usage: pairtool [-H DIR] join CODE [--yes]\n"
+    "\n"
+    "Pair with the device that made CODE (pairtool invite there). Both screens\n"
+    "show the same six-digit check; the inviting device approves, then you.\n"
+    "\n"
+    "  --yes               accept the inviting device without asking\n"
+    "  --timeout DURATION  how long to wait for the other device at each step\n"
+    "                      (default 60s; ten times that while a person there decides)\n"
+    "\n"
+    "On success the new peer's folder name is printed on stdout.\n";
+
+typedef struct {
+    int yes;
+} ui_ctx;
+
+static void ui_show_code(void *ctx, const char *code, long long expires)
+{
+    (void)ctx;
+    /* The code alone on stdout's first line, at once: scripts read it
+     * while we keep waiting. */
+    printf("%s\n", code);
+    fflush(stdout);
+    long long left = expires - (long long)time(NULL);
+    cli_qr_to_stderr(code);
+    cli_note("Pair code: %s", code);
+    cli_note("On the other device run:  pairtool join %s", code);
+    if (left > 0)
+        cli_note("The code works once, for %lld minute%s. Waiting...",
+                 (left + 59) / 60, (left + 59) / 60 == 1 ? "" : "s");
+}
+
+static void ui_note(void *ctx, const char *text)
+{
+    (void)ctx;
+    cli_note("%s", text);
+}
+
+static int ui_approve(void *ctx, const char *role_text, const char *peer_name,
+                      const char *sas)
+{
+    ui_ctx *u = ctx;
+    cli_note("Pairing with \"%s\" (%s).", peer_name, role_text);
+    cli_note("Check that both screens show:  %s", sas);
+    if (u->yes) {
+        cli_note("Approved (--yes).");
+        return 1;
+    }
+    char q[160];
+    snprintf(q, sizeof q, "Pair with \"%s\"?", peer_name);
+    return cli_ask_yes(q);
+}
+
+/* --timeout: the step timeout, and ten times it for a person's answer. */
+static int set_timeout(pairing_options *opt, const char *arg)
+{
+    long t = cli_parse_duration(arg);
+    if (t <= 0 || t > 86400) {
+        cli_error("--timeout takes a duration like 30s or 5m, not '%s'", arg);
+        return 0;
+    }
+    opt->step_timeout_s = (int)t;
+    opt->human_timeout_s = (int)(t * 10);
+    return 1;
+}
+
+/* Exit code and message for a failed run. */
+static int report_failure(chute_status st, const pairing_result *res)
+{
+    cli_error("pairing failed: %s", res->why[0] ? res->why : chute_strstatus(st));
+    return EXIT_FAIL;
+}
+
+static int report_success(const pairing_result *res)
+{
+    printf("%s\n", res->peer_name);
+    if (strcmp(res->peer_name, res->peer_device) == 0)
+        cli_note("Paired with \"%s\".", res->peer_device);
+    else
+        cli_note("Paired with \"%s\" (its folder is \"%s\": the name was taken).",
+                 res->peer_device, res->peer_name);
+    return EXIT_OK;
+}
+
+int cmd_invite(const cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "yes", no_argument, NULL, 'y' },
+        { "ttl", required_argument, NULL, 't' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    ui_ctx u = { 0 };
+    pairing_options opt = { 0 };
+    int c;
+    while ((c = getopt_long(argc, argv, "yh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'y': u.yes = 1; break;
+        case 't':
+            opt.ttl_s = cli_parse_duration(optarg);
+            if (opt.ttl_s <= 0) {
+                cli_error("--ttl takes a duration like 90s, 10m or 1h, not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'T':
+            if (!set_timeout(&opt, optarg))
+                return EXIT_USAGE;
+            break;
+        case 'h': cli_usage(INVITE_USAGE, 0); return EXIT_OK;
+        default: cli_usage(INVITE_USAGE, 1); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        cli_usage(INVITE_USAGE, 1);
+        return EXIT_USAGE;
+    }
+    devstate_device me;
+    devstate *ds = cli_open_device(g, &me);
+    if (!ds)
+        return EXIT_FAIL;
+    int rc = EXIT_FAIL;
+    relay_client *client = cli_relay_client(&me, 15000);
+    if (client) {
+        pairing_ui ui = { ui_show_code, ui_note, ui_approve, &u };
+        pairing_result res;
+        chute_status st = pairing_invite(ds, &me, client, &opt, &ui, &res);
+        rc = st == CHUTE_OK ? report_success(&res) : report_failure(st, &res);
+        relay_client_free(client);
+    }
+    devstate_device_wipe(&me);
+    devstate_close(ds);
+    return rc;
+}
+
+int cmd_join(const cli_globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "yes", no_argument, NULL, 'y' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    ui_ctx u = { 0 };
+    pairing_options opt = { 0 };
+    int c;
+    while ((c = getopt_long(argc, argv, "yh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'y': u.yes = 1; break;
+        case 'T':
+            if (!set_timeout(&opt, optarg))
+                return EXIT_USAGE;
+            break;
+        case 'h': cli_usage(JOIN_USAGE, 0); return EXIT_OK;
+        default: cli_usage(JOIN_USAGE, 1); return EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        cli_usage(JOIN_USAGE, 1);
+        return EXIT_USAGE;
+    }
+    const char *code = argv[optind];
+    devstate_device me;
+    devstate *ds = cli_open_device(g, &me);
+    if (!ds)
+        return EXIT_FAIL;
+    int rc = EXIT_FAIL;
+    relay_client *client = cli_relay_client(&me, 15000);
+    if (client) {
+        pairing_ui ui = { NULL, ui_note, ui_approve, &u };
+        pairing_result res;
+        chute_status st = pairing_join(ds, &me, client, code, &opt, &ui, &res);
+        rc = st == CHUTE_OK ? report_success(&res) : report_failure(st, &res);
+        if (st == CHUTE_ERR_MALFORMED)
+            rc = EXIT_USAGE;   /* what was typed is not a code at all */
+        relay_client_free(client);
+    }
+    devstate_device_wipe(&me);
+    devstate_close(ds);
+    return rc;
+}

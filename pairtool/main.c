@@ -1,0 +1,98 @@
+/* main.c — pairtool: set up a device, pair by code, list and unpair peers.
+ * Global options, then one command with its own options (getopt_long). */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+
+static const char USAGE[] =
+    "Usage: pairtool [-H DIR] COMMAND [OPTIONS]\n"
+    "\n"
+    "Set up this device for Chute and pair it with others by a one-time code.\n"
+    "\n"
+    "Commands:\n"
+    "  init --relay URL [--name NAME] [--cacert F] [--pin sha256//...]\n"
+    "                         create this device's identity and inbox on the relay\n"
+    "  invite [--yes] [--ttl DURATION]\n"
+    "                         make a pair code (printed alone on stdout) and wait\n"
+    "  join CODE [--yes]      pair with the device that made CODE\n"
+    "  peers [--json]         list paired devices\n"
+    "  unpair PEER            revoke PEER's access to this device and forget it\n"
+    "  status [--json]        this device, its relay and its peers\n"
+    "  export-identity        print this device's AGE-SECRET-KEY-1... identity\n"
+    "  recipient              print this device's age1... recipient\n"
+    "\n"
+    "Options:\n"
+    "  -H, --home DIR         state folder (default $CHUTE_HOME, else\n"
+    "                         $XDG_DATA_HOME/chute, else ~/.local/share/chute)\n"
+    "  -h, --help             this text; COMMAND --help for a command's\n"
+    "  -V, --version          print the version\n"
+    "\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+typedef struct {
+    const char *name;
+    int (*run)(const cli_globals *g, int argc, char **argv);
+} command;
+
+static const command COMMANDS[] = {
+    { "init", cmd_init },
+    { "invite", cmd_invite },
+    { "join", cmd_join },
+    { "peers", cmd_peers },
+    { "unpair", cmd_unpair },
+    { "status", cmd_status },
+    { "export-identity", cmd_export_identity },
+    { "recipient", cmd_recipient },
+};
+
+int main(int argc, char **argv)
+{
+    /* Everything this program creates holds keys or tokens. */
+    umask(077);
+    if (sodium_init() < 0) {
+        cli_error("libsodium failed to initialise");
+        return EXIT_FAIL;
+    }
+    static const struct option opts[] = {
+        { "home", required_argument, NULL, 'H' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    cli_globals g = { 0 };
+    int c;
+    /* '+': stop at the command name; its options are its own. */
+    while ((c = getopt_long(argc, argv, "+H:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'H': g.home = optarg; break;
+        case 'h': cli_usage(USAGE, 0); return EXIT_OK;
+        case 'V': printf("pairtool %s\n", CHUTE_VERSION); return EXIT_OK;
+        default: cli_usage(USAGE, 1); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        cli_usage(USAGE, 1);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+        if (strcmp(name, COMMANDS[i].name) == 0) {
+            int sub_argc = argc - optind;
+            char **sub_argv = argv + optind;
+            optind = 0;   /* 0, not 1: glibc then forgets the "+" mode too */
+            int rc = COMMANDS[i].run(&g, sub_argc, sub_argv);
+            if (fflush(stdout) != 0 && rc == EXIT_OK) {
+                cli_error("cannot write to standard output");
+                rc = EXIT_FAIL;
+            }
+            return rc;
+        }
+    }
+    cli_error("unknown command '%s' (see pairtool --help)", name);
+    return EXIT_USAGE;
+}

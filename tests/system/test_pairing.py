@@ -1,0 +1,509 @@
+"""pairtool and the pairing exchange (PROTOCOL §7) against a real chuted.
+
+Every device is a real pairtool process with its own state folder; the
+relay is real; the only thing in between, in the tampering tests, is a
+bit-flipping forwarder on 127.0.0.1.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import SLOW, Api, wait_until
+from pairtool import Device, FlipProxy, assert_clean, pair
+from test_relay_tls import cert  # noqa: F401  (the relay tests' self-signed certificate)
+
+# Tests make many codes from 127.0.0.1: lift the per-IP pairing limits.
+RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
+
+
+@pytest.fixture
+def prelay(relay_factory):
+    return relay_factory(*RELAY_ARGS)
+
+
+@pytest.fixture
+def devices(tmp_path, prelay):
+    """devices("home", "laptop", ...) → initialised Devices on the relay."""
+    def make(*names, relay_url=None):
+        out = []
+        for n in names:
+            d = Device(tmp_path / f"dev-{n}-{len(os.listdir(tmp_path))}", n,
+                       relay_url or prelay.url)
+            d.init()
+            out.append(d)
+        return out
+    return make
+
+
+def owner_api(device):
+    row = device.device_row()
+    return Api(row["relay_url"], row["owner_token"]), row["inbox"]
+
+
+def senders_on_inbox(device):
+    api, inbox = owner_api(device)
+    r = api.get(f"/v1/inboxes/{inbox}")
+    assert r.status == 200, r
+    return r.json["senders"]
+
+
+def no_peers(*devs):
+    return all(d.peers() == [] and d.peer_rows() == [] for d in devs)
+
+
+# --- init, identity, usage ---------------------------------------------------------
+
+def test_init_makes_a_private_state_with_identity_and_inbox(tmp_path, prelay):
+    d = Device(tmp_path / "s" / "home", "home", prelay.url)
+    d.init()
+    assert stat.S_IMODE(os.stat(d.home).st_mode) == 0o700
+    for f in d.home.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
+    ident = d.run("export-identity", check=True).stdout.strip()
+    rcpt = d.recipient()
+    assert re.fullmatch(r"AGE-SECRET-KEY-1[02-9AC-HJ-NP-Z]{58}", ident)
+    assert re.fullmatch(r"age1[02-9ac-hj-np-z]{58}", rcpt)
+    if shutil.which("age-keygen"):
+        keyfile = tmp_path / "key.txt"
+        keyfile.write_text(ident + "\n")
+        y = subprocess.run(["age-keygen", "-y", str(keyfile)], capture_output=True,
+                           text=True, timeout=10)
+        assert y.stdout.strip() == rcpt
+    assert senders_on_inbox(d) == 0
+
+
+def test_init_twice_with_the_same_relay_is_a_no_op(tmp_path, prelay):
+    d = Device(tmp_path / "home", "home", prelay.url)
+    d.init()
+    before = d.device_row()
+    r = d.run("init", "--relay", prelay.url + "/", "--name", "home")
+    assert r.returncode == 0, r.stderr
+    assert "nothing to do" in r.stderr
+    assert d.device_row() == before
+    other = d.run("init", "--relay", "http://127.0.0.1:1", "--name", "home")
+    assert other.returncode == 1 and "already set up" in other.stderr
+    assert d.device_row() == before
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.10:8080", "http://relay.example",
+                                 "http://[2001:db8::1]:80", "ftp://127.0.0.1:21"])
+def test_init_refuses_plain_http_to_a_non_loopback_relay(tmp_path, url):
+    home = tmp_path / "home"
+    r = subprocess.run([str(Device(home, "x", url).exe), "-H", str(home), "init",
+                        "--relay", url, "--name", "x"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1
+    assert "refusing relay" in r.stderr
+    assert not (home / "state.db").exists()
+
+
+def test_init_fails_cleanly_when_the_relay_is_down(tmp_path, prelay):
+    url = prelay.url
+    prelay.stop()
+    d = Device(tmp_path / "home", "home", url)
+    r = d.run("init", "--relay", url, "--name", "home")
+    assert r.returncode == 1 and "cannot create an inbox" in r.stderr
+    # nothing half-stored: a later init with a live relay works
+    prelay.start()
+    d.relay_url = prelay.url
+    d.init()
+
+
+def test_usage_errors_exit_2_and_help_exits_0(tmp_path):
+    d = Device(tmp_path / "home", "home", "http://127.0.0.1:1")
+    assert d.run("--help").returncode == 0
+    for c in ("init", "invite", "join", "peers", "unpair", "status",
+              "export-identity", "recipient"):
+        r = d.run(c, "--help")
+        assert r.returncode == 0 and "Usage: pairtool" in r.stdout, c
+    assert d.run().returncode == 2
+    assert d.run("frobnicate").returncode == 2
+    assert d.run("join").returncode == 2
+    assert d.run("peers", "--bogus").returncode == 2
+    assert d.run("invite", "--ttl", "soon").returncode == 2
+    assert d.run("init").returncode == 2
+    # commands need an initialised device
+    r = d.run("peers")
+    assert r.returncode == 1 and "pairtool init" in r.stderr
+
+
+def test_join_with_a_malformed_code_is_a_usage_error(devices):
+    (b,) = devices("laptop")
+    r = b.join("this is not a code", "--yes")
+    assert r.returncode == 2 and "not a pair code" in r.stderr
+
+
+# --- pairing that works ---------------------------------------------------------------
+
+def test_two_devices_pair(devices):
+    a, b = devices("home", "laptop")
+    a_name_for_b, b_name_for_a = pair(a, b)
+    assert a_name_for_b == "laptop" and b_name_for_a == "home"
+    (pa,), (pb,) = a.peers(), b.peers()
+    assert pa["name"] == "laptop" and pa["recipient"] == b.recipient()
+    assert pb["name"] == "home" and pb["recipient"] == a.recipient()
+    # each side holds a working send token for the other's inbox
+    for sender, receiver in ((a, b), (b, a)):
+        (row,) = sender.peer_rows()
+        assert row["inbox"] == receiver.device_row()["inbox"]
+        assert len(row["link_key"]) == 32
+        up = Api(row["relay_url"], row["send_token"])
+        r = up.put(f"/v1/inboxes/{row['inbox']}/items/probe-{'x' * 20}",
+                   {"size": 0, "meta": "bWV0YQ=="})
+        assert r.status == 201, r
+    # both derived the same link key, and granted each other one sender
+    assert a.peer_rows()[0]["link_key"] == b.peer_rows()[0]["link_key"]
+    assert senders_on_inbox(a) == 1 and senders_on_inbox(b) == 1
+
+
+def test_peers_json_shape(devices):
+    a, b = devices("home", "laptop")
+    pair(a, b)
+    (p,) = a.peers()
+    assert set(p) >= {"name", "recipient"}
+    assert p["device_name"] == "laptop" and p["state"] == "paired"
+    assert isinstance(p["paired_at"], int) and abs(p["paired_at"] - time.time()) < 300
+    text = json.dumps(p)
+    row = a.peer_rows()[0]
+    assert row["send_token"] not in text  # no secrets in the listing
+    st = json.loads(a.run("status", "--json", check=True).stdout)
+    assert st["name"] == "home" and st["peers"] == 1 and st["relay_reachable"] is True
+    assert st["recipient"] == a.recipient()
+
+
+def test_three_devices_each_list_the_right_peers(devices):
+    a, b, c = devices("home", "laptop", "phone")
+    pair(a, b)
+    pair(c, a)   # C invites this time, A joins
+    assert a.peer_names() == ["laptop", "phone"]
+    assert b.peer_names() == ["home"]
+    assert c.peer_names() == ["home"]
+    by_name = {p["name"]: p["recipient"] for p in a.peers()}
+    assert by_name == {"laptop": b.recipient(), "phone": c.recipient()}
+
+
+def test_a_second_peer_with_the_same_name_gets_its_own_folder(devices):
+    a, b1, b2 = devices("home", "laptop", "laptop")
+    pair(a, b1)
+    name_for_b2, _ = pair(a, b2)
+    assert name_for_b2 == "laptop-2"
+    assert a.peer_names() == ["laptop", "laptop-2"]
+    recips = {p["name"]: p["recipient"] for p in a.peers()}
+    assert recips["laptop"] == b1.recipient() and recips["laptop-2"] == b2.recipient()
+
+
+# --- codes that do not work ---------------------------------------------------------
+
+def test_wrong_code_burns_the_nameplate(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes")
+    nameplate, secret = inv.code.split("-", 1)
+    wrong = nameplate + "-" + ("2222-2222" if secret != "2222-2222" else "3333-3333")
+    r = b.join(wrong, "--yes")
+    assert r.returncode == 1 and "code is wrong" in r.stderr
+    rc, _, err = inv.finish()
+    assert rc == 1 and "wrong code" in err and "new code" in err
+    # the right code is used up now
+    r = b.join(inv.code, "--yes")
+    assert r.returncode == 1 and "already been used" in r.stderr
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+def test_a_used_code_does_not_work_again(devices):
+    a, b, c = devices("home", "laptop", "intruder")
+    inv = a.invite("--yes")
+    assert b.join(inv.code, "--yes").returncode == 0
+    assert inv.finish()[0] == 0
+    r = c.join(inv.code, "--yes")
+    assert r.returncode == 1 and "already been used" in r.stderr
+    assert a.peer_names() == ["laptop"] and no_peers(c)
+
+
+def test_an_expired_code_does_not_work(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes", "--ttl", "2s")
+    rc, _, err = inv.finish(timeout=20)
+    assert rc == 1 and "expired" in err
+    r = b.join(inv.code, "--yes")
+    assert r.returncode == 1
+    assert "expired" in r.stderr or "no such code" in r.stderr
+    assert no_peers(a, b)
+
+
+def test_an_unknown_code_is_not_found(devices):
+    (b,) = devices("laptop")
+    r = b.join("999999-abcd-efgh", "--yes")
+    assert r.returncode == 1 and "no such code" in r.stderr
+
+
+# --- people saying no ---------------------------------------------------------------
+
+def test_the_inviter_refuses_the_joiner(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite()                     # no --yes: the prompt reads stdin
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")
+    assert "laptop" in inv._stderr.decode()
+    inv.answer("n\n")
+    rc, _, err = inv.finish()
+    out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 1 and "refused" in err
+    assert j.returncode == 1 and "refused" in jerr
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+def test_the_inviter_approves_on_stdin_and_both_see_the_same_check(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")
+    inv.answer("y\n")
+    rc, _, err = inv.finish()
+    out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 0 and j.returncode == 0, (err, jerr)
+    sas_a = re.search(r"both screens show:\s+(\d{3} \d{3})", err).group(1)
+    sas_b = re.search(r"both screens show:\s+(\d{3} \d{3})", jerr).group(1)
+    assert sas_a == sas_b
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+
+
+def test_the_joiner_declines(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes")
+    r = b.join(inv.code, input="n\n")
+    assert r.returncode == 1 and "declined" in r.stderr
+    rc, _, err = inv.finish()
+    assert rc == 1 and "declined" in err
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+# --- the relay failing or lying -------------------------------------------------------
+
+def test_relay_killed_mid_exchange_leaves_no_peer(devices, prelay):
+    a, b = devices("home", "laptop")
+    inv = a.invite()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")          # A has B's details, B waits for A
+    prelay.kill(signal.SIGKILL)
+    inv.answer("y\n")
+    rc, _, err = inv.finish()
+    out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 1 and j.returncode == 1, (err, jerr)
+    assert "relay" in err and "relay" in jerr
+    assert no_peers(a, b)
+
+
+def test_relay_down_before_invite(devices, prelay):
+    (a,) = devices("home")
+    prelay.kill(signal.SIGKILL)
+    r = a.run("invite", "--yes")
+    assert r.returncode == 1 and r.stdout == "" and "relay" in r.stderr
+    st = json.loads(a.run("status", "--json", check=True).stdout)
+    assert st["relay_reachable"] is False
+
+
+@pytest.mark.parametrize("flip_type,offset,who", [
+    (0x02, 20, "Ya"),        # CPACE1: inviter's element
+    (0x02, 60, "commit"),    # CPACE1: the SAS commitment (ADa)
+    (0x03, 5, "Yb"),         # CPACE2: joiner's element
+    (0x03, 40, "Tb"),        # CPACE2: joiner's confirmation tag
+    (0x04, 5, "Ta"),         # CONFIRM: inviter's confirmation tag
+    (0x04, 40, "nonce"),     # CONFIRM: the SAS nonce
+    (0x05, 30, "sealed"),    # JOINER_INFO: a sealed payload
+])
+def test_a_flipped_bit_in_a_pairing_message_fails_both_sides(tmp_path, prelay, flip_type,
+                                                             offset, who):
+    proxy = FlipProxy(prelay.port, flip_type=flip_type, flip_offset=offset)
+    try:
+        a = Device(tmp_path / "a", "home", proxy.url)
+        b = Device(tmp_path / "b", "laptop", proxy.url)
+        a.init()
+        b.init()
+        inv = a.invite("--yes")
+        r = b.join(inv.code, "--yes")
+        rc, _, err = inv.finish()
+        assert proxy.flipped == 1
+        assert rc == 1 and r.returncode == 1, (err, r.stderr)
+        assert no_peers(a, b)
+        wait_until(lambda: senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0,
+                   timeout=5, what="granted tokens revoked")
+    finally:
+        proxy.close()
+
+
+def test_the_forwarder_alone_does_not_break_pairing(tmp_path, prelay):
+    proxy = FlipProxy(prelay.port)
+    try:
+        a = Device(tmp_path / "a", "home", proxy.url)
+        b = Device(tmp_path / "b", "laptop", proxy.url)
+        a.init()
+        b.init()
+        pair(a, b)
+        assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("dup_type", [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07])
+def test_a_message_stored_twice_by_a_retried_send_is_read_once(tmp_path, prelay, dup_type):
+    proxy = FlipProxy(prelay.port, dup_type=dup_type)
+    try:
+        a = Device(tmp_path / "a", "home", proxy.url)
+        b = Device(tmp_path / "b", "laptop", proxy.url)
+        a.init()
+        b.init()
+        pair(a, b)
+        assert proxy.duplicated == 1
+        assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+    finally:
+        proxy.close()
+
+
+def test_relay_files_hold_no_code_secret_or_name(devices, prelay):
+    a, b = devices("home-zebra-7", "laptop-quokka-9")
+    inv = a.invite("--yes")
+    j = b.join(inv.code, "--yes")
+    rc, _, err = inv.finish()
+    assert rc == 0 and j.returncode == 0
+    secret = inv.code.split("-", 1)[1]
+    needles = [inv.code, secret, secret.replace("-", ""), "home-zebra-7",
+               "laptop-quokka-9", a.recipient(), b.recipient(),
+               a.device_row()["owner_token"], b.peer_rows()[0]["send_token"],
+               a.peer_rows()[0]["send_token"]]
+    sas = re.search(r"both screens show:\s+(\d{3} \d{3})", err).group(1)
+    needles.append(sas)
+    prelay.stop()    # flush everything the relay keeps to its files
+    files = [p for p in prelay.data_dir.rglob("*") if p.is_file()]
+    assert files
+    for f in files:
+        data = f.read_bytes()
+        for n in needles:
+            for form in {n, n.upper(), n.lower()}:
+                assert form.encode() not in data, f"{n!r} found in relay file {f}"
+
+
+# --- unpair --------------------------------------------------------------------------
+
+def test_unpair_revokes_the_peers_send_token(devices):
+    a, b = devices("home", "laptop")
+    pair(a, b)
+    (b_row,) = b.peer_rows()     # what B holds for A's inbox
+    up = Api(b_row["relay_url"], b_row["send_token"])
+    item = f"/v1/inboxes/{b_row['inbox']}/items/" + "before-unpair-xxxxxxxx"
+    assert up.put(item, {"size": 0, "meta": "bWV0YQ=="}).status == 201
+
+    r = a.run("unpair", "laptop")
+    assert r.returncode == 0, r.stderr
+    assert a.peers() == [] and a.peer_rows() == []
+    assert senders_on_inbox(a) == 0
+
+    # B's next upload to A is refused, exactly like a missing inbox
+    item2 = f"/v1/inboxes/{b_row['inbox']}/items/" + "after-unpair-xxxxxxxxx"
+    r2 = up.put(item2, {"size": 0, "meta": "bWV0YQ=="})
+    assert r2.status == 404 and r2.json == {"error": "not found"}
+    # B still lists A until it learns (lazily, PROTOCOL §7.9); unpairing
+    # there works too
+    assert b.peer_names() == ["home"]
+    assert b.run("unpair", "home").returncode == 0
+    assert b.peers() == []
+
+
+def test_unpair_of_an_unknown_peer_fails(devices):
+    (a,) = devices("home")
+    r = a.run("unpair", "nobody")
+    assert r.returncode == 1 and "no peer called" in r.stderr
+
+
+def test_unpair_with_the_relay_down_changes_nothing_unless_forced(devices, prelay):
+    a, b = devices("home", "laptop")
+    pair(a, b)
+    prelay.kill(signal.SIGKILL)
+    r = a.run("unpair", "laptop")
+    assert r.returncode == 1 and "nothing changed" in r.stderr
+    assert a.peer_names() == ["laptop"]
+    r = a.run("unpair", "laptop", "--force")
+    assert r.returncode == 0 and a.peers() == []
+
+
+# --- silence ---------------------------------------------------------------------------
+
+def test_inviter_times_out_when_the_joiner_goes_silent(devices, prelay):
+    (a,) = devices("home")
+    inv = a.invite("--yes", "--timeout", "2s")
+    nameplate = inv.code.split("-", 1)[0]
+    api = prelay.api()
+    r = api.post(f"/v1/pair/{nameplate}/claim", {})
+    assert r.status == 200, r
+    side = api.with_token(r.json["token"])
+    # a HELLO, then nothing: someone who claimed the code and stopped
+    assert side.post(f"/v1/pair/{r.json['session']}/messages",
+                     {"body": "AQE="}).status == 201
+    t0 = time.monotonic()
+    rc, _, err = inv.finish(timeout=30)
+    assert rc == 1 and "Timed out" in err
+    assert time.monotonic() - t0 < 20 * SLOW
+    assert no_peers(a) and senders_on_inbox(a) == 0
+
+
+def test_joiner_times_out_when_the_inviter_goes_silent(devices, prelay):
+    (b,) = devices("laptop")
+    r = prelay.api().post("/v1/pair", {})
+    assert r.status == 201, r
+    code = r.json["nameplate"] + "-abcd-efgh"
+    j = b.join(code, "--yes", "--timeout", "2s", timeout=30)
+    assert j.returncode == 1 and "Timed out" in j.stderr
+    assert no_peers(b) and senders_on_inbox(b) == 0
+
+
+# --- TLS: --cacert and --pin are kept and used --------------------------------------------
+
+def public_key_pin(crt):
+    """curl's sha256//BASE64 pin of a certificate's public key."""
+    if shutil.which("certtool"):
+        info = subprocess.run(["certtool", "-i", "--infile", str(crt)], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+        return "sha256//" + re.search(r"pin-sha256:(\S+)", info).group(1)
+    pub = subprocess.run(["openssl", "x509", "-in", str(crt), "-pubkey", "-noout"],
+                         check=True, capture_output=True, timeout=30).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub,
+                         check=True, capture_output=True, timeout=30).stdout
+    return "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_pairing_over_tls_with_a_ca_file_and_with_a_pin(tmp_path, relay_factory, cert):
+    crt, key = cert
+    pin = public_key_pin(crt)
+    relay = relay_factory(*RELAY_ARGS, tls=(crt, key))
+    assert relay.url.startswith("https://")
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    # the self-signed certificate is not trusted without being told
+    r = a.run("init", "--relay", relay.url, "--name", "home")
+    assert r.returncode == 1 and "cannot create an inbox" in r.stderr
+    wrong = "sha256//" + "A" * 43 + "="
+    r = b.run("init", "--relay", relay.url, "--name", "laptop", "--pin", wrong)
+    assert r.returncode == 1
+    a.init("--cacert", str(crt))
+    b.init("--pin", pin)
+    assert a.device_row()["cacert"] == str(crt.resolve())
+    assert b.device_row()["pin"] == pin
+    pair(a, b)
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+    for d in (a, b):
+        assert json.loads(d.run("status", "--json", check=True).stdout)["relay_reachable"]

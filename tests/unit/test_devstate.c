@@ -1,0 +1,213 @@
+/* test_devstate.c — the device state database: modes, schema, records. */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "devstate.h"
+#include "peername.h"
+#include "unit.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/chute-devstate-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        abort();
+}
+
+static void rm_tmpdir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+static devstate_peer sample_peer(const char *device_name)
+{
+    devstate_peer p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.device_name, sizeof p.device_name, "%s", device_name);
+    snprintf(p.recipient, sizeof p.recipient, "age1example");
+    snprintf(p.relay_url, sizeof p.relay_url, "http://127.0.0.1:1");
+    snprintf(p.inbox, sizeof p.inbox, "inboxid");
+    snprintf(p.send_token, sizeof p.send_token, "sendtoken");
+    snprintf(p.granted_sender, sizeof p.granted_sender, "senderid");
+    memset(p.link_key, 0x42, sizeof p.link_key);
+    return p;
+}
+
+static void test_open_creates_private_folder_and_file(void)
+{
+    make_tmpdir();
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/a/b/state", tmpdir);
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(dir, 0, &ds), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(devstate_open(dir, 1, &ds), CHUTE_OK);
+    struct stat sb;
+    CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+    char db[400];
+    snprintf(db, sizeof db, "%s/state.db", dir);
+    CHECK(stat(db, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    sqlite3_stmt *q;
+    CHECK(sqlite3_prepare_v2(devstate_db(ds), "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(q) == SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(q, 0), DEVSTATE_SCHEMA_VERSION);
+    sqlite3_finalize(q);
+    devstate_close(ds);
+    CHECK_EQ_INT(devstate_open(dir, 0, &ds), CHUTE_OK);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
+static void test_newer_schema_is_refused(void)
+{
+    make_tmpdir();
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    CHECK(sqlite3_exec(devstate_db(ds), "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
+    devstate_close(ds);
+    CHECK_EQ_INT(devstate_open(tmpdir, 0, &ds), CHUTE_ERR_UNSUPPORTED);
+    rm_tmpdir();
+}
+
+static void test_device_is_recorded_once(void)
+{
+    make_tmpdir();
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    devstate_device d, got;
+    CHECK_EQ_INT(devstate_get_device(ds, &got), CHUTE_ERR_NOT_FOUND);
+    memset(&d, 0, sizeof d);
+    snprintf(d.name, sizeof d.name, "laptop");
+    snprintf(d.identity, sizeof d.identity, "AGE-SECRET-KEY-1XYZ");
+    snprintf(d.recipient, sizeof d.recipient, "age1xyz");
+    snprintf(d.relay_url, sizeof d.relay_url, "http://127.0.0.1:9");
+    snprintf(d.inbox, sizeof d.inbox, "inbox");
+    snprintf(d.owner_token, sizeof d.owner_token, "owner");
+    CHECK_EQ_INT(devstate_set_device(ds, &d), CHUTE_OK);
+    CHECK_EQ_INT(devstate_set_device(ds, &d), CHUTE_ERR_EXISTS);
+    CHECK_EQ_INT(devstate_get_device(ds, &got), CHUTE_OK);
+    CHECK(strcmp(got.name, "laptop") == 0);
+    CHECK(strcmp(got.identity, "AGE-SECRET-KEY-1XYZ") == 0);
+    CHECK(strcmp(got.owner_token, "owner") == 0);
+    CHECK(strcmp(got.cacert, "") == 0);
+    CHECK(got.created > 0);
+    devstate_device_wipe(&got);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
+static void test_peers_get_distinct_folder_names(void)
+{
+    make_tmpdir();
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    devstate_peer a = sample_peer("home"), b = sample_peer("home"), c = sample_peer("work");
+    CHECK_EQ_INT(devstate_add_peer(ds, &a), CHUTE_OK);
+    CHECK_EQ_INT(devstate_add_peer(ds, &b), CHUTE_OK);
+    CHECK_EQ_INT(devstate_add_peer(ds, &c), CHUTE_OK);
+    CHECK(strcmp(a.name, "home") == 0);
+    CHECK(strcmp(b.name, "home-2") == 0);
+    CHECK(strcmp(c.name, "work") == 0);
+    devstate_peer *list;
+    size_t n;
+    CHECK_EQ_INT(devstate_list_peers(ds, &list, &n), CHUTE_OK);
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) {
+        CHECK(strcmp(list[0].name, "home") == 0);
+        CHECK(strcmp(list[1].name, "home-2") == 0);
+        CHECK(strcmp(list[1].device_name, "home") == 0);
+        CHECK(list[2].link_key[0] == 0x42);
+    }
+    devstate_peers_free(list, n);
+    devstate_peer got;
+    CHECK_EQ_INT(devstate_get_peer(ds, "home-2", &got), CHUTE_OK);
+    CHECK(strcmp(got.send_token, "sendtoken") == 0);
+    CHECK_EQ_INT(devstate_remove_peer(ds, "home-2"), CHUTE_OK);
+    CHECK_EQ_INT(devstate_remove_peer(ds, "home-2"), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(devstate_get_peer(ds, "home-2", &got), CHUTE_ERR_NOT_FOUND);
+    size_t count;
+    CHECK_EQ_INT(devstate_count_peers(ds, &count), CHUTE_OK);
+    CHECK_EQ_INT(count, 2);
+    CHECK_EQ_INT(got.gone_at, 0);
+    CHECK_EQ_INT(devstate_mark_peer_gone(ds, "home"), CHUTE_OK);
+    CHECK_EQ_INT(devstate_get_peer(ds, "home", &got), CHUTE_OK);
+    long long first = got.gone_at;
+    CHECK(first > 0);
+    CHECK_EQ_INT(devstate_mark_peer_gone(ds, "home"), CHUTE_OK);   /* the first time counts */
+    CHECK_EQ_INT(devstate_get_peer(ds, "home", &got), CHUTE_OK);
+    CHECK_EQ_INT(got.gone_at, first);
+    devstate_peer bad = sample_peer("../etc");
+    CHECK_EQ_INT(devstate_add_peer(ds, &bad), CHUTE_ERR_ARG);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
+static void test_peername_rules(void)
+{
+    CHECK(peername_ok("home"));
+    CHECK(peername_ok("Anna's laptop"));
+    CHECK(peername_ok("b\xc3\xbcro"));            /* büro */
+    CHECK(!peername_ok(""));
+    CHECK(!peername_ok("."));
+    CHECK(!peername_ok(".."));
+    CHECK(!peername_ok(".hidden"));
+    CHECK(!peername_ok("-rf"));
+    CHECK(!peername_ok("a/b"));
+    CHECK(!peername_ok("a\\b"));
+    CHECK(!peername_ok("tab\there"));
+    CHECK(!peername_ok("del\x7f"));
+    CHECK(!peername_ok("c1\xc2\x85"));            /* U+0085 */
+    CHECK(!peername_ok("bad\xc3"));               /* truncated UTF-8 */
+    CHECK(!peername_ok("over\xc0\xaflong"));
+    CHECK(!peername_ok("backup~"));
+    CHECK(!peername_ok("evil\xe2\x80\xaetxt.exe"));   /* U+202E RLO */
+    CHECK(!peername_ok("zero\xe2\x80\x8bwidth"));     /* U+200B */
+    CHECK(!peername_ok("\xef\xbb\xbf" "bom"));           /* U+FEFF */
+    CHECK(peername_ok("\xe6\x97\xa5\xe6\x9c\xac"));  /* 日本 */
+    char longname[PEERNAME_MAX + 2];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    CHECK(!peername_ok(longname));
+    longname[PEERNAME_MAX] = '\0';
+    CHECK(peername_ok(longname));
+    char out[PEERNAME_MAX + 1];
+    CHECK_EQ_INT(peername_candidate(longname, 12, out, sizeof out), 0);
+    CHECK_EQ_INT(strlen(out), PEERNAME_MAX);
+    CHECK(strcmp(out + PEERNAME_MAX - 3, "-12") == 0);
+    CHECK(peername_ok(out));
+    CHECK_EQ_INT(peername_candidate("home", 1, out, sizeof out), 0);
+    CHECK(strcmp(out, "home") == 0);
+}
+
+static void test_resolve_dir_order(void)
+{
+    char out[512];
+    setenv("CHUTE_HOME", "/x/chute-home", 1);
+    CHECK_EQ_INT(devstate_resolve_dir("/opt/dir", out, sizeof out), CHUTE_OK);
+    CHECK(strcmp(out, "/opt/dir") == 0);
+    CHECK_EQ_INT(devstate_resolve_dir(NULL, out, sizeof out), CHUTE_OK);
+    CHECK(strcmp(out, "/x/chute-home") == 0);
+    unsetenv("CHUTE_HOME");
+    setenv("XDG_DATA_HOME", "/x/data", 1);
+    CHECK_EQ_INT(devstate_resolve_dir(NULL, out, sizeof out), CHUTE_OK);
+    CHECK(strcmp(out, "/x/data/chute") == 0);
+    unsetenv("XDG_DATA_HOME");
+    setenv("HOME", "/x/home", 1);
+    CHECK_EQ_INT(devstate_resolve_dir(NULL, out, sizeof out), CHUTE_OK);
+    CHECK(strcmp(out, "/x/home/.local/share/chute") == 0);
+}
+
+int main(void)
+{
+    RUN(test_open_creates_private_folder_and_file);
+    RUN(test_newer_schema_is_refused);
+    RUN(test_device_is_recorded_once);
+    RUN(test_peers_get_distinct_folder_names);
+    RUN(test_peername_rules);
+    RUN(test_resolve_dir_order);
+    return unit_done();
+}
