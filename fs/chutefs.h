@@ -1,0 +1,42 @@
+/* chutefs.h — the mount's shared context, reachable from every FUSE call.
+ *
+ * Data flows one way: FUSE op → staging (outbox.c, staging.c) → seal
+ * (seal.c) → queue (lib/queue.c) → [uploader, relay, downloader: later] →
+ * cache (lib/cache.c) → FUSE read (inbox.c). Everything here answers from
+ * local state; nothing touches the network. */
+#ifndef CHUTEFS_H
+#define CHUTEFS_H
+
+#include <limits.h>
+#include <pthread.h>
+
+#include "cache.h"
+#include "devstate.h"
+#include "queue.h"
+
+typedef struct peers peers;
+typedef struct ofiles ofiles;
+
+typedef struct {
+    char home[PATH_MAX];      /* the device state folder */
+    char spool[PATH_MAX];     /* home/spool */
+    char staging[PATH_MAX];   /* spool/staging/<peer>/<path>: files as written */
+    char sealed[PATH_MAX];    /* spool/sealed/<id>.age: blobs waiting to go */
+    devstate *ds;
+    peers *peers;
+    ofiles *open;
+    queue *q;
+    cache *c;
+    /* Sealing reads a whole file; one at a time keeps memory and disk
+     * bandwidth bounded and orders replacements of the same path. */
+    pthread_mutex_t seal_mu;
+    int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
+} chutefs;
+
+/* The context of the running mount (fuse_get_context()->private_data). */
+chutefs *chutefs_get(void);
+
+/* Map a status to a negative errno for a FUSE reply. */
+int chutefs_errno(chute_status st);
+
+#endif

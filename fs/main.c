@@ -1,0 +1,158 @@
+/* main.c — chutefs [-H DIR] MOUNTPOINT [-f] [-d] [-o FUSE_OPTIONS]
+ *
+ * Opens the device state (peers), the queue and the cache, then hands the
+ * mount to libfuse's multithreaded loop. Start-up does no scanning and no
+ * network: a queue left by an earlier run is simply there in the DB. */
+#define FUSE_USE_VERSION 35
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chutefs.h"
+#include "ops.h"
+#include "peers.h"
+#include "ofiles.h"
+
+typedef struct {
+    char *home;
+    int help;
+    int version;
+} options;
+
+static const struct fuse_opt option_spec[] = {
+    {"-H %s", offsetof(options, home), 0},
+    {"--home=%s", offsetof(options, home), 0},
+    {"-h", offsetof(options, help), 1},
+    {"--help", offsetof(options, help), 1},
+    {"-V", offsetof(options, version), 1},
+    {"--version", offsetof(options, version), 1},
+    FUSE_OPT_END,
+};
+
+static void usage(FILE *to, const char *prog)
+{
+    fprintf(to, "usage: %s [-H DIR] MOUNTPOINT [-f] [-d] [-o FUSE_OPTIONS]\n\n"
+           "    -H DIR, --home=DIR   device state folder (default $CHUTE_HOME,\n"
+           "                         else $XDG_DATA_HOME/chute)\n"
+           "    -f                   stay in the foreground\n"
+           "    -d                   debug output (implies -f)\n\n", prog);
+}
+
+static int make_dir(char *out, size_t cap, const char *parent, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", parent, name);
+    if (n < 0 || (size_t)n >= cap) return -1;
+    if (mkdir(out, 0700) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+static int open_all(chutefs *fs, const char *home_opt)
+{
+    chute_status st = devstate_resolve_dir(home_opt, fs->home, sizeof fs->home);
+    if (st) { fprintf(stderr, "chutefs: no state folder: %s\n", chute_strstatus(st)); return -1; }
+    st = devstate_open(fs->home, 0, &fs->ds);
+    if (st == CHUTE_ERR_NOT_FOUND) {
+        fprintf(stderr, "chutefs: no device state in %s (run pairtool init)\n", fs->home);
+        return -1;
+    }
+    if (st) { fprintf(stderr, "chutefs: %s: %s\n", fs->home, chute_strstatus(st)); return -1; }
+    if (make_dir(fs->spool, sizeof fs->spool, fs->home, "spool") ||
+        make_dir(fs->staging, sizeof fs->staging, fs->spool, "staging") ||
+        make_dir(fs->sealed, sizeof fs->sealed, fs->spool, "sealed")) {
+        fprintf(stderr, "chutefs: cannot make the spool in %s: %s\n", fs->home, strerror(errno));
+        return -1;
+    }
+    /* One mount per state folder: two would seal into one queue and race
+     * on the staging tree. The lock dies with the process, even on kill -9. */
+    char db[PATH_MAX];
+    if (snprintf(db, sizeof db, "%s/chutefs.lock", fs->home) >= (int)sizeof db) return -1;
+    fs->lock_fd = open(db, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fs->lock_fd < 0 || flock(fs->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "chutefs: %s is in use by another chutefs\n", fs->home);
+        return -1;
+    }
+    if (snprintf(db, sizeof db, "%s/chutefs.db", fs->home) >= (int)sizeof db) return -1;
+    if ((st = queue_open(db, &fs->q)) || (st = cache_open(db, &fs->c)) ||
+        (st = peers_open(fs->ds, &fs->peers)) || (st = ofiles_new(&fs->open))) {
+        fprintf(stderr, "chutefs: %s: %s\n", db, chute_strstatus(st));
+        return -1;
+    }
+    pthread_mutex_init(&fs->seal_mu, NULL);
+    return 0;
+}
+
+static void close_all(chutefs *fs)
+{
+    ofiles_free(fs->open);
+    peers_close(fs->peers);
+    cache_close(fs->c);
+    queue_close(fs->q);
+    devstate_close(fs->ds);
+    if (fs->lock_fd > 0) close(fs->lock_fd);
+}
+
+/* A usage error (exit 2) before touching any state: parse a copy, since
+ * fuse_parse_cmdline consumes what it recognises. */
+static int has_mountpoint(const struct fuse_args *args)
+{
+    struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+    struct fuse_cmdline_opts co;
+    memset(&co, 0, sizeof co);
+    int ok = 1;
+    for (int i = 0; i < args->argc && ok; i++)
+        ok = fuse_opt_add_arg(&copy, args->argv[i]) == 0;
+    ok = ok && fuse_parse_cmdline(&copy, &co) == 0 && co.mountpoint != NULL;
+    free(co.mountpoint);
+    fuse_opt_free_args(&copy);
+    return ok;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    options o = {0};
+    if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0) return 2;
+    if (o.help) {
+        usage(stdout, argv[0]);
+        fuse_opt_add_arg(&args, "--help");
+        args.argv[0][0] = '\0';   /* libfuse then prints only its options */
+        fuse_main(args.argc, args.argv, &chutefs_ops, NULL);
+        fuse_opt_free_args(&args);
+        return 0;
+    }
+    if (o.version) {
+        printf("chutefs %s\n", CHUTE_VERSION);
+        fuse_opt_free_args(&args);
+        return 0;
+    }
+    if (!has_mountpoint(&args)) {
+        usage(stderr, argv[0]);
+        fuse_opt_free_args(&args);
+        free(o.home);
+        return 2;
+    }
+    if (sodium_init() < 0) { fprintf(stderr, "chutefs: libsodium failed\n"); return 1; }
+    chutefs *fs = calloc(1, sizeof *fs);
+    if (!fs) return 1;
+    int rc = 1;
+    /* libfuse 3.14.0 passes an unset max_idle_threads (-1) on and warns on
+     * every mount unless it is given; a later -o max_idle_threads=N wins. */
+    if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
+    if (open_all(fs, o.home) == 0)
+        rc = fuse_main(args.argc, args.argv, &chutefs_ops, fs);
+    close_all(fs);
+    free(fs);
+    free(o.home);
+    fuse_opt_free_args(&args);
+    return rc;
+}

@@ -1,0 +1,40 @@
+/* ofiles.h — which outbox files are open, and whether they changed.
+ *
+ * A file is sealed when its last writer closes it, so the mount counts the
+ * open handles of each file (by peer and path) and remembers whether any
+ * handle wrote to it since the last seal. Renames move the record with the
+ * file; an unlinked file is never sealed. All access under ofiles_lock. */
+#ifndef CHUTEFS_OFILES_H
+#define CHUTEFS_OFILES_H
+
+#include <stdbool.h>
+
+#include "status.h"
+
+typedef struct ofile {
+    char *peer;
+    char *path;          /* relative to outbox/<peer>/ */
+    int opens;
+    bool dirty;          /* written or truncated since the last seal */
+    bool unlinked;
+    struct ofile *next;
+} ofile;
+
+typedef struct ofiles ofiles;
+
+chute_status ofiles_new(ofiles **out);
+void ofiles_free(ofiles *o);
+
+void ofiles_lock(ofiles *o);
+void ofiles_unlock(ofiles *o);
+
+/* With the lock held: */
+ofile *ofiles_find(ofiles *o, const char *peer, const char *path);
+/* Find or add, and count one more open; NULL on allocation failure. */
+ofile *ofiles_acquire(ofiles *o, const char *peer, const char *path);
+/* Count one close; frees the record at zero and returns the count left. */
+int ofiles_release(ofiles *o, ofile *f);
+/* The file or folder `from` is now `to` (descendants follow). */
+chute_status ofiles_move(ofiles *o, const char *peer, const char *from, const char *to);
+
+#endif

@@ -1,0 +1,65 @@
+/* statusfile.c — see statusfile.h. */
+#include "statusfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "handle.h"
+#include "report.h"
+
+/* No uploader yet in this build: nothing has tried the relay. */
+static const char *relay_state(void) { return "unknown"; }
+
+int statusfile_getattr(chutefs *fs, struct stat *st)
+{
+    char *text = NULL;
+    chute_status s = report_text(fs->q, fs->c, relay_state(), &text);
+    if (s) return chutefs_errno(s);
+    memset(st, 0, sizeof *st);
+    st->st_mode = S_IFREG | 0444;
+    st->st_nlink = 1;
+    st->st_size = (off_t)strlen(text);
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_mtime = st->st_ctime = st->st_atime = time(NULL);
+    free(text);
+    return 0;
+}
+
+int statusfile_open(chutefs *fs, struct fuse_file_info *fi)
+{
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) return -EACCES;
+    handle *h = calloc(1, sizeof *h);
+    if (!h) return -ENOMEM;
+    h->kind = H_STATUS;
+    chute_status s = report_text(fs->q, fs->c, relay_state(), &h->text);
+    if (s) { free(h); return chutefs_errno(s); }
+    h->text_len = strlen(h->text);
+    /* The size changes between stat and read: read what is there. */
+    fi->direct_io = 1;
+    fi->fh = (uint64_t)(uintptr_t)h;
+    return 0;
+}
+
+int statusfile_read(char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    handle *h = (handle *)(uintptr_t)fi->fh;
+    if (off < 0) return -EINVAL;
+    if ((size_t)off >= h->text_len) return 0;
+    size_t n = h->text_len - (size_t)off;
+    if (n > size) n = size;
+    memcpy(buf, h->text + off, n);
+    return (int)n;
+}
+
+int statusfile_release(struct fuse_file_info *fi)
+{
+    handle *h = (handle *)(uintptr_t)fi->fh;
+    free(h->text);
+    free(h);
+    return 0;
+}

@@ -1,0 +1,90 @@
+/* cache.h — the inbox: received files, stored in SQLite.
+ *
+ * Plaintext is stored as 64 KiB chunk rows (chunk i holds bytes
+ * [i*64Ki, (i+1)*64Ki)), so a read at any offset touches only the chunks it
+ * covers: a seek into a 4 GiB file is one indexed lookup. The chunk size is
+ * age's STREAM chunk size, so the downloader appends exactly one decrypted
+ * age chunk per row. Why plaintext rather than the age ciphertext: the cache
+ * lives on the same disk as the identity that would decrypt it, so keeping
+ * ciphertext protects nothing, while it would cost a decryption per read.
+ *
+ * Receiving is download → verify → commit:
+ *
+ *   cache_item_begin(peer, item)  an invisible staging area (own connection)
+ *   cache_item_append(bytes) ...  written in batches, still invisible
+ *   cache_item_commit(meta)       one transaction: the name is sanitized and
+ *                                 made unique, folders are made, the file
+ *                                 appears — or nothing does
+ *   cache_item_abort()            throws the partial bytes away
+ *
+ * A crash mid-download leaves only an invisible partial, dropped by the next
+ * cache_item_begin of that item (downloads restart from 0). */
+#ifndef CHUTE_CACHE_H
+#define CHUTE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "meta.h"
+#include "status.h"
+
+#define CACHE_CHUNK      65536
+#define CACHE_MAX_DEPTH  32     /* folders of an arrival, deeper ones flattened */
+
+typedef struct cache cache;
+typedef struct cache_txn cache_txn;
+
+typedef struct {
+    int64_t  id;         /* 0 = the peer's root folder */
+    bool     is_dir;
+    uint64_t size;
+    uint32_t mode;       /* permission bits as sent (files), 0755 (folders) */
+    int64_t  mtime_sec;
+    uint32_t mtime_nsec;
+    int64_t  data;       /* chunk owner, for cache_read */
+} cache_node;
+
+chute_status cache_open(const char *db_path, cache **out);
+void cache_close(cache *c);
+
+/* ---- receiving (the downloader) ---------------------------------------- */
+/* *seen = this peer's item was committed before (even if since deleted):
+ * the downloader only re-acknowledges it. */
+chute_status cache_seen(cache *c, const char *peer, const char *item, bool *seen);
+chute_status cache_item_begin(cache *c, const char *peer, const char *item,
+                              cache_txn **out);
+chute_status cache_item_append(cache_txn *t, const void *buf, size_t len);
+/* Commit with the opened meta: CHUTE_ERR_MALFORMED if the bytes appended do
+ * not add up to m->size. final_path (may be NULL) gets the sanitized,
+ * collision-free relative path. Frees t whatever the result. */
+chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
+                               char *final_path, size_t cap);
+void cache_item_abort(cache_txn *t);
+
+/* ---- the mount --------------------------------------------------------- */
+/* path is relative to inbox/<peer>/ ("" is the peer's folder). */
+chute_status cache_lookup(cache *c, const char *peer, const char *path,
+                          cache_node *out);
+typedef int (*cache_list_fn)(const char *name, const cache_node *n, void *arg);
+chute_status cache_list(cache *c, const char *peer, int64_t dir,
+                        cache_list_fn fn, void *arg);
+chute_status cache_read(cache *c, int64_t data, uint64_t size, uint64_t off,
+                        void *buf, size_t len, size_t *got);
+/* Remove a file (its chunks are freed) or an empty folder
+ * (CHUTE_ERR_EXISTS if not empty). */
+chute_status cache_remove(cache *c, const char *peer, const char *path);
+/* Rename within one peer's inbox; an existing target file is replaced, an
+ * existing empty target folder too; CHUTE_ERR_EXISTS for a non-empty one,
+ * CHUTE_ERR_ARG for a folder into itself or type mismatch. */
+chute_status cache_rename(cache *c, const char *peer, const char *from,
+                          const char *to);
+
+typedef struct {
+    uint64_t stored;          /* files in the inbox */
+    uint64_t stored_bytes;
+    uint64_t incoming;        /* downloads in progress */
+} cache_counts_t;
+chute_status cache_counts(cache *c, cache_counts_t *out);
+
+#endif

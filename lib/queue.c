@@ -1,0 +1,439 @@
+/* queue.c — the outgoing queue on SQLite; see queue.h for the states. */
+#include "queue.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+
+struct queue {
+    sqlite3 *db;
+    /* Serializes read-modify-write sequences (claim) across threads; the
+     * single statements are atomic anyway. */
+    pthread_mutex_t mu;
+};
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS queue ("
+    " id TEXT PRIMARY KEY, peer TEXT NOT NULL, path TEXT NOT NULL,"
+    " state INTEGER NOT NULL, size INTEGER NOT NULL, blob_size INTEGER NOT NULL,"
+    " progress INTEGER NOT NULL DEFAULT 0, mode INTEGER NOT NULL,"
+    " mtime_sec INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL,"
+    " header_mac BLOB NOT NULL, meta BLOB NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',"
+    " next_attempt INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL, relay_cancel INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS queue_by_path ON queue(peer, path, state);"
+    "CREATE INDEX IF NOT EXISTS queue_by_state ON queue(state, created);";
+
+#define COLS "id,peer,path,state,size,blob_size,progress,mode,mtime_sec," \
+             "mtime_nsec,header_mac,meta,attempts,last_error,next_attempt," \
+             "created,updated,relay_cancel"
+#define ACTIVE "state IN (0,1,2)"
+
+/* Every public call holds mu: the connection is shared by the mount's
+ * threads, and a statement of one thread must never land inside another
+ * thread's BEGIN ... COMMIT. */
+#define LOCK(q) pthread_mutex_lock(&(q)->mu)
+#define UNLOCK(q) pthread_mutex_unlock(&(q)->mu)
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+chute_status queue_open(const char *db_path, queue **out)
+{
+    if (!db_path || !out) return CHUTE_ERR_ARG;
+    queue *q = calloc(1, sizeof *q);
+    if (!q) return CHUTE_ERR_NOMEM;
+    chute_status st = db_open(db_path, SCHEMA, &q->db);
+    if (st) { free(q); return st; }
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    /* Recursive: the transactional calls reuse the locking helpers. */
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&q->mu, &a);
+    pthread_mutexattr_destroy(&a);
+    *out = q;
+    return CHUTE_OK;
+}
+
+void queue_close(queue *q)
+{
+    if (!q) return;
+    sqlite3_close(q->db);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+void queue_new_id(char out[QUEUE_ID_LEN + 1])
+{
+    unsigned char raw[16];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2base64(out, QUEUE_ID_LEN + 1, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+const char *queue_state_name(queue_state s)
+{
+    static const char *names[] = {"queued", "uploading", "uploaded",
+                                  "delivered", "cancelled"};
+    return (unsigned)s < 5 ? names[s] : "unknown";
+}
+
+static void copy_text(char *dst, size_t cap, const unsigned char *src)
+{
+    snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+static void load_row(sqlite3_stmt *s, queue_item *it)
+{
+    memset(it, 0, sizeof *it);
+    copy_text(it->id, sizeof it->id, sqlite3_column_text(s, 0));
+    copy_text(it->peer, sizeof it->peer, sqlite3_column_text(s, 1));
+    copy_text(it->path, sizeof it->path, sqlite3_column_text(s, 2));
+    it->state = (queue_state)sqlite3_column_int(s, 3);
+    it->size = (uint64_t)sqlite3_column_int64(s, 4);
+    it->blob_size = (uint64_t)sqlite3_column_int64(s, 5);
+    it->progress = (uint64_t)sqlite3_column_int64(s, 6);
+    it->mode = (uint32_t)sqlite3_column_int(s, 7);
+    it->mtime_sec = sqlite3_column_int64(s, 8);
+    it->mtime_nsec = (uint32_t)sqlite3_column_int(s, 9);
+    if (sqlite3_column_bytes(s, 10) == META_MAC_BYTES)
+        memcpy(it->header_mac, sqlite3_column_blob(s, 10), META_MAC_BYTES);
+    int ml = sqlite3_column_bytes(s, 11);
+    if (ml > 0 && (size_t)ml <= sizeof it->meta) {
+        memcpy(it->meta, sqlite3_column_blob(s, 11), (size_t)ml);
+        it->meta_len = (size_t)ml;
+    }
+    it->attempts = (uint32_t)sqlite3_column_int(s, 12);
+    copy_text(it->last_error, sizeof it->last_error, sqlite3_column_text(s, 13));
+    it->next_attempt = sqlite3_column_int64(s, 14);
+    it->created = sqlite3_column_int64(s, 15);
+    it->updated = sqlite3_column_int64(s, 16);
+    it->relay_cancel = sqlite3_column_int(s, 17) != 0;
+}
+
+/* Run a one-row SELECT with text parameters; load the row or NOT_FOUND. */
+static chute_status select_one(queue *q, const char *sql, queue_item *out,
+                               const char *a, const char *b)
+{
+    sqlite3_stmt *s;
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        UNLOCK(q);
+        return CHUTE_ERR_DB;
+    }
+    if (a) sqlite3_bind_text(s, 1, a, -1, SQLITE_STATIC);
+    if (b) sqlite3_bind_text(s, 2, b, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    chute_status st = CHUTE_OK;
+    if (rc == SQLITE_ROW) { if (out) load_row(s, out); }
+    else st = rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB;
+    sqlite3_finalize(s);
+    UNLOCK(q);
+    return st;
+}
+
+/* Prepare a change under the lock; step_change runs it and unlocks. */
+static sqlite3_stmt *prep_change(queue *q, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        UNLOCK(q);
+        return NULL;
+    }
+    return s;
+}
+
+/* Run an UPDATE; NOT_FOUND if it changed no row. */
+static chute_status step_change(queue *q, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    chute_status st = rc != SQLITE_DONE ? CHUTE_ERR_DB
+                      : sqlite3_changes(q->db) == 0 ? CHUTE_ERR_NOT_FOUND
+                                                    : CHUTE_OK;
+    sqlite3_finalize(s);
+    UNLOCK(q);
+    return st;
+}
+
+static chute_status insert_row(queue *q, const queue_item *it)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(q->db,
+            "INSERT INTO queue(" COLS ") VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0)",
+            -1, &s, NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    int64_t t = now_s();
+    sqlite3_bind_text(s, 1, it->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, it->peer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, it->path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)it->size);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)it->blob_size);
+    sqlite3_bind_int(s, 6, (int)it->mode);
+    sqlite3_bind_int64(s, 7, it->mtime_sec);
+    sqlite3_bind_int(s, 8, (int)it->mtime_nsec);
+    sqlite3_bind_blob(s, 9, it->header_mac, META_MAC_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 10, it->meta, (int)it->meta_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 11, t);
+    sqlite3_bind_int64(s, 12, t);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_CONSTRAINT) return CHUTE_ERR_EXISTS;
+    return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+static chute_status cancel_locked(queue *q, const char *id);
+
+chute_status queue_insert(queue *q, const queue_item *it,
+                          char replaced[QUEUE_ID_LEN + 1])
+{
+    if (!q || !it || strlen(it->id) != QUEUE_ID_LEN || !it->peer[0] ||
+        !it->path[0] || !it->meta_len)
+        return CHUTE_ERR_ARG;
+    if (replaced) replaced[0] = '\0';
+    LOCK(q);
+    queue_item *old = malloc(sizeof *old);
+    chute_status st = old ? db_exec(q->db, "BEGIN IMMEDIATE") : CHUTE_ERR_NOMEM;
+    if (!st) {
+        chute_status f = select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
+                                       ACTIVE " ORDER BY created DESC LIMIT 1",
+                                    old, it->peer, it->path);
+        if (f == CHUTE_OK) {
+            st = cancel_locked(q, old->id);
+            if (!st && replaced) snprintf(replaced, QUEUE_ID_LEN + 1, "%s", old->id);
+        } else if (f != CHUTE_ERR_NOT_FOUND) {
+            st = f;
+        }
+        if (!st) st = insert_row(q, it);
+        if (!st) st = db_exec(q->db, "COMMIT");
+        if (st) { db_exec(q->db, "ROLLBACK"); if (replaced) replaced[0] = '\0'; }
+    }
+    free(old);
+    UNLOCK(q);
+    return st;
+}
+
+chute_status queue_get(queue *q, const char *id, queue_item *out)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    return select_one(q, "SELECT " COLS " FROM queue WHERE id=?", out, id, NULL);
+}
+
+chute_status queue_find_active(queue *q, const char *peer, const char *path,
+                               queue_item *out)
+{
+    if (!q || !peer || !path) return CHUTE_ERR_ARG;
+    return select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
+                         ACTIVE " ORDER BY created DESC LIMIT 1",
+                      out, peer, path);
+}
+
+chute_status queue_find_latest(queue *q, const char *peer, const char *path,
+                               queue_item *out)
+{
+    if (!q || !peer || !path) return CHUTE_ERR_ARG;
+    return select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? "
+                         "ORDER BY created DESC, rowid DESC LIMIT 1", out, peer, path);
+}
+
+/* UPDATE with the id as the last parameter and `updated` refreshed. */
+static chute_status update_by_id(queue *q, const char *sql, const char *id,
+                                 int64_t i1, int64_t i2)
+{
+    sqlite3_stmt *s = prep_change(q, sql);
+    if (!s) return CHUTE_ERR_DB;
+    int n = sqlite3_bind_parameter_count(s);
+    sqlite3_bind_int64(s, 1, now_s());
+    if (n >= 3) sqlite3_bind_int64(s, 2, i1);
+    if (n >= 4) sqlite3_bind_int64(s, 3, i2);
+    sqlite3_bind_text(s, n, id, -1, SQLITE_STATIC);
+    return step_change(q, s);
+}
+
+static chute_status cancel_locked(queue *q, const char *id)
+{
+    return update_by_id(q,
+        "UPDATE queue SET relay_cancel=(state<>0), state=4, updated=? "
+        "WHERE " ACTIVE " AND id=?", id, 0, 0);
+}
+
+chute_status queue_cancel(queue *q, const char *id)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    LOCK(q);
+    chute_status st = cancel_locked(q, id);
+    UNLOCK(q);
+    return st;
+}
+
+chute_status queue_move(queue *q, const char *peer, const char *old_prefix,
+                        const char *new_prefix)
+{
+    if (!q || !peer || !old_prefix || !new_prefix) return CHUTE_ERR_ARG;
+    /* path = new || rest for path == old or path starting with old + '/';
+     * substr/length work on characters, consistently on both sides. */
+    sqlite3_stmt *s = prep_change(q,
+            "UPDATE queue SET path=?3 || substr(path, length(?2)+1), updated=?4 "
+            "WHERE peer=?1 AND " ACTIVE " AND (path=?2 OR "
+            "substr(path, 1, length(?2)+1) = ?2 || '/')");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, old_prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, new_prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, now_s());
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;
+}
+
+chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
+                                int64_t mtime_sec, uint32_t mtime_nsec,
+                                const uint8_t *meta, size_t meta_len)
+{
+    if (!q || !id || !meta || !meta_len || meta_len > META_SEALED_MAX)
+        return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q,
+            "UPDATE queue SET mode=?, mtime_sec=?, mtime_nsec=?, meta=?, updated=? "
+            "WHERE state=0 AND progress=0 AND id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int(s, 1, (int)mode);
+    sqlite3_bind_int64(s, 2, mtime_sec);
+    sqlite3_bind_int(s, 3, (int)mtime_nsec);
+    sqlite3_bind_blob(s, 4, meta, (int)meta_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, now_s());
+    sqlite3_bind_text(s, 6, id, -1, SQLITE_STATIC);
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_ERR_REFUSED : st;
+}
+
+chute_status queue_claim_next(queue *q, int64_t now, queue_item *out)
+{
+    if (!q || !out) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *s = NULL;
+    chute_status st = CHUTE_ERR_DB;
+    if (sqlite3_prepare_v2(q->db,
+            "SELECT " COLS " FROM queue WHERE state IN (0,1) AND next_attempt<=? "
+            "ORDER BY created, rowid LIMIT 1", -1, &s, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(s, 1, now);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) { st = rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB; goto out; }
+    load_row(s, out);
+    sqlite3_finalize(s);
+    s = NULL;
+    st = update_by_id(q, "UPDATE queue SET state=1, attempts=attempts+1, updated=? "
+                         "WHERE id=?", out->id, 0, 0);
+    if (st == CHUTE_OK) { out->state = QUEUE_UPLOADING; out->attempts++; }
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&q->mu);
+    return st;
+}
+
+chute_status queue_set_progress(queue *q, const char *id, uint64_t offset)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    return update_by_id(q, "UPDATE queue SET updated=?, progress=? "
+                           "WHERE state=1 AND id=?", id, (int64_t)offset, 0);
+}
+
+chute_status queue_mark_uploaded(queue *q, const char *id)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    return update_by_id(q, "UPDATE queue SET updated=?, state=2, progress=blob_size,"
+                           " last_error='' WHERE state=1 AND id=?", id, 0, 0);
+}
+
+chute_status queue_mark_failed(queue *q, const char *id, const char *error,
+                               int64_t next_attempt)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q,
+            "UPDATE queue SET state=0, last_error=?, next_attempt=?, updated=? "
+            "WHERE state=1 AND id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_text(s, 1, error ? error : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, next_attempt);
+    sqlite3_bind_int64(s, 3, now_s());
+    sqlite3_bind_text(s, 4, id, -1, SQLITE_STATIC);
+    return step_change(q, s);
+}
+
+chute_status queue_mark_delivered(queue *q, const char *id)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    return update_by_id(q, "UPDATE queue SET updated=?, state=3 "
+                           "WHERE state IN (1,2) AND id=?", id, 0, 0);
+}
+
+chute_status queue_next_relay_cancel(queue *q, queue_item *out)
+{
+    if (!q || !out) return CHUTE_ERR_ARG;
+    return select_one(q, "SELECT " COLS " FROM queue WHERE state=4 AND relay_cancel=1 "
+                         "ORDER BY updated LIMIT 1", out, NULL, NULL);
+}
+
+chute_status queue_relay_cancel_done(queue *q, const char *id)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    return update_by_id(q, "UPDATE queue SET updated=?, relay_cancel=0 "
+                           "WHERE state=4 AND id=?", id, 0, 0);
+}
+
+chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg)
+{
+    if (!q || !fn) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s;
+    queue_item *it = malloc(sizeof *it);
+    if (!it) return CHUTE_ERR_NOMEM;
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE " ACTIVE
+                                  " ORDER BY created, rowid", -1, &s, NULL) != SQLITE_OK) {
+        UNLOCK(q);
+        free(it);
+        return CHUTE_ERR_DB;
+    }
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        load_row(s, it);
+        if (fn(it, arg)) { rc = SQLITE_DONE; break; }
+    }
+    free(it);
+    sqlite3_finalize(s);
+    UNLOCK(q);
+    return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+chute_status queue_counts(queue *q, queue_counts_t *out)
+{
+    if (!q || !out) return CHUTE_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    LOCK(q);
+    sqlite3_stmt *s;
+    chute_status st = CHUTE_ERR_DB;
+    if (sqlite3_prepare_v2(q->db, "SELECT state, count(*) FROM queue GROUP BY state",
+                           -1, &s, NULL) == SQLITE_OK) {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            uint64_t n = (uint64_t)sqlite3_column_int64(s, 1);
+            switch (sqlite3_column_int(s, 0)) {
+            case QUEUE_QUEUED: out->queued = n; break;
+            case QUEUE_UPLOADING: out->uploading = n; break;
+            case QUEUE_UPLOADED: out->uploaded = n; break;
+            case QUEUE_DELIVERED: out->delivered = n; break;
+            case QUEUE_CANCELLED: out->cancelled = n; break;
+            default: break;
+            }
+        }
+        if (rc == SQLITE_DONE) st = CHUTE_OK;
+        sqlite3_finalize(s);
+    }
+    UNLOCK(q);
+    return st;
+}

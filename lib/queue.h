@@ -1,0 +1,135 @@
+/* queue.h — the durable outgoing queue (SQLite).
+ *
+ * One row per sealed item: the age blob waits in the spool as
+ * <spool>/sealed/<id>.age and the row says where it is going and how far it
+ * got. States:
+ *
+ *   queued ──claim──► uploading ──mark_uploaded──► uploaded ──mark_delivered──► delivered
+ *      ▲                 │ mark_failed (error, next attempt time)
+ *      └─────────────────┘
+ *   any active state ──cancel──► cancelled   (relay_cancel set when the relay
+ *                                             may hold bytes and needs a DELETE)
+ *
+ * "Active" means queued, uploading or uploaded: the entry is still listed in
+ * the outbox. Every function is thread-safe and each commit is durable
+ * (synchronous=FULL) before it returns. Nothing here touches the network;
+ * the uploader thread drives the transitions. */
+#ifndef CHUTE_QUEUE_H
+#define CHUTE_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "meta.h"
+#include "status.h"
+
+#define QUEUE_ID_LEN   22          /* 16 random bytes, unpadded base64url */
+#define QUEUE_PEER_MAX 128
+#define QUEUE_ERR_MAX  256
+
+typedef enum {
+    QUEUE_QUEUED = 0,
+    QUEUE_UPLOADING,
+    QUEUE_UPLOADED,      /* whole blob durable on the relay: "on relay" */
+    QUEUE_DELIVERED,     /* the peer acknowledged it */
+    QUEUE_CANCELLED,
+} queue_state;
+
+typedef struct queue queue;
+
+typedef struct {
+    char        id[QUEUE_ID_LEN + 1];
+    char        peer[QUEUE_PEER_MAX + 1];
+    char        path[META_PATH_MAX + 1];  /* relative to outbox/<peer>/ */
+    queue_state state;
+    uint64_t    size;        /* plaintext bytes */
+    uint64_t    blob_size;   /* age file bytes: what is uploaded */
+    uint64_t    progress;    /* blob bytes durable on the relay */
+    uint32_t    mode;
+    int64_t     mtime_sec;
+    uint32_t    mtime_nsec;
+    uint8_t     header_mac[META_MAC_BYTES];
+    uint8_t     meta[META_SEALED_MAX];    /* the sealed meta, as uploaded */
+    size_t      meta_len;
+    uint32_t    attempts;
+    char        last_error[QUEUE_ERR_MAX];
+    int64_t     next_attempt;             /* unix seconds; 0 = now */
+    int64_t     created, updated;
+    bool        relay_cancel;             /* cancelled; relay DELETE owed */
+} queue_item;
+
+chute_status queue_open(const char *db_path, queue **out);
+void queue_close(queue *q);
+
+/* A fresh random item id (NUL-terminated, QUEUE_ID_LEN chars). */
+void queue_new_id(char out[QUEUE_ID_LEN + 1]);
+
+/* Text for a state: "queued", "uploading", "uploaded", "delivered",
+ * "cancelled". */
+const char *queue_state_name(queue_state s);
+
+/* Insert a new item in state queued; id, peer, path, sizes, attributes,
+ * header_mac and meta must be filled in. CHUTE_ERR_EXISTS on a used id.
+ * There is at most one active item per peer and path: an active item
+ * already there is cancelled in the same transaction (a newer file
+ * replaces a queued one) and its id written to replaced (may be NULL;
+ * "" if none) so the caller can delete its blob. */
+chute_status queue_insert(queue *q, const queue_item *it,
+                          char replaced[QUEUE_ID_LEN + 1]);
+
+chute_status queue_get(queue *q, const char *id, queue_item *out);
+
+/* The active item at peer/path, if any (CHUTE_ERR_NOT_FOUND otherwise). */
+chute_status queue_find_active(queue *q, const char *peer, const char *path,
+                               queue_item *out);
+
+/* The newest item at peer/path in any state (e.g. just delivered). */
+chute_status queue_find_latest(queue *q, const char *peer, const char *path,
+                               queue_item *out);
+
+/* Cancel an active item (unlink, or replaced by a newer file). Sets
+ * relay_cancel unless it was still only queued. Cancelling a delivered or
+ * cancelled item is CHUTE_ERR_NOT_FOUND. */
+chute_status queue_cancel(queue *q, const char *id);
+
+/* The local view moved: active items under dir old_prefix (or the file
+ * old_prefix itself) now live under new_prefix. Their sealed meta keeps the
+ * name they were sealed with. */
+chute_status queue_move(queue *q, const char *peer, const char *old_prefix,
+                        const char *new_prefix);
+
+/* chmod/utimens after close: if the item is still queued (no upload begun)
+ * replace its attributes and sealed meta and return CHUTE_OK; otherwise
+ * CHUTE_ERR_REFUSED and nothing changes (the change stays local). */
+chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
+                                int64_t mtime_sec, uint32_t mtime_nsec,
+                                const uint8_t *meta, size_t meta_len);
+
+/* ---- for the uploader ---------------------------------------------------
+ * claim_next takes the oldest queued (or crash-interrupted uploading) item
+ * whose next_attempt <= now, moves it to uploading, counts the attempt.
+ * set_progress returns CHUTE_ERR_NOT_FOUND once the item is no longer
+ * uploading (the user cancelled it): the uploader stops then. mark_failed
+ * puts it back to queued with the error and the next attempt time. */
+chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
+chute_status queue_set_progress(queue *q, const char *id, uint64_t offset);
+chute_status queue_mark_uploaded(queue *q, const char *id);
+chute_status queue_mark_failed(queue *q, const char *id, const char *error,
+                               int64_t next_attempt);
+chute_status queue_mark_delivered(queue *q, const char *id);
+/* The next cancelled item whose relay copy must be deleted, and the mark
+ * that it has been. */
+chute_status queue_next_relay_cancel(queue *q, queue_item *out);
+chute_status queue_relay_cancel_done(queue *q, const char *id);
+
+/* Calls fn for every active item, oldest first; fn returning non-zero stops
+ * the walk. Used by the status file and `pairtool status`. */
+typedef int (*queue_visit_fn)(const queue_item *it, void *arg);
+chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg);
+
+typedef struct {
+    uint64_t queued, uploading, uploaded, delivered, cancelled;
+} queue_counts_t;
+chute_status queue_counts(queue *q, queue_counts_t *out);
+
+#endif

@@ -1,0 +1,148 @@
+"""The inbox of a real chutefs mount: files committed to the cache (as the
+downloader will) show up at once, read with random access, can be deleted
+and renamed, refuse changes, and carry sanitized, collision-free names."""
+
+import errno
+import os
+import random
+import shutil
+
+import pytest
+
+from fsfixtures import chute, run  # noqa: F401  (fixture)
+
+
+def chunk_rows(chute):
+    with chute.db() as con:
+        return con.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+
+def test_arrival_is_listed_at_once_and_reads_randomly(chute):
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    assert os.listdir(chute.inbox) == []
+    assert chute.receive("movie.mkv", data, mode="640", mtime=1600000000) == b"movie.mkv"
+    assert os.listdir(chute.inbox) == ["movie.mkv"]        # no kernel cache delay
+    st = (chute.inbox / "movie.mkv").stat()
+    assert st.st_size == len(data)
+    assert st.st_mode & 0o777 == 0o440                      # read-only view of 0640
+    assert int(st.st_mtime) == 1600000000
+    rnd = random.Random(7)
+    with open(chute.inbox / "movie.mkv", "rb") as f:
+        for _ in range(200):
+            off = rnd.randrange(0, len(data) + 10)
+            n = rnd.choice([1, 100, 4096, 65535, 65536, 65537, 300000])
+            f.seek(off)
+            assert f.read(n) == data[off:off + n]
+        f.seek(len(data) - 3)
+        assert f.read() == data[-3:]
+    assert (chute.inbox / "movie.mkv").read_bytes() == data
+    # copy out with a real tool
+    run("cp", chute.inbox / "movie.mkv", chute.tmp / "copy")
+    assert (chute.tmp / "copy").read_bytes() == data
+
+
+def test_folders_from_the_peer(chute):
+    chute.receive("album/2024/a.jpg", b"a")
+    chute.receive("album/2024/b.jpg", b"b")
+    assert os.listdir(chute.inbox) == ["album"]
+    assert sorted(os.listdir(chute.inbox / "album" / "2024")) == ["a.jpg", "b.jpg"]
+    assert (chute.inbox / "album" / "2024" / "b.jpg").read_bytes() == b"b"
+
+
+def test_unlink_frees_the_cache(chute):
+    chute.receive("big", os.urandom(1024 * 1024))
+    chute.receive("small", b"s")
+    rows = chunk_rows(chute)
+    assert rows == 16 + 1
+    assert "stored: 2" in chute.status()
+    os.unlink(chute.inbox / "big")
+    assert os.listdir(chute.inbox) == ["small"]
+    assert chunk_rows(chute) == 1
+    assert "stored: 1" in chute.status()
+    chute.receive("d/inner", b"i")
+    with pytest.raises(OSError) as e:
+        os.rmdir(chute.inbox / "d")
+    assert e.value.errno == errno.ENOTEMPTY
+    os.unlink(chute.inbox / "d" / "inner")
+    os.rmdir(chute.inbox / "d")
+
+
+def test_rename_within_the_inbox(chute):
+    chute.receive("a.txt", b"A")
+    chute.receive("sub/x", b"X")
+    os.rename(chute.inbox / "a.txt", chute.inbox / "b.txt")
+    assert sorted(os.listdir(chute.inbox)) == ["b.txt", "sub"]
+    os.rename(chute.inbox / "b.txt", chute.inbox / "sub" / "b.txt")
+    assert (chute.inbox / "sub" / "b.txt").read_bytes() == b"A"
+    os.rename(chute.inbox / "sub" / "b.txt", chute.inbox / "sub" / "x")   # replaces
+    assert os.listdir(chute.inbox / "sub") == ["x"]
+    assert (chute.inbox / "sub" / "x").read_bytes() == b"A"
+    with pytest.raises(OSError) as e:
+        os.rename(chute.inbox / "sub" / "x", chute.outbox / "x")
+    assert e.value.errno == errno.EXDEV
+    # mv falls back to copy + delete
+    run("mv", chute.inbox / "sub" / "x", chute.tmp / "out")
+    assert (chute.tmp / "out").read_bytes() == b"A"
+    assert os.listdir(chute.inbox / "sub") == []
+
+
+def test_changes_are_refused(chute):
+    chute.receive("ro.txt", b"read only")
+    p = chute.inbox / "ro.txt"
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC):
+        with pytest.raises(OSError) as e:
+            os.open(p, flags)
+        assert e.value.errno == errno.EACCES
+    with pytest.raises(OSError) as e:
+        os.open(chute.inbox / "new", os.O_CREAT | os.O_WRONLY, 0o644)
+    assert e.value.errno == errno.EACCES
+    with pytest.raises(OSError) as e:
+        os.mkdir(chute.inbox / "newdir")
+    assert e.value.errno == errno.EACCES
+    with pytest.raises(OSError) as e:
+        os.truncate(p, 0)
+    assert e.value.errno == errno.EACCES
+    for call in (lambda: os.chmod(p, 0o777), lambda: os.utime(p, (1, 1))):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EPERM
+    with pytest.raises(OSError) as e:
+        os.rmdir(chute.inbox)
+    assert e.value.errno == errno.EPERM
+    assert p.read_bytes() == b"read only"
+
+
+def test_hostile_names_are_sanitized(chute):
+    cases = {
+        b"../etc/passwd": b"_../etc/passwd",
+        b"/abs": b"abs",
+        b"a\nb": b"a_b",
+        b"bad\xffutf8": b"bad_utf8",
+        b"": b"unnamed",
+        b".": b"unnamed (2)",      # "." components vanish: the name is empty
+        b"\x1b[31mred": b"_[31mred",
+    }
+    for given, want in cases.items():
+        assert chute.receive(given, b"x") == want, given
+    long = chute.receive(b"L" * 10000, b"x")
+    assert long == b"L" * 240
+    listing = os.listdir(os.fsencode(chute.inbox))
+    assert b"_.." in listing and b"abs" in listing and b"a_b" in listing
+    assert all(b"/" not in n and b"\n" not in n for n in listing)
+    assert not os.path.exists("/etc/passwd.chute")
+    assert os.listdir(chute.inbox / "_.." / "etc") == ["passwd"]
+
+
+def test_collisions_get_new_names(chute):
+    assert chute.receive("x.pdf", b"1") == b"x.pdf"
+    assert chute.receive("x.pdf", b"2") == b"x (2).pdf"
+    assert chute.receive("x.pdf", b"3") == b"x (3).pdf"
+    assert (chute.inbox / "x.pdf").read_bytes() == b"1"
+    assert (chute.inbox / "x (3).pdf").read_bytes() == b"3"
+
+
+def test_other_peers_inbox_is_separate(chute):
+    run(chute.fixture, "add-peer", chute.home, "office", chute.peer_recipient)
+    chute.receive("mine", b"m")
+    assert os.listdir(chute.mnt / "inbox" / "office") == []
+    assert os.listdir(chute.inbox) == ["mine"]

@@ -1,0 +1,347 @@
+"""The outbox of a real chutefs mount: local-folder behaviour while
+writing, sealing at the last close into a durable queue, blobs that stock
+age decrypts, temporary names, rename/unlink semantics, xattr states,
+crash survival."""
+
+import errno
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import binary, wait_until
+from fsfixtures import Chute, chute, header_mac, run  # noqa: F401  (fixture)
+
+
+def test_layout(chute):
+    assert sorted(os.listdir(chute.mnt)) == ["inbox", "outbox", "status"]
+    assert os.listdir(chute.mnt / "outbox") == ["home"]
+    assert os.listdir(chute.mnt / "inbox") == ["home"]
+    assert os.listdir(chute.outbox) == []
+    with pytest.raises(OSError) as e:
+        os.mkdir(chute.mnt / "outbox" / "stranger")
+    assert e.value.errno == errno.EACCES
+    with pytest.raises(OSError) as e:
+        os.rmdir(chute.outbox)
+    assert e.value.errno == errno.EPERM
+
+
+def test_cp_queues_and_stock_age_decrypts(chute, tmp_path):
+    data = os.urandom(300 * 1024 + 17)
+    src = tmp_path / "photo.jpg"
+    src.write_bytes(data)
+    os.chmod(src, 0o640)
+    run("cp", src, chute.outbox / "photo.jpg")
+    # close() returned: the row is already there
+    it = chute.item("photo.jpg")
+    assert it["state"] == 0 and it["size"] == len(data)
+    assert it["blob_size"] == chute.blob(it["id"]).stat().st_size
+    assert chute.decrypt(it["id"]) == data
+    meta = chute.open_meta(it["id"])
+    assert meta["path"] == "photo.jpg" and meta["size"] == len(data)
+    assert meta["mode"] == 0o640
+    assert meta["header_mac"] == header_mac(chute.blob(it["id"]).read_bytes())
+    assert len(it["id"]) == 22
+    # reads back like a local file, and stays listed
+    assert (chute.outbox / "photo.jpg").read_bytes() == data
+    assert os.listdir(chute.outbox) == ["photo.jpg"]
+
+
+def test_cp_r_tree(chute, tmp_path):
+    tree = tmp_path / "tree"
+    files = {}
+    for rel in ["a.txt", "sub/b.bin", "sub/deeper/c.md", "other/d"]:
+        p = tree / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        files[rel] = os.urandom(1000 + len(rel))
+        p.write_bytes(files[rel])
+    run("cp", "-r", tree, chute.outbox)
+    assert chute.active_paths() == sorted("tree/" + r for r in files)
+    for rel, data in files.items():
+        assert chute.decrypt(chute.item("tree/" + rel)["id"]) == data
+        assert (chute.outbox / "tree" / rel).read_bytes() == data
+
+
+def test_mv_from_another_filesystem(chute, tmp_path):
+    src = tmp_path / "moved.txt"
+    src.write_bytes(b"moving day\n")
+    run("mv", src, chute.outbox)
+    assert not src.exists()
+    assert chute.decrypt(chute.item("moved.txt")["id"]) == b"moving day\n"
+
+
+def test_rsync_queues_once_with_the_final_name(chute, tmp_path):
+    src = tmp_path / "report.pdf"
+    src.write_bytes(os.urandom(200000))
+    run("rsync", "-a", src, str(chute.outbox) + "/")
+    rows = chute.rows()
+    assert [r["path"] for r in rows] == ["report.pdf"], rows
+    assert rows[0]["state"] == 0
+    assert chute.decrypt(rows[0]["id"]) == src.read_bytes()
+    # rsync -a sets the mtime after the rename: it reaches the meta
+    assert chute.open_meta(rows[0]["id"])["mtime"] == int(src.stat().st_mtime)
+
+
+def test_tar_x_into_outbox(chute, tmp_path):
+    srcdir = tmp_path / "pkg"
+    (srcdir / "docs").mkdir(parents=True)
+    (srcdir / "docs" / "readme").write_bytes(b"read me\n")
+    (srcdir / "bin").write_bytes(os.urandom(70000))
+    os.utime(srcdir / "bin", (1500000000, 1500000000))
+    tarball = tmp_path / "pkg.tar"
+    with tarfile.open(tarball, "w") as t:
+        t.add(srcdir, arcname="pkg")
+    run("tar", "-xf", tarball, "-C", chute.outbox)
+    assert chute.active_paths() == ["pkg/bin", "pkg/docs/readme"]
+    it = chute.item("pkg/bin")
+    assert chute.decrypt(it["id"]) == (srcdir / "bin").read_bytes()
+    assert chute.open_meta(it["id"])["mtime"] == 1500000000
+
+
+def test_dd_odd_block_sizes(chute, tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(1_000_003))
+    run("dd", f"if={src}", f"of={chute.outbox / 'dd.bin'}", "bs=7777", "status=none")
+    run("dd", f"if={src}", f"of={chute.outbox / 'dd2.bin'}", "bs=65537", "status=none")
+    assert chute.decrypt(chute.item("dd.bin")["id"]) == src.read_bytes()
+    assert chute.decrypt(chute.item("dd2.bin")["id"]) == src.read_bytes()
+
+
+def test_python_seek_and_truncate_before_close(chute):
+    p = chute.outbox / "edited.bin"
+    with open(p, "wb") as f:
+        f.write(b"A" * 100000)
+        f.seek(10)
+        f.write(b"hello")
+        f.seek(200000)
+        f.write(b"end")
+        f.truncate(150000)
+        f.flush()
+        os.fsync(f.fileno())
+        assert chute.rows() == []       # nothing sealed while open
+    expect = bytearray(b"A" * 100000 + b"\0" * 50000)
+    expect[10:15] = b"hello"
+    assert chute.decrypt(chute.item("edited.bin")["id"]) == bytes(expect)
+    with open(p, "r+b") as f:            # reopen, append at an offset
+        f.seek(0, 2)
+        f.write(b"more")
+    rows = chute.rows()
+    assert [r["state"] for r in rows] == [4, 0]   # replaced: old cancelled
+    assert not chute.blob(rows[0]["id"]).exists()
+    assert chute.decrypt(rows[1]["id"]) == bytes(expect) + b"more"
+    os.truncate(p, 5)                    # truncate(2) by name seals too
+    assert chute.decrypt(chute.item("edited.bin")["id"]) == b"AAAAA"
+
+
+def test_read_only_open_does_not_reseal(chute):
+    (chute.outbox / "r.txt").write_bytes(b"x")
+    assert (chute.outbox / "r.txt").read_bytes() == b"x"
+    assert len(chute.rows()) == 1
+
+
+def test_zero_byte_file(chute):
+    (chute.outbox / "empty").touch()
+    it = chute.item("empty")
+    assert it["size"] == 0
+    assert chute.decrypt(it["id"]) == b""
+
+
+def test_thousand_small_files(chute):
+    for i in range(1000):
+        (chute.outbox / f"f{i:04}.txt").write_bytes(b"%d\n" % i)
+    assert len(chute.active()) == 1000
+    assert len(os.listdir(chute.outbox)) == 1000
+    assert chute.decrypt(chute.item("f0999.txt")["id"]) == b"999\n"
+
+
+def test_unicode_names(chute):
+    names = ["Grüße.txt", "日本語のファイル.pdf", "emoji 😀.png", "space name.doc"]
+    for n in names:
+        (chute.outbox / n).write_text(n)
+    assert chute.active_paths() == sorted(names)
+    assert sorted(os.listdir(chute.outbox)) == sorted(names)
+    for n in names:
+        assert chute.open_meta(chute.item(n)["id"])["path"] == n
+
+
+def test_temporary_names_stay_local_until_renamed(chute):
+    for n in [".x.swp", "a~", "big.part", "dl.crdownload", "t.tmp"]:
+        (chute.outbox / n).write_bytes(b"local")
+        assert os.getxattr(chute.outbox / n, "user.chute.state") == b"writing"
+    assert chute.rows() == []
+    os.rename(chute.outbox / "big.part", chute.outbox / "big")
+    assert [r["path"] for r in chute.rows()] == ["big"]
+    assert os.getxattr(chute.outbox / "big", "user.chute.state") == b"queued"
+
+
+def test_rename_over_queued_file_replaces_it(chute):
+    (chute.outbox / "a").write_bytes(b"old")
+    old = chute.item("a")
+    (chute.outbox / "b").write_bytes(b"new")
+    os.rename(chute.outbox / "b", chute.outbox / "a")
+    assert chute.active_paths() == ["a"]
+    assert chute.decrypt(chute.item("a")["id"]) == b"new"
+    assert chute.rows("id=?", (old["id"],))[0]["state"] == 4
+    assert not chute.blob(old["id"]).exists()
+    # renaming a queued file sends it under its new name instead
+    os.rename(chute.outbox / "a", chute.outbox / "c")
+    assert chute.active_paths() == ["c"]
+    assert chute.open_meta(chute.item("c")["id"])["path"] == "c"
+    # renaming to a temporary name takes it out of the queue
+    os.rename(chute.outbox / "c", chute.outbox / "c.tmp")
+    assert chute.active() == []
+
+
+def test_cross_peer_or_area_rename_is_exdev(chute):
+    (chute.outbox / "x").write_bytes(b"x")
+    with pytest.raises(OSError) as e:
+        os.rename(chute.outbox / "x", chute.inbox / "x")
+    assert e.value.errno == errno.EXDEV
+
+
+def test_unlink_cancels(chute):
+    (chute.outbox / "gone.txt").write_bytes(b"bye")
+    it = chute.item("gone.txt")
+    assert chute.blob(it["id"]).exists()
+    os.unlink(chute.outbox / "gone.txt")
+    assert chute.rows("id=?", (it["id"],))[0]["state"] == 4
+    assert chute.rows("id=?", (it["id"],))[0]["relay_cancel"] == 0   # never left
+    assert not chute.blob(it["id"]).exists()
+    assert os.listdir(chute.outbox) == []
+
+
+def test_xattr_states(chute):
+    p = chute.outbox / "s.bin"
+    with open(p, "wb") as f:
+        f.write(b"x" * 1000)
+        f.flush()
+        assert os.getxattr(p, "user.chute.state") == b"writing"
+    assert "user.chute.state" in os.listxattr(p)
+    assert os.getxattr(p, "user.chute.state") == b"queued"
+    it = chute.item("s.bin")
+    # what the uploader will do, through the queue
+    with chute.db() as con:
+        con.execute("UPDATE queue SET state=1, progress=? WHERE id=?",
+                    (it["blob_size"] * 42 // 100 + 1, it["id"]))
+    assert os.getxattr(p, "user.chute.state") == b"uploading 42%"
+    with chute.db() as con:
+        con.execute("UPDATE queue SET state=2 WHERE id=?", (it["id"],))
+    assert os.getxattr(p, "user.chute.state") == b"on relay"
+    with chute.db() as con:   # delivered, the uploader's removal hook not yet run
+        con.execute("UPDATE queue SET state=3 WHERE id=?", (it["id"],))
+    assert os.getxattr(p, "user.chute.state") == b"delivered"
+    with pytest.raises(OSError) as e:
+        os.getxattr(p, "user.other")
+    assert e.value.errno == errno.ENODATA
+    os.mkdir(chute.outbox / "d")
+    assert os.listxattr(chute.outbox / "d") == []
+
+
+def test_chmod_utimens_after_close(chute, tmp_path):
+    src = tmp_path / "p.txt"
+    src.write_bytes(b"perms")
+    os.chmod(src, 0o600)
+    os.utime(src, (1234567890, 1234567890))
+    run("cp", "-p", src, chute.outbox)
+    meta = chute.open_meta(chute.item("p.txt")["id"])
+    assert meta["mode"] == 0o600 and meta["mtime"] == 1234567890
+    # once an upload began the meta is fixed; the change stays local but
+    # never fails
+    it = chute.item("p.txt")
+    with chute.db() as con:
+        con.execute("UPDATE queue SET state=1 WHERE id=?", (it["id"],))
+    os.chmod(chute.outbox / "p.txt", 0o644)
+    os.utime(chute.outbox / "p.txt", (1000, 1000))
+    os.chown(chute.outbox / "p.txt", 0, 0)
+    assert (chute.outbox / "p.txt").stat().st_mtime == 1000
+    assert chute.open_meta(it["id"])["mode"] == 0o600
+
+
+def test_folders_and_misc_ops(chute):
+    d = chute.outbox / "dir"
+    os.mkdir(d)
+    os.mkdir(d / "sub")
+    (d / "sub" / "f").write_bytes(b"1")
+    with pytest.raises(OSError) as e:
+        os.rmdir(d / "sub")
+    assert e.value.errno == errno.ENOTEMPTY
+    os.rename(d, chute.outbox / "dir2")          # folder moves, items follow
+    assert chute.active_paths() == ["dir2/sub/f"]
+    os.mkdir(chute.outbox / "empty")
+    os.rmdir(chute.outbox / "empty")
+    st = os.statvfs(chute.outbox)
+    assert st.f_bsize > 0
+    fd = os.open(chute.outbox / "ft", os.O_CREAT | os.O_RDWR, 0o644)
+    os.write(fd, b"0123456789")
+    os.ftruncate(fd, 4)
+    os.fsync(fd)
+    assert os.pread(fd, 100, 0) == b"0123"
+    os.close(fd)
+    assert chute.decrypt(chute.item("ft")["id"]) == b"0123"
+
+
+def test_kill9_then_remount_keeps_queue_and_blobs(chute):
+    datas = {f"k{i}": os.urandom(5000 * (i + 1)) for i in range(3)}
+    for n, d in datas.items():
+        (chute.outbox / n).write_bytes(d)
+    before = chute.active()
+    chute.kill9()
+    chute.mount()
+    assert chute.active() == before
+    for r in before:
+        assert chute.decrypt(r["id"]) == datas[r["path"]]
+    assert sorted(os.listdir(chute.outbox)) == sorted(datas)
+    assert os.getxattr(chute.outbox / "k0", "user.chute.state") == b"queued"
+
+
+def test_unmount_keeps_queue(chute):
+    (chute.outbox / "u").write_bytes(b"u")
+    chute.unmount()
+    chute.mount()
+    assert chute.active_paths() == ["u"]
+
+
+def test_peers_appear_and_go_without_remount(chute):
+    out = run(chute.fixture, "add-peer", chute.home, "office", chute.peer_recipient)
+    assert out.stdout.decode().strip() == "office"
+    assert sorted(os.listdir(chute.mnt / "outbox")) == ["home", "office"]
+    (chute.mnt / "outbox" / "office" / "memo").write_bytes(b"memo")
+    run(chute.fixture, "remove-peer", chute.home, "office")
+    assert os.listdir(chute.mnt / "outbox") == ["home"]
+    assert not (chute.mnt / "outbox" / "office").exists()
+    # its queued file is kept and reported
+    assert "office/memo\tqueued" in chute.status()
+
+
+def test_command_line(tmp_path):
+    exe = binary("chutefs")
+    r = subprocess.run([str(exe)], capture_output=True)
+    assert r.returncode == 2 and b"usage" in r.stderr
+    (tmp_path / "m").mkdir()
+    r = subprocess.run([str(exe), "-H", str(tmp_path / "none"), str(tmp_path / "m"), "-f"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"pairtool init" in r.stderr
+
+
+def test_chute_home_environment(tmp_path):
+    c = Chute(tmp_path)
+    env = dict(os.environ, CHUTE_HOME=str(c.home))
+    proc = subprocess.Popen([str(c.exe), str(c.mnt), "-f"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.ismount(c.mnt), timeout=10, what="mount")
+        assert os.listdir(c.mnt / "outbox") == ["home"]
+    finally:
+        run("fusermount3", "-u", c.mnt, check=False)
+        proc.wait(timeout=10)
+
+
+def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
+    other = tmp_path / "other-mnt"
+    other.mkdir()
+    r = subprocess.run([str(chute.exe), "-H", str(chute.home), str(other), "-f"],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 1 and b"in use" in r.stderr
+    assert not os.path.ismount(other)

@@ -1,0 +1,159 @@
+/* test_cache.c — receive/commit, invisibility of partials, random reads,
+ * hostile paths and collisions, remove, rename, dedup, counts. */
+#include <sodium.h>
+
+#include "cache.h"
+#include "unit.h"
+
+static char dir[] = "/tmp/chute-test-cache-XXXXXX";
+static cache *C;
+
+static void meta_for(chute_meta *m, const char *path, uint64_t size)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->size = size; m->mode = 0640; m->mtime_sec = 1600000000; m->mtime_nsec = 5;
+}
+
+static chute_status receive(const char *item, const char *path,
+                            const uint8_t *buf, size_t len, char *out)
+{
+    cache_txn *t;
+    chute_meta m;
+    chute_status st = cache_item_begin(C, "alice", item, &t);
+    if (st) return st;
+    /* odd-sized appends cross chunk boundaries */
+    for (size_t o = 0; o < len;) {
+        size_t n = len - o < 10007 ? len - o : 10007;
+        if ((st = cache_item_append(t, buf + o, n))) { cache_item_abort(t); return st; }
+        o += n;
+    }
+    meta_for(&m, path, len);
+    return cache_item_commit(t, &m, out, 4096);
+}
+
+static void test_commit_and_random_read(void)
+{
+    size_t len = 5 * CACHE_CHUNK + 123;
+    uint8_t *src = malloc(len), *dst = malloc(len);
+    char out[4096];
+    if (!src || !dst) { CHECK(0); return; }
+    randombytes_buf(src, len);
+    CHECK_EQ_INT(receive("item1", "big.bin", src, len, out), CHUTE_OK);
+    CHECK(strcmp(out, "big.bin") == 0);
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(C, "alice", "big.bin", &n), CHUTE_OK);
+    CHECK(!n.is_dir && n.size == len && n.mode == 0640 && n.mtime_sec == 1600000000);
+    size_t got;
+    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, dst, len, &got), CHUTE_OK);
+    CHECK(got == len && memcmp(src, dst, len) == 0);
+    uint64_t offs[] = {1, CACHE_CHUNK - 1, CACHE_CHUNK, 3 * CACHE_CHUNK + 77, len - 5};
+    for (size_t i = 0; i < 5; i++) {
+        CHECK_EQ_INT(cache_read(C, n.data, n.size, offs[i], dst, 100000, &got), CHUTE_OK);
+        size_t want = len - offs[i] < 100000 ? len - offs[i] : 100000;
+        CHECK(got == want && memcmp(src + offs[i], dst, got) == 0);
+    }
+    CHECK_EQ_INT(cache_read(C, n.data, n.size, len, dst, 10, &got), CHUTE_OK);
+    CHECK_EQ_INT(got, 0);
+    free(src); free(dst);
+}
+
+static void test_partial_invisible_and_abort(void)
+{
+    cache_txn *t;
+    cache_node n;
+    cache_counts_t k;
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "item2", &t), CHUTE_OK);
+    CHECK_EQ_INT(cache_item_append(t, "hello", 5), CHUTE_OK);
+    CHECK_EQ_INT(cache_counts(C, &k), CHUTE_OK);
+    CHECK_EQ_INT(k.incoming, 1);
+    cache_item_abort(t);
+    CHECK_EQ_INT(cache_counts(C, &k), CHUTE_OK);
+    CHECK_EQ_INT(k.incoming, 0);
+    /* size mismatch: nothing appears */
+    chute_meta m;
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "item3", &t), CHUTE_OK);
+    cache_item_append(t, "hello", 5);
+    meta_for(&m, "short.txt", 6);
+    CHECK_EQ_INT(cache_item_commit(t, &m, NULL, 0), CHUTE_ERR_MALFORMED);
+    CHECK_EQ_INT(cache_lookup(C, "alice", "short.txt", &n), CHUTE_ERR_NOT_FOUND);
+    bool seen;
+    CHECK_EQ_INT(cache_seen(C, "alice", "item3", &seen), CHUTE_OK);
+    CHECK(!seen);
+    CHECK_EQ_INT(cache_seen(C, "alice", "item1", &seen), CHUTE_OK);
+    CHECK(seen);
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "item1", &t), CHUTE_ERR_EXISTS);
+}
+
+static void test_hostile_paths_and_collisions(void)
+{
+    char out[4096];
+    CHECK_EQ_INT(receive("h1", "../etc/passwd", (const uint8_t *)"x", 1, out), CHUTE_OK);
+    CHECK(strcmp(out, "_../etc/passwd") == 0);
+    CHECK_EQ_INT(receive("h2", "/abs", (const uint8_t *)"x", 1, out), CHUTE_OK);
+    CHECK(strcmp(out, "abs") == 0);
+    CHECK_EQ_INT(receive("h3", "a\nb", (const uint8_t *)"x", 1, out), CHUTE_OK);
+    CHECK(strcmp(out, "a_b") == 0);
+    CHECK_EQ_INT(receive("h4", "x.pdf", (const uint8_t *)"1", 1, out), CHUTE_OK);
+    CHECK_EQ_INT(receive("h5", "x.pdf", (const uint8_t *)"2", 1, out), CHUTE_OK);
+    CHECK(strcmp(out, "x (2).pdf") == 0);
+    CHECK_EQ_INT(receive("h6", "./x.pdf", (const uint8_t *)"3", 1, out), CHUTE_OK);
+    CHECK(strcmp(out, "x (3).pdf") == 0);
+    /* a folder where a file is: the folder gets a variant name */
+    CHECK_EQ_INT(receive("h7", "x.pdf/inner", (const uint8_t *)"4", 1, out), CHUTE_OK);
+    CHECK(strcmp(out, "x (4).pdf/inner") == 0);
+    CHECK_EQ_INT(receive("h8", "", (const uint8_t *)"", 0, out), CHUTE_OK);
+    CHECK(strcmp(out, "unnamed") == 0);
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(C, "alice", "_..", &n), CHUTE_OK);
+    CHECK(n.is_dir);
+    CHECK_EQ_INT(cache_lookup(C, "bob", "x.pdf", &n), CHUTE_ERR_NOT_FOUND);
+}
+
+static int count_cb(const char *name, const cache_node *n, void *arg)
+{
+    (void)name; (void)n; (*(int *)arg)++; return 0;
+}
+
+static void test_remove_rename(void)
+{
+    cache_node n;
+    cache_counts_t before, after;
+    cache_counts(C, &before);
+    CHECK_EQ_INT(cache_remove(C, "alice", "big.bin"), CHUTE_OK);
+    CHECK_EQ_INT(cache_lookup(C, "alice", "big.bin", &n), CHUTE_ERR_NOT_FOUND);
+    cache_counts(C, &after);
+    CHECK(after.stored == before.stored - 1);
+    CHECK(after.stored_bytes == before.stored_bytes - (5 * CACHE_CHUNK + 123));
+    CHECK_EQ_INT(cache_remove(C, "alice", "_.."), CHUTE_ERR_EXISTS);
+    CHECK_EQ_INT(cache_rename(C, "alice", "a_b", "renamed"), CHUTE_OK);
+    CHECK_EQ_INT(cache_lookup(C, "alice", "renamed", &n), CHUTE_OK);
+    CHECK_EQ_INT(cache_rename(C, "alice", "renamed", "_../moved"), CHUTE_OK);
+    CHECK_EQ_INT(cache_lookup(C, "alice", "_../moved", &n), CHUTE_OK);
+    CHECK_EQ_INT(cache_rename(C, "alice", "_..", "_../etc/x"), CHUTE_ERR_ARG);
+    CHECK_EQ_INT(cache_rename(C, "alice", "x.pdf", "x (2).pdf"), CHUTE_OK);  /* replaces */
+    size_t got; char b;
+    CHECK_EQ_INT(cache_lookup(C, "alice", "x (2).pdf", &n), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, &b, 1, &got), CHUTE_OK);
+    CHECK(b == '1');
+    int count = 0;
+    CHECK_EQ_INT(cache_list(C, "alice", 0, count_cb, &count), CHUTE_OK);
+    CHECK(count >= 5);
+    CHECK_EQ_INT(cache_remove(C, "alice", "nope"), CHUTE_ERR_NOT_FOUND);
+}
+
+int main(void)
+{
+    char p[128];
+    if (sodium_init() < 0 || !mkdtemp(dir)) return 1;
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    if (cache_open(p, &C) != CHUTE_OK) return 1;
+    RUN(test_commit_and_random_read);
+    RUN(test_partial_invisible_and_abort);
+    RUN(test_hostile_paths_and_collisions);
+    RUN(test_remove_rename);
+    cache_close(C);
+    snprintf(p, sizeof p, "rm -rf %s", dir);
+    if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
+    return unit_done();
+}

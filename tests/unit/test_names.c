@@ -1,0 +1,107 @@
+/* test_names.c — hostile names from a peer, collision variants, temp rule. */
+#include "names.h"
+#include "unit.h"
+
+static void san(const char *in, size_t len, char out[NAMES_MAX + 1])
+{
+    CHECK_EQ_INT(names_sanitize(in, len, out), CHUTE_OK);
+    CHECK(strchr(out, '/') == NULL);
+    CHECK(strlen(out) > 0 && strlen(out) <= NAMES_SANE_MAX + 1);
+    CHECK(names_utf8_valid(out, strlen(out)));
+    CHECK(strcmp(out, ".") != 0 && strcmp(out, "..") != 0);
+    for (const char *p = out; *p; p++) CHECK((unsigned char)*p >= 0x20 && *p != 0x7F);
+}
+
+static void test_plain_names_unchanged(void)
+{
+    char o[NAMES_MAX + 1];
+    san("report.pdf", 10, o); CHECK(strcmp(o, "report.pdf") == 0);
+    san("Grüße – ☃.txt", strlen("Grüße – ☃.txt"), o);
+    CHECK(strcmp(o, "Grüße – ☃.txt") == 0);
+    san(".hidden", 7, o); CHECK(strcmp(o, ".hidden") == 0);
+}
+
+static void test_traversal(void)
+{
+    char o[NAMES_MAX + 1];
+    san("../etc/passwd", 13, o); CHECK(strcmp(o, ".._etc_passwd") == 0);
+    san("/abs", 4, o); CHECK(strcmp(o, "_abs") == 0);
+    san("..", 2, o); CHECK(strcmp(o, "_..") == 0);
+    san(".", 1, o); CHECK(strcmp(o, "_.") == 0);
+    san("a\\b", 3, o); CHECK(strcmp(o, "a_b") == 0);
+}
+
+static void test_controls_and_empty(void)
+{
+    char o[NAMES_MAX + 1];
+    san("a\nb", 3, o); CHECK(strcmp(o, "a_b") == 0);
+    san("a\0b", 3, o); CHECK(strcmp(o, "a_b") == 0);
+    san("\x1b[31mred", 8, o); CHECK(strcmp(o, "_[31mred") == 0);
+    san("a\xc2\x85" "b", 4, o); CHECK(strcmp(o, "a_b") == 0);  /* NEL, C1 */
+    san("", 0, o); CHECK(strcmp(o, "unnamed") == 0);
+    san("   ", 3, o); CHECK(strcmp(o, "unnamed") == 0);
+    san("  x  ", 5, o); CHECK(strcmp(o, "x") == 0);
+    CHECK_EQ_INT(names_sanitize(NULL, 1, o), CHUTE_ERR_ARG);
+}
+
+static void test_invalid_utf8(void)
+{
+    char o[NAMES_MAX + 1];
+    san("a\xff" "b", 3, o); CHECK(strcmp(o, "a_b") == 0);
+    san("\xc0\xaf", 2, o); CHECK(strcmp(o, "__") == 0);        /* overlong '/' */
+    san("\xed\xa0\x80", 3, o); CHECK(strcmp(o, "___") == 0);   /* surrogate */
+    san("\xe2\x98", 2, o); CHECK(strcmp(o, "__") == 0);        /* truncated */
+}
+
+static void test_long_names_bounded_on_boundary(void)
+{
+    char o[NAMES_MAX + 1];
+    char *big = malloc(10000);
+    CHECK(big != NULL);
+    if (!big) return;
+    memset(big, 'a', 10000);
+    san(big, 10000, o); CHECK_EQ_INT(strlen(o), NAMES_SANE_MAX);
+    /* 3-byte characters never split: 240 is a multiple of 3, use 4-byte. */
+    for (int i = 0; i + 4 <= 10000; i += 4) memcpy(big + i, "\xf0\x9f\x98\x80", 4);
+    san(big, 10000, o);
+    CHECK(strlen(o) % 4 == 0 && strlen(o) <= NAMES_SANE_MAX);
+    free(big);
+}
+
+static void test_variants(void)
+{
+    char o[NAMES_MAX + 1];
+    CHECK_EQ_INT(names_variant("x.pdf", 2, o), CHUTE_OK); CHECK(strcmp(o, "x (2).pdf") == 0);
+    names_variant("noext", 3, o); CHECK(strcmp(o, "noext (3)") == 0);
+    names_variant(".bashrc", 2, o); CHECK(strcmp(o, ".bashrc (2)") == 0);
+    char big[NAMES_MAX + 1];
+    memset(big, 'b', NAMES_MAX - 4); memcpy(big + NAMES_MAX - 4, ".txt", 5);
+    CHECK_EQ_INT(names_variant(big, 1234, o), CHUTE_OK);
+    CHECK_EQ_INT(strlen(o), NAMES_MAX);
+    CHECK(strcmp(o + NAMES_MAX - 11, " (1234).txt") == 0);
+    CHECK_EQ_INT(names_variant("x", 1, o), CHUTE_ERR_ARG);
+}
+
+static void test_temporary(void)
+{
+    CHECK(names_is_temporary(".x.swp"));
+    CHECK(names_is_temporary("a~"));
+    CHECK(names_is_temporary("movie.mkv.part"));
+    CHECK(names_is_temporary("f.crdownload"));
+    CHECK(names_is_temporary("f.tmp"));
+    CHECK(!names_is_temporary("f.txt"));
+    CHECK(!names_is_temporary("tmp"));
+    CHECK(!names_is_temporary(""));
+}
+
+int main(void)
+{
+    RUN(test_plain_names_unchanged);
+    RUN(test_traversal);
+    RUN(test_controls_and_empty);
+    RUN(test_invalid_utf8);
+    RUN(test_long_names_bounded_on_boundary);
+    RUN(test_variants);
+    RUN(test_temporary);
+    return unit_done();
+}

@@ -1,0 +1,156 @@
+/* test_queue.c — queue states, claim order, cancel, move, attrs, reopen. */
+#include <sodium.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "unit.h"
+
+static char dbpath[] = "/tmp/chute-test-queue-XXXXXX";
+
+static queue *fresh(void)
+{
+    queue *q = NULL;
+    char p[64];
+    snprintf(p, sizeof p, "%s/q.db", dbpath);
+    CHECK_EQ_INT(queue_open(p, &q), CHUTE_OK);
+    return q;
+}
+
+static void item(queue_item *it, const char *peer, const char *path)
+{
+    memset(it, 0, sizeof *it);
+    queue_new_id(it->id);
+    snprintf(it->peer, sizeof it->peer, "%s", peer);
+    snprintf(it->path, sizeof it->path, "%s", path);
+    it->size = 10; it->blob_size = 200; it->mode = 0644;
+    it->mtime_sec = 1700000000;
+    it->meta_len = 5;
+    memcpy(it->meta, "meta!", 5);
+}
+
+static void test_ids(void)
+{
+    char a[QUEUE_ID_LEN + 1], b[QUEUE_ID_LEN + 1];
+    queue_new_id(a); queue_new_id(b);
+    CHECK_EQ_INT(strlen(a), QUEUE_ID_LEN);
+    CHECK(strcmp(a, b) != 0);
+    CHECK(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == QUEUE_ID_LEN);
+}
+
+static void test_lifecycle(void)
+{
+    queue *q = fresh();
+    queue_item a, b, got;
+    item(&a, "home", "a.txt");
+    item(&b, "home", "dir/b.txt");
+    CHECK_EQ_INT(queue_insert(q, &a, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &a, NULL), CHUTE_ERR_EXISTS);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_find_active(q, "home", "a.txt", &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0 && got.state == QUEUE_QUEUED);
+    CHECK_EQ_INT(got.meta_len, 5);
+
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0 && got.state == QUEUE_UPLOADING && got.attempts == 1);
+    CHECK_EQ_INT(queue_set_progress(q, a.id, 100), CHUTE_OK);
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "relay down", 5000), CHUTE_OK);
+    /* a waits until t=5000, so b is next now */
+    CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);   /* b again: interrupted */
+    CHECK(strcmp(got.id, b.id) == 0 && got.attempts == 2);
+    CHECK_EQ_INT(queue_mark_uploaded(q, b.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_UPLOADED && got.progress == 200);
+    CHECK_EQ_INT(queue_mark_delivered(q, b.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_find_active(q, "home", "dir/b.txt", &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_find_latest(q, "home", "dir/b.txt", &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_DELIVERED);
+
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(strcmp(got.last_error, "relay down") == 0 && got.progress == 100);
+    CHECK_EQ_INT(queue_claim_next(q, 5000, &got), CHUTE_OK);
+    queue_counts_t k;
+    CHECK_EQ_INT(queue_counts(q, &k), CHUTE_OK);
+    CHECK(k.uploading == 1 && k.delivered == 1 && k.queued == 0);
+    queue_close(q);
+}
+
+static void test_cancel(void)
+{
+    queue *q = fresh();
+    queue_item a, b, got;
+    item(&a, "p", "x"); item(&b, "p", "y");
+    queue_insert(q, &a, NULL); queue_insert(q, &b, NULL);
+    CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);            /* never sent */
+    CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    CHECK_EQ_INT(queue_cancel(q, b.id), CHUTE_OK);            /* mid-upload */
+    CHECK_EQ_INT(queue_set_progress(q, b.id, 1), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    CHECK_EQ_INT(queue_relay_cancel_done(q, b.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_ERR_NOT_FOUND);
+    queue_close(q);
+}
+
+static void test_insert_replaces(void)
+{
+    queue *q = fresh();
+    queue_item a, b, got;
+    char old[QUEUE_ID_LEN + 1];
+    item(&a, "r", "same.txt"); item(&b, "r", "same.txt");
+    CHECK_EQ_INT(queue_insert(q, &a, old), CHUTE_OK);
+    CHECK(old[0] == '\0');
+    CHECK_EQ_INT(queue_insert(q, &b, old), CHUTE_OK);
+    CHECK(strcmp(old, a.id) == 0);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_CANCELLED && !got.relay_cancel);
+    CHECK_EQ_INT(queue_find_active(q, "r", "same.txt", &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    queue_close(q);
+}
+
+static int count_fn(const queue_item *it, void *arg) { (void)it; (*(int *)arg)++; return 0; }
+
+static void test_move_attrs_reopen(void)
+{
+    queue *q = fresh();
+    queue_item a, b, c, got;
+    item(&a, "m", "d/one"); item(&b, "m", "d/sub/two"); item(&c, "m", "dd/three");
+    queue_insert(q, &a, NULL); queue_insert(q, &b, NULL); queue_insert(q, &c, NULL);
+    CHECK_EQ_INT(queue_move(q, "m", "d", "e"), CHUTE_OK);
+    CHECK_EQ_INT(queue_find_active(q, "m", "e/one", &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_find_active(q, "m", "e/sub/two", &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_find_active(q, "m", "dd/three", &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_update_attrs(q, a.id, 0600, 42, 7, (const uint8_t *)"new", 3), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.mode == 0600 && got.mtime_sec == 42 && got.meta_len == 3);
+    queue_claim_next(q, 0, &got);
+    CHECK_EQ_INT(queue_update_attrs(q, a.id, 0644, 1, 1, (const uint8_t *)"x", 1), CHUTE_ERR_REFUSED);
+    queue_close(q);
+    /* survives close/reopen, as across a kill */
+    q = fresh();
+    int n = 0;
+    CHECK_EQ_INT(queue_each_active(q, count_fn, &n), CHUTE_OK);
+    CHECK(n >= 3);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_UPLOADING);
+    queue_close(q);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
+    RUN(test_ids);
+    RUN(test_lifecycle);
+    RUN(test_cancel);
+    RUN(test_move_attrs_reopen);
+    RUN(test_insert_replaces);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    return unit_done();
+}

@@ -1,0 +1,57 @@
+/* test_report.c — status text and JSON from a queue and a cache. */
+#include <jansson.h>
+#include <sodium.h>
+
+#include "report.h"
+#include "unit.h"
+
+static char dir[] = "/tmp/chute-test-report-XXXXXX";
+
+static void test_text_and_json(void)
+{
+    char p[128];
+    queue *q; cache *c;
+    snprintf(p, sizeof p, "%s/r.db", dir);
+    CHECK_EQ_INT(queue_open(p, &q), CHUTE_OK);
+    CHECK_EQ_INT(cache_open(p, &c), CHUTE_OK);
+    queue_item it;
+    memset(&it, 0, sizeof it);
+    queue_new_id(it.id);
+    strcpy(it.peer, "home"); strcpy(it.path, "a/b.txt");
+    it.size = 5; it.blob_size = 200; it.meta_len = 1;
+    CHECK_EQ_INT(queue_insert(q, &it, NULL), CHUTE_OK);
+    queue_item got;
+    queue_claim_next(q, 0, &got);
+    queue_set_progress(q, it.id, 84);
+    char *t = NULL;
+    CHECK_EQ_INT(report_text(q, c, NULL, &t), CHUTE_OK);
+    CHECK(t && strstr(t, "outgoing: 1\n") && strstr(t, "stored: 0\n"));
+    CHECK(t && strstr(t, "home/a/b.txt\tuploading 42%"));
+    CHECK(t && strstr(t, "relay: unknown"));
+    free(t);
+    CHECK_EQ_INT(report_json(q, c, "unknown", &t), CHUTE_OK);
+    json_t *j = t ? json_loads(t, 0, NULL) : NULL;
+    CHECK(j != NULL);
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "outgoing")), 1);
+    json_t *pend = json_object_get(j, "pending");
+    CHECK_EQ_INT(json_array_size(pend), 1);
+    CHECK(strcmp(json_string_value(json_object_get(json_array_get(pend, 0), "state")),
+                 "uploading 42%") == 0);
+    json_decref(j);
+    free(t);
+    char buf[32];
+    got.state = QUEUE_UPLOADED;
+    CHECK(strcmp(report_state_text(&got, buf, sizeof buf), "on relay") == 0);
+    queue_close(q);
+    cache_close(c);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0 || !mkdtemp(dir)) return 1;
+    RUN(test_text_and_json);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    return unit_done();
+}
