@@ -7,6 +7,7 @@
 #   make bench           print the performance figures (see docs/BENCHMARKS.md)
 #   make demo            relay + two paired devices + a delivered file
 #   make install PREFIX=/usr/local DESTDIR=
+#   make deb             Debian packages chuted and chute into build/deb/
 #   make clean
 #
 # Every target except clean first runs packaging/deps.sh, which installs
@@ -31,6 +32,9 @@ DEPS_GROUP := fuzz
 endif
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
 DEPS_GROUP := bench
+endif
+ifneq ($(filter deb,$(MAKECMDGOALS)),)
+DEPS_GROUP := deb
 endif
 ifeq ($(CHUTE_DEPS_DONE),)
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
@@ -193,11 +197,38 @@ demo: all
 	@if [ -x tests/demo.sh ]; then tests/demo.sh; \
 	else echo "make demo arrives with chutefs and pairtool (see README)"; exit 1; fi
 
+# Programs, man pages, systemd units (system: chuted; user: chutefs) and the
+# example relay configuration. The deb moves the example to /etc/chute.
+MANDIR  := $(DESTDIR)$(PREFIX)/share/man
+UNITDIR := $(DESTDIR)$(PREFIX)/lib/systemd
+DOCDIR  := $(DESTDIR)$(PREFIX)/share/doc/chute
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin
 	$(if $(filter %/chutefs,$(PROGRAMS)),install -m 0755 $(BUILD)/chutefs $(DESTDIR)$(PREFIX)/bin/)
 	$(if $(filter %/pairtool,$(PROGRAMS)),install -m 0755 $(BUILD)/pairtool $(DESTDIR)$(PREFIX)/bin/)
 	$(if $(filter %/chuted,$(PROGRAMS)),install -m 0755 $(BUILD)/chuted $(DESTDIR)$(PREFIX)/sbin/)
+	install -d $(MANDIR)/man1 $(MANDIR)/man8 $(UNITDIR)/system $(UNITDIR)/user $(DOCDIR)
+	install -m 0644 packaging/man/chutefs.1 packaging/man/pairtool.1 $(MANDIR)/man1/
+	install -m 0644 packaging/man/chuted.8 $(MANDIR)/man8/
+	install -m 0644 packaging/systemd/chuted.service $(UNITDIR)/system/
+	install -m 0644 packaging/systemd/chutefs.service $(UNITDIR)/user/
+	install -m 0644 packaging/chuted.conf.example $(DOCDIR)/
+
+# Debian packages from a clean copy of the tracked tree (plus uncommitted
+# edits of tracked files); the .deb files are left in build/deb/.
+DEB_DIR := build/deb
+DEB_SRC := $(DEB_DIR)/chute-$(VERSION)
+
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_SRC)
+	git ls-files -z --cached | grep -zv '^packaging/debian/' | \
+	  xargs -0 cp --parents -d -t $(DEB_SRC) 2>/dev/null || \
+	  { echo "make deb: copying the tree failed (a git checkout is needed)" >&2; exit 1; }
+	cp -r packaging/debian $(DEB_SRC)/debian
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u CHUTE_DEPS_DONE \
+	  DEB_BUILD_OPTIONS="nocheck $(DEB_BUILD_OPTIONS)" dpkg-buildpackage -us -uc -b
+	@ls -l $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf build

@@ -27,6 +27,8 @@ typedef struct {
     char *home;
     int help;
     int version;
+    char *first;     /* the first non-option argument, held back */
+    int nonopts;
 } options;
 
 static const struct fuse_opt option_spec[] = {
@@ -39,13 +41,29 @@ static const struct fuse_opt option_spec[] = {
     FUSE_OPT_END,
 };
 
+/* mount(8) and fstab run `chutefs SOURCE MOUNTPOINT -o OPTIONS`: with two
+ * non-option arguments the first is the state folder (as -H; "none" or
+ * "chute" mean the default). With one it is the mount point. */
+static int nonopt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    options *o = data;
+    if (key != FUSE_OPT_KEY_NONOPT)
+        return 1;
+    if (++o->nonopts == 1) {
+        o->first = strdup(arg);
+        return o->first ? 0 : -1;
+    }
+    return 1;
+}
+
 static void usage(FILE *to, const char *prog)
 {
-    fprintf(to, "usage: %s [-H DIR] MOUNTPOINT [-f] [-d] [-o FUSE_OPTIONS]\n\n"
+    fprintf(to, "usage: %s [-H DIR] MOUNTPOINT [-f] [-d] [-o FUSE_OPTIONS]\n"
+           "       %s STATE_DIR MOUNTPOINT -o FUSE_OPTIONS   (as mount(8) runs it)\n\n"
            "    -H DIR, --home=DIR   device state folder (default $CHUTE_HOME,\n"
            "                         else $XDG_DATA_HOME/chute)\n"
            "    -f                   stay in the foreground\n"
-           "    -d                   debug output (implies -f)\n\n", prog);
+           "    -d                   debug output (implies -f)\n\n", prog, prog);
 }
 
 static int make_dir(char *out, size_t cap, const char *parent, const char *name)
@@ -121,7 +139,18 @@ int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     options o = {0};
-    if (fuse_opt_parse(&args, &o, option_spec, NULL) != 0) return 2;
+    if (fuse_opt_parse(&args, &o, option_spec, nonopt_proc) != 0) return 2;
+    if (o.nonopts >= 2) {
+        if (strcmp(o.first, "none") != 0 && strcmp(o.first, "chute") != 0 && !o.home)
+            o.home = o.first;
+        else
+            free(o.first);
+        o.first = NULL;
+    } else if (o.first) {
+        if (fuse_opt_add_arg(&args, o.first) != 0) return 1;
+        free(o.first);
+        o.first = NULL;
+    }
     if (o.help) {
         usage(stdout, argv[0]);
         fuse_opt_add_arg(&args, "--help");

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages Chute needs to build and test, if any are
 # missing. Quiet and fast when everything is there, so `make` can call it
-# every time. Usage: deps.sh [build|check|fuzz|bench|demo|all]  (default: check)
+# every time. Usage: deps.sh [build|check|fuzz|bench|demo|deb|all]  (default: check)
 set -u
 
 group=${1:-check}
@@ -10,10 +10,11 @@ build="gcc make pkg-config libsodium-dev libsqlite3-dev libjansson-dev
 libcurl4-openssl-dev libmicrohttpd-dev libfuse3-dev fuse3 libqrencode-dev
 libsystemd-dev zlib1g-dev"
 check="$build python3 python3-pytest age curl rsync sqlite3 gnutls-bin
-tar coreutils procps"
+tar coreutils procps systemd man-db groff-base"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$check nginx-light gocryptfs hyperfine"
 demo="$check"
+deb="$build debhelper dpkg-dev fakeroot lintian"
 
 case "$group" in
   build) want=$build ;;
@@ -21,8 +22,9 @@ case "$group" in
   fuzz)  want=$fuzz ;;
   bench) want=$bench ;;
   demo)  want=$demo ;;
-  all)   want="$check $fuzz $bench" ;;
-  *) echo "usage: $0 [build|check|fuzz|bench|demo|all]" >&2; exit 2 ;;
+  deb)   want=$deb ;;
+  all)   want="$check $fuzz $bench $deb" ;;
+  *) echo "usage: $0 [build|check|fuzz|bench|demo|deb|all]" >&2; exit 2 ;;
 esac
 
 missing=""

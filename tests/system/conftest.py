@@ -634,3 +634,9 @@ def inbox(api):
 @pytest.fixture
 def sender(inbox):
     return inbox.add_sender()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "deb: builds the Debian packages (make deb, ~25 s); "
+        "deselect with -m 'not deb'")
