@@ -22,6 +22,7 @@
 #include "ops.h"
 #include "peers.h"
 #include "ofiles.h"
+#include "uploader.h"
 
 typedef struct {
     char *home;
@@ -179,6 +180,7 @@ int main(int argc, char *argv[])
     if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
     if (open_all(fs, o.home) == 0)
         rc = fuse_main(args.argc, args.argv, &chutefs_ops, fs);
+    uploader_stop(fs->up);   /* started by the init op once the mount was up */
     close_all(fs);
     free(fs);
     free(o.home);
