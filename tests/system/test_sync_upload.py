@@ -422,3 +422,22 @@ def test_orphaned_blobs_are_swept_after_start(sync, tmp_path):
     assert (m.mnt / "status").exists()        # serving before any sweep
     wait_until(lambda: not orphan.exists() and not partial.exists(), timeout=15,
                what="the orphan sweep")
+
+
+def test_pairtool_status_shows_the_mounts_queue(sync, tmp_path):
+    relay, m, rcv, home, _ = sync
+    st = json.loads(home.run("status", "--json", check=True).stdout)
+    assert st["queue"] is None                       # never mounted: no chutefs.db made
+    assert not (home.home / "chutefs.db").exists()
+    (m.outbox / "report.txt").write_bytes(b"r" * 1234)
+    wait_listed(rcv, 1)
+    wait_until(lambda: m.state("report.txt") == "on relay", what="on relay")
+    st = json.loads(m.dev.run("status", "--json", check=True).stdout)
+    q = st["queue"]
+    assert q["relay"] == "reachable" and q["outgoing"] == 0 and q["on_relay"] == 1
+    (p,) = q["pending"]
+    assert p["peer"] == "home" and p["path"] == "report.txt" and p["state"] == "on relay"
+    assert p["size"] == 1234 and p["percent"] == 100 and p["uploaded"] == p["blob_size"]
+    assert p["last_error"] == "" and p["id"] == m.row("report.txt")["id"]
+    text = m.dev.run("status", check=True).stdout
+    assert "on relay:  1\n" in text and "  home/report.txt  on relay" in text
