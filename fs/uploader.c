@@ -251,7 +251,7 @@ static bool stopping(uploader *up)
 }
 
 /* The item is already whole on the relay, or delivered: record that. */
-static void settle_from_relay(worker *w, relay_client *c, const char *state)
+static void settle_from_relay(worker *w, const char *state)
 {
     queue *q = w->up->fs->q;
     queue_item *it = &w->it;
@@ -259,7 +259,6 @@ static void settle_from_relay(worker *w, relay_client *c, const char *state)
     if (queue_mark_uploaded(q, it->id) != CHUTE_OK) return;
     if (strcmp(state, "delivered") == 0 && queue_mark_delivered(q, it->id) == CHUTE_OK)
         outbox_delivered(w->up->fs, it);
-    (void)c;
     wake_tracker(w->up);
 }
 
@@ -373,7 +372,7 @@ static void upload_item(worker *w)
         note_relay(up, c, ss);
         if (ss == CHUTE_OK && (strcmp(now.state, "pending") == 0 ||
                                strcmp(now.state, "delivered") == 0)) {
-            settle_from_relay(w, c, now.state);
+            settle_from_relay(w, now.state);
             goto out;
         }
         fail_item(it, q, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",
