@@ -79,6 +79,10 @@ static int open_all(chutefs *fs, const char *home_opt)
 {
     chute_status st = devstate_resolve_dir(home_opt, fs->home, sizeof fs->home);
     if (st) { fprintf(stderr, "chutefs: no state folder: %s\n", chute_strstatus(st)); return -1; }
+    /* Absolute: fuse_main may chdir("/") before the background threads
+     * open their own handles on the state (-H ./state would miss). */
+    char abs_home[PATH_MAX];
+    if (realpath(fs->home, abs_home)) snprintf(fs->home, sizeof fs->home, "%s", abs_home);
     st = devstate_open(fs->home, 0, &fs->ds);
     if (st == CHUTE_ERR_NOT_FOUND) {
         fprintf(stderr, "chutefs: no device state in %s (run pairtool init)\n", fs->home);

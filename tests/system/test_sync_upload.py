@@ -59,7 +59,8 @@ def write_random(path, size, chunk=1 << 20):
 class Mount:
     """chutefs over the sending device's state folder, uploader on."""
 
-    def __init__(self, device, tmp):
+    def __init__(self, device, tmp, relative=False):
+        self.relative = relative   # -H and the mount point relative to cwd tmp
         self.dev = device
         self.home = device.home
         self.mnt = tmp / "mnt"
@@ -74,7 +75,9 @@ class Mount:
         self.logs.append(log_path)
         env = {k: v for k, v in os.environ.items() if k != "CHUTE_UPLOADER"}
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen([str(self.exe), "-H", str(self.home), str(self.mnt), "-f"],
+            home, mnt = (os.path.relpath(self.home, self.tmp), os.path.relpath(self.mnt, self.tmp)) \
+                if self.relative else (str(self.home), str(self.mnt))
+            self.proc = subprocess.Popen([str(self.exe), "-H", home, mnt, "-f"], cwd=self.tmp,
                                          stdout=log, stderr=log, env=env)
         wait_until(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None,
                    timeout=10, what="chutefs to mount")
@@ -422,6 +425,23 @@ def test_orphaned_blobs_are_swept_after_start(sync, tmp_path):
     assert (m.mnt / "status").exists()        # serving before any sweep
     wait_until(lambda: not orphan.exists() and not partial.exists(), timeout=15,
                what="the orphan sweep")
+
+
+def test_relative_state_folder(sync, tmp_path):
+    """-H ./abroad works for the background threads too (fuse_main may
+    change the working folder before they open the state)."""
+    relay, m, rcv, _, _ = sync
+    m.unmount()
+    rel = Mount.__new__(Mount)
+    rel.__dict__.update(m.__dict__, relative=True)
+    rel.mount()
+    try:
+        (rel.outbox / "rel.txt").write_bytes(b"relative")
+        (item,) = wait_listed(rcv, 1)
+        assert rcv.decrypt_sha(item) == hashlib.sha256(b"relative").hexdigest()
+    finally:
+        rel.unmount()
+        m.logs = rel.logs
 
 
 def test_pairtool_status_shows_the_mounts_queue(sync, tmp_path):
