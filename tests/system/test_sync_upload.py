@@ -257,8 +257,8 @@ def test_file_lands_on_relay_decrypts_and_leaves_after_ack(sync, tmp_path):
     assert m.rows("id=?", (item,))[0]["state"] == 3          # delivered
     assert not (m.home / "spool" / "sealed" / f"{item}.age").exists()
     assert not (m.home / "spool" / "staging" / "home" / "doc.pdf").exists()
-    # the states went forward only: queued → uploading N% → on relay
-    order = ["queued", "uploading", "on relay", "delivered"]
+    # the states went forward only: writing → queued → uploading N% → on relay
+    order = ["writing", "queued", "uploading", "on relay", "delivered"]
     ranks = [order.index(s.split(" ")[0] if s.startswith("uploading") else s) for s in seen]
     assert ranks == sorted(ranks) and "on relay" in seen, seen
     assert "outgoing: 0\non relay: 0\n" in m.status()
