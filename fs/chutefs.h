@@ -16,6 +16,7 @@
 
 typedef struct peers peers;
 typedef struct ofiles ofiles;
+typedef struct uploader uploader;
 
 typedef struct {
     char home[PATH_MAX];      /* the device state folder */
@@ -31,6 +32,7 @@ typedef struct {
      * bandwidth bounded and orders replacements of the same path. */
     pthread_mutex_t seal_mu;
     int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
+    uploader *up;             /* background sender (fs/uploader.h); NULL if off */
 } chutefs;
 
 /* The context of the running mount (fuse_get_context()->private_data). */

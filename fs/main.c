@@ -22,6 +22,7 @@
 #include "ops.h"
 #include "peers.h"
 #include "ofiles.h"
+#include "uploader.h"
 
 typedef struct {
     char *home;
@@ -78,6 +79,10 @@ static int open_all(chutefs *fs, const char *home_opt)
 {
     chute_status st = devstate_resolve_dir(home_opt, fs->home, sizeof fs->home);
     if (st) { fprintf(stderr, "chutefs: no state folder: %s\n", chute_strstatus(st)); return -1; }
+    /* Absolute: fuse_main may chdir("/") before the background threads
+     * open their own handles on the state (-H ./state would miss). */
+    char abs_home[PATH_MAX];
+    if (realpath(fs->home, abs_home)) snprintf(fs->home, sizeof fs->home, "%s", abs_home);
     st = devstate_open(fs->home, 0, &fs->ds);
     if (st == CHUTE_ERR_NOT_FOUND) {
         fprintf(stderr, "chutefs: no device state in %s (run pairtool init)\n", fs->home);
@@ -179,6 +184,7 @@ int main(int argc, char *argv[])
     if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
     if (open_all(fs, o.home) == 0)
         rc = fuse_main(args.argc, args.argv, &chutefs_ops, fs);
+    uploader_stop(fs->up);   /* started by the init op once the mount was up */
     close_all(fs);
     free(fs);
     free(o.home);

@@ -5,6 +5,7 @@
 #include "ops.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include "peers.h"
 #include "route.h"
 #include "statusfile.h"
+#include "uploader.h"
 
 chutefs *chutefs_get(void) { return fuse_get_context()->private_data; }
 
@@ -310,7 +312,13 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     /* open(O_TRUNC) arrives as one open, not truncate-then-open (which
      * would look like a finished empty file). */
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-    return fuse_get_context()->private_data;
+    chutefs *fs = fuse_get_context()->private_data;
+    /* Here, not in main: the mount is up and fuse_main has daemonized
+     * (threads started before its fork would be lost). The threads do all
+     * their I/O themselves, so the mount never waits for them. */
+    if (uploader_start(fs, &fs->up) != CHUTE_OK)
+        fprintf(stderr, "chutefs: cannot start the uploader; files stay queued\n");
+    return fs;
 }
 
 const struct fuse_operations chutefs_ops = {

@@ -17,6 +17,7 @@
 #include "staging.h"
 
 #define STATE_XATTR "user.chute.state"
+#define ERROR_XATTR "user.chute.error"   /* the last upload error, while there is one */
 
 #define STAGE(fs, peer, rel, var) \
     char var[PATH_MAX]; \
@@ -314,13 +315,32 @@ static int state_of(chutefs *fs, const char *peer, const char *rel, char *out, s
     return 0;
 }
 
+/* The active item's last error ("" if none) — why a file stays queued. */
+static int error_of(chutefs *fs, const char *peer, const char *rel, char *out, size_t cap)
+{
+    queue_item *it = malloc(sizeof *it);
+    if (!it) return -ENOMEM;
+    out[0] = '\0';
+    if (queue_find_active(fs->q, peer, rel, it) == CHUTE_OK)
+        snprintf(out, cap, "%s", it->last_error);
+    free(it);
+    return 0;
+}
+
 int outbox_getxattr(chutefs *fs, const char *peer, const char *rel,
                     const char *name, char *value, size_t size)
 {
-    if (strcmp(name, STATE_XATTR) != 0 || !*rel) return -ENODATA;
-    char text[64];
-    int rc = state_of(fs, peer, rel, text, sizeof text);
+    if (!*rel) return -ENODATA;
+    char text[QUEUE_ERR_MAX];
+    int rc;
+    if (strcmp(name, STATE_XATTR) == 0)
+        rc = state_of(fs, peer, rel, text, sizeof text);
+    else if (strcmp(name, ERROR_XATTR) == 0)
+        rc = error_of(fs, peer, rel, text, sizeof text);
+    else
+        return -ENODATA;
     if (rc) return rc;
+    if (!text[0]) return -ENODATA;
     size_t len = strlen(text);
     if (size == 0) return (int)len;
     if (size < len) return -ERANGE;
@@ -331,12 +351,14 @@ int outbox_getxattr(chutefs *fs, const char *peer, const char *rel,
 int outbox_listxattr(chutefs *fs, const char *peer, const char *rel,
                      char *list, size_t size)
 {
-    char text[64];
+    char text[QUEUE_ERR_MAX];
     if (!*rel || state_of(fs, peer, rel, text, sizeof text) != 0) return 0;
-    size_t len = sizeof STATE_XATTR;   /* with its NUL */
+    bool err = error_of(fs, peer, rel, text, sizeof text) == 0 && text[0];
+    size_t len = sizeof STATE_XATTR + (err ? sizeof ERROR_XATTR : 0);   /* with NULs */
     if (size == 0) return (int)len;
     if (size < len) return -ERANGE;
-    memcpy(list, STATE_XATTR, len);
+    memcpy(list, STATE_XATTR, sizeof STATE_XATTR);
+    if (err) memcpy(list + sizeof STATE_XATTR, ERROR_XATTR, sizeof ERROR_XATTR);
     return (int)len;
 }
 

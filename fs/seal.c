@@ -14,6 +14,7 @@
 #include "meta.h"
 #include "peers.h"
 #include "staging.h"
+#include "uploader.h"
 
 /* Seal m for item id to peer p into it->meta. */
 static chute_status seal_meta(const devstate_peer *p, const chute_meta *m,
@@ -49,6 +50,7 @@ void seal_cancel(chutefs *fs, const char *peer, const char *rel)
         sealed_path(fs, it->id, NULL, blob, sizeof blob) == 0)
         unlink(blob);   /* the row is cancelled: a leftover blob is only space */
     free(it);
+    uploader_wake(fs->up);   /* a relay copy may be owed a DELETE */
 }
 
 /* Encrypt src to a new blob; fills it->blob_size and mac. */
@@ -117,6 +119,7 @@ chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
         if (!sealed_path(fs, replaced, NULL, blob, sizeof blob)) unlink(blob);
     }
     pthread_mutex_unlock(&fs->seal_mu);
+    if (!st) uploader_wake(fs->up);   /* durably queued: send it now */
     devstate_peer_wipe(p);
     free(p);
     free(it);

@@ -10,14 +10,15 @@
 
 #include "handle.h"
 #include "report.h"
+#include "uploader.h"
 
-/* No uploader yet in this build: nothing has tried the relay. */
-static const char *relay_state(void) { return "unknown"; }
+/* The relay as the uploader last saw it ("unknown" when it is off). */
+#define RELAY_TEXT_MAX 512
 
 int statusfile_getattr(chutefs *fs, struct stat *st)
 {
-    char *text = NULL;
-    chute_status s = report_text(fs->q, fs->c, relay_state(), &text);
+    char *text = NULL, relay_buf[RELAY_TEXT_MAX];
+    chute_status s = report_text(fs->q, fs->c, uploader_relay_text(fs->up, relay_buf, sizeof relay_buf), &text);
     if (s) return chutefs_errno(s);
     memset(st, 0, sizeof *st);
     st->st_mode = S_IFREG | 0444;
@@ -36,7 +37,8 @@ int statusfile_open(chutefs *fs, struct fuse_file_info *fi)
     handle *h = calloc(1, sizeof *h);
     if (!h) return -ENOMEM;
     h->kind = H_STATUS;
-    chute_status s = report_text(fs->q, fs->c, relay_state(), &h->text);
+    char relay_buf[RELAY_TEXT_MAX];
+    chute_status s = report_text(fs->q, fs->c, uploader_relay_text(fs->up, relay_buf, sizeof relay_buf), &h->text);
     if (s) { free(h); return chutefs_errno(s); }
     h->text_len = strlen(h->text);
     /* The size changes between stat and read: read what is there. */

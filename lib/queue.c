@@ -259,7 +259,9 @@ static chute_status update_by_id(queue *q, const char *sql, const char *id,
 static chute_status cancel_locked(queue *q, const char *id)
 {
     return update_by_id(q,
-        "UPDATE queue SET relay_cancel=(state<>0), state=4, updated=? "
+        /* Any attempt may have created the item on the relay, even one
+         * that failed back to queued: the relay copy is owed a DELETE. */
+        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=? "
         "WHERE " ACTIVE " AND id=?", id, 0, 0);
 }
 
@@ -299,7 +301,7 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
         return CHUTE_ERR_ARG;
     sqlite3_stmt *s = prep_change(q,
             "UPDATE queue SET mode=?, mtime_sec=?, mtime_nsec=?, meta=?, updated=? "
-            "WHERE state=0 AND progress=0 AND id=?");
+            "WHERE state=0 AND progress=0 AND attempts=0 AND id=?");
     if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_int(s, 1, (int)mode);
     sqlite3_bind_int64(s, 2, mtime_sec);
@@ -318,7 +320,7 @@ chute_status queue_claim_next(queue *q, int64_t now, queue_item *out)
     sqlite3_stmt *s = NULL;
     chute_status st = CHUTE_ERR_DB;
     if (sqlite3_prepare_v2(q->db,
-            "SELECT " COLS " FROM queue WHERE state IN (0,1) AND next_attempt<=? "
+            "SELECT " COLS " FROM queue WHERE state=0 AND next_attempt<=? "
             "ORDER BY created, rowid LIMIT 1", -1, &s, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(s, 1, now);
@@ -334,6 +336,28 @@ out:
     sqlite3_finalize(s);
     pthread_mutex_unlock(&q->mu);
     return st;
+}
+
+chute_status queue_requeue_interrupted(queue *q)
+{
+    if (!q) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q, "UPDATE queue SET state=0, updated=? WHERE state=1");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, now_s());
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;   /* none were interrupted */
+}
+
+chute_status queue_set_error(queue *q, const char *id, const char *error)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q,
+            "UPDATE queue SET last_error=?, updated=? WHERE state=2 AND id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_text(s, 1, error ? error : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, now_s());
+    sqlite3_bind_text(s, 3, id, -1, SQLITE_STATIC);
+    return step_change(q, s);
 }
 
 chute_status queue_set_progress(queue *q, const char *id, uint64_t offset)

@@ -88,7 +88,8 @@ chute_status queue_find_latest(queue *q, const char *peer, const char *path,
                                queue_item *out);
 
 /* Cancel an active item (unlink, or replaced by a newer file). Sets
- * relay_cancel unless it was still only queued. Cancelling a delivered or
+ * relay_cancel unless it was queued and never attempted (any attempt may
+ * have created it on the relay). Cancelling a delivered or
  * cancelled item is CHUTE_ERR_NOT_FOUND. */
 chute_status queue_cancel(queue *q, const char *id);
 
@@ -98,7 +99,9 @@ chute_status queue_cancel(queue *q, const char *id);
 chute_status queue_move(queue *q, const char *peer, const char *old_prefix,
                         const char *new_prefix);
 
-/* chmod/utimens after close: if the item is still queued (no upload begun)
+/* chmod/utimens after close: if the item is still queued and was never
+ * attempted (the relay may hold the first meta: a create with another
+ * meta would be refused)
  * replace its attributes and sealed meta and return CHUTE_OK; otherwise
  * CHUTE_ERR_REFUSED and nothing changes (the change stays local). */
 chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
@@ -106,17 +109,24 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
                                 const uint8_t *meta, size_t meta_len);
 
 /* ---- for the uploader ---------------------------------------------------
- * claim_next takes the oldest queued (or crash-interrupted uploading) item
- * whose next_attempt <= now, moves it to uploading, counts the attempt.
+ * claim_next takes the oldest queued item whose next_attempt <= now, moves
+ * it to uploading, counts the attempt. Only queued items: several workers
+ * claim in parallel and must never get an item another one is sending.
+ * requeue_interrupted puts items left uploading by an earlier run (a kill)
+ * back to queued; the uploader calls it once before its workers claim.
  * set_progress returns CHUTE_ERR_NOT_FOUND once the item is no longer
  * uploading (the user cancelled it): the uploader stops then. mark_failed
  * puts it back to queued with the error and the next attempt time. */
+chute_status queue_requeue_interrupted(queue *q);
 chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
 chute_status queue_set_progress(queue *q, const char *id, uint64_t offset);
 chute_status queue_mark_uploaded(queue *q, const char *id);
 chute_status queue_mark_failed(queue *q, const char *id, const char *error,
                                int64_t next_attempt);
 chute_status queue_mark_delivered(queue *q, const char *id);
+/* A problem with an item already on the relay (expired there, refused):
+ * recorded as its last error; the item stays "on relay". */
+chute_status queue_set_error(queue *q, const char *id, const char *error);
 /* The next cancelled item whose relay copy must be deleted, and the mark
  * that it has been. */
 chute_status queue_next_relay_cancel(queue *q, queue_item *out);

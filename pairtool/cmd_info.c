@@ -1,18 +1,27 @@
 /* cmd_info.c — pairtool status, export-identity and recipient. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
+#include "cache.h"
 #include "cli.h"
+#include "queue.h"
+#include "report.h"
 
 static const char STATUS_USAGE[] =
     "Usage: pairtool [-H DIR] status [--json]\n"
     "\n"
-    "This device's name, relay (and whether it answers now) and peer count.\n"
+    "This device's name, relay (and whether it answers now), peer count, and\n"
+    "the mount's queue: counters and every pending outgoing file (progress\n"
+    "bars on a terminal).\n"
     "\n"
-    "  --json   one JSON object: name, recipient, relay, relay_reachable, peers\n";
+    "  --json   one JSON object: name, recipient, relay, relay_reachable, peers,\n"
+    "           queue (the mount's report, or null before the first mount;\n"
+    "           see docs/MOUNT.md)\n";
 
 static const char EXPORT_USAGE[] =
     "Usage: pairtool [-H DIR] export-identity\n"
@@ -49,6 +58,69 @@ static int no_options(int argc, char **argv, const char *usage, int *rc)
         return 0;
     }
     return 1;
+}
+
+/* The mount's queue and cache (DIR/chutefs.db), opened only if a mount
+ * made it: a status must not create it. 0 and NULLs if there is none. */
+static int open_mount_db(const cli_globals *g, queue **q, cache **c)
+{
+    *q = NULL;
+    *c = NULL;
+    char dir[DEVSTATE_PATH_MAX], db[DEVSTATE_PATH_MAX + 16];
+    if (devstate_resolve_dir(g->home, dir, sizeof dir) != CHUTE_OK) return -1;
+    if (snprintf(db, sizeof db, "%s/chutefs.db", dir) >= (int)sizeof db) return -1;
+    if (access(db, F_OK) != 0) return 0;
+    chute_status st = queue_open(db, q);
+    if (!st) st = cache_open(db, c);
+    if (st) {
+        cli_error("cannot read the mount's queue in %s: %s", db, chute_strstatus(st));
+        cache_close(*c);
+        queue_close(*q);
+        *q = NULL;
+        *c = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    int tty;
+} bar_walk;
+
+/* One line per pending file; on a terminal a bar for what is on the relay. */
+static int print_item(const queue_item *it, void *arg)
+{
+    const bar_walk *w = arg;
+    char buf[32];
+    const char *state = report_state_text(it, buf, sizeof buf);
+    printf("  %s/%s  %s", it->peer, it->path, state);
+    if (w->tty && it->blob_size) {
+        unsigned pct = it->progress >= it->blob_size ? 100
+                       : (unsigned)(it->progress * 100 / it->blob_size);
+        char bar[21];
+        for (unsigned i = 0; i < 20; i++) bar[i] = i < pct / 5 ? '#' : '-';
+        bar[20] = '\0';
+        printf("  [%s] %3u%%", bar, pct);
+    }
+    if (it->last_error[0]) printf("  (%s)", it->last_error);
+    putchar('\n');
+    return 0;
+}
+
+static int print_queue(queue *q, cache *c)
+{
+    queue_counts_t qc;
+    cache_counts_t cc;
+    if (queue_counts(q, &qc) != CHUTE_OK || cache_counts(c, &cc) != CHUTE_OK) {
+        cli_error("cannot read the mount's queue");
+        return -1;
+    }
+    printf("outgoing:  %llu\non relay:  %llu\nincoming:  %llu\nstored:    %llu\n",
+           (unsigned long long)(qc.queued + qc.uploading), (unsigned long long)qc.uploaded,
+           (unsigned long long)cc.incoming, (unsigned long long)cc.stored);
+    if (qc.queued + qc.uploading + qc.uploaded) puts("pending:");
+    bar_walk w = { .tty = isatty(STDOUT_FILENO) };
+    return queue_each_active(q, print_item, &w) == CHUTE_OK ? 0 : -1;
 }
 
 int cmd_status(const cli_globals *g, int argc, char **argv)
@@ -98,10 +170,23 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
             problem = relay_client_error(client);
     }
     int rc = EXIT_OK;
+    queue *mq = NULL;
+    cache *mc = NULL;
+    if (open_mount_db(g, &mq, &mc) != 0) rc = EXIT_FAIL;
     if (json) {
-        json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:I}", "name", me.name,
+        json_t *queue_obj = json_null();
+        char *report = NULL;
+        if (mq && report_json(mq, mc, reachable ? "reachable" : "unreachable", &report) == CHUTE_OK) {
+            json_decref(queue_obj);
+            queue_obj = json_loads(report, 0, NULL);
+        } else if (mq) {
+            rc = EXIT_FAIL;
+        }
+        free(report);
+        json_t *o = queue_obj ? json_pack("{s:s,s:s,s:s,s:b,s:I,s:o}", "name", me.name,
                               "recipient", me.recipient, "relay", me.relay_url,
-                              "relay_reachable", reachable, "peers", (json_int_t)peers);
+                              "relay_reachable", reachable, "peers", (json_int_t)peers,
+                              "queue", queue_obj) : NULL;
         if (!o || json_dumpf(o, stdout, JSON_INDENT(2)) != 0)
             rc = EXIT_FAIL;
         putchar('\n');
@@ -112,7 +197,10 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
         printf("relay:     %s (%s%s%s)\n", me.relay_url,
                reachable ? "reachable" : "unreachable", *problem ? ": " : "", problem);
         printf("peers:     %zu\n", peers);
+        if (mq && print_queue(mq, mc) != 0) rc = EXIT_FAIL;
     }
+    cache_close(mc);
+    queue_close(mq);
     relay_client_free(client);
     devstate_device_wipe(&me);
     return rc;

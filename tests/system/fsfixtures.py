@@ -59,8 +59,11 @@ class Chute:
     def mount(self):
         log = open(self.tmp / f"chutefs.{len(self.logs)}.stderr", "wb")
         self.logs.append(Path(log.name))
+        # These tests are about the mount's local behaviour: no uploader
+        # (its relay is a closed port anyway); test_sync_*.py run it.
+        env = dict(os.environ, CHUTE_UPLOADER="off")
         self.proc = subprocess.Popen([str(self.exe), "-H", str(self.home), str(self.mnt), "-f"],
-                                     stdout=log, stderr=log)
+                                     stdout=log, stderr=log, env=env)
         log.close()
         wait_until(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None,
                    timeout=10, what="chutefs to mount")

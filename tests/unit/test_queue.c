@@ -57,11 +57,20 @@ static void test_lifecycle(void)
     /* a waits until t=5000, so b is next now */
     CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);
-    CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);   /* b again: interrupted */
+    /* b is being sent: no other worker gets it */
+    CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_ERR_NOT_FOUND);
+    /* until a restart requeues it, as after a kill */
+    CHECK_EQ_INT(queue_requeue_interrupted(q), CHUTE_OK);
+    CHECK_EQ_INT(queue_requeue_interrupted(q), CHUTE_OK);     /* none left: still OK */
+    CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0 && got.attempts == 2);
+    CHECK_EQ_INT(queue_set_error(q, b.id, "x"), CHUTE_ERR_NOT_FOUND);  /* not on relay yet */
     CHECK_EQ_INT(queue_mark_uploaded(q, b.id), CHUTE_OK);
     CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
     CHECK(got.state == QUEUE_UPLOADED && got.progress == 200);
+    CHECK_EQ_INT(queue_set_error(q, b.id, "expired on the relay"), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(strcmp(got.last_error, "expired on the relay") == 0 && got.state == QUEUE_UPLOADED);
     CHECK_EQ_INT(queue_mark_delivered(q, b.id), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "home", "dir/b.txt", &got), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_find_latest(q, "home", "dir/b.txt", &got), CHUTE_OK);
@@ -84,6 +93,7 @@ static void test_cancel(void)
     queue_insert(q, &a, NULL); queue_insert(q, &b, NULL);
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);            /* never sent */
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_ERR_NOT_FOUND);   /* nothing left */
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);
     CHECK_EQ_INT(queue_cancel(q, b.id), CHUTE_OK);            /* mid-upload */
@@ -93,6 +103,25 @@ static void test_cancel(void)
     CHECK_EQ_INT(queue_relay_cancel_done(q, b.id), CHUTE_OK);
     CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_ERR_NOT_FOUND);
+    queue_close(q);
+}
+
+/* An attempt that failed back to queued may have created the item on the
+ * relay: cancelling it owes a DELETE, and its meta is fixed. */
+static void test_failed_attempt_owes_relay_cancel(void)
+{
+    queue *q = fresh();
+    queue_item a, got;
+    item(&a, "p", "failed-once");
+    queue_insert(q, &a, NULL);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0);
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "relay unreachable", 0), CHUTE_OK);
+    CHECK_EQ_INT(queue_update_attrs(q, a.id, 0600, 1, 0, (const uint8_t *)"m", 1),
+                 CHUTE_ERR_REFUSED);
+    CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0);
     queue_close(q);
 }
 
@@ -147,6 +176,7 @@ int main(void)
     RUN(test_ids);
     RUN(test_lifecycle);
     RUN(test_cancel);
+    RUN(test_failed_attempt_owes_relay_cancel);
     RUN(test_move_attrs_reopen);
     RUN(test_insert_replaces);
     char cmd[128];

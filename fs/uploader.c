@@ -1,0 +1,778 @@
+/* uploader.c — see uploader.h. */
+#include "uploader.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "backoff.h"
+#include "outbox.h"
+#include "peers.h"
+#include "relay_client.h"
+#include "staging.h"
+
+/* Each PATCH is fsynced by the relay before it answers: 8 MiB keeps that
+ * cost small against the transfer and still shows progress often. */
+#define CHUNK_BYTES        (8u << 20)
+/* Retry delays (ms). Network: the relay may be back any moment. Refused:
+ * someone must act (pair again, free quota) — no point asking often. */
+#define NET_BASE_MS        1000u
+#define NET_CAP_MS         (5u * 60 * 1000)
+#define REFUSED_BASE_MS    (15u * 60 * 1000)
+#define REFUSED_CAP_MS     (6u * 3600 * 1000)
+#define LIMIT_BASE_MS      (60u * 1000)
+#define LIMIT_CAP_MS       (3600u * 1000)
+/* A 409 offset mismatch is answered by re-asking the offset; a relay that
+ * keeps disagreeing is a failure like any other. */
+#define MAX_CONFLICTS      5
+/* Delivery checks: per item, from every second to every minute. */
+#define POLL_FIRST_MS      500u
+#define POLL_MIN_MS        1000u
+#define POLL_MAX_MS        (60u * 1000)
+#define POLLS_PER_ROUND    64
+#define CANCELS_PER_ROUND  64
+#define SWEEP_AFTER_MS     2000
+#define PROBE_CAP_MS       (30u * 1000)
+#define TICK_MS            1000
+
+typedef enum { RELAY_UNKNOWN = 0, RELAY_REACHABLE, RELAY_UNREACHABLE } relay_seen;
+
+/* One relay_client and the base URL it talks to; remade when a peer's
+ * inbox is on another relay. */
+typedef struct {
+    relay_client *c;
+    char url[RELAY_URL_MAX];
+} conn;
+
+typedef struct {
+    uploader *up;
+    pthread_t thread;
+    bool started;
+    conn cn;
+    queue_item it;
+    devstate_peer peer;        /* secrets: wiped after each item */
+} worker;
+
+typedef struct {
+    char id[QUEUE_ID_LEN + 1];
+    int64_t next_ms;
+    uint32_t interval_ms;
+} poll_entry;
+
+struct uploader {
+    chutefs *fs;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;    /* workers: a seal, a stop, the relay back */
+    pthread_cond_t track_cv;   /* tracker: an upload done, a cancel, a stop */
+    uint64_t work_gen, track_gen;
+    bool stopping, ready;
+    /* What the tracker read at boot (not secret). */
+    char own_relay[RELAY_URL_MAX];
+    char cacert[DEVSTATE_PATH_MAX];
+    char pin[DEVSTATE_PIN_MAX];
+    devstate *ds;              /* own handle (devstate is not thread-safe) */
+    pthread_mutex_t ds_mu;
+    /* The relay as last seen, under mu. */
+    relay_seen relay;
+    time_t relay_since;
+    char relay_error[RELAY_ERROR_MAX];
+    /* tracker */
+    pthread_t tracker;
+    bool tracker_started;
+    conn tcn;
+    queue_item tit;
+    devstate_peer tpeer;
+    poll_entry *polls;
+    size_t npolls;
+    int64_t cancel_next_ms, probe_next_ms;
+    worker workers[UPLOADER_WORKERS];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void log_msg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("chutefs: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- relay reachability -------------------------------------------------- */
+
+/* Any HTTP answer below 500 means the relay is there; no answer or a 5xx
+ * (relay_client maps both to NETWORK) means it is not, for now. */
+static void note_relay(uploader *up, relay_client *c, chute_status st)
+{
+    long http = relay_client_http_status(c);
+    bool down = st == CHUTE_ERR_NETWORK && (http == 0 || http >= 500);
+    relay_seen now = down ? RELAY_UNREACHABLE : RELAY_REACHABLE;
+    bool back = false;
+    pthread_mutex_lock(&up->mu);
+    if (up->relay != now) {
+        back = now == RELAY_REACHABLE;
+        up->relay = now;
+        up->relay_since = time(NULL);
+        if (down) log_msg("relay unreachable: %s", relay_client_error(c));
+        else log_msg("relay reachable");
+    }
+    if (down)
+        snprintf(up->relay_error, sizeof up->relay_error, "%s", relay_client_error(c));
+    if (back) {
+        up->work_gen++;
+        pthread_cond_broadcast(&up->work_cv);
+    }
+    pthread_mutex_unlock(&up->mu);
+}
+
+const char *uploader_relay_text(uploader *up, char *buf, size_t cap)
+{
+    if (!up) return "unknown";
+    pthread_mutex_lock(&up->mu);
+    relay_seen r = up->relay;
+    time_t since = up->relay_since;
+    char err[RELAY_ERROR_MAX];
+    snprintf(err, sizeof err, "%s", up->relay_error);
+    pthread_mutex_unlock(&up->mu);
+    if (r == RELAY_UNKNOWN) return "unknown";
+    char when[32];
+    struct tm tm;
+    if (!gmtime_r(&since, &tm) || !strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm))
+        snprintf(when, sizeof when, "%lld", (long long)since);
+    if (r == RELAY_REACHABLE)
+        snprintf(buf, cap, "reachable since %s", when);
+    else
+        snprintf(buf, cap, "unreachable since %s (%s)", when, err);
+    return buf;
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+/* The relay_client for url, made (or remade) on demand. The device's CA
+ * file and pin apply to its own relay; another relay gets the system CAs. */
+static relay_client *conn_for(uploader *up, conn *cn, const char *url)
+{
+    if (cn->c && strcmp(cn->url, url) == 0) return cn->c;
+    relay_client_free(cn->c);
+    cn->c = NULL;
+    bool own = strcmp(url, up->own_relay) == 0;
+    relay_config cfg = {
+        .base_url = url,
+        .cacert = own && up->cacert[0] ? up->cacert : NULL,
+        .pin = own && up->pin[0] ? up->pin : NULL,
+        .connect_timeout_ms = 5000,
+        .timeout_ms = 30000,   /* for uploads: a stall this long, not the whole PATCH */
+    };
+    if (relay_client_new(&cfg, &cn->c) != CHUTE_OK) { cn->c = NULL; return NULL; }
+    snprintf(cn->url, sizeof cn->url, "%s", url);
+    return cn->c;
+}
+
+static void conn_free(conn *cn)
+{
+    relay_client_free(cn->c);
+    cn->c = NULL;
+}
+
+/* ---- one upload ----------------------------------------------------------------- */
+
+typedef enum { WAIT_NETWORK, WAIT_REFUSED, WAIT_LIMIT } wait_kind;
+
+/* Put the item back to queued with the reason and the time of the next try. */
+static void fail_item(const queue_item *it, queue *q, wait_kind kind, const char *fmt, ...)
+{
+    char why[QUEUE_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    uint64_t base = kind == WAIT_NETWORK ? NET_BASE_MS : kind == WAIT_LIMIT ? LIMIT_BASE_MS
+                                                                            : REFUSED_BASE_MS;
+    uint64_t cap = kind == WAIT_NETWORK ? NET_CAP_MS : kind == WAIT_LIMIT ? LIMIT_CAP_MS
+                                                                         : REFUSED_CAP_MS;
+    uint64_t delay = backoff_delay_ms(it->attempts ? it->attempts : 1, base, cap,
+                                      randombytes_random());
+    /* next_attempt is in whole seconds: round up, at least one. */
+    int64_t next = (int64_t)time(NULL) + (int64_t)((delay + 999) / 1000);
+    chute_status st = queue_mark_failed(q, it->id, why, next);
+    if (st == CHUTE_OK)
+        log_msg("upload %s (%s/%s): %s; next try in %llu s", it->id, it->peer, it->path,
+                why, (unsigned long long)((delay + 999) / 1000));
+}
+
+static const char *limit_text(relay_client *c)
+{
+    switch (relay_client_http_status(c)) {
+    case 413: return "the relay refuses an item this large";
+    case 507: return "no room on the relay (quota or disk full)";
+    case 429: return "the relay asks to slow down";
+    default:  return relay_client_error(c);
+    }
+}
+
+static void mark_gone(uploader *up, const char *peer)
+{
+    pthread_mutex_lock(&up->ds_mu);
+    if (up->ds) devstate_mark_peer_gone(up->ds, peer);
+    pthread_mutex_unlock(&up->ds_mu);
+}
+
+static void wake_tracker(uploader *up)
+{
+    pthread_mutex_lock(&up->mu);
+    up->track_gen++;
+    pthread_cond_signal(&up->track_cv);
+    pthread_mutex_unlock(&up->mu);
+}
+
+static bool stopping(uploader *up)
+{
+    pthread_mutex_lock(&up->mu);
+    bool s = up->stopping;
+    pthread_mutex_unlock(&up->mu);
+    return s;
+}
+
+/* The item is already whole on the relay, or delivered: record that. */
+static void settle_from_relay(worker *w, const char *state)
+{
+    queue *q = w->up->fs->q;
+    queue_item *it = &w->it;
+    if (queue_set_progress(q, it->id, it->blob_size) != CHUTE_OK) return;
+    if (queue_mark_uploaded(q, it->id) != CHUTE_OK) return;
+    if (strcmp(state, "delivered") == 0 && queue_mark_delivered(q, it->id) == CHUTE_OK)
+        outbox_delivered(w->up->fs, it);
+    wake_tracker(w->up);
+}
+
+/* Stream the blob from offset; returns true when the item is whole on the
+ * relay (the caller marks it), false after it recorded why not. */
+static bool append_blob(worker *w, relay_client *c, uint64_t offset)
+{
+    uploader *up = w->up;
+    queue *q = up->fs->q;
+    queue_item *it = &w->it;
+    devstate_peer *p = &w->peer;
+    char path[PATH_MAX];
+    if (sealed_path(up->fs, it->id, NULL, path, sizeof path) != 0) {
+        fail_item(it, q, WAIT_REFUSED, "the sealed file's name is too long");
+        return false;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        /* A cancel deletes the blob: then there is nothing to say. */
+        if (queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) return false;
+        fail_item(it, q, WAIT_REFUSED, "cannot open the sealed file: %s", strerror(e));
+        return false;
+    }
+    int conflicts = 0;
+    bool whole = false;
+    while (!whole) {
+        if (offset >= it->blob_size) { whole = true; break; }
+        if (stopping(up)) break;   /* left uploading: resumed at the next start */
+        uint64_t len = it->blob_size - offset;
+        if (len > CHUNK_BYTES) len = CHUNK_BYTES;
+        uint64_t got = offset;
+        chute_status st = relay_item_append_fd(c, p->inbox, p->send_token, it->id, offset,
+                                               fd, (off_t)offset, len, &got);
+        note_relay(up, c, st);
+        if (st == CHUTE_OK) {
+            offset = got;
+            if (queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) {
+                /* The user deleted it meanwhile: the relay copy goes too. */
+                relay_item_cancel(c, p->inbox, p->send_token, it->id);
+                break;
+            }
+            continue;
+        }
+        if (st == CHUTE_ERR_EXISTS && ++conflicts <= MAX_CONFLICTS) {
+            /* Offset mismatch (a lost answer, another attempt): ask. */
+            uint64_t o = 0, n = 0;
+            chute_status hs = relay_item_offset(c, p->inbox, p->send_token, it->id, &o, &n);
+            note_relay(up, c, hs);
+            if (hs == CHUTE_OK) { offset = o; continue; }
+            st = hs;
+        }
+        if (st == CHUTE_ERR_NETWORK)
+            fail_item(it, q, WAIT_NETWORK, "relay unreachable: %s", relay_client_error(c));
+        else if (st == CHUTE_ERR_LIMIT)
+            fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
+        else if (st == CHUTE_ERR_NOT_FOUND)
+            fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)",
+                      it->peer);
+        else
+            fail_item(it, q, WAIT_NETWORK, "relay refused the upload: %s",
+                      relay_client_error(c));
+        break;
+    }
+    close(fd);
+    return whole;
+}
+
+static void upload_item(worker *w)
+{
+    uploader *up = w->up;
+    queue *q = up->fs->q;
+    queue_item *it = &w->it;
+    devstate_peer *p = &w->peer;
+    chute_status st = peers_get(up->fs->peers, it->peer, p);
+    if (st == CHUTE_ERR_NOT_FOUND) {
+        fail_item(it, q, WAIT_REFUSED, "peer %s is not paired any more", it->peer);
+        return;
+    }
+    if (st != CHUTE_OK) {
+        fail_item(it, q, WAIT_NETWORK, "cannot read peer %s: %s", it->peer,
+                  chute_strstatus(st));
+        return;
+    }
+    relay_client *c = conn_for(up, &w->cn, p->relay_url);
+    if (!c) {
+        fail_item(it, q, WAIT_REFUSED, "cannot use relay %s", p->relay_url);
+        devstate_peer_wipe(p);
+        return;
+    }
+    char meta[sodium_base64_ENCODED_LEN(META_SEALED_MAX, sodium_base64_VARIANT_ORIGINAL)];
+    sodium_bin2base64(meta, sizeof meta, it->meta, it->meta_len, sodium_base64_VARIANT_ORIGINAL);
+    relay_item_state rs;
+    memset(&rs, 0, sizeof rs);
+    st = relay_item_create(c, p->inbox, p->send_token, it->id, it->blob_size, meta, &rs);
+    note_relay(up, c, st);
+    switch (st) {
+    case CHUTE_OK:
+        break;
+    case CHUTE_ERR_NOT_FOUND:
+        /* A revoked send token looks like a missing inbox (PROTOCOL §7.9):
+         * the peer unpaired us. Keep the item; the user decides. */
+        mark_gone(up, it->peer);
+        fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
+        goto out;
+    case CHUTE_ERR_EXISTS: {
+        /* Our id, refused: maybe already complete or delivered (a lost
+         * answer before a kill), else a tombstone we cannot reuse. */
+        relay_item_state now;
+        chute_status ss = relay_item_status(c, p->inbox, p->send_token, it->id, &now);
+        note_relay(up, c, ss);
+        if (ss == CHUTE_OK && (strcmp(now.state, "pending") == 0 ||
+                               strcmp(now.state, "delivered") == 0)) {
+            settle_from_relay(w, now.state);
+            goto out;
+        }
+        fail_item(it, q, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",
+                  relay_client_error(c), ss == CHUTE_OK ? ", state " : "",
+                  ss == CHUTE_OK ? now.state : "");
+        goto out;
+    }
+    case CHUTE_ERR_LIMIT:
+        fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
+        goto out;
+    case CHUTE_ERR_NETWORK:
+        fail_item(it, q, WAIT_NETWORK, "relay unreachable: %s", relay_client_error(c));
+        goto out;
+    default:
+        fail_item(it, q, WAIT_NETWORK, "relay refused the item: %s", relay_client_error(c));
+        goto out;
+    }
+    /* Show where a resumed upload starts; stop if the user deleted it. */
+    if (queue_set_progress(q, it->id, rs.offset) == CHUTE_ERR_NOT_FOUND) {
+        relay_item_cancel(c, p->inbox, p->send_token, it->id);
+        goto out;
+    }
+    if (append_blob(w, c, rs.offset) && queue_mark_uploaded(q, it->id) == CHUTE_OK)
+        wake_tracker(up);
+out:
+    devstate_peer_wipe(p);
+}
+
+/* Wait until the tracker has booted (or a stop); false on stop. */
+static bool wait_ready(uploader *up)
+{
+    pthread_mutex_lock(&up->mu);
+    while (!up->ready && !up->stopping)
+        pthread_cond_wait(&up->work_cv, &up->mu);
+    bool go = !up->stopping;
+    pthread_mutex_unlock(&up->mu);
+    return go;
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) { ts->tv_sec++; ts->tv_nsec -= 1000000000; }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    uploader *up = w->up;
+    if (!wait_ready(up)) return NULL;
+    for (;;) {
+        pthread_mutex_lock(&up->mu);
+        uint64_t gen = up->work_gen;
+        bool stop = up->stopping;
+        pthread_mutex_unlock(&up->mu);
+        if (stop) break;
+        chute_status st = queue_claim_next(up->fs->q, (int64_t)time(NULL), &w->it);
+        if (st == CHUTE_OK) {
+            upload_item(w);
+            continue;
+        }
+        if (st != CHUTE_ERR_NOT_FOUND)
+            log_msg("queue: %s", chute_strstatus(st));
+        /* Nothing due: sleep until a seal wakes us or the retry tick. */
+        struct timespec ts;
+        deadline_in(&ts, TICK_MS);
+        pthread_mutex_lock(&up->mu);
+        while (!up->stopping && gen == up->work_gen)
+            if (pthread_cond_timedwait(&up->work_cv, &up->mu, &ts) != 0) break;
+        pthread_mutex_unlock(&up->mu);
+    }
+    return NULL;
+}
+
+/* ---- tracker: cancels, deliveries, probe, sweep --------------------------------- */
+
+static void do_cancels(uploader *up, int64_t now, uint32_t *fails)
+{
+    if (now < up->cancel_next_ms) return;
+    for (int i = 0; i < CANCELS_PER_ROUND; i++) {
+        if (queue_next_relay_cancel(up->fs->q, &up->tit) != CHUTE_OK) break;
+        queue_item *it = &up->tit;
+        chute_status st = peers_get(up->fs->peers, it->peer, &up->tpeer);
+        if (st == CHUTE_ERR_NOT_FOUND) {
+            /* Forgotten peer: no token to cancel with, and its relay
+             * grant is gone with it. */
+            queue_relay_cancel_done(up->fs->q, it->id);
+            continue;
+        }
+        relay_client *c = st == CHUTE_OK ? conn_for(up, &up->tcn, up->tpeer.relay_url) : NULL;
+        if (c) {
+            st = relay_item_cancel(c, up->tpeer.inbox, up->tpeer.send_token, it->id);
+            note_relay(up, c, st);
+        }
+        devstate_peer_wipe(&up->tpeer);
+        /* 404: never created, or the token is revoked; 409: delivered or
+         * expired already. Either way nothing is left for us to delete. */
+        if (c && (st == CHUTE_OK || st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_EXISTS)) {
+            queue_relay_cancel_done(up->fs->q, it->id);
+            *fails = 0;
+            continue;
+        }
+        (*fails)++;
+        up->cancel_next_ms = now + (int64_t)backoff_delay_ms(*fails, NET_BASE_MS, NET_CAP_MS,
+                                                          randombytes_random());
+        break;
+    }
+}
+
+typedef struct {
+    char (*ids)[QUEUE_ID_LEN + 1];
+    size_t n, cap;
+    bool oom;
+} id_list;
+
+static int collect_uploaded(const queue_item *it, void *arg)
+{
+    id_list *l = arg;
+    if (it->state != QUEUE_UPLOADED) return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        void *n = realloc(l->ids, cap * sizeof *l->ids);
+        if (!n) { l->oom = true; return 1; }
+        l->ids = n;
+        l->cap = cap;
+    }
+    memcpy(l->ids[l->n++], it->id, QUEUE_ID_LEN + 1);
+    return 0;
+}
+
+static int cmp_poll(const void *a, const void *b)
+{
+    return strcmp(((const poll_entry *)a)->id, ((const poll_entry *)b)->id);
+}
+
+/* The poll table follows the set of items on the relay: new ones get a
+ * first check soon, gone ones (delivered, cancelled) drop out. */
+static void refresh_polls(uploader *up, int64_t now)
+{
+    id_list l = {0};
+    if (queue_each_active(up->fs->q, collect_uploaded, &l) != CHUTE_OK || l.oom) {
+        free(l.ids);
+        return;
+    }
+    poll_entry *next = l.n ? calloc(l.n, sizeof *next) : NULL;
+    if (l.n && !next) { free(l.ids); return; }
+    for (size_t i = 0; i < l.n; i++) {
+        poll_entry key;
+        memcpy(key.id, l.ids[i], sizeof key.id);
+        poll_entry *old = up->npolls ? bsearch(&key, up->polls, up->npolls, sizeof *up->polls,
+                                               cmp_poll) : NULL;
+        if (old) next[i] = *old;
+        else next[i] = (poll_entry){ .next_ms = now + POLL_FIRST_MS, .interval_ms = POLL_MIN_MS };
+        memcpy(next[i].id, l.ids[i], sizeof next[i].id);
+    }
+    free(l.ids);
+    if (l.n) qsort(next, l.n, sizeof *next, cmp_poll);
+    free(up->polls);
+    up->polls = next;
+    up->npolls = l.n;
+}
+
+static void check_delivery(uploader *up, poll_entry *pe, int64_t now)
+{
+    queue *q = up->fs->q;
+    queue_item *it = &up->tit;
+    pe->next_ms = now + pe->interval_ms;
+    pe->interval_ms = pe->interval_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : pe->interval_ms * 2;
+    if (queue_get(q, pe->id, it) != CHUTE_OK || it->state != QUEUE_UPLOADED) return;
+    chute_status st = peers_get(up->fs->peers, it->peer, &up->tpeer);
+    if (st == CHUTE_ERR_NOT_FOUND) {
+        queue_set_error(q, it->id, "peer is not paired any more");
+        pe->interval_ms = POLL_MAX_MS;
+        return;
+    }
+    if (st != CHUTE_OK) return;
+    relay_client *c = conn_for(up, &up->tcn, up->tpeer.relay_url);
+    relay_item_state rs;
+    if (c) {
+        st = relay_item_status(c, up->tpeer.inbox, up->tpeer.send_token, it->id, &rs);
+        note_relay(up, c, st);
+    }
+    devstate_peer_wipe(&up->tpeer);
+    if (!c) return;
+    if (st == CHUTE_OK && strcmp(rs.state, "delivered") == 0) {
+        if (queue_mark_delivered(q, it->id) == CHUTE_OK) {
+            it->state = QUEUE_DELIVERED;
+            outbox_delivered(up->fs, it);
+        }
+    } else if (st == CHUTE_OK && strcmp(rs.state, "expired") == 0) {
+        queue_set_error(q, it->id, "expired on the relay before the peer fetched it");
+        pe->interval_ms = POLL_MAX_MS;
+    } else if (st == CHUTE_OK && strcmp(rs.state, "cancelled") == 0) {
+        queue_set_error(q, it->id, "cancelled on the relay");
+        pe->interval_ms = POLL_MAX_MS;
+    } else if (st == CHUTE_ERR_NOT_FOUND) {
+        char why[QUEUE_ERR_MAX];
+        snprintf(why, sizeof why, "peer %s no longer accepts files (unpaired?)", it->peer);
+        queue_set_error(q, it->id, why);
+        pe->interval_ms = POLL_MAX_MS;
+    }
+}
+
+static void do_deliveries(uploader *up, int64_t now)
+{
+    refresh_polls(up, now);
+    int asked = 0;
+    for (size_t i = 0; i < up->npolls && asked < POLLS_PER_ROUND; i++) {
+        if (up->polls[i].next_ms > now) continue;
+        if (stopping(up)) return;
+        check_delivery(up, &up->polls[i], now);
+        asked++;
+    }
+}
+
+/* While the relay is not known to answer, ask its health now and then so
+ * the status file says when it is back (and workers get woken). */
+static void do_probe(uploader *up, int64_t now, uint32_t *probes)
+{
+    pthread_mutex_lock(&up->mu);
+    relay_seen r = up->relay;
+    pthread_mutex_unlock(&up->mu);
+    if (r == RELAY_REACHABLE) { *probes = 0; return; }
+    if (now < up->probe_next_ms || !up->own_relay[0]) return;
+    relay_client *c = conn_for(up, &up->tcn, up->own_relay);
+    if (!c) return;
+    chute_status st = relay_health(c);
+    note_relay(up, c, st);
+    (*probes)++;
+    up->probe_next_ms = now + (int64_t)backoff_delay_ms(*probes, NET_BASE_MS, PROBE_CAP_MS,
+                                                     randombytes_random());
+}
+
+/* A crash between writing a blob and inserting its row leaves a blob no
+ * row names (MOUNT.md); a crash mid-seal leaves a .tmp. Holding seal_mu
+ * per file means no seal is between those two steps while we look. */
+static void sweep_orphans(uploader *up)
+{
+    chutefs *fs = up->fs;
+    DIR *d = opendir(fs->sealed);
+    if (!d) return;
+    struct dirent *e;
+    unsigned removed = 0;
+    while ((e = readdir(d)) != NULL && !stopping(up)) {
+        const char *name = e->d_name;
+        size_t n = strlen(name);
+        bool tmp = n > 8 && strcmp(name + n - 8, ".age.tmp") == 0;
+        bool blob = !tmp && n > 4 && strcmp(name + n - 4, ".age") == 0;
+        if (!tmp && !blob) continue;
+        char id[QUEUE_ID_LEN + 1];
+        size_t idlen = n - (tmp ? 8 : 4);
+        if (idlen == 0 || idlen > QUEUE_ID_LEN) continue;
+        memcpy(id, name, idlen);
+        id[idlen] = '\0';
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", fs->sealed, name) >= (int)sizeof path)
+            continue;
+        pthread_mutex_lock(&fs->seal_mu);
+        bool orphan = tmp;
+        if (blob) {
+            chute_status st = queue_get(fs->q, id, &up->tit);
+            orphan = st == CHUTE_ERR_NOT_FOUND ||
+                     (st == CHUTE_OK && (up->tit.state == QUEUE_DELIVERED ||
+                                         up->tit.state == QUEUE_CANCELLED));
+        }
+        if (orphan && unlink(path) == 0) removed++;
+        pthread_mutex_unlock(&fs->seal_mu);
+    }
+    closedir(d);
+    if (removed) log_msg("removed %u orphaned sealed file(s)", removed);
+}
+
+static bool boot(uploader *up)
+{
+    devstate *ds = NULL;
+    chute_status st = devstate_open(up->fs->home, 0, &ds);
+    devstate_device *me = calloc(1, sizeof *me);
+    if (!st && !me) st = CHUTE_ERR_NOMEM;
+    if (!st) st = devstate_get_device(ds, me);
+    if (!st) {
+        snprintf(up->own_relay, sizeof up->own_relay, "%s", me->relay_url);
+        snprintf(up->cacert, sizeof up->cacert, "%s", me->cacert);
+        snprintf(up->pin, sizeof up->pin, "%s", me->pin);
+    }
+    if (me) { devstate_device_wipe(me); free(me); }
+    if (!st) st = queue_requeue_interrupted(up->fs->q);
+    if (st) {
+        log_msg("uploader cannot start: %s", chute_strstatus(st));
+        devstate_close(ds);
+        return false;
+    }
+    pthread_mutex_lock(&up->ds_mu);
+    up->ds = ds;
+    pthread_mutex_unlock(&up->ds_mu);
+    pthread_mutex_lock(&up->mu);
+    up->ready = true;
+    pthread_cond_broadcast(&up->work_cv);
+    pthread_mutex_unlock(&up->mu);
+    return true;
+}
+
+static void *tracker_main(void *arg)
+{
+    uploader *up = arg;
+    if (!boot(up)) return NULL;
+    int64_t started = now_ms();
+    bool swept = false;
+    uint32_t cancel_fails = 0, probes = 0;
+        for (;;) {
+        pthread_mutex_lock(&up->mu);
+        uint64_t gen = up->track_gen;
+        bool stop = up->stopping;
+        pthread_mutex_unlock(&up->mu);
+        if (stop) break;
+        int64_t now = now_ms();
+        do_probe(up, now, &probes);
+        do_cancels(up, now, &cancel_fails);
+        do_deliveries(up, now);
+        if (!swept && now - started >= SWEEP_AFTER_MS) {
+            sweep_orphans(up);
+            swept = true;
+        }
+        struct timespec ts;
+        deadline_in(&ts, TICK_MS / 4);
+        pthread_mutex_lock(&up->mu);
+        while (!up->stopping && gen == up->track_gen)
+            if (pthread_cond_timedwait(&up->track_cv, &up->mu, &ts) != 0) break;
+        pthread_mutex_unlock(&up->mu);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------- */
+
+chute_status uploader_start(chutefs *fs, uploader **out)
+{
+    if (!fs || !out) return CHUTE_ERR_ARG;
+    *out = NULL;
+    const char *env = getenv("CHUTE_UPLOADER");
+    if (env && strcmp(env, "off") == 0) return CHUTE_OK;
+    uploader *up = calloc(1, sizeof *up);
+    if (!up) return CHUTE_ERR_NOMEM;
+    up->fs = fs;
+    pthread_mutex_init(&up->mu, NULL);
+    pthread_mutex_init(&up->ds_mu, NULL);
+    pthread_cond_init(&up->work_cv, NULL);
+    pthread_cond_init(&up->track_cv, NULL);
+    if (pthread_create(&up->tracker, NULL, tracker_main, up) != 0) {
+        uploader_stop(up);
+        return CHUTE_ERR_NOMEM;
+    }
+    up->tracker_started = true;
+    for (int i = 0; i < UPLOADER_WORKERS; i++) {
+        worker *w = &up->workers[i];
+        w->up = up;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            uploader_stop(up);
+            return CHUTE_ERR_NOMEM;
+        }
+        w->started = true;
+    }
+    *out = up;
+    return CHUTE_OK;
+}
+
+void uploader_wake(uploader *up)
+{
+    if (!up) return;
+    pthread_mutex_lock(&up->mu);
+    up->work_gen++;
+    up->track_gen++;
+    pthread_cond_broadcast(&up->work_cv);
+    pthread_cond_signal(&up->track_cv);
+    pthread_mutex_unlock(&up->mu);
+}
+
+void uploader_stop(uploader *up)
+{
+    if (!up) return;
+    pthread_mutex_lock(&up->mu);
+    up->stopping = true;
+    pthread_cond_broadcast(&up->work_cv);
+    pthread_cond_broadcast(&up->track_cv);
+    pthread_mutex_unlock(&up->mu);
+    for (int i = 0; i < UPLOADER_WORKERS; i++) {
+        worker *w = &up->workers[i];
+        if (w->started) pthread_join(w->thread, NULL);
+        conn_free(&w->cn);
+        devstate_peer_wipe(&w->peer);
+    }
+    if (up->tracker_started) pthread_join(up->tracker, NULL);
+    conn_free(&up->tcn);
+    devstate_peer_wipe(&up->tpeer);
+    free(up->polls);
+    devstate_close(up->ds);
+    pthread_cond_destroy(&up->work_cv);
+    pthread_cond_destroy(&up->track_cv);
+    pthread_mutex_destroy(&up->ds_mu);
+    pthread_mutex_destroy(&up->mu);
+    free(up);
+}

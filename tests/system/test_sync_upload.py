@@ -1,0 +1,463 @@
+"""The uploader (fs/uploader.c) against a real relay and a real pairing.
+
+Two device state folders are paired with real pairtool processes; only the
+sending device ("abroad") is mounted. The test plays the receiving device
+("home") through the relay API with home's owner token and inbox id, read
+from its state DB: list, download, decrypt with stock `age -d` and home's
+exported identity, ack. Every wait is bounded.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SANITIZER_PATTERNS, SLOW, Api, Inbox, binary, wait_until
+from pairtool import Device, pair
+
+RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
+STATE = "user.chute.state"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_random(path, size, chunk=1 << 20):
+    """Write size random bytes to path (through the mount) in chunks; returns
+    the sha256 of what was written."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            b = os.urandom(min(chunk, left))
+            h.update(b)
+            f.write(b)
+            left -= len(b)
+    return h.hexdigest()
+
+
+class Mount:
+    """chutefs over the sending device's state folder, uploader on."""
+
+    def __init__(self, device, tmp, relative=False):
+        self.relative = relative   # -H and the mount point relative to cwd tmp
+        self.dev = device
+        self.home = device.home
+        self.mnt = tmp / "mnt"
+        self.mnt.mkdir()
+        self.tmp = tmp
+        self.exe = binary("chutefs")
+        self.proc = None
+        self.logs = []
+
+    def mount(self):
+        log_path = self.tmp / f"chutefs.{len(self.logs)}.stderr"
+        self.logs.append(log_path)
+        env = {k: v for k, v in os.environ.items() if k != "CHUTE_UPLOADER"}
+        with open(log_path, "wb") as log:
+            home, mnt = (os.path.relpath(self.home, self.tmp), os.path.relpath(self.mnt, self.tmp)) \
+                if self.relative else (str(self.home), str(self.mnt))
+            self.proc = subprocess.Popen([str(self.exe), "-H", home, mnt, "-f"], cwd=self.tmp,
+                                         stdout=log, stderr=log, env=env)
+        wait_until(lambda: os.path.ismount(self.mnt) or self.proc.poll() is not None,
+                   timeout=10, what="chutefs to mount")
+        assert os.path.ismount(self.mnt), f"chutefs exited: {self.stderr()}"
+
+    def unmount(self):
+        if self.proc is None:
+            return
+        if os.path.ismount(self.mnt):
+            subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False)
+        try:
+            self.proc.wait(timeout=30 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            subprocess.run(["fusermount3", "-uz", str(self.mnt)], check=False)
+            raise AssertionError("chutefs did not exit after unmount")
+        finally:
+            self.proc = None
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+        subprocess.run(["fusermount3", "-uz", str(self.mnt)], check=False)
+        wait_until(lambda: not os.path.ismount(self.mnt), timeout=5, what="unmount")
+
+    def stderr(self):
+        return b"".join(p.read_bytes() for p in self.logs if p.exists()).decode(errors="replace")
+
+    def check_sanitizers(self):
+        data = self.stderr().encode()
+        for pat in SANITIZER_PATTERNS:
+            assert not pat.search(data), f"sanitizer report in chutefs stderr:\n{data.decode()}"
+
+    @property
+    def outbox(self):
+        return self.mnt / "outbox" / "home"
+
+    def status(self):
+        return (self.mnt / "status").read_text()
+
+    def rows(self, where="1=1", args=()):
+        con = sqlite3.connect(str(self.home / "chutefs.db"), timeout=10)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in con.execute(
+                f"SELECT * FROM queue WHERE {where} ORDER BY created, rowid", args)]
+        finally:
+            con.close()
+
+    def row(self, path):
+        rows = self.rows("path=? AND state IN (0,1,2)", (path,))
+        assert len(rows) == 1, rows
+        return rows[0]
+
+    def state(self, name):
+        try:
+            return os.getxattr(self.outbox / name, STATE).decode()
+        except FileNotFoundError:
+            return None
+
+
+class Receiver:
+    """The home device, played through the relay API with its owner token."""
+
+    def __init__(self, device, relay, tmp):
+        row = device.device_row()
+        self.relay = relay
+        self.inbox_id = row["inbox"]
+        self.owner_token = row["owner_token"]
+        self.key = tmp / "home.key"
+        self.key.write_text(device.run("export-identity", check=True).stdout)
+        os.chmod(self.key, 0o600)
+        self.tmp = tmp
+
+    @property
+    def inbox(self):
+        return Inbox(Api(self.relay.url), self.inbox_id, self.owner_token)
+
+    def complete(self):
+        return {i["item"]: i for i in self.inbox.all_listed()}
+
+    def status(self, item):
+        r = self.inbox.status(item)
+        return r.json["state"] if r.status == 200 else r.status
+
+    def download(self, item):
+        """Stream the item's body to a file (never all in memory)."""
+        out = self.tmp / f"{item}.age"
+        conn = http.client.HTTPConnection("127.0.0.1", self.relay.port, timeout=60 * SLOW)
+        try:
+            conn.request("GET", f"{self.inbox.path}/items/{item}/data",
+                         headers={"Authorization": f"Bearer {self.owner_token}"})
+            r = conn.getresponse()
+            assert r.status == 200, (r.status, r.read()[:200])
+            with open(out, "wb") as f:
+                for block in iter(lambda: r.read(1 << 20), b""):
+                    f.write(block)
+        finally:
+            conn.close()
+        return out
+
+    def decrypt_sha(self, item):
+        """sha256 of the plaintext of item, decrypted by stock age."""
+        blob = self.download(item)
+        plain = self.tmp / f"{item}.plain"
+        subprocess.run(["age", "-d", "-i", str(self.key), "-o", str(plain), str(blob)],
+                       check=True, capture_output=True, timeout=120 * SLOW)
+        digest = sha(plain)
+        blob.unlink()
+        plain.unlink()
+        return digest
+
+    def ack(self, item):
+        r = self.inbox.ack(item)
+        assert r.status == 204, r
+
+
+@pytest.fixture
+def sync(tmp_path, relay_factory):
+    """(relay, Mount of abroad, Receiver home, abroad's name at home)."""
+    relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
+    abroad = Device(tmp_path / "abroad", "abroad", relay.url)
+    home = Device(tmp_path / "home", "home", relay.url)
+    abroad.init()
+    home.init()
+    name_at_home, name_abroad = pair(home, abroad)
+    assert name_abroad == "home"
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    try:
+        yield relay, m, Receiver(home, relay, tmp_path), home, name_at_home
+    finally:
+        m.unmount()
+        m.check_sanitizers()
+
+
+def wait_listed(rcv, n, timeout=30):
+    return wait_until(lambda: len(rcv.complete()) >= n and rcv.complete(), timeout=timeout,
+                      what=f"{n} complete item(s) on the relay")
+
+
+def test_file_lands_on_relay_decrypts_and_leaves_after_ack(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    seen = []
+    stop = threading.Event()
+
+    def watch():   # the xattr as a file manager would see it, sampled
+        for _ in range(int(3000 * SLOW)):
+            if stop.is_set():
+                return
+            s = m.state("doc.pdf")
+            if s and (not seen or seen[-1] != s):
+                seen.append(s)
+            time.sleep(0.005)
+
+    data = os.urandom(300_000)
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        (m.outbox / "doc.pdf").write_bytes(data)
+        items = wait_listed(rcv, 1)
+        (item,) = items
+        assert item == m.row("doc.pdf")["id"]
+        assert rcv.decrypt_sha(item) == hashlib.sha256(data).hexdigest()
+        wait_until(lambda: m.state("doc.pdf") == "on relay", what="on relay")
+        assert "home/doc.pdf\ton relay" in m.status()
+        assert "relay: reachable since " in m.status()
+        rcv.ack(item)
+        wait_until(lambda: not (m.outbox / "doc.pdf").exists(), timeout=10,
+                   what="the delivered entry to leave the outbox")
+    finally:
+        stop.set()
+        t.join()
+    assert os.listdir(m.outbox) == []
+    assert m.rows("id=?", (item,))[0]["state"] == 3          # delivered
+    assert not (m.home / "spool" / "sealed" / f"{item}.age").exists()
+    assert not (m.home / "spool" / "staging" / "home" / "doc.pdf").exists()
+    # the states went forward only: writing → queued → uploading N% → on relay
+    order = ["writing", "queued", "uploading", "on relay", "delivered"]
+    ranks = [order.index(s.split(" ")[0] if s.startswith("uploading") else s) for s in seen]
+    assert ranks == sorted(ranks) and "on relay" in seen, seen
+    assert "outgoing: 0\non relay: 0\n" in m.status()
+
+
+def test_twenty_files_in_parallel(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    datas = {f"f{i:02d}.bin": os.urandom(1000 + 7919 * i) for i in range(20)}
+    errors = []
+
+    def put(name):
+        try:
+            (m.outbox / name).write_bytes(datas[name])
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in datas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    listed = wait_listed(rcv, 20)
+    ids = {r["id"]: r["path"] for r in m.rows("state IN (0,1,2)")}
+    assert sorted(listed) == sorted(ids) and len(ids) == 20
+    for item, path in ids.items():
+        assert rcv.decrypt_sha(item) == hashlib.sha256(datas[path]).hexdigest()
+        rcv.ack(item)
+    wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="all delivered")
+    assert len(m.rows("state=3")) == 20
+
+
+def test_relay_down_during_copy_then_back(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    relay.stop()
+    datas = {f"offline{i}.txt": os.urandom(5000 + i) for i in range(4)}
+    for n, d in datas.items():
+        (m.outbox / n).write_bytes(d)            # close() returned 0: durably queued
+    wait_until(lambda: "relay: unreachable since " in m.status(), timeout=10,
+               what="status to say unreachable")
+    text = m.status()
+    for n in datas:
+        assert f"home/{n}\tqueued" in text or f"home/{n}\tuploading" in text, text
+    wait_until(lambda: "last error: relay unreachable" in m.status(), timeout=10,
+               what="the error in status")
+    relay.start()
+    listed = wait_listed(rcv, len(datas), timeout=60)
+    ids = {r["id"]: r["path"] for r in m.rows("state IN (0,1,2)")}
+    assert sorted(listed) == sorted(ids)
+    for item, path in ids.items():
+        assert rcv.decrypt_sha(item) == hashlib.sha256(datas[path]).hexdigest()
+        rcv.ack(item)
+    wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="all delivered")
+    assert "relay: reachable since " in m.status()
+
+
+def test_kill9_while_queued_and_uploading_then_resume_exactly_once(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    big = 200 << 20
+    big_sha = write_random(m.outbox / "big.bin", big)
+    small = {f"s{i}": os.urandom(20000 + i) for i in range(8)}
+    for n, d in small.items():
+        (m.outbox / n).write_bytes(d)
+    big_row = m.row("big.bin")
+    # kill while the big one is part way: its progress is what the relay
+    # acknowledged as durable
+    row = wait_until(lambda: (lambda r: r if 0 < r["progress"] < r["blob_size"] else None)(
+        m.rows("id=?", (big_row["id"],))[0]), timeout=60, interval=0.005,
+        what="the big item part-way up")
+    m.kill9()
+    durable = m.rows("id=?", (big_row["id"],))[0]["progress"]
+    assert durable >= row["progress"] > 0
+    m.mount()
+    # the resumed upload never goes back below what was durable
+    samples = []
+    def big_progress():
+        r = m.rows("id=?", (big_row["id"],))[0]
+        samples.append(r["progress"])
+        return r["state"] >= 2
+    wait_until(big_progress, timeout=120, interval=0.01, what="the big item on the relay")
+    assert min(samples) >= durable, (durable, samples[:20])
+    listed = wait_listed(rcv, 1 + len(small), timeout=60)
+    # exactly once: one relay item per file, ids unique, bytes exact
+    rows = m.rows("state IN (0,1,2)")
+    assert len(rows) == 1 + len(small) and len({r["id"] for r in rows}) == len(rows)
+    assert sorted(listed) == sorted(r["id"] for r in rows)
+    for r in rows:
+        assert listed[r["id"]]["size"] == r["blob_size"]
+        want = big_sha if r["path"] == "big.bin" else hashlib.sha256(small[r["path"]]).hexdigest()
+        assert rcv.decrypt_sha(r["id"]) == want, r["path"]
+        rcv.ack(r["id"])
+    wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="all delivered")
+
+
+def test_unlink_cancels_on_relay(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    # on the relay, not yet delivered
+    (m.outbox / "oops.txt").write_bytes(b"not for you")
+    wait_listed(rcv, 1)
+    item = m.row("oops.txt")["id"]
+    wait_until(lambda: m.state("oops.txt") == "on relay", what="on relay")
+    os.unlink(m.outbox / "oops.txt")
+    wait_until(lambda: rcv.status(item) == "cancelled", timeout=10, what="relay cancel")
+    assert rcv.complete() == {}
+    wait_until(lambda: m.rows("id=?", (item,))[0]["relay_cancel"] == 0, what="cancel done")
+    # queued while the relay is down, after a failed attempt: deleted, it
+    # never reaches the relay
+    relay.stop()
+    (m.outbox / "later.txt").write_bytes(b"changed my mind")
+    wait_until(lambda: m.rows("path='later.txt'")[0]["attempts"] >= 1, timeout=10,
+               what="an attempt")
+    later = m.rows("path='later.txt'")[0]["id"]
+    os.unlink(m.outbox / "later.txt")
+    relay.start()
+    wait_until(lambda: m.rows("id=?", (later,))[0]["relay_cancel"] == 0, timeout=60,
+               what="the owed cancel done")
+    assert rcv.status(later) in (404, "cancelled")
+    assert rcv.complete() == {}
+    assert os.listdir(m.outbox) == []
+
+
+def test_peer_unpaired_keeps_item_with_clear_error(sync, tmp_path):
+    relay, m, rcv, home, name_at_home = sync
+    home.run("unpair", name_at_home, check=True)
+    (m.outbox / "after.txt").write_bytes(b"nobody home")
+    want = "peer home no longer accepts files (unpaired?)"
+    wait_until(lambda: want in m.status(), timeout=10, what="the unpaired error in status")
+    assert m.state("after.txt") == "queued"
+    assert os.getxattr(m.outbox / "after.txt", "user.chute.error").decode() == want
+    r = m.row("after.txt")
+    assert r["state"] == 0 and r["last_error"] == want
+    assert r["next_attempt"] - time.time() > 60          # a long backoff, not a busy loop
+    assert (m.home / "spool" / "sealed" / f"{r['id']}.age").exists()   # never dropped
+    peers = json.loads(m.dev.run("peers", "--json", check=True).stdout)
+    assert [p.get("state") for p in peers] == ["gone"]
+    assert rcv.complete() == {}
+
+
+def test_relay_killed_mid_upload_resumes_intact(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    size = 96 << 20
+    digest = write_random(m.outbox / "movie.mkv", size)
+    item = m.row("movie.mkv")["id"]
+    wait_until(lambda: 0 < m.rows("id=?", (item,))[0]["progress"], timeout=60,
+               interval=0.005, what="the upload part-way")
+    relay.kill(signal.SIGKILL)
+    relay.start()
+    listed = wait_listed(rcv, 1, timeout=120)
+    assert list(listed) == [item]
+    assert rcv.decrypt_sha(item) == digest
+    rcv.ack(item)
+    wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="delivered")
+
+
+def test_orphaned_blobs_are_swept_after_start(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    sealed = m.home / "spool" / "sealed"
+    m.unmount()
+    orphan = sealed / "AAAAAAAAAAAAAAAAAAAAAA.age"
+    partial = sealed / "BBBBBBBBBBBBBBBBBBBBBB.age.tmp"
+    orphan.write_bytes(b"age blob without a queue row")
+    partial.write_bytes(b"half a seal")
+    m.mount()
+    assert (m.mnt / "status").exists()        # serving before any sweep
+    wait_until(lambda: not orphan.exists() and not partial.exists(), timeout=15,
+               what="the orphan sweep")
+
+
+def test_relative_state_folder(sync, tmp_path):
+    """-H ./abroad works for the background threads too (fuse_main may
+    change the working folder before they open the state)."""
+    relay, m, rcv, _, _ = sync
+    m.unmount()
+    rel = Mount.__new__(Mount)
+    rel.__dict__.update(m.__dict__, relative=True)
+    rel.mount()
+    try:
+        (rel.outbox / "rel.txt").write_bytes(b"relative")
+        (item,) = wait_listed(rcv, 1)
+        assert rcv.decrypt_sha(item) == hashlib.sha256(b"relative").hexdigest()
+    finally:
+        rel.unmount()
+        m.logs = rel.logs
+
+
+def test_pairtool_status_shows_the_mounts_queue(sync, tmp_path):
+    relay, m, rcv, home, _ = sync
+    st = json.loads(home.run("status", "--json", check=True).stdout)
+    assert st["queue"] is None                       # never mounted: no chutefs.db made
+    assert not (home.home / "chutefs.db").exists()
+    (m.outbox / "report.txt").write_bytes(b"r" * 1234)
+    wait_listed(rcv, 1)
+    wait_until(lambda: m.state("report.txt") == "on relay", what="on relay")
+    st = json.loads(m.dev.run("status", "--json", check=True).stdout)
+    q = st["queue"]
+    assert q["relay"] == "reachable" and q["outgoing"] == 0 and q["on_relay"] == 1
+    (p,) = q["pending"]
+    assert p["peer"] == "home" and p["path"] == "report.txt" and p["state"] == "on relay"
+    assert p["size"] == 1234 and p["percent"] == 100 and p["uploaded"] == p["blob_size"]
+    assert p["last_error"] == "" and p["id"] == m.row("report.txt")["id"]
+    text = m.dev.run("status", check=True).stdout
+    assert "on relay:  1\n" in text and "  home/report.txt  on relay" in text
