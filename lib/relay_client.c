@@ -804,6 +804,8 @@ chute_status relay_items_list(relay_client *c, const char *inbox,
         relay_listed_item *li = &out->items[i];
         out->count = i + 1;
         st = get_str(c, it, "item", li->item, sizeof li->item);
+        if (st == CHUTE_OK)
+            st = get_str(c, it, "sender", li->sender, sizeof li->sender);
         long long seq = get_int(it, "seq", -1), size = get_int(it, "size", -1);
         const char *meta = json_string_value(json_object_get(it, "meta"));
         if (st == CHUTE_OK && (seq < 0 || size < 0 || !meta)) {

@@ -131,6 +131,7 @@ typedef struct {
     uint64_t seq, size, offset;
     int complete;
     long long created;
+    char sender[RELAY_ID_MAX];    /* the sender id whose send token made it */
     char *meta_b64;               /* owned by the list */
 } relay_listed_item;
 
