@@ -11,13 +11,15 @@
 #include "handle.h"
 #include "report.h"
 
-/* No uploader yet in this build: nothing has tried the relay. */
-static const char *relay_state(void) { return "unknown"; }
+#include "downloader.h"
+
+/* What the downloader's last request to the relay found. */
+static const char *relay_state(const chutefs *fs) { return downloader_relay_state(fs->dl); }
 
 int statusfile_getattr(chutefs *fs, struct stat *st)
 {
     char *text = NULL;
-    chute_status s = report_text(fs->q, fs->c, relay_state(), &text);
+    chute_status s = report_text(fs->q, fs->c, relay_state(fs), &text);
     if (s) return chutefs_errno(s);
     memset(st, 0, sizeof *st);
     st->st_mode = S_IFREG | 0444;
@@ -36,7 +38,7 @@ int statusfile_open(chutefs *fs, struct fuse_file_info *fi)
     handle *h = calloc(1, sizeof *h);
     if (!h) return -ENOMEM;
     h->kind = H_STATUS;
-    chute_status s = report_text(fs->q, fs->c, relay_state(), &h->text);
+    chute_status s = report_text(fs->q, fs->c, relay_state(fs), &h->text);
     if (s) { free(h); return chutefs_errno(s); }
     h->text_len = strlen(h->text);
     /* The size changes between stat and read: read what is there. */
