@@ -269,13 +269,16 @@ static void session_close(session *s)
 
 /* One listing and the items in it; *cursor advances past each item that
  * needs nothing more, so a failure re-lists from the first unfinished one. */
-static chute_status list_and_fetch(session *s, uint64_t *cursor)
+static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up)
 {
     relay_item_list l;
+    /* Catch up without waiting (this also tells status at once whether the
+     * relay answers); long-poll only once nothing is left. */
     chute_status st = relay_items_list(s->rc, s->dev.inbox, s->dev.owner_token, *cursor,
-                                       LIST_WAIT_S, 0, &l);
+                                       *caught_up ? LIST_WAIT_S : 0, 0, &l);
     note_reach(s->d, st);
     if (st) return st;
+    *caught_up = l.count == 0;
     if (l.count) {
         /* Pairings change under a running mount: read the peers afresh. */
         devstate_peers_free(s->peers, s->n_peers);
@@ -306,8 +309,9 @@ static void *downloader_main(void *arg)
     uint64_t cursor = 0, saved = 0;
     if (cache_list_cursor(s.c, s.dev.inbox, &cursor) == CHUTE_OK) saved = cursor;
     unsigned failures = 0;
+    bool caught_up = false;
     while (!atomic_load(&d->stop)) {
-        st = list_and_fetch(&s, &cursor);
+        st = list_and_fetch(&s, &cursor, &caught_up);
         if (cursor != saved && cache_set_list_cursor(s.c, s.dev.inbox, cursor) == CHUTE_OK)
             saved = cursor;
         if (atomic_load(&d->stop)) break;
