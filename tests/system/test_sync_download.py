@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZER_PATTERNS, SLOW, Api, binary, wait_until
+from conftest import SANITIZER_PATTERNS, SLOW, Api, binary, metric, wait_until
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -137,6 +137,11 @@ class World:
         r = self.owner.get(f"/v1/inboxes/{self.inbox_id}/items/{item}/status")
         assert r.status == 200, r
         return r.json["state"]
+
+    def item_size(self, item):
+        r = self.owner.get(f"/v1/inboxes/{self.inbox_id}/items/{item}/status")
+        assert r.status == 200, r
+        return r.json["size"]
 
     @property
     def inbox(self):
@@ -343,12 +348,17 @@ def test_receiver_killed_mid_download_gets_the_item_once(world):
     wait_until(lambda: part_size(world) > 0, timeout=20, interval=0.001,
                what="the download to start")
     world.rx.kill9()
-    print(f"\nkilled with {part_size(world)} bytes of the blob in the part file")
+    got = part_size(world)
+    print(f"\nkilled with {got} bytes of the blob in the part file")
     assert world.item_state(item) == "pending"
     world.rx.mount()
     f = world.inbox / "big.bin"
     wait_until(lambda: stored(world, 1), timeout=60, what="the item after the restart")
     assert sha_of(f) == digest
+    # the second run asked for the rest only (Range → 206), if anything was left
+    if got < world.item_size(item):
+        assert (metric(world.relay.api().metrics(), "chute_http_requests_total",
+                       code="206") or 0) >= 1
     assert os.listdir(world.inbox) == ["big.bin"]
     wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
     assert world.rx.parts() == []
@@ -372,6 +382,10 @@ def test_relay_killed_mid_download_is_resumed(world):
     f = world.inbox / "big.bin"
     wait_until(lambda: stored(world, 1), timeout=90, what="the item after the relay came back")
     assert sha_of(f) == digest
+    # the restarted relay served the rest with a Range request (206)
+    if got < world.item_size(item):
+        m = world.relay.api().metrics()
+        assert (metric(m, "chute_http_requests_total", code="206") or 0) >= 1
     wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
     assert "relay: reachable" in world.rx.status()
 
