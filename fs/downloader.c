@@ -29,6 +29,7 @@ struct downloader {
     pthread_t thread;
     atomic_int stop;
     atomic_int reach;
+    atomic_ulong unclaimed;       /* items left: sender is no current peer's */
     pthread_mutex_t mu;           /* with cv: sleeps that stop() cuts short */
     pthread_cond_t cv;
 };
@@ -188,6 +189,7 @@ static chute_status download_item(session *s, const relay_listed_item *li)
          * delete. */
         fprintf(stderr, "chutefs: item %s is from sender %s, no current peer: "
                         "left on the relay\n", li->item, li->sender);
+        atomic_fetch_add(&s->d->unclaimed, 1);
         return CHUTE_OK;
     }
     bool seen = false, quarantined = false;
@@ -376,4 +378,9 @@ const char *downloader_relay_state(const downloader *d)
     case REACH_DOWN: return "unreachable";
     default: return "unknown";
     }
+}
+
+unsigned long downloader_unclaimed(const downloader *d)
+{
+    return d ? atomic_load(&d->unclaimed) : 0;
 }

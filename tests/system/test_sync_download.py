@@ -308,6 +308,7 @@ def test_item_from_an_unpaired_sender_stays_on_the_relay(world):
     wait_until(lambda: "left on the relay" in world.rx.stderr(), timeout=10,
                what="the downloader to report the item")
     assert item in world.rx.stderr()
+    assert "unclaimed: 1 " in world.rx.status()
     assert world.item_state(item) == "pending"
     assert not (world.rx.mnt / "inbox" / world.peer).exists()
 
@@ -402,4 +403,12 @@ def test_one_gib_end_to_end(world):
     wait_until(lambda: stored(world, 1), timeout=300, interval=0.05, what="1 GiB in the inbox")
     t2 = time.monotonic()
     assert sha_of(world.inbox / "1g.bin") == digest
-    print(f"\n1 GiB: seal+upload {t1 - t0:.1f} s, download+verify+store {t2 - t1:.1f} s")
+    hwm = next(int(l.split()[1]) for l in
+               Path(f"/proc/{world.rx.proc.pid}/status").read_text().splitlines()
+               if l.startswith("VmHWM:"))
+    print(f"\n1 GiB: seal+upload {t1 - t0:.1f} s, download+verify+store {t2 - t1:.1f} s, "
+          f"chutefs peak RSS {hwm // 1024} MiB")
+    assert hwm < 64 * 1024, f"chutefs peaked at {hwm} KiB (DESIGN §8: under 64 MiB)"
+    t3 = time.monotonic()
+    world.rx.unmount()
+    print(f"unmount with a long-poll in flight: {time.monotonic() - t3:.2f} s")
