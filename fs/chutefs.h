@@ -11,6 +11,8 @@
 #include <limits.h>
 #include <pthread.h>
 
+#include "reach.h"
+
 #include "cache.h"
 #include "devstate.h"
 #include "queue.h"
@@ -35,6 +37,7 @@ typedef struct {
     pthread_mutex_t seal_mu;
     int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
     uploader *up;             /* background sender (fs/uploader.h); NULL if off */
+    relay_reach reach;        /* does the relay answer? both workers report */
     downloader *dl;           /* the background downloader (fs/downloader.h) */
 } chutefs;
 

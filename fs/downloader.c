@@ -21,14 +21,13 @@
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS   30000
 
-enum { REACH_UNKNOWN, REACH_OK, REACH_DOWN };
 
 struct downloader {
     char home[PATH_MAX];
     char incoming[PATH_MAX];      /* spool/incoming: <item>.part files */
     pthread_t thread;
     atomic_int stop;
-    atomic_int reach;
+    relay_reach *reach;           /* the mount's, shared with the uploader */
     atomic_ulong unclaimed;       /* items left: sender is no current peer's */
     pthread_mutex_t mu;           /* with cv: sleeps that stop() cuts short */
     pthread_cond_t cv;
@@ -76,7 +75,7 @@ static unsigned backoff_ms(unsigned failures)
 
 static void note_reach(downloader *d, chute_status st)
 {
-    atomic_store(&d->reach, st == CHUTE_ERR_NETWORK ? REACH_DOWN : REACH_OK);
+    relay_reach_note(d->reach, st != CHUTE_ERR_NETWORK, chute_strstatus(st));
 }
 
 /* ---- one item ------------------------------------------------------------- */
@@ -333,6 +332,7 @@ chute_status downloader_start(chutefs *fs, downloader **out)
     *out = NULL;
     downloader *d = calloc(1, sizeof *d);
     if (!d) return CHUTE_ERR_NOMEM;
+    d->reach = &fs->reach;
     int n1 = snprintf(d->home, sizeof d->home, "%s", fs->home);
     int n2 = snprintf(d->incoming, sizeof d->incoming, "%s/incoming", fs->spool);
     if (n1 < 0 || (size_t)n1 >= sizeof d->home || n2 < 0 || (size_t)n2 >= sizeof d->incoming) {
@@ -368,16 +368,6 @@ void downloader_stop(downloader *d)
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
     free(d);
-}
-
-const char *downloader_relay_state(const downloader *d)
-{
-    if (!d) return "unknown";
-    switch (atomic_load(&d->reach)) {
-    case REACH_OK: return "reachable";
-    case REACH_DOWN: return "unreachable";
-    default: return "unknown";
-    }
 }
 
 unsigned long downloader_unclaimed(const downloader *d)

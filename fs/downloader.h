@@ -30,8 +30,6 @@ chute_status downloader_start(chutefs *fs, downloader **out);
 /* Ends the thread (a long-poll in flight gives up within about a second)
  * and frees everything. NULL is fine. */
 void downloader_stop(downloader *d);
-/* "unknown", "reachable" or "unreachable": how the last request went. */
-const char *downloader_relay_state(const downloader *d);
 /* Items listed since the mount began whose sender is no current peer's:
  * left on the relay, unacknowledged. */
 unsigned long downloader_unclaimed(const downloader *d);

@@ -112,6 +112,7 @@ static int open_all(chutefs *fs, const char *home_opt)
         return -1;
     }
     pthread_mutex_init(&fs->seal_mu, NULL);
+    relay_reach_init(&fs->reach);
     return 0;
 }
 
@@ -123,6 +124,7 @@ static void close_all(chutefs *fs)
     queue_close(fs->q);
     devstate_close(fs->ds);
     if (fs->lock_fd > 0) close(fs->lock_fd);
+    relay_reach_destroy(&fs->reach);
 }
 
 /* Background threads start once libfuse is up (after it daemonized:

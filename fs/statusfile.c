@@ -6,41 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "downloader.h"
+#include "reach.h"
 #include "handle.h"
 #include "report.h"
-#include "uploader.h"
-
-/* The relay as the two workers last saw it: the uploader's view carries a
- * time and the last error, the downloader's (our own inbox) only whether it
- * answered. Say both only when they disagree. */
-#define RELAY_TEXT_MAX 600
-
-static const char *relay_text(chutefs *fs, char *buf, size_t cap)
-{
-    char up_buf[RELAY_TEXT_MAX - 64];
-    const char *up = uploader_relay_text(fs->up, up_buf, sizeof up_buf);
-    const char *dl = downloader_relay_state(fs->dl);
-    if (strcmp(up, "unknown") == 0)
-        return dl;
-    bool up_ok = strncmp(up, "reachable", 9) == 0;
-    if (strcmp(dl, "unknown") == 0 || up_ok == (strcmp(dl, "reachable") == 0))
-        snprintf(buf, cap, "%s", up);
-    else
-        snprintf(buf, cap, "%s (own inbox: %s)", up, dl);
-    return buf;
-}
 
 /* report_text, plus what only the running mount knows: items on the relay
  * from senders that are no current peer's (left there, not acked). */
 static chute_status status_text(chutefs *fs, char **out)
 {
-    char relay_buf[RELAY_TEXT_MAX];
-    chute_status s = report_text(fs->q, fs->c, relay_text(fs, relay_buf, sizeof relay_buf), out);
+    char relay_buf[RELAY_REACH_ERROR_MAX + 64];
+    chute_status s = report_text(fs->q, fs->c,
+                                 relay_reach_text(&fs->reach, relay_buf, sizeof relay_buf), out);
     unsigned long n = downloader_unclaimed(fs->dl);
     if (s || !n) return s;
     char *more = NULL;
