@@ -1,0 +1,147 @@
+"""End to end: two paired devices, both mounted, a real relay between them.
+
+Files go in through abroad's outbox/home/ with ordinary tools and must come
+out byte-identical in home's inbox/abroad/, once each; the sender's entry
+leaves its outbox when home has the file. Every wait is bounded.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import wait_until
+from pairtool import Device, pair
+from test_sync_upload import RELAY_ARGS, Mount, free_port
+
+
+def tree_digest(root):
+    """{relative path: sha256} of every regular file under root."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+class Pair:
+    def __init__(self, tmp, relay):
+        self.relay = relay
+        self.home = Device(tmp / "dev-home", "home", relay.url)
+        self.abroad = Device(tmp / "dev-abroad", "abroad", relay.url)
+        self.home.init()
+        self.abroad.init()
+        to_abroad, to_home = pair(self.home, self.abroad)
+        assert (to_abroad, to_home) == ("abroad", "home")
+        (tmp / "a").mkdir()
+        (tmp / "h").mkdir()
+        self.tx = Mount(self.abroad, tmp / "a")
+        self.rx = Mount(self.home, tmp / "h")
+        self.tx.mount()
+        self.rx.mount()
+
+    @property
+    def outbox(self):
+        return self.tx.mnt / "outbox" / "home"
+
+    @property
+    def inbox(self):
+        return self.rx.mnt / "inbox" / "abroad"
+
+    def wait_arrived(self, expected, timeout=60):
+        wait_until(lambda: tree_digest(self.inbox) == expected, timeout=timeout,
+                   what=f"{len(expected)} files in home's inbox")
+
+    def close(self):
+        for m in (self.tx, self.rx):
+            try:
+                m.unmount()
+            finally:
+                m.check_sanitizers()
+
+
+@pytest.fixture
+def two(tmp_path, relay_factory):
+    # A fixed port, so a relay stopped and started again is the same address.
+    p = Pair(tmp_path, relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}"))
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_everyday_tools_deliver_byte_identical_files(two, tmp_path):
+    src = tmp_path / "src"
+    (src / "tree" / "sub").mkdir(parents=True)
+    (src / "tree" / "a.txt").write_bytes(os.urandom(1000))
+    (src / "tree" / "sub" / "b.bin").write_bytes(os.urandom(200_000))
+    (src / "single.pdf").write_bytes(os.urandom(70_000))
+    (src / "rsynced.dat").write_bytes(os.urandom(65_537))
+    (src / "empty").write_bytes(b"")
+    (src / "Grüße – 写真.jpg").write_bytes(os.urandom(4096))
+    tar_src = tmp_path / "tarred"
+    (tar_src / "x").mkdir(parents=True)
+    (tar_src / "x" / "in-tar.txt").write_bytes(os.urandom(3000))
+    with tarfile.open(tmp_path / "t.tar", "w") as t:
+        t.add(tar_src / "x", arcname="x")
+
+    subprocess.run(["cp", str(src / "single.pdf"), str(src / "empty"),
+                    str(src / "Grüße – 写真.jpg"), str(two.outbox)], check=True)
+    subprocess.run(["cp", "-r", str(src / "tree"), str(two.outbox)], check=True)
+    subprocess.run(["rsync", str(src / "rsynced.dat"), str(two.outbox) + "/"], check=True)
+    subprocess.run(["tar", "-xf", str(tmp_path / "t.tar"), "-C", str(two.outbox)], check=True)
+    moved = tmp_path / "moved.log"
+    moved.write_bytes(os.urandom(12_345))
+    expected_moved = hashlib.sha256(moved.read_bytes()).hexdigest()
+    subprocess.run(["mv", str(moved), str(two.outbox)], check=True)
+
+    expected = {k: v for k, v in tree_digest(src).items()}
+    expected.update({"x/in-tar.txt": tree_digest(tar_src)["x/in-tar.txt"],
+                     "moved.log": expected_moved})
+    two.wait_arrived(expected)
+    # The sender's entries leave once home has them; folders may stay.
+    wait_until(lambda: not any(f for _, _, f in os.walk(two.outbox)), timeout=60,
+               what="abroad's outbox to empty")
+    # Each item arrived exactly once: no collision-renamed duplicates.
+    assert sorted(tree_digest(two.inbox)) == sorted(expected)
+
+
+def test_both_directions_at_once(two):
+    back = two.rx.mnt / "outbox" / "abroad"
+    there = os.urandom(100_000)
+    here = os.urandom(100_001)
+    (two.outbox / "there.bin").write_bytes(there)
+    (back / "here.bin").write_bytes(here)
+    two.wait_arrived({"there.bin": hashlib.sha256(there).hexdigest()})
+    arrived = two.tx.mnt / "inbox" / "home" / "here.bin"
+    wait_until(lambda: arrived.exists() and arrived.read_bytes() == here, timeout=60,
+               what="the reply in abroad's inbox")
+
+
+def test_relay_down_then_up_delivers_queue(two):
+    two.relay.stop()
+    files = {f"offline-{i}.txt": os.urandom(10_000 + i) for i in range(5)}
+    for name, data in files.items():
+        (two.outbox / name).write_bytes(data)   # close() returned: durably queued
+    wait_until(lambda: "relay: unreachable" in two.tx.status(), timeout=20,
+               what="abroad's status to see the relay down")
+    assert os.listdir(two.inbox) == []
+    two.relay.start()
+    two.wait_arrived({n: hashlib.sha256(d).hexdigest() for n, d in files.items()},
+                     timeout=120)
+
+
+def test_inbox_file_can_be_copied_out_and_deleted(two, tmp_path):
+    data = os.urandom(300_000)
+    (two.outbox / "keep.bin").write_bytes(data)
+    two.wait_arrived({"keep.bin": hashlib.sha256(data).hexdigest()})
+    shutil.copy(two.inbox / "keep.bin", tmp_path / "copied")
+    assert (tmp_path / "copied").read_bytes() == data
+    os.unlink(two.inbox / "keep.bin")
+    assert os.listdir(two.inbox) == []
+    assert "stored: 0\n" in two.rx.status()
