@@ -80,8 +80,11 @@ stop_pid() {
 
 unmount() {
   local mnt=$1 pid=${fs_pid[$1]:-}
-  if mountpoint -q "$mnt"; then
-    fusermount3 -u "$mnt" 2>/dev/null
+  # A shell sitting in the mount makes it busy: retry a few seconds, then
+  # detach it lazily (the last resort).
+  if mountpoint -q "$mnt" && ! wait_for 5 fusermount3 -u "$mnt" 2>/dev/null; then
+    say "    $mnt is busy (a shell or program in it?): lazy unmount" >&2
+    fusermount3 -u -z "$mnt" 2>/dev/null
   fi
   # chutefs exits once unmounted; an upload in flight may hold it a little.
   if alive "$pid" && ! wait_for 20 gone "$pid"; then
@@ -90,7 +93,6 @@ unmount() {
   fi
   wait "$pid" 2>/dev/null
   if mountpoint -q "$mnt"; then
-    say "    $mnt is still mounted: lazy unmount" >&2
     fusermount3 -u -z "$mnt" 2>/dev/null
   fi
 }
