@@ -115,7 +115,7 @@ cleanup() {
   if [ -n "$tmp" ] && [ -s "$tmp/chuted.pid" ]; then
     relay_pid=$(cat "$tmp/chuted.pid")
   fi
-  if alive "$relay_pid"; then
+  if [ -n "$relay_pid" ]; then
     stop_pid "$relay_pid" 15
     info "relay stopped"
   fi
@@ -274,6 +274,7 @@ sample=$tmp/hello-from-abroad.txt
   head -c 200000 /dev/urandom | base64
 } > "$sample"
 size=$(stat -c %s "$sample")
+t0=$(date +%s%N)
 cp "$sample" "$mabroad/outbox/$to_home/" || fail "cp into the outbox failed"
 info "cp hello-from-abroad.txt $mabroad/outbox/$to_home/   ($size bytes, durably queued)"
 xattr() { python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], sys.argv[2]).decode())' "$@" 2>/dev/null; }
@@ -282,7 +283,6 @@ st=$(xattr "$mabroad/outbox/$to_home/hello-from-abroad.txt" user.chute.state) &&
 
 step "Waiting up to ${DELIVERY_TIMEOUT}s for it in home's inbox/$to_abroad/"
 arrived=$mhome/inbox/$to_abroad/hello-from-abroad.txt
-t0=$(date +%s%N)
 if ! wait_for "$DELIVERY_TIMEOUT" test -f "$arrived"; then
   { echo "abroad's status:"; sed 's/^/    /' "$mabroad/status"
     echo "home's status:"; sed 's/^/    /' "$mhome/status"; } >&2
@@ -290,7 +290,7 @@ if ! wait_for "$DELIVERY_TIMEOUT" test -f "$arrived"; then
 fi
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 cmp -s "$sample" "$arrived" || fail "the received file differs from the one sent"
-say "    delivered: hello-from-abroad.txt is in home's inbox/$to_abroad/ after ${ms} ms, byte-identical"
+say "    delivered: hello-from-abroad.txt is in home's inbox/$to_abroad/ ${ms} ms after the cp, byte-identical"
 info "sha256 $(sha256sum < "$arrived" | cut -c1-64)"
 # The sender learns of the delivery from the relay shortly after.
 outbox_empty() { [ -z "$(ls -A "$mabroad/outbox/$to_home")" ]; }
