@@ -36,6 +36,9 @@ endif
 ifneq ($(filter deb,$(MAKECMDGOALS)),)
 DEPS_GROUP := deb
 endif
+ifneq ($(filter demo,$(MAKECMDGOALS)),)
+DEPS_GROUP := demo
+endif
 ifeq ($(CHUTE_DEPS_DONE),)
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
 DEPS_RC := $(shell packaging/deps.sh $(DEPS_GROUP) >&2; echo $$?)
@@ -193,9 +196,10 @@ fuzz: $(FUZZ_BINS)
 bench: all $(BENCH_BINS)
 	@tests/bench/run.sh
 
+# packaging/demo.sh: relay + two paired devices + a delivered file; on a
+# terminal it then stays up until Ctrl-C. It cleans up after itself.
 demo: all
-	@if [ -x tests/demo.sh ]; then tests/demo.sh; \
-	else echo "make demo arrives with chutefs and pairtool (see README)"; exit 1; fi
+	@packaging/demo.sh
 
 # Programs, man pages, systemd units (system: chuted; user: chutefs) and the
 # example relay configuration. The deb moves the example to /etc/chute.
