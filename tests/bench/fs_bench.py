@@ -101,6 +101,49 @@ def vm_hwm_kib(pid):
     return None
 
 
+class Watcher:
+    """Samples, every PHASE_POLL, the sender's user.chute.state of one
+    outbox entry and its spool/sealed folder (a *.tmp blob appears when the
+    seal at close starts), and the RSS of every process; marks[key] is the
+    first time each was seen."""
+
+    def __init__(self, bench, name, bound):
+        self.b, self.name, self.bound = bench, name, bound
+        self.marks = {}
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.sealed = bench.homes["abroad"] / "spool" / "sealed"
+
+    def mark(self, key):
+        self.marks.setdefault(key, time.monotonic())
+
+    def run(self):
+        last = None
+        for _ in range(int(self.bound / PHASE_POLL) + 1):
+            if self.stop_ev.is_set():
+                return
+            try:
+                if "seal" not in self.marks and any(
+                        n.endswith(".tmp") for n in os.listdir(self.sealed)):
+                    self.mark("seal")
+            except OSError:
+                pass
+            st = self.b.state(self.name)
+            if st != last and st is not None:
+                self.mark("uploading" if st.startswith("uploading") else st)
+                last = st
+            self.b.sample_rss()
+            time.sleep(PHASE_POLL)
+
+    def __enter__(self):
+        self.th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.th.join(timeout=5)
+
+
 class Bench:
     def __init__(self, a):
         self.a = a
@@ -267,13 +310,18 @@ class Bench:
         return 30 + 40 * self.bytes / GiB
 
     # --- (b) ingest ---------------------------------------------------------
-    def cp_sync(self, dst):
+    def cp_sync(self, dst, parts=None):
+        """Seconds for cp + sync of the source to dst; parts (a dict), when
+        given, gets the time cp returned ("cp") and t0."""
         subprocess.run(["sync"])
         t0 = time.monotonic()
         r = subprocess.run(["cp", str(self.src), str(dst)], capture_output=True,
                            timeout=self.timeout_big())
+        t_cp = time.monotonic()
         subprocess.run(["sync"], timeout=self.timeout_big())
         t = time.monotonic() - t0
+        if parts is not None:
+            parts.update(t0=t0, cp=t_cp)
         if r.returncode != 0:
             log(f"cp to {dst} failed: {r.stderr.decode(errors='replace').strip()}")
             return None
@@ -345,26 +393,11 @@ class Bench:
         """Seconds from cp start until name is listed at full size in home's
         inbox, with the sender's phases; None when it never arrives. Without
         a receiver: until the sender says "on relay" (the upload half)."""
-        marks = {}
-        stop = threading.Event()
-
-        def watch():   # the sender's states, as a file manager would see them
-            last = None
-            for _ in range(int(self.timeout_big() / PHASE_POLL) + 1):
-                if stop.is_set():
-                    return
-                s = self.state(name)
-                if s != last and s is not None:
-                    key = "uploading" if s.startswith("uploading") else s
-                    marks.setdefault(key, time.monotonic())
-                    last = s
-                self.sample_rss()
-                time.sleep(PHASE_POLL)
-
-        th = threading.Thread(target=watch, daemon=True)
+        w = Watcher(self, name, self.timeout_big() * 2)
+        marks = w.marks
         subprocess.run(["sync"])
         t0 = time.monotonic()
-        th.start()
+        w.__enter__()
         cp = subprocess.Popen(["cp", str(self.src), str(self.outbox / name)],
                               stderr=subprocess.PIPE)
         try:
@@ -384,26 +417,30 @@ class Bench:
                 time.sleep(0.002)
         else:
             log(f"cp into the outbox failed: {cp.stderr.read().decode(errors='replace')}")
-        stop.set()
-        th.join(timeout=5)
+        w.__exit__()
         if arrived is None:
             log(f"e2e: {name} not whole in home's inbox (sender state: {self.state(name)})")
             return None, None, {}
+        phases = self.split_cp(t0, t_cp, marks)
         if not receiver:
-            marks.setdefault("on relay", arrived)
-            phases = {"cp (write + seal at close)": t_cp - t0,
-                      "upload (cp returned → on relay)": arrived - t_cp}
+            phases["upload (cp returned → on relay)"] = arrived - t_cp
             return arrived - t0, True, phases
         digest = sha_file(self.inbox / name)   # outside the timing
         ok = digest == self.src_sha
         if not ok:
             log(f"e2e: {name} in home's inbox has sha256 {digest}, sent {self.src_sha}")
         rel = marks.get("on relay")
-        phases = {"cp (write + seal at close)": t_cp - t0}
         if rel is not None:
             phases["upload (cp returned → on relay)"] = max(0.0, rel - t_cp)
             phases["on relay → whole in inbox"] = arrived - rel
         return arrived - t0, ok, phases
+
+    @staticmethod
+    def split_cp(t0, t_cp, marks):
+        seal = marks.get("seal")
+        if seal is None or not t0 <= seal <= t_cp:
+            return {"cp (write + seal at close)": t_cp - t0}
+        return {"cp: write via FUSE": seal - t0, "cp: seal at close (enc+fsync)": t_cp - seal}
 
     def e2e_nginx(self):
         if not self.a.nginx_url:
@@ -471,7 +508,9 @@ class Bench:
         self.sample_rss()
 
         # (b) ingest into the outbox; then let it go all the way before timing more
-        t_chute = self.cp_sync(self.outbox / "ingest.bin")
+        parts = {}
+        with Watcher(self, "ingest.bin", self.timeout_big() * 2) as w:
+            t_chute = self.cp_sync(self.outbox / "ingest.bin", parts)
         self.sample_rss()
         receiver = self.drain("ingest.bin", "ingest") if t_chute is not None else False
         self.sample_rss()
@@ -481,6 +520,11 @@ class Bench:
             row(f"fs:   gocryptfs {gc_why}", "-", "-", "-")
         row(f"fs: {size} ingest cp+sync, vs plain disk", secs(t_chute), secs(t_plain),
             ratio(t_chute, t_plain))
+        if t_chute is not None:
+            for k, v in self.split_cp(parts["t0"], parts["cp"], w.marks).items():
+                row(f"fs:   ingest {k}", secs(v), "-", "-")
+            row("fs:   ingest sync (after cp returned)", secs(parts["t0"] + t_chute - parts["cp"]),
+                "-", "-")
 
         # (a) end to end
         n_tot, n_up, n_down = self.e2e_nginx()
