@@ -113,6 +113,8 @@ class Watcher:
         self.stop_ev = threading.Event()
         self.th = threading.Thread(target=self.run, daemon=True)
         self.sealed = bench.homes["abroad"] / "spool" / "sealed"
+        self.incoming = bench.homes["home"] / "spool" / "incoming"
+        self.part_size = -1
 
     def mark(self, key):
         self.marks.setdefault(key, time.monotonic())
@@ -126,6 +128,16 @@ class Watcher:
                 if "seal" not in self.marks and any(
                         n.endswith(".tmp") for n in os.listdir(self.sealed)):
                     self.mark("seal")
+            except OSError:
+                pass
+            try:   # the receiver's download: spool/incoming/<item>.part grows
+                parts = [n for n in os.listdir(self.incoming) if n.endswith(".part")]
+                if parts:
+                    self.mark("download")
+                    size = os.stat(self.incoming / parts[0]).st_size
+                    if size > self.part_size:
+                        self.part_size = size
+                        self.marks["downloaded"] = time.monotonic()   # last growth
             except OSError:
                 pass
             st = self.b.state(self.name)
@@ -430,9 +442,15 @@ class Bench:
         if not ok:
             log(f"e2e: {name} in home's inbox has sha256 {digest}, sent {self.src_sha}")
         rel = marks.get("on relay")
+        dl0, dl1 = marks.get("download"), marks.get("downloaded")
         if rel is not None:
             phases["upload (cp returned → on relay)"] = max(0.0, rel - t_cp)
-            phases["on relay → whole in inbox"] = arrived - rel
+            if dl0 is not None and dl1 is not None and rel <= dl0 <= dl1 <= arrived:
+                phases["on relay → download starts"] = dl0 - rel
+                phases["download (.part grows)"] = dl1 - dl0
+                phases["verify+decrypt+cache → listed"] = arrived - dl1
+            else:
+                phases["on relay → whole in inbox"] = arrived - rel
         return arrived - t0, ok, phases
 
     @staticmethod
