@@ -1,14 +1,17 @@
 /* chutefs.h — the mount's shared context, reachable from every FUSE call.
  *
  * Data flows one way: FUSE op → staging (outbox.c, staging.c) → seal
- * (seal.c) → queue (lib/queue.c) → [uploader, relay, downloader: later] →
- * cache (lib/cache.c) → FUSE read (inbox.c). Everything here answers from
- * local state; nothing touches the network. */
+ * (seal.c) → queue (lib/queue.c) → [uploader, relay] → downloader
+ * (downloader.c, receive.c) → cache (lib/cache.c) → FUSE read (inbox.c).
+ * FUSE calls answer from local state; only the background threads touch
+ * the network. */
 #ifndef CHUTEFS_H
 #define CHUTEFS_H
 
 #include <limits.h>
 #include <pthread.h>
+
+#include "reach.h"
 
 #include "cache.h"
 #include "devstate.h"
@@ -17,6 +20,7 @@
 typedef struct peers peers;
 typedef struct ofiles ofiles;
 typedef struct uploader uploader;
+typedef struct downloader downloader;
 
 typedef struct {
     char home[PATH_MAX];      /* the device state folder */
@@ -33,6 +37,8 @@ typedef struct {
     pthread_mutex_t seal_mu;
     int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
     uploader *up;             /* background sender (fs/uploader.h); NULL if off */
+    relay_reach reach;        /* does the relay answer? both workers report */
+    downloader *dl;           /* the background downloader (fs/downloader.h) */
 } chutefs;
 
 /* The context of the running mount (fuse_get_context()->private_data). */

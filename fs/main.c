@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "chutefs.h"
+#include "downloader.h"
 #include "ops.h"
 #include "peers.h"
 #include "ofiles.h"
@@ -111,6 +112,7 @@ static int open_all(chutefs *fs, const char *home_opt)
         return -1;
     }
     pthread_mutex_init(&fs->seal_mu, NULL);
+    relay_reach_init(&fs->reach);
     return 0;
 }
 
@@ -122,6 +124,24 @@ static void close_all(chutefs *fs)
     queue_close(fs->q);
     devstate_close(fs->ds);
     if (fs->lock_fd > 0) close(fs->lock_fd);
+    relay_reach_destroy(&fs->reach);
+}
+
+/* Background threads start once libfuse is up (after it daemonized:
+ * threads do not survive its fork) and end before the state is closed. */
+static void *mount_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    chutefs *fs = chutefs_ops.init(conn, cfg);
+    if (downloader_start(fs, &fs->dl) != CHUTE_OK)
+        fprintf(stderr, "chutefs: the downloader did not start: nothing will arrive\n");
+    return fs;
+}
+
+static void mount_destroy(void *data)
+{
+    chutefs *fs = data;
+    downloader_stop(fs->dl);
+    fs->dl = NULL;
 }
 
 /* A usage error (exit 2) before touching any state: parse a copy, since
@@ -182,8 +202,11 @@ int main(int argc, char *argv[])
     /* libfuse 3.14.0 passes an unset max_idle_threads (-1) on and warns on
      * every mount unless it is given; a later -o max_idle_threads=N wins. */
     if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
+    struct fuse_operations mount_ops = chutefs_ops;
+    mount_ops.init = mount_init;
+    mount_ops.destroy = mount_destroy;
     if (open_all(fs, o.home) == 0)
-        rc = fuse_main(args.argc, args.argv, &chutefs_ops, fs);
+        rc = fuse_main(args.argc, args.argv, &mount_ops, fs);
     uploader_stop(fs->up);   /* started by the init op once the mount was up */
     close_all(fs);
     free(fs);

@@ -3,22 +3,42 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "downloader.h"
+#include "reach.h"
 #include "handle.h"
 #include "report.h"
-#include "uploader.h"
 
-/* The relay as the uploader last saw it ("unknown" when it is off). */
-#define RELAY_TEXT_MAX 512
+/* report_text, plus what only the running mount knows: items on the relay
+ * from senders that are no current peer's (left there, not acked). */
+static chute_status status_text(chutefs *fs, char **out)
+{
+    char relay_buf[RELAY_REACH_ERROR_MAX + 64];
+    chute_status s = report_text(fs->q, fs->c,
+                                 relay_reach_text(&fs->reach, relay_buf, sizeof relay_buf), out);
+    unsigned long n = downloader_unclaimed(fs->dl);
+    if (s || !n) return s;
+    char *more = NULL;
+    if (asprintf(&more, "%sunclaimed: %lu (from no current peer; left on the relay)\n",
+                 *out, n) < 0) {
+        free(*out);
+        *out = NULL;
+        return CHUTE_ERR_NOMEM;
+    }
+    free(*out);
+    *out = more;
+    return CHUTE_OK;
+}
 
 int statusfile_getattr(chutefs *fs, struct stat *st)
 {
-    char *text = NULL, relay_buf[RELAY_TEXT_MAX];
-    chute_status s = report_text(fs->q, fs->c, uploader_relay_text(fs->up, relay_buf, sizeof relay_buf), &text);
+    char *text = NULL;
+    chute_status s = status_text(fs, &text);
     if (s) return chutefs_errno(s);
     memset(st, 0, sizeof *st);
     st->st_mode = S_IFREG | 0444;
@@ -37,8 +57,7 @@ int statusfile_open(chutefs *fs, struct fuse_file_info *fi)
     handle *h = calloc(1, sizeof *h);
     if (!h) return -ENOMEM;
     h->kind = H_STATUS;
-    char relay_buf[RELAY_TEXT_MAX];
-    chute_status s = report_text(fs->q, fs->c, uploader_relay_text(fs->up, relay_buf, sizeof relay_buf), &h->text);
+    chute_status s = status_text(fs, &h->text);
     if (s) { free(h); return chutefs_errno(s); }
     h->text_len = strlen(h->text);
     /* The size changes between stat and read: read what is there. */

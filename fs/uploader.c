@@ -84,8 +84,6 @@ struct uploader {
     pthread_mutex_t ds_mu;
     /* The relay as last seen, under mu. */
     relay_seen relay;
-    time_t relay_since;
-    char relay_error[RELAY_ERROR_MAX];
     /* tracker */
     pthread_t tracker;
     bool tracker_started;
@@ -124,43 +122,20 @@ static void note_relay(uploader *up, relay_client *c, chute_status st)
     long http = relay_client_http_status(c);
     bool down = st == CHUTE_ERR_NETWORK && (http == 0 || http >= 500);
     relay_seen now = down ? RELAY_UNREACHABLE : RELAY_REACHABLE;
+    relay_reach_note(&up->fs->reach, !down, relay_client_error(c));
     bool back = false;
     pthread_mutex_lock(&up->mu);
     if (up->relay != now) {
         back = now == RELAY_REACHABLE;
         up->relay = now;
-        up->relay_since = time(NULL);
         if (down) log_msg("relay unreachable: %s", relay_client_error(c));
         else log_msg("relay reachable");
     }
-    if (down)
-        snprintf(up->relay_error, sizeof up->relay_error, "%s", relay_client_error(c));
     if (back) {
         up->work_gen++;
         pthread_cond_broadcast(&up->work_cv);
     }
     pthread_mutex_unlock(&up->mu);
-}
-
-const char *uploader_relay_text(uploader *up, char *buf, size_t cap)
-{
-    if (!up) return "unknown";
-    pthread_mutex_lock(&up->mu);
-    relay_seen r = up->relay;
-    time_t since = up->relay_since;
-    char err[RELAY_ERROR_MAX];
-    snprintf(err, sizeof err, "%s", up->relay_error);
-    pthread_mutex_unlock(&up->mu);
-    if (r == RELAY_UNKNOWN) return "unknown";
-    char when[32];
-    struct tm tm;
-    if (!gmtime_r(&since, &tm) || !strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm))
-        snprintf(when, sizeof when, "%lld", (long long)since);
-    if (r == RELAY_REACHABLE)
-        snprintf(buf, cap, "reachable since %s", when);
-    else
-        snprintf(buf, cap, "unreachable since %s (%s)", when, err);
-    return buf;
 }
 
 /* ---- connections ------------------------------------------------------------ */

@@ -48,9 +48,4 @@ void uploader_stop(uploader *up);
  * the threads now. NULL is a no-op. */
 void uploader_wake(uploader *up);
 
-/* The relay as the uploader last saw it, for the status file:
- * "unknown", "reachable since <UTC time>" or
- * "unreachable since <UTC time> (<last error>)". NULL up → "unknown". */
-const char *uploader_relay_text(uploader *up, char *buf, size_t cap);
-
 #endif

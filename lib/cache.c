@@ -3,7 +3,9 @@
  * Tables: nodes (the visible tree per peer: folders and files), data (one
  * row per received or receiving blob; complete=0 while downloading), chunks
  * (64 KiB plaintext pieces of a data row), received (every item ever
- * committed, so a redelivered item is recognised after its file is gone). */
+ * committed, so a redelivered item is recognised after its file is gone),
+ * quarantine (items refused by verification), list_cursor (where the
+ * downloader's listing of the relay inbox resumes). */
 #include "cache.h"
 
 #include <pthread.h>
@@ -48,7 +50,12 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS chunks (data INTEGER NOT NULL,"
     " idx INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY(data, idx));"
     "CREATE TABLE IF NOT EXISTS received (peer TEXT NOT NULL,"
-    " item TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY(peer, item));";
+    " item TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY(peer, item));"
+    "CREATE TABLE IF NOT EXISTS quarantine (peer TEXT NOT NULL,"
+    " item TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY(peer, item));"
+    "CREATE TABLE IF NOT EXISTS list_cursor (inbox TEXT PRIMARY KEY,"
+    " seq INTEGER NOT NULL);";
 
 #define BATCH_CHUNKS 16   /* 1 MiB of chunks per transaction while receiving */
 
@@ -594,15 +601,109 @@ chute_status cache_counts(cache *c, cache_counts_t *out)
     sqlite3_stmt *s = prep(c->db,
         "SELECT (SELECT count(*) FROM nodes WHERE is_dir=0),"
         " (SELECT coalesce(sum(size),0) FROM nodes WHERE is_dir=0),"
-        " (SELECT count(*) FROM data WHERE complete=0)");
+        " (SELECT count(*) FROM data WHERE complete=0),"
+        " (SELECT count(*) FROM quarantine)");
     chute_status st = CHUTE_ERR_DB;
     if (s && sqlite3_step(s) == SQLITE_ROW) {
         out->stored = (uint64_t)sqlite3_column_int64(s, 0);
         out->stored_bytes = (uint64_t)sqlite3_column_int64(s, 1);
         out->incoming = (uint64_t)sqlite3_column_int64(s, 2);
+        out->quarantined = (uint64_t)sqlite3_column_int64(s, 3);
         st = CHUTE_OK;
     }
     sqlite3_finalize(s);
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+/* ---- quarantine and the list cursor -------------------------------------- */
+
+chute_status cache_quarantine(cache *c, const char *peer, const char *item,
+                              const char *reason)
+{
+    if (!c || !peer || !item || !reason) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    /* The first reason stays: a retry after a lost ack finds it again. */
+    sqlite3_stmt *s = prep(c->db, "INSERT OR IGNORE INTO quarantine(peer, item, reason, at)"
+                                  " VALUES(?,?,?,?)");
+    if (s) {
+        sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, item, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, now_s());
+    }
+    chute_status st = run(s);
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+chute_status cache_is_quarantined(cache *c, const char *peer, const char *item,
+                                  bool *yes)
+{
+    if (!c || !peer || !item || !yes) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    sqlite3_stmt *s = prep(c->db, "SELECT 1 FROM quarantine WHERE peer=? AND item=?");
+    int rc = SQLITE_ERROR;
+    if (s) {
+        sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, item, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&c->mu);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return CHUTE_ERR_DB;
+    *yes = rc == SQLITE_ROW;
+    return CHUTE_OK;
+}
+
+chute_status cache_quarantine_each(cache *c, cache_quarantine_fn fn, void *arg)
+{
+    if (!c || !fn) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    sqlite3_stmt *s = prep(c->db, "SELECT peer, item, reason, at FROM quarantine"
+                                  " ORDER BY at, peer, item");
+    chute_status st = s ? CHUTE_OK : CHUTE_ERR_DB;
+    int rc = SQLITE_DONE;
+    while (!st && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (fn((const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+               (const char *)sqlite3_column_text(s, 2), sqlite3_column_int64(s, 3), arg))
+            break;
+    }
+    if (!st && rc != SQLITE_ROW && rc != SQLITE_DONE) st = CHUTE_ERR_DB;
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+chute_status cache_list_cursor(cache *c, const char *inbox, uint64_t *seq)
+{
+    if (!c || !inbox || !seq) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    sqlite3_stmt *s = prep(c->db, "SELECT seq FROM list_cursor WHERE inbox=?");
+    int rc = SQLITE_ERROR;
+    *seq = 0;
+    if (s) {
+        sqlite3_bind_text(s, 1, inbox, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0)
+            *seq = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&c->mu);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+chute_status cache_set_list_cursor(cache *c, const char *inbox, uint64_t seq)
+{
+    if (!c || !inbox || seq > INT64_MAX) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    sqlite3_stmt *s = prep(c->db, "INSERT INTO list_cursor(inbox, seq) VALUES(?1, ?2)"
+                                  " ON CONFLICT(inbox) DO UPDATE SET seq=?2");
+    if (s) {
+        sqlite3_bind_text(s, 1, inbox, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
+    }
+    chute_status st = run(s);
     pthread_mutex_unlock(&c->mu);
     return st;
 }

@@ -84,7 +84,28 @@ typedef struct {
     uint64_t stored;          /* files in the inbox */
     uint64_t stored_bytes;
     uint64_t incoming;        /* downloads in progress */
+    uint64_t quarantined;     /* items refused by verification */
 } cache_counts_t;
 chute_status cache_counts(cache *c, cache_counts_t *out);
+
+/* ---- quarantine -------------------------------------------------------- */
+/* An item that failed verification (its meta does not open, its blob does
+ * not match or authenticate) is never shown; it is recorded here with a
+ * short reason for people (never secret), so status can say so and the
+ * downloader only re-acknowledges it if the relay lists it again. */
+chute_status cache_quarantine(cache *c, const char *peer, const char *item,
+                              const char *reason);
+chute_status cache_is_quarantined(cache *c, const char *peer, const char *item,
+                                  bool *yes);
+/* fn for each record, oldest first; a non-zero return stops. */
+typedef int (*cache_quarantine_fn)(const char *peer, const char *item,
+                                   const char *reason, int64_t at, void *arg);
+chute_status cache_quarantine_each(cache *c, cache_quarantine_fn fn, void *arg);
+
+/* ---- the downloader's list cursor (PROTOCOL §6.6) ----------------------- */
+/* Only saves re-listing after a restart: correctness rests on cache_seen
+ * and cache_is_quarantined, not on this. 0 if none was saved. */
+chute_status cache_list_cursor(cache *c, const char *inbox, uint64_t *seq);
+chute_status cache_set_list_cursor(cache *c, const char *inbox, uint64_t seq);
 
 #endif

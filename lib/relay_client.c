@@ -28,6 +28,7 @@ struct relay_client {
     char *access_token;
     long connect_timeout_ms;
     long timeout_ms;
+    const atomic_int *stop;   /* relay_client_set_stop */
     /* last answer */
     long http_status;
     char error[RELAY_ERROR_MAX];
@@ -286,6 +287,22 @@ static void take_error_body(relay_client *c, const rbuf *b)
     json_decref(j);
 }
 
+void relay_client_set_stop(relay_client *c, const atomic_int *stop)
+{
+    if (c)
+        c->stop = stop;
+}
+
+/* curl calls this at least about once a second, even on an idle
+ * connection: a non-zero answer aborts the transfer. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+    const relay_client *c = arg;
+    return atomic_load(c->stop) != 0;
+}
+
 static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
                             rheaders *hdrs)
 {
@@ -355,6 +372,11 @@ static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
         SET(CURLOPT_LOW_SPEED_TIME, (c->timeout_ms + 999) / 1000);
     } else {
         SET(CURLOPT_TIMEOUT_MS, c->timeout_ms + rq->extra_timeout_ms);
+    }
+    if (c->stop) {
+        SET(CURLOPT_NOPROGRESS, 0L);
+        SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+        SET(CURLOPT_XFERINFODATA, c);
     }
     SET(CURLOPT_USERAGENT, "chute/" CHUTE_VERSION);
     if (c->cacert)
@@ -804,6 +826,8 @@ chute_status relay_items_list(relay_client *c, const char *inbox,
         relay_listed_item *li = &out->items[i];
         out->count = i + 1;
         st = get_str(c, it, "item", li->item, sizeof li->item);
+        if (st == CHUTE_OK)
+            st = get_str(c, it, "sender", li->sender, sizeof li->sender);
         long long seq = get_int(it, "seq", -1), size = get_int(it, "size", -1);
         const char *meta = json_string_value(json_object_get(it, "meta"));
         if (st == CHUTE_OK && (seq < 0 || size < 0 || !meta)) {

@@ -23,6 +23,7 @@
 #ifndef CHUTE_RELAY_CLIENT_H
 #define CHUTE_RELAY_CLIENT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -51,6 +52,11 @@ typedef struct {
 
 chute_status relay_client_new(const relay_config *cfg, relay_client **out);
 void relay_client_free(relay_client *c);
+
+/* While *stop is non-zero every request of c gives up within about a
+ * second (CHUTE_ERR_NETWORK), a long-poll or a download too, so a thread
+ * that talks to the relay can be ended at unmount. NULL: never. */
+void relay_client_set_stop(relay_client *c, const atomic_int *stop);
 
 /* What the last request got: the HTTP status (0 if none arrived), the
  * relay's "error" message or curl's description, and the "reason" field of
@@ -131,6 +137,7 @@ typedef struct {
     uint64_t seq, size, offset;
     int complete;
     long long created;
+    char sender[RELAY_ID_MAX];    /* the sender id whose send token made it */
     char *meta_b64;               /* owned by the list */
 } relay_listed_item;
 

@@ -42,6 +42,24 @@ static int text_item(const queue_item *it, void *arg)
     return 0;
 }
 
+static int text_quarantined(const char *peer, const char *item, const char *reason,
+                            int64_t at, void *arg)
+{
+    walk *w = arg;
+    fprintf(w->f, "%s\t%s\t%s\tat %lld\n", peer, item, reason, (long long)at);
+    return 0;
+}
+
+static int json_quarantined(const char *peer, const char *item, const char *reason,
+                            int64_t at, void *arg)
+{
+    walk *w = arg;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "peer", peer, "item", item,
+                          "reason", reason, "at", (json_int_t)at);
+    if (!o || json_array_append_new(w->arr, o) != 0) { w->err = 1; return 1; }
+    return 0;
+}
+
 static chute_status gather(queue *q, cache *c, queue_counts_t *qc, cache_counts_t *cc)
 {
     chute_status st = queue_counts(q, qc);
@@ -61,12 +79,17 @@ chute_status report_text(queue *q, cache *c, const char *relay, char **out)
     walk w = {.f = open_memstream(&text, &len)};
     if (!w.f) return CHUTE_ERR_NOMEM;
     fprintf(w.f, "outgoing: %llu\non relay: %llu\nincoming: %llu\nstored: %llu\n"
-                 "relay: %s\n",
+                 "quarantined: %llu\nrelay: %s\n",
             (unsigned long long)(qc.queued + qc.uploading),
             (unsigned long long)qc.uploaded, (unsigned long long)cc.incoming,
-            (unsigned long long)cc.stored, relay ? relay : "unknown");
+            (unsigned long long)cc.stored, (unsigned long long)cc.quarantined,
+            relay ? relay : "unknown");
     if (qc.queued + qc.uploading + qc.uploaded) fputs("\npending:\n", w.f);
     st = queue_each_active(q, text_item, &w);
+    if (!st && cc.quarantined) {
+        fputs("\nquarantined:\n", w.f);
+        st = cache_quarantine_each(c, text_quarantined, &w);
+    }
     if (fclose(w.f) != 0 && !st) st = CHUTE_ERR_NOMEM;
     if (st) { free(text); return st; }
     *out = text;
@@ -99,12 +122,19 @@ chute_status report_json(queue *q, cache *c, const char *relay, char **out)
     st = queue_each_active(q, json_item, &w);
     if (!st && w.err) st = CHUTE_ERR_NOMEM;
     if (st) { json_decref(w.arr); return st; }
-    json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o}",
+    walk wq = {.arr = json_array()};
+    if (!wq.arr) { json_decref(w.arr); return CHUTE_ERR_NOMEM; }
+    st = cache_quarantine_each(c, json_quarantined, &wq);
+    if (!st && wq.err) st = CHUTE_ERR_NOMEM;
+    if (st) { json_decref(w.arr); json_decref(wq.arr); return st; }
+    json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o}",
         "outgoing", (json_int_t)(qc.queued + qc.uploading),
         "on_relay", (json_int_t)qc.uploaded, "delivered", (json_int_t)qc.delivered,
         "incoming", (json_int_t)cc.incoming, "stored", (json_int_t)cc.stored,
         "stored_bytes", (json_int_t)cc.stored_bytes,
-        "relay", relay ? relay : "unknown", "pending", w.arr);
+        "quarantined", (json_int_t)cc.quarantined,
+        "relay", relay ? relay : "unknown", "pending", w.arr,
+        "quarantine", wq.arr);
     if (!root) return CHUTE_ERR_NOMEM;   /* "o" stole w.arr even on failure */
     char *s = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(root);

@@ -342,9 +342,12 @@ static json_t *list_json(const store_item *items, size_t n, uint64_t after, bool
     for (size_t i = 0; i < n; i++) {
         const store_item *it = &items[i];
         char *meta = base64_encode(it->meta ? it->meta : (const uint8_t *)"", it->meta_len);
-        json_t *e = meta ? json_pack("{s:s,s:I,s:I,s:s,s:I}", "item", it->id, "seq",
+        /* sender: which send token made the item, so the owner picks the
+         * peer (and its link key) without trying every key. */
+        json_t *e = meta ? json_pack("{s:s,s:I,s:I,s:s,s:I,s:s}", "item", it->id, "seq",
                                      (json_int_t)it->seq, "size", (json_int_t)it->size,
-                                     "meta", meta, "created", (json_int_t)it->created)
+                                     "meta", meta, "created", (json_int_t)it->created,
+                                     "sender", it->sender)
                          : NULL;
         free(meta);
         if (!e) {

@@ -640,3 +640,5 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "deb: builds the Debian packages (make deb, ~25 s); "
         "deselect with -m 'not deb'")
+    config.addinivalue_line(
+        "markers", "big: moves a gigabyte end to end; deselect with -m 'not big'")

@@ -12,7 +12,9 @@ from fsfixtures import chute  # noqa: F401  (fixture)
 def test_counters_and_pending(chute):
     text = chute.status()
     assert "outgoing: 0\n" in text and "incoming: 0\n" in text and "stored: 0\n" in text
-    assert "relay: unknown\n" in text
+    # the fixture's relay address (port 9) answers nothing: the downloader
+    # may already have found that out
+    assert "relay: unknown\n" in text or "relay: unreachable since " in text
     (chute.outbox / "one.txt").write_bytes(b"1" * 10)
     (chute.outbox / "two.txt").write_bytes(b"2" * 20)
     chute.receive("got.txt", b"g")

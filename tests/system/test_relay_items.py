@@ -207,6 +207,15 @@ def test_listing_shows_seq_size_meta_and_creation_time(inbox, sender):
     assert j["cursor"] == it["seq"]
 
 
+def test_listing_names_the_sender_of_each_item(inbox):
+    a, b = inbox.add_sender(), inbox.add_sender()
+    ia = a.upload(b"from a")
+    ib = b.upload(b"from b")
+    senders = {i["item"]: i["sender"] for i in inbox.listed()}
+    assert senders == {ia: a.id, ib: b.id}
+    assert {i["sender"] for i in inbox.listed(partial=True)} == {a.id, b.id}
+
+
 def test_listing_follows_commit_order_not_creation_order(inbox, sender):
     a, b = new_item_id(), new_item_id()
     sender.create(a, 1)

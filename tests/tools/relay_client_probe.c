@@ -96,7 +96,8 @@ int main(int argc, char **argv)
     relay_item_list l;
     EXPECT("list", relay_items_list(c, ib.inbox, ib.owner_token, 0, 0, 0, &l) == CHUTE_OK &&
            l.count == 1 && strcmp(l.items[0].item, item) == 0 && l.items[0].size == sizeof body &&
-           strcmp(l.items[0].meta_b64, "bWV0YQ==") == 0 && l.items[0].complete);
+           strcmp(l.items[0].meta_b64, "bWV0YQ==") == 0 && l.items[0].complete &&
+           strcmp(l.items[0].sender, s.sender) == 0);
     uint64_t cursor = l.cursor;
     relay_item_list_free(&l);
     EXPECT("list after the cursor waits 1 s and is empty",

@@ -142,6 +142,42 @@ static void test_remove_rename(void)
     CHECK_EQ_INT(cache_remove(C, "alice", "nope"), CHUTE_ERR_NOT_FOUND);
 }
 
+static int count_q(const char *peer, const char *item, const char *reason,
+                   int64_t at, void *arg)
+{
+    (void)peer; (void)item; (void)reason; (void)at;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void test_quarantine_and_cursor(void)
+{
+    bool yes = true;
+    CHECK_EQ_INT(cache_is_quarantined(C, "alice", "q1", &yes), CHUTE_OK);
+    CHECK(!yes);
+    CHECK_EQ_INT(cache_quarantine(C, "alice", "q1", "meta does not open"), CHUTE_OK);
+    CHECK_EQ_INT(cache_quarantine(C, "alice", "q1", "again"), CHUTE_OK);   /* idempotent */
+    CHECK_EQ_INT(cache_is_quarantined(C, "alice", "q1", &yes), CHUTE_OK);
+    CHECK(yes);
+    CHECK_EQ_INT(cache_is_quarantined(C, "bob", "q1", &yes), CHUTE_OK);
+    CHECK(!yes);
+    int n = 0;
+    CHECK_EQ_INT(cache_quarantine_each(C, count_q, &n), CHUTE_OK);
+    CHECK_EQ_INT(n, 1);
+    cache_counts_t cc;
+    CHECK_EQ_INT(cache_counts(C, &cc), CHUTE_OK);
+    CHECK_EQ_INT(cc.quarantined, 1);
+    uint64_t seq = 99;
+    CHECK_EQ_INT(cache_list_cursor(C, "inbox-a", &seq), CHUTE_OK);
+    CHECK_EQ_INT(seq, 0);
+    CHECK_EQ_INT(cache_set_list_cursor(C, "inbox-a", 41), CHUTE_OK);
+    CHECK_EQ_INT(cache_set_list_cursor(C, "inbox-a", 42), CHUTE_OK);
+    CHECK_EQ_INT(cache_list_cursor(C, "inbox-a", &seq), CHUTE_OK);
+    CHECK_EQ_INT(seq, 42);
+    CHECK_EQ_INT(cache_list_cursor(C, "inbox-b", &seq), CHUTE_OK);
+    CHECK_EQ_INT(seq, 0);
+}
+
 int main(void)
 {
     char p[128];
@@ -152,6 +188,7 @@ int main(void)
     RUN(test_partial_invisible_and_abort);
     RUN(test_hostile_paths_and_collisions);
     RUN(test_remove_rename);
+    RUN(test_quarantine_and_cursor);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
     if (system(p) != 0) fprintf(stderr, "cleanup failed\n");

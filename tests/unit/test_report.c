@@ -28,11 +28,21 @@ static void test_text_and_json(void)
     CHECK(t && strstr(t, "outgoing: 1\n") && strstr(t, "stored: 0\n"));
     CHECK(t && strstr(t, "home/a/b.txt\tuploading 42%"));
     CHECK(t && strstr(t, "relay: unknown"));
+    CHECK(t && strstr(t, "quarantined: 0\n") && !strstr(t, "\nquarantined:\n"));
+    free(t);
+    CHECK_EQ_INT(cache_quarantine(c, "home", "item-1", "payload does not authenticate"), CHUTE_OK);
+    CHECK_EQ_INT(cache_quarantine(c, "home", "item-1", "another reason"), CHUTE_OK);
+    CHECK_EQ_INT(report_text(q, c, NULL, &t), CHUTE_OK);
+    CHECK(t && strstr(t, "quarantined: 1\n"));
+    CHECK(t && strstr(t, "home\titem-1\tpayload does not authenticate"));
+    CHECK(t && !strstr(t, "another reason"));
     free(t);
     CHECK_EQ_INT(report_json(q, c, "unknown", &t), CHUTE_OK);
     json_t *j = t ? json_loads(t, 0, NULL) : NULL;
     CHECK(j != NULL);
     CHECK_EQ_INT(json_integer_value(json_object_get(j, "outgoing")), 1);
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "quarantined")), 1);
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "quarantine")), 1);
     json_t *pend = json_object_get(j, "pending");
     CHECK_EQ_INT(json_array_size(pend), 1);
     CHECK(strcmp(json_string_value(json_object_get(json_array_get(pend, 0), "state")),

@@ -1,0 +1,376 @@
+/* downloader.c — see downloader.h. */
+#include "downloader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "age_keys.h"
+#include "receive.h"
+#include "relay_client.h"
+
+#define LIST_WAIT_S      30     /* long-poll; the relay caps it at max_wait */
+#define BACKOFF_FIRST_MS 250
+#define BACKOFF_MAX_MS   30000
+
+
+struct downloader {
+    char home[PATH_MAX];
+    char incoming[PATH_MAX];      /* spool/incoming: <item>.part files */
+    pthread_t thread;
+    atomic_int stop;
+    relay_reach *reach;           /* the mount's, shared with the uploader */
+    atomic_ulong unclaimed;       /* items left: sender is no current peer's */
+    pthread_mutex_t mu;           /* with cv: sleeps that stop() cuts short */
+    pthread_cond_t cv;
+};
+
+/* What the thread works with, all its own. */
+typedef struct {
+    downloader *d;
+    devstate *ds;
+    cache *c;
+    relay_client *rc;
+    devstate_device dev;          /* identity and owner token: wiped at the end */
+    age_identity id;
+    devstate_peer *peers;
+    size_t n_peers;
+} session;
+
+/* ---- sleeping and backing off ------------------------------------------- */
+
+/* Sleep ms unless stop() comes first; returns false if stopping. */
+static bool nap(downloader *d, unsigned ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+    pthread_mutex_lock(&d->mu);
+    while (!atomic_load(&d->stop) &&
+           pthread_cond_timedwait(&d->cv, &d->mu, &until) != ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&d->mu);
+    return !atomic_load(&d->stop);
+}
+
+/* Exponential, capped, with jitter in [delay/2, delay] so that many
+ * devices behind one failed relay do not come back in step. */
+static unsigned backoff_ms(unsigned failures)
+{
+    unsigned delay = BACKOFF_FIRST_MS;
+    for (unsigned i = 0; i < failures && delay < BACKOFF_MAX_MS; i++) delay *= 2;
+    if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
+    return delay / 2 + randombytes_uniform(delay / 2 + 1);
+}
+
+static void note_reach(downloader *d, chute_status st)
+{
+    relay_reach_note(d->reach, st != CHUTE_ERR_NETWORK, chute_strstatus(st));
+}
+
+/* ---- one item ------------------------------------------------------------- */
+
+/* Item ids name files here: only the relay's own syntax (PROTOCOL §6.1)
+ * gets that far, whatever an untrusted relay lists. */
+static bool item_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 16 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+static const devstate_peer *peer_of_sender(const session *s, const char *sender)
+{
+    for (size_t i = 0; i < s->n_peers; i++)
+        if (sender[0] && strcmp(s->peers[i].granted_sender, sender) == 0)
+            return &s->peers[i];
+    return NULL;
+}
+
+static int part_path(const session *s, const char *item, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s.part", s->d->incoming, item);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+typedef struct {
+    int fd;
+    uint64_t off, size;
+    int failed;                   /* 1: write error, 2: more bytes than declared */
+} part_sink;
+
+static int write_part(void *ctx, const uint8_t *data, size_t len)
+{
+    part_sink *p = ctx;
+    if (len > p->size - p->off) { p->failed = 2; return 1; }
+    while (len) {
+        ssize_t w = pwrite(p->fd, data, len, (off_t)p->off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { p->failed = 1; return 1; }
+        data += w; len -= (size_t)w; p->off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Fetch the blob into fd, resuming from what it already holds (a crash or
+ * a dropped connection loses nothing that reached the file). */
+static chute_status download_blob(session *s, const relay_listed_item *li, int fd)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return CHUTE_ERR_IO;
+    part_sink p = {.fd = fd, .off = (uint64_t)sb.st_size, .size = li->size};
+    if (p.off > li->size) {   /* not this blob's prefix: start over */
+        if (ftruncate(fd, 0) != 0) return CHUTE_ERR_IO;
+        p.off = 0;
+    }
+    if (p.off == li->size) return CHUTE_OK;
+    chute_status st = relay_item_download(s->rc, s->dev.inbox, s->dev.owner_token, li->item,
+                                          p.off, UINT64_MAX, write_part, &p);
+    note_reach(s->d, st);
+    if (p.failed == 1) return CHUTE_ERR_IO;
+    if (p.failed == 2) return CHUTE_ERR_PROTOCOL;
+    if (!st && p.off != li->size) st = CHUTE_ERR_NETWORK;   /* cut short: resume */
+    return st;
+}
+
+static chute_status ack(session *s, const char *item)
+{
+    chute_status st = relay_item_ack(s->rc, s->dev.inbox, s->dev.owner_token, item);
+    note_reach(s->d, st);
+    /* 404: the relay has forgotten it (or the inbox): nothing left to ack. */
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;
+}
+
+static void drop_part(session *s, const char *item)
+{
+    char path[PATH_MAX];
+    if (!part_path(s, item, path, sizeof path)) unlink(path);
+}
+
+static chute_status quarantine(session *s, const devstate_peer *p, const char *item,
+                               const char *reason)
+{
+    fprintf(stderr, "chutefs: quarantined item %s from %s: %s\n", item, p->name, reason);
+    chute_status st = cache_quarantine(s->c, p->name, item, reason);
+    if (st) return st;
+    drop_part(s, item);
+    /* Acked so it is not fetched forever; it is recorded, never shown. */
+    return ack(s, item);
+}
+
+/* Returns CHUTE_OK when the item needs nothing more now (stored and acked,
+ * quarantined and acked, or left alone); anything else is retried. */
+static chute_status download_item(session *s, const relay_listed_item *li)
+{
+    if (!item_id_ok(li->item)) {
+        fprintf(stderr, "chutefs: the relay listed a malformed item id; skipped\n");
+        return CHUTE_OK;
+    }
+    const devstate_peer *p = peer_of_sender(s, li->sender);
+    if (!p) {
+        /* Unpaired since, or the M6 window of PROTOCOL §7.5: not ours to
+         * delete. */
+        fprintf(stderr, "chutefs: item %s is from sender %s, no current peer: "
+                        "left on the relay\n", li->item, li->sender);
+        atomic_fetch_add(&s->d->unclaimed, 1);
+        return CHUTE_OK;
+    }
+    bool seen = false, quarantined = false;
+    chute_status st = cache_seen(s->c, p->name, li->item, &seen);
+    if (!st) st = cache_is_quarantined(s->c, p->name, li->item, &quarantined);
+    if (st) return st;
+    if (seen || quarantined) {   /* done before; the ack was lost */
+        drop_part(s, li->item);
+        return ack(s, li->item);
+    }
+    chute_meta *m = malloc(sizeof *m);
+    if (!m) return CHUTE_ERR_NOMEM;
+    const char *reason = NULL;
+    st = receive_open_meta(li->meta_b64, p, li->item, s->dev.recipient, m, &reason);
+    if (st) {
+        free(m);
+        return reason ? quarantine(s, p, li->item, reason) : st;
+    }
+    char path[PATH_MAX];
+    int fd = -1;
+    if (part_path(s, li->item, path, sizeof path) == 0)
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) { free(m); return CHUTE_ERR_IO; }
+    st = download_blob(s, li, fd);
+    char final[META_PATH_MAX + 1];
+    if (!st) {
+        st = verify_and_store(s->c, p->name, li->item, m, fd, &s->id, final,
+                              sizeof final, &reason);
+        if (st == CHUTE_ERR_EXISTS) st = CHUTE_OK;   /* committed by an earlier run */
+    }
+    close(fd);
+    sodium_memzero(m, sizeof *m);
+    free(m);
+    if (st && reason) return quarantine(s, p, li->item, reason);
+    if (st == CHUTE_ERR_NOT_FOUND) {   /* cancelled by its sender meanwhile */
+        unlink(path);
+        return CHUTE_OK;
+    }
+    if (st == CHUTE_ERR_PROTOCOL)      /* the relay sent more than it declared */
+        unlink(path);
+    if (st) return st;
+    unlink(path);
+    return ack(s, li->item);
+}
+
+/* ---- the thread --------------------------------------------------------- */
+
+static chute_status session_open(session *s, downloader *d)
+{
+    s->d = d;
+    chute_status st = devstate_open(d->home, 0, &s->ds);
+    if (!st) st = devstate_get_device(s->ds, &s->dev);
+    if (!st) st = age_identity_parse(&s->id, s->dev.identity);
+    char db[PATH_MAX];
+    if (!st && snprintf(db, sizeof db, "%s/chutefs.db", d->home) >= (int)sizeof db)
+        st = CHUTE_ERR_ARG;
+    if (!st) st = cache_open(db, &s->c);
+    if (!st) {
+        relay_config cfg = {
+            .base_url = s->dev.relay_url,
+            .cacert = s->dev.cacert[0] ? s->dev.cacert : NULL,
+            .pin = s->dev.pin[0] ? s->dev.pin : NULL,
+        };
+        st = relay_client_new(&cfg, &s->rc);
+    }
+    if (!st) relay_client_set_stop(s->rc, &d->stop);
+    return st;
+}
+
+static void session_close(session *s)
+{
+    devstate_peers_free(s->peers, s->n_peers);
+    relay_client_free(s->rc);
+    cache_close(s->c);
+    devstate_close(s->ds);
+    age_identity_wipe(&s->id);
+    devstate_device_wipe(&s->dev);
+}
+
+/* One listing and the items in it; *cursor advances past each item that
+ * needs nothing more, so a failure re-lists from the first unfinished one. */
+static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up)
+{
+    relay_item_list l;
+    /* Catch up without waiting (this also tells status at once whether the
+     * relay answers); long-poll only once nothing is left. */
+    chute_status st = relay_items_list(s->rc, s->dev.inbox, s->dev.owner_token, *cursor,
+                                       *caught_up ? LIST_WAIT_S : 0, 0, &l);
+    note_reach(s->d, st);
+    if (st) return st;
+    *caught_up = l.count == 0;
+    if (l.count) {
+        /* Pairings change under a running mount: read the peers afresh. */
+        devstate_peers_free(s->peers, s->n_peers);
+        s->peers = NULL;
+        s->n_peers = 0;
+        st = devstate_list_peers(s->ds, &s->peers, &s->n_peers);
+    }
+    for (size_t i = 0; !st && i < l.count && !atomic_load(&s->d->stop); i++) {
+        st = download_item(s, &l.items[i]);
+        if (!st && l.items[i].seq > *cursor) *cursor = l.items[i].seq;
+    }
+    if (!st && !atomic_load(&s->d->stop) && l.cursor > *cursor) *cursor = l.cursor;
+    relay_item_list_free(&l);
+    return st;
+}
+
+static void *downloader_main(void *arg)
+{
+    downloader *d = arg;
+    session s;
+    memset(&s, 0, sizeof s);
+    chute_status st = session_open(&s, d);
+    if (st) {
+        fprintf(stderr, "chutefs: the downloader cannot start: %s\n", chute_strstatus(st));
+        session_close(&s);
+        return NULL;
+    }
+    uint64_t cursor = 0, saved = 0;
+    if (cache_list_cursor(s.c, s.dev.inbox, &cursor) == CHUTE_OK) saved = cursor;
+    unsigned failures = 0;
+    bool caught_up = false;
+    while (!atomic_load(&d->stop)) {
+        st = list_and_fetch(&s, &cursor, &caught_up);
+        if (cursor != saved && cache_set_list_cursor(s.c, s.dev.inbox, cursor) == CHUTE_OK)
+            saved = cursor;
+        if (atomic_load(&d->stop)) break;
+        if (!st) { failures = 0; continue; }
+        if (failures == 0 || st != CHUTE_ERR_NETWORK)
+            fprintf(stderr, "chutefs: downloading: %s (%s); retrying\n",
+                    chute_strstatus(st), relay_client_error(s.rc));
+        if (!nap(d, backoff_ms(failures))) break;
+        if (failures < 32) failures++;
+    }
+    session_close(&s);
+    return NULL;
+}
+
+chute_status downloader_start(chutefs *fs, downloader **out)
+{
+    *out = NULL;
+    downloader *d = calloc(1, sizeof *d);
+    if (!d) return CHUTE_ERR_NOMEM;
+    d->reach = &fs->reach;
+    int n1 = snprintf(d->home, sizeof d->home, "%s", fs->home);
+    int n2 = snprintf(d->incoming, sizeof d->incoming, "%s/incoming", fs->spool);
+    if (n1 < 0 || (size_t)n1 >= sizeof d->home || n2 < 0 || (size_t)n2 >= sizeof d->incoming) {
+        free(d);
+        return CHUTE_ERR_ARG;
+    }
+    if (mkdir(d->incoming, 0700) != 0 && errno != EEXIST) { free(d); return CHUTE_ERR_IO; }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&d->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0) { free(d); return CHUTE_ERR_NOMEM; }
+    pthread_mutex_init(&d->mu, NULL);
+    if (pthread_create(&d->thread, NULL, downloader_main, d) != 0) {
+        pthread_cond_destroy(&d->cv);
+        pthread_mutex_destroy(&d->mu);
+        free(d);
+        return CHUTE_ERR_NOMEM;
+    }
+    *out = d;
+    return CHUTE_OK;
+}
+
+void downloader_stop(downloader *d)
+{
+    if (!d) return;
+    pthread_mutex_lock(&d->mu);
+    atomic_store(&d->stop, 1);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->thread, NULL);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+unsigned long downloader_unclaimed(const downloader *d)
+{
+    return d ? atomic_load(&d->unclaimed) : 0;
+}

@@ -1,0 +1,37 @@
+/* downloader.h — the background thread that brings items home.
+ *
+ * Started when the mount is up (the mount never waits on it), with its own
+ * relay client, device-state and cache connections. It long-polls this
+ * device's relay inbox, so an item committed on the relay is fetched at
+ * once, and for each listed item:
+ *
+ *   sender → peer (granted_sender)   no such peer: left on the relay, logged
+ *   seen or quarantined before?      only acknowledged again
+ *   open the sealed meta             fails: quarantined
+ *   download the blob                spool/incoming/<item>.part, resumed
+ *                                    from its length with a Range request
+ *   verify_and_store (receive.h)     refused: quarantined; else committed
+ *   ack (DELETE, owner token)        retried until the relay has it
+ *
+ * Network failures back off exponentially (capped, with jitter); the last
+ * outcome is the status file's "relay:" line. Exactly once: a commit is
+ * recorded in the cache (cache_seen) before the ack, so a crash between
+ * the two only repeats the ack. */
+#ifndef CHUTEFS_DOWNLOADER_H
+#define CHUTEFS_DOWNLOADER_H
+
+#include "chutefs.h"
+#include "status.h"
+
+typedef struct downloader downloader;
+
+/* Starts the thread; *out is NULL on failure (the mount still works). */
+chute_status downloader_start(chutefs *fs, downloader **out);
+/* Ends the thread (a long-poll in flight gives up within about a second)
+ * and frees everything. NULL is fine. */
+void downloader_stop(downloader *d);
+/* Items listed since the mount began whose sender is no current peer's:
+ * left on the relay, unacknowledged. */
+unsigned long downloader_unclaimed(const downloader *d);
+
+#endif
