@@ -443,14 +443,17 @@ class Bench:
             log(f"e2e: {name} in home's inbox has sha256 {digest}, sent {self.src_sha}")
         rel = marks.get("on relay")
         dl0, dl1 = marks.get("download"), marks.get("downloaded")
-        if rel is not None:
+        if dl0 is not None and dl1 is not None and t_cp <= dl0 <= dl1 <= arrived:
+            # the relay lists the item at its last PATCH's commit: the download
+            # may start before the sender's xattr says "on relay" (20 ms poll)
+            up1 = min(rel, dl0) if rel is not None else dl0
+            phases["upload (cp returned → on relay)"] = up1 - t_cp
+            phases["on relay → download starts"] = dl0 - up1
+            phases["download (.part grows)"] = dl1 - dl0
+            phases["verify+decrypt+cache → listed"] = arrived - dl1
+        elif rel is not None:
             phases["upload (cp returned → on relay)"] = max(0.0, rel - t_cp)
-            if dl0 is not None and dl1 is not None and rel <= dl0 <= dl1 <= arrived:
-                phases["on relay → download starts"] = dl0 - rel
-                phases["download (.part grows)"] = dl1 - dl0
-                phases["verify+decrypt+cache → listed"] = arrived - dl1
-            else:
-                phases["on relay → whole in inbox"] = arrived - rel
+            phases["on relay → whole in inbox"] = arrived - rel
         return arrived - t0, ok, phases
 
     @staticmethod
