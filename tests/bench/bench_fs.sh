@@ -29,8 +29,12 @@ if [ ! -e /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
 fi
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/chute-bench-fs.XXXXXX")
+PY_PID=
 cleanup() {
+  set +e   # a failed wait or kill here must not cut the cleanup short
   local m p
+  # the driver first: on SIGTERM it unmounts and stops what it started
+  if [ -n "$PY_PID" ]; then kill "$PY_PID" 2>/dev/null && wait "$PY_PID" 2>/dev/null; PY_PID=; fi
   if [ -f "$T/mounts" ]; then
     while read -r m; do
       if mountpoint -q "$m" 2>/dev/null; then
@@ -45,11 +49,16 @@ cleanup() {
   if [ -n "${CHUTE_BENCH_KEEP:-}" ]; then echo "bench_fs: kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 nginx_start "$T/nginx" || true
 : >"$T/pids"; : >"$T/mounts"
+# In the background and waited for, so a signal to this script runs the trap
+# at once (bash runs traps only between foreground commands).
 /usr/bin/python3 tests/bench/fs_bench.py --build "$B" --tmp "$T" --bytes "$BYTES" \
   --latency-files "$NLAT" --nginx-url "$NURL" --nginx-root "$NGINX_ROOT" \
-  --nginx-why "$NGINX_WHY" --pids "$T/pids" --mounts "$T/mounts" 2>"$T/fs_bench.log" || true
+  --nginx-why "$NGINX_WHY" --pids "$T/pids" --mounts "$T/mounts" 2>"$T/fs_bench.log" &
+PY_PID=$!
+wait "$PY_PID" || true
+PY_PID=
 grep -v '^$' "$T/fs_bench.log" | sed 's/^/  /' >&2 || true

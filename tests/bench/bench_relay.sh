@@ -35,6 +35,7 @@ fi
 T=$(mktemp -d "${TMPDIR:-/tmp}/chute-bench-relay.XXXXXX")
 CHUTED_PID=
 cleanup() {
+  set +e   # a failed wait or kill here must not cut the cleanup short
   [ -n "$CHUTED_PID" ] && kill "$CHUTED_PID" 2>/dev/null && wait "$CHUTED_PID" 2>/dev/null
   nginx_stop
   rm -rf "$T"

@@ -26,6 +26,7 @@ import hashlib
 import os
 import selectors
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -607,12 +608,20 @@ def main():
     ap.add_argument("--pids", required=True)
     ap.add_argument("--mounts", required=True)
     a = ap.parse_args()
+    # SIGTERM (bench_fs.sh's trap) and SIGINT (even when started in the
+    # background, where SIGINT comes ignored) end the run through `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     b = Bench(a)
     try:
         b.run()
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         row(f"fs: aborted: {str(e)[:36]}", "-", "-", "-")
         log(f"aborted: {e!r}")
+    except (KeyboardInterrupt, SystemExit):
+        log("interrupted")
+        b.stop_all()
+        return 130
     finally:
         b.stop_all()
     return 0

@@ -69,7 +69,7 @@ EOF
 
 nginx_stop() {
   if [ -n "$NGINX_PID" ]; then
-    kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+    kill -QUIT "$NGINX_PID" 2>/dev/null && { wait "$NGINX_PID" 2>/dev/null || true; }
     NGINX_PID=
   fi
   return 0
