@@ -19,6 +19,7 @@ CLIENTS=${CHUTE_BENCH_CLIENTS:-64}
 ITEMS=${CHUTE_BENCH_ITEMS:-200000}
 PY=/usr/bin/python3
 LOAD=tests/bench/relay_load.py
+. tests/bench/nginx.sh
 
 row() { printf '%-44s %14s %14s %8s\n' "$1" "$2" "$3" "$4"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -32,10 +33,11 @@ if [ ! -x "$B/chuted" ]; then
 fi
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/chute-bench-relay.XXXXXX")
-CHUTED_PID= NGINX_PID=
+CHUTED_PID=
 cleanup() {
+  set +e   # a failed wait or kill here must not cut the cleanup short
   [ -n "$CHUTED_PID" ] && kill "$CHUTED_PID" 2>/dev/null && wait "$CHUTED_PID" 2>/dev/null
-  [ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+  nginx_stop
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -61,55 +63,9 @@ CURL="http://127.0.0.1:$(cat "$T/chuted.port")"
 
 # --- nginx --------------------------------------------------------------------
 # CHUTE_BENCH_NGINX overrides the nginx binary (empty: run without nginx).
-if [ -n "${CHUTE_BENCH_NGINX+set}" ]; then NGINX=$CHUTE_BENCH_NGINX
-else NGINX=$(command -v nginx || true)
-  [ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
-fi
-NURL=
-if [ -n "$NGINX" ] && [ -x "$NGINX" ]; then
-  NPORT=$(free_port)
-  mkdir -p "$T/nginx/www/dav" "$T/nginx/tmp"
-  user_line=""
-  [ "$(id -u)" -eq 0 ] && user_line="user $(id -un) $(id -gn);"
-  cat >"$T/nginx/nginx.conf" <<EOF
-$user_line
-daemon off;
-worker_processes auto;
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $T/nginx/tmp/body;
-  proxy_temp_path $T/nginx/tmp/proxy;
-  fastcgi_temp_path $T/nginx/tmp/fastcgi;
-  uwsgi_temp_path $T/nginx/tmp/uwsgi;
-  scgi_temp_path $T/nginx/tmp/scgi;
-  sendfile on;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  server {
-    listen 127.0.0.1:$NPORT;
-    root $T/nginx/www;
-    client_max_body_size 0;
-    location /dav/ {
-      dav_methods PUT DELETE;
-      create_full_put_path on;
-      dav_access user:rw;
-    }
-  }
-}
-EOF
-  "$NGINX" -p "$T/nginx" -e "$T/nginx/error.log" -c "$T/nginx/nginx.conf" &
-  NGINX_PID=$!
-  if wait_for curl -sf -o /dev/null -X PUT --data-binary x "http://127.0.0.1:$NPORT/dav/ready"; then
-    NURL="http://127.0.0.1:$NPORT"
-  else
-    row "relay: nginx did not start (see below)" "-" "-" "-"
-    sed 's/^/  /' "$T/nginx/error.log" >&2 || true
-  fi
-else
-  row "relay: nginx missing (deps.sh bench)" "-" "-" "-"
+if ! nginx_start "$T/nginx"; then
+  if [ "$NGINX_WHY" = missing ]; then row "relay: nginx missing (deps.sh bench)" "-" "-" "-"
+  else row "relay: nginx did not start (see above)" "-" "-" "-"; fi
 fi
 
 # --- (a) 4 KiB uploads per second, 64 clients ----------------------------------
@@ -166,7 +122,7 @@ if [ -n "$NURL" ]; then
   t1=$(now_ms)
   if [ $ok = 1 ] && [ "$(stat -c %s "$T/down")" = "$BYTES" ]; then
     n_ms=$((t1 - t0)) n_up=$((tm - t0)) n_down=$((t1 - tm)); fi
-  rm -f "$T/down" "$T/nginx/www/dav/big"
+  rm -f "$T/down" "$NGINX_ROOT/dav/big"
 fi
 secs() { [ "$1" = "-" ] && echo - || awk -v m="$1" 'BEGIN { printf "%.2f s", m / 1000 }'; }
 both() { [ "$1" != "-" ] && [ "$2" != "-" ] && ratio "$1" "$2" || echo -; }

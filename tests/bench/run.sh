@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${CHUTE_BUILD:-build}
 
+echo "# references: measured in this same run on this machine (raw libsodium, nginx WebDAV,"
+echo "# gocryptfs, plain disk) or the DESIGN.md §8 targets (100 ms, 64 MiB); ratio = chute/reference"
+echo "# (times, RSS: lower is better; rates: higher is better). Goals and past runs: docs/BENCHMARKS.md"
+echo "# machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -r), $(date -u +%FT%TZ)"
 printf '%-44s %14s %14s %8s\n' "benchmark" "chute" "reference" "ratio"
 for s in tests/bench/bench_*.sh; do
   [ -e "$s" ] || continue

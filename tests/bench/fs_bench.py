@@ -1,0 +1,631 @@
+#!/usr/bin/python3
+"""fs_bench.py — the drop folder end to end, driven by bench_fs.sh.
+
+One relay (chuted), two devices paired with real pairtool processes
+("abroad" sends, "home" receives), both mounted with chutefs, all on this
+machine. Prints table rows in run.sh's format:
+
+  (b) ingest: cp + sync of BYTES into abroad's outbox, next to the same
+      cp + sync into a gocryptfs mount and onto the plain disk;
+  (a) end to end: cp of BYTES into abroad's outbox until the file is whole
+      in home's inbox (listed at full size; sha256 checked afterwards,
+      outside the timing), next to curl PUT + GET through nginx WebDAV;
+      with the sender's phases, sampled from the user.chute.state xattr;
+  (c) latency: a 4 KiB file closed in the outbox until it is listed in the
+      peer's inbox, median and p95 over N files, 1 ms poll;
+  (d) peak RSS (VmHWM) of both chutefs processes and chuted.
+
+Never fails on a number: whatever cannot be measured is a row with "-".
+Every wait is bounded. Every process it starts is written to --pids (one
+per line) so the shell's trap can clean up after a crash of this driver;
+mount points are written to --mounts. Stdlib only.
+"""
+
+import argparse
+import hashlib
+import os
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+MiB = 1 << 20
+GiB = 1 << 30
+RELAY_ARGS = ["--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000",
+              "--max-conns-per-ip", "256", "--inbox-quota-items", "1000000"]
+STATE = "user.chute.state"
+PHASE_POLL = float(os.environ.get("CHUTE_BENCH_PHASE_POLL", "0.02"))  # xattr sampling
+
+
+def row(name, chute, ref, ratio):
+    print("%-44s %14s %14s %8s" % (name, chute, ref, ratio), flush=True)
+
+
+def log(msg):
+    print("fs_bench: " + msg, file=sys.stderr, flush=True)
+
+
+def secs(t):
+    return "-" if t is None else "%.2f s" % t
+
+
+def ms(t):
+    return "-" if t is None else "%.1f ms" % (t * 1000)
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None or b <= 0 else "%.2f" % (a / b)
+
+
+def human(n):
+    if n >= GiB and n % GiB == 0:
+        return "%d GiB" % (n // GiB)
+    if n >= MiB:
+        return "%.0f MiB" % (n / MiB)
+    return "%d B" % n
+
+
+def sha_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 * MiB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def wait_until(pred, timeout, interval=0.01):
+    """pred() until truthy or timeout; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            v = pred()
+        except OSError:
+            v = None
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def vm_hwm_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class Watcher:
+    """Samples, every PHASE_POLL, the sender's user.chute.state of one
+    outbox entry and its spool/sealed folder (a *.tmp blob appears when the
+    seal at close starts), and the RSS of every process; marks[key] is the
+    first time each was seen."""
+
+    def __init__(self, bench, name, bound):
+        self.b, self.name, self.bound = bench, name, bound
+        self.marks = {}
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.sealed = bench.homes["abroad"] / "spool" / "sealed"
+        self.incoming = bench.homes["home"] / "spool" / "incoming"
+        self.part_size = -1
+
+    def mark(self, key):
+        self.marks.setdefault(key, time.monotonic())
+
+    def run(self):
+        last = None
+        for _ in range(int(self.bound / PHASE_POLL) + 1):
+            if self.stop_ev.is_set():
+                return
+            try:
+                if "seal" not in self.marks and any(
+                        n.endswith(".tmp") for n in os.listdir(self.sealed)):
+                    self.mark("seal")
+            except OSError:
+                pass
+            try:   # the receiver's download: spool/incoming/<item>.part grows
+                parts = [n for n in os.listdir(self.incoming) if n.endswith(".part")]
+                if parts:
+                    self.mark("download")
+                    size = os.stat(self.incoming / parts[0]).st_size
+                    if size > self.part_size:
+                        self.part_size = size
+                        self.marks["downloaded"] = time.monotonic()   # last growth
+            except OSError:
+                pass
+            st = self.b.state(self.name)
+            if st != last and st is not None:
+                self.mark("uploading" if st.startswith("uploading") else st)
+                last = st
+            self.b.sample_rss()
+            time.sleep(PHASE_POLL)
+
+    def __enter__(self):
+        self.th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.th.join(timeout=5)
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.build = Path(a.build)
+        self.t = Path(a.tmp)
+        self.bytes = a.bytes
+        self.procs = []
+        self.chuted = None
+        self.port = None
+        self.mounts = {}        # name -> (proc, mnt)
+        self.hwm = {}           # label -> KiB, kept at the last sample
+
+    # --- bookkeeping --------------------------------------------------------
+    def track(self, proc):
+        self.procs.append(proc)
+        with open(self.a.pids, "a") as f:
+            f.write(f"{proc.pid}\n")
+        return proc
+
+    def track_mount(self, mnt):
+        with open(self.a.mounts, "a") as f:
+            f.write(f"{mnt}\n")
+
+    def sample_rss(self):
+        for label, pid in self.rss_pids().items():
+            k = vm_hwm_kib(pid)
+            if k is not None:
+                self.hwm[label] = max(self.hwm.get(label, 0), k)
+
+    def rss_pids(self):
+        out = {}
+        if self.chuted and self.chuted.poll() is None:
+            out["chuted"] = self.chuted.pid
+        for name, (p, _) in self.mounts.items():
+            if p.poll() is None:
+                out[f"chutefs ({name})"] = p.pid
+        return out
+
+    # --- the relay and the devices ------------------------------------------
+    def start_relay(self):
+        data = self.t / "chuted-data"
+        data.mkdir(mode=0o700)
+        pf = self.t / "chuted.port"
+        logf = open(self.t / "chuted.log", "wb")
+        self.chuted = self.track(subprocess.Popen(
+            [str(self.build / "chuted"), "--listen", "127.0.0.1:0", "--data", str(data),
+             "--port-file", str(pf)] + RELAY_ARGS,
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf))
+        logf.close()
+        text = wait_until(lambda: pf.exists() and pf.read_text().strip(), 10)
+        if not text or not text.isdigit():
+            raise RuntimeError("chuted did not start (see chuted.log)")
+        self.port = int(text)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def pairtool(self, home, *args, timeout=30):
+        return subprocess.run([str(self.build / "pairtool"), "-H", str(home), *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def pair(self):
+        self.homes = {n: self.t / f"{n}-state" for n in ("abroad", "home")}
+        for name, h in self.homes.items():
+            r = self.pairtool(h, "init", "--relay", self.url, "--name", name)
+            if r.returncode != 0:
+                raise RuntimeError(f"pairtool init {name}: {r.stderr.strip()}")
+        inv = self.track(subprocess.Popen(
+            [str(self.build / "pairtool"), "-H", str(self.homes["home"]), "invite", "--yes"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        sel = selectors.DefaultSelector()
+        sel.register(inv.stdout, selectors.EVENT_READ)
+        buf = b""
+        deadline = time.monotonic() + 10
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                inv.kill()
+                raise RuntimeError("pairtool invite printed no code")
+            chunk = os.read(inv.stdout.fileno(), 4096)
+            if not chunk:
+                raise RuntimeError("pairtool invite: " + inv.stderr.read().decode(errors="replace"))
+            buf += chunk
+        sel.close()
+        code = buf.split(b"\n", 1)[0].decode()
+        j = self.pairtool(self.homes["abroad"], "join", code, "--yes", timeout=60)
+        try:
+            out, err = inv.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            inv.kill()
+            raise RuntimeError("pairtool invite did not finish")
+        if j.returncode != 0 or inv.returncode != 0:
+            raise RuntimeError(f"pairing failed: join {j.stderr.strip()} invite {err!r}")
+        self.name_at_home = (buf.split(b"\n", 1)[1] + out).decode().strip()   # "abroad"
+        self.name_abroad = j.stdout.strip()                                    # "home"
+
+    def mount(self, name):
+        mnt = self.t / f"{name}-mnt"
+        mnt.mkdir()
+        logf = open(self.t / f"chutefs-{name}.log", "wb")
+        env = {k: v for k, v in os.environ.items() if k != "CHUTE_UPLOADER"}
+        p = self.track(subprocess.Popen(
+            [str(self.build / "chutefs"), "-H", str(self.homes[name]), str(mnt), "-f"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env))
+        logf.close()
+        self.track_mount(mnt)
+        wait_until(lambda: os.path.ismount(mnt) or p.poll() is not None, 10)
+        if not os.path.ismount(mnt):
+            raise RuntimeError(f"chutefs ({name}) did not mount (see chutefs-{name}.log)")
+        self.mounts[name] = (p, mnt)
+        return mnt
+
+    def unmount_all(self):
+        for name, (p, mnt) in list(self.mounts.items()):
+            if os.path.ismount(mnt):
+                subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+            del self.mounts[name]
+
+    def stop_all(self):
+        self.unmount_all()
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=10)
+
+    @property
+    def outbox(self):
+        return self.mounts["abroad"][1] / "outbox" / self.name_abroad
+
+    @property
+    def inbox(self):
+        return self.mounts["home"][1] / "inbox" / self.name_at_home
+
+    def state(self, name):
+        try:
+            return os.getxattr(self.outbox / name, STATE).decode()
+        except OSError:
+            return None
+
+    # --- the source file ----------------------------------------------------
+    def make_source(self):
+        self.src = self.t / "src.bin"
+        h = hashlib.sha256()
+        left = self.bytes
+        with open(self.src, "wb") as f:
+            while left:
+                b = os.urandom(min(4 * MiB, left))
+                h.update(b)
+                f.write(b)
+                left -= len(b)
+        self.src_sha = h.hexdigest()
+        subprocess.run(["sync"])
+
+    def timeout_big(self):
+        """A bound for moving BYTES anywhere here: 30 s + 10 s per GiB... x4."""
+        return 30 + 40 * self.bytes / GiB
+
+    # --- (b) ingest ---------------------------------------------------------
+    def cp_sync(self, dst, parts=None):
+        """Seconds for cp + sync of the source to dst; parts (a dict), when
+        given, gets the time cp returned ("cp") and t0."""
+        subprocess.run(["sync"])
+        t0 = time.monotonic()
+        r = subprocess.run(["cp", str(self.src), str(dst)], capture_output=True,
+                           timeout=self.timeout_big())
+        t_cp = time.monotonic()
+        subprocess.run(["sync"], timeout=self.timeout_big())
+        t = time.monotonic() - t0
+        if parts is not None:
+            parts.update(t0=t0, cp=t_cp)
+        if r.returncode != 0:
+            log(f"cp to {dst} failed: {r.stderr.decode(errors='replace').strip()}")
+            return None
+        return t
+
+    def ingest_plain(self):
+        d = self.t / "plain"
+        d.mkdir()
+        t = self.cp_sync(d / "big")
+        shutil.rmtree(d)
+        subprocess.run(["sync"])
+        return t
+
+    def ingest_gocryptfs(self):
+        gc = shutil.which("gocryptfs")
+        if not gc:
+            return None, "missing (deps.sh bench)"
+        cipher, mnt = self.t / "gc-cipher", self.t / "gc-mnt"
+        cipher.mkdir()
+        mnt.mkdir()
+        r = subprocess.run([gc, "-q", "-init", "-extpass", "echo pw", str(cipher)],
+                           capture_output=True, timeout=60)
+        if r.returncode != 0:
+            log("gocryptfs -init: " + r.stderr.decode(errors="replace").strip())
+            return None, "did not init"
+        self.track_mount(mnt)
+        r = subprocess.run([gc, "-q", "-extpass", "echo pw", str(cipher), str(mnt)],
+                           capture_output=True, timeout=60)
+        if r.returncode != 0 or not wait_until(lambda: os.path.ismount(mnt), 10):
+            log("gocryptfs mount: " + r.stderr.decode(errors="replace").strip())
+            return None, "did not mount"
+        try:
+            t = self.cp_sync(mnt / "big")
+        finally:
+            subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True, timeout=60)
+            if os.path.ismount(mnt):
+                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+        shutil.rmtree(cipher, ignore_errors=True)
+        subprocess.run(["sync"])
+        return t, None
+
+    def drain(self, name, what):
+        """Wait (bounded) until name has gone all the way. Returns True when
+        it is listed in home's inbox at full size, False when it reached the
+        relay but no receiver took it in 10 s (+10 s per GiB), None when it
+        did not even reach the relay."""
+        on = wait_until(lambda: self.visible(name) or self.state(name) in ("on relay", None),
+                        self.timeout_big(), 0.05)
+        if not on:
+            log(f"{what}: {name} not on the relay after {self.timeout_big():.0f} s "
+                f"(sender state: {self.state(name)})")
+            return None
+        bound = 10 + 10 * self.bytes / GiB
+        if wait_until(lambda: self.visible(name), bound, 0.05):
+            return True
+        log(f"{what}: {name} on the relay but not in home's inbox after {bound:.0f} s "
+            "(no receiver?)")
+        return False
+
+    def visible(self, name, size=None):
+        size = self.bytes if size is None else size
+        try:
+            return os.stat(self.inbox / name).st_size == size
+        except OSError:
+            return False
+
+    # --- (a) end to end -----------------------------------------------------
+    def e2e(self, name, receiver=True):
+        """Seconds from cp start until name is listed at full size in home's
+        inbox, with the sender's phases; None when it never arrives. Without
+        a receiver: until the sender says "on relay" (the upload half)."""
+        w = Watcher(self, name, self.timeout_big() * 2)
+        marks = w.marks
+        subprocess.run(["sync"])
+        t0 = time.monotonic()
+        w.__enter__()
+        cp = subprocess.Popen(["cp", str(self.src), str(self.outbox / name)],
+                              stderr=subprocess.PIPE)
+        try:
+            cp.wait(timeout=self.timeout_big())
+        except subprocess.TimeoutExpired:
+            cp.kill()
+            cp.wait()
+        t_cp = time.monotonic()
+        arrived = None
+        if cp.returncode == 0:
+            # bounded tight poll: stat of the inbox entry every 2 ms
+            deadline = t_cp + self.timeout_big()
+            while time.monotonic() < deadline:
+                if self.visible(name) if receiver else self.state(name) == "on relay":
+                    arrived = time.monotonic()
+                    break
+                time.sleep(0.002)
+        else:
+            log(f"cp into the outbox failed: {cp.stderr.read().decode(errors='replace')}")
+        w.__exit__()
+        if arrived is None:
+            log(f"e2e: {name} not whole in home's inbox (sender state: {self.state(name)})")
+            return None, None, {}
+        phases = self.split_cp(t0, t_cp, marks)
+        if not receiver:
+            phases["upload (cp returned → on relay)"] = arrived - t_cp
+            return arrived - t0, True, phases
+        digest = sha_file(self.inbox / name)   # outside the timing
+        ok = digest == self.src_sha
+        if not ok:
+            log(f"e2e: {name} in home's inbox has sha256 {digest}, sent {self.src_sha}")
+        rel = marks.get("on relay")
+        dl0, dl1 = marks.get("download"), marks.get("downloaded")
+        if dl0 is not None and dl1 is not None and t_cp <= dl0 <= dl1 <= arrived:
+            # the relay lists the item at its last PATCH's commit: the download
+            # may start before the sender's xattr says "on relay" (20 ms poll)
+            up1 = min(rel, dl0) if rel is not None else dl0
+            phases["upload (cp returned → on relay)"] = up1 - t_cp
+            phases["on relay → download starts"] = dl0 - up1
+            phases["download (.part grows)"] = dl1 - dl0
+            phases["verify+decrypt+cache → listed"] = arrived - dl1
+        elif rel is not None:
+            phases["upload (cp returned → on relay)"] = max(0.0, rel - t_cp)
+            phases["on relay → whole in inbox"] = arrived - rel
+        return arrived - t0, ok, phases
+
+    @staticmethod
+    def split_cp(t0, t_cp, marks):
+        seal = marks.get("seal")
+        if seal is None or not t0 <= seal <= t_cp:
+            return {"cp (write + seal at close)": t_cp - t0}
+        return {"cp: write via FUSE": seal - t0, "cp: seal at close (enc+fsync)": t_cp - seal}
+
+    def e2e_nginx(self):
+        if not self.a.nginx_url:
+            return None, None, None
+        curl = shutil.which("curl")
+        subprocess.run(["sync"])
+        down = self.t / "nginx-down"
+        t0 = time.monotonic()
+        r1 = subprocess.run([curl, "-sS", "-f", "-o", "/dev/null", "-T", str(self.src),
+                             f"{self.a.nginx_url}/dav/big"], capture_output=True,
+                            timeout=self.timeout_big())
+        tm = time.monotonic()
+        r2 = subprocess.run([curl, "-sS", "-f", "-o", str(down), f"{self.a.nginx_url}/dav/big"],
+                            capture_output=True, timeout=self.timeout_big())
+        t1 = time.monotonic()
+        ok = r1.returncode == 0 and r2.returncode == 0 and down.stat().st_size == self.bytes
+        if not ok:
+            log("nginx PUT/GET failed: " + (r1.stderr + r2.stderr).decode(errors="replace"))
+        down.unlink(missing_ok=True)
+        if self.a.nginx_root:
+            (Path(self.a.nginx_root) / "dav" / "big").unlink(missing_ok=True)
+        subprocess.run(["sync"])
+        return (t1 - t0, tm - t0, t1 - tm) if ok else (None, None, None)
+
+    # --- (c) latency ----------------------------------------------------------
+    def latency(self, n):
+        lat = []
+        payload = os.urandom(4096)
+        for i in range(n):
+            name = f"lat-{i:03d}.bin"
+            fd = os.open(self.outbox / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, payload)
+            t0 = time.monotonic()
+            os.close(fd)            # the seal happens here
+            deadline = t0 + 10
+            seen = None
+            while time.monotonic() < deadline:
+                try:
+                    if name in os.listdir(self.inbox):
+                        seen = time.monotonic()
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.001)
+            if seen is None:
+                log(f"latency: {name} not listed in home's inbox within 10 s "
+                    f"(sender state: {self.state(name)})")
+                return None
+            lat.append(seen - t0)
+            self.sample_rss()
+        return lat
+
+    # --- the run --------------------------------------------------------------
+    def run(self):
+        size = human(self.bytes)
+        self.make_source()
+        # plain disk and gocryptfs first: nothing of Chute runs yet
+        t_plain = self.ingest_plain()
+        t_gc, gc_why = self.ingest_gocryptfs()
+
+        self.start_relay()
+        self.pair()
+        self.mount("abroad")
+        self.mount("home")
+        self.sample_rss()
+
+        # (b) ingest into the outbox; then let it go all the way before timing more
+        parts = {}
+        with Watcher(self, "ingest.bin", self.timeout_big() * 2) as w:
+            t_chute = self.cp_sync(self.outbox / "ingest.bin", parts)
+        self.sample_rss()
+        receiver = self.drain("ingest.bin", "ingest") if t_chute is not None else False
+        self.sample_rss()
+        row(f"fs: {size} ingest cp+sync, vs gocryptfs", secs(t_chute),
+            secs(t_gc) if gc_why is None else "-", ratio(t_chute, t_gc))
+        if gc_why:
+            row(f"fs:   gocryptfs {gc_why}", "-", "-", "-")
+        row(f"fs: {size} ingest cp+sync, vs plain disk", secs(t_chute), secs(t_plain),
+            ratio(t_chute, t_plain))
+        if t_chute is not None:
+            for k, v in self.split_cp(parts["t0"], parts["cp"], w.marks).items():
+                row(f"fs:   ingest {k}", secs(v), "-", "-")
+            row("fs:   ingest sync (after cp returned)", secs(parts["t0"] + t_chute - parts["cp"]),
+                "-", "-")
+
+        # (a) end to end
+        n_tot, n_up, n_down = self.e2e_nginx()
+        if receiver is not None:
+            t_e2e, ok, phases = self.e2e("e2e.bin", receiver)
+        else:
+            t_e2e, ok, phases = None, None, {}
+        self.sample_rss()
+        shown = t_e2e if ok else None
+        if receiver:
+            row(f"fs: {size} cp → whole in peer inbox, vs nginx", secs(shown), secs(n_tot),
+                ratio(shown, n_tot))
+        else:
+            row(f"fs: {size} cp → whole in peer inbox, vs nginx", "-", secs(n_tot), "-")
+            row("fs:   no receiver (downloader not merged?)", "-", "-", "-")
+            row("fs:   upload half: cp → on relay, vs PUT", secs(shown),
+                secs(n_up) if n_tot is not None else "-",
+                ratio(shown, n_up) if n_tot is not None else "-")
+        if t_e2e is not None and not ok:
+            row("fs:   arrived with the WRONG sha256", secs(t_e2e), "-", "-")
+        for k, v in phases.items():
+            row(f"fs:   {k}", secs(v), "-", "-")
+        if n_tot is not None:
+            row("fs:   nginx: of which PUT / GET", "-", f"{n_up:.2f}/{n_down:.2f} s", "-")
+        elif not self.a.nginx_url:
+            row(f"fs:   nginx {self.a.nginx_why or 'missing'}", "-", "-", "-")
+
+        # (c) latency
+        lat = self.latency(self.a.latency_files) if receiver else None
+        target = 0.100
+        if lat:
+            med = statistics.median(lat)
+            p95 = sorted(lat)[max(0, -(-95 * len(lat) // 100) - 1)]
+            row(f"fs: 4 KiB close → listed, median of {len(lat)}", ms(med), ms(target),
+                ratio(med, target))
+            row(f"fs: 4 KiB close → listed, p95", ms(p95), ms(target), ratio(p95, target))
+            log("latency ms: " + " ".join("%.1f" % (x * 1000) for x in lat))
+        else:
+            row("fs: 4 KiB close → listed: not measured", "-", ms(target), "-")
+
+        # (d) peak RSS
+        self.sample_rss()
+        for label in ("chutefs (abroad)", "chutefs (home)", "chuted"):
+            k = self.hwm.get(label)
+            row(f"fs: {label} peak RSS (VmHWM)",
+                "-" if k is None else "%.1f MiB" % (k / 1024), "64.0 MiB",
+                "-" if k is None else "%.2f" % (k / 65536))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--bytes", type=int, default=GiB)
+    ap.add_argument("--latency-files", type=int, default=40)
+    ap.add_argument("--nginx-url", default="")
+    ap.add_argument("--nginx-root", default="")
+    ap.add_argument("--nginx-why", default="")
+    ap.add_argument("--pids", required=True)
+    ap.add_argument("--mounts", required=True)
+    a = ap.parse_args()
+    # SIGTERM (bench_fs.sh's trap) and SIGINT (even when started in the
+    # background, where SIGINT comes ignored) end the run through `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    b = Bench(a)
+    try:
+        b.run()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        row(f"fs: aborted: {str(e)[:36]}", "-", "-", "-")
+        log(f"aborted: {e!r}")
+    except (KeyboardInterrupt, SystemExit):
+        log("interrupted")
+        b.stop_all()
+        return 130
+    finally:
+        b.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
