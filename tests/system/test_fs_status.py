@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from conftest import wait_until
+
 from fsfixtures import chute  # noqa: F401  (fixture)
 
 
@@ -41,6 +43,10 @@ def test_counters_and_pending(chute):
 
 def test_status_is_read_only_and_sized(chute):
     p = chute.mnt / "status"
+    # The text changes once, when the downloader first learns the relay's
+    # state; compare sizes after that.
+    wait_until(lambda: "relay: unknown" not in chute.status(), timeout=10,
+               what="the relay line to settle")
     assert p.stat().st_size == len(chute.status().encode())
     for flags in (os.O_WRONLY, os.O_RDWR):
         with pytest.raises(OSError) as e:
