@@ -58,8 +58,6 @@ def assert_nothing_left(tmp_path):
 
 
 def test_demo_without_a_terminal_delivers_and_cleans_up(tmp_path):
-    if not (REPO / "fs" / "downloader.c").exists():
-        pytest.skip("the demo needs chutefs's downloader (fs/downloader.c), not merged yet")
     r = run_demo(tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"demo exited {r.returncode}:\n{out[-6000:]}"
