@@ -12,7 +12,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from conftest import BUILD, REPO, SLOW, binary
 
