@@ -12,7 +12,6 @@ import re
 import subprocess
 from pathlib import Path
 
-
 from conftest import BUILD, REPO, SLOW, binary
 
 SCRIPT = REPO / "packaging" / "demo.sh"
