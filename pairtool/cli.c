@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,4 +168,30 @@ void cli_qr_to_stderr(const char *text)
 void cli_usage(const char *usage, int to_stderr)
 {
     fputs(usage, to_stderr ? stderr : stdout);
+}
+
+int cli_parse_no_operands(int argc, char **argv, const char *usage, int *json, int *rc)
+{
+    static const struct option with_json[] = {
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const struct option *opts = json ? with_json : with_json + 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j') {
+            *json = 1;
+            continue;
+        }
+        cli_usage(usage, c != 'h');
+        *rc = c == 'h' ? EXIT_OK : EXIT_USAGE;
+        return 0;
+    }
+    if (optind != argc) {
+        cli_usage(usage, 1);
+        *rc = EXIT_USAGE;
+        return 0;
+    }
+    return 1;
 }

@@ -44,6 +44,11 @@ void cli_qr_to_stderr(const char *text);
 /* Print `usage` to stdout (for --help) or stderr (mistakes). */
 void cli_usage(const char *usage, int to_stderr);
 
+/* Options of a command that takes no operands: --help, and --json when
+ * json is not NULL. Returns 1 to go on; 0 when the command is over, with
+ * its exit code in *rc (EXIT_OK after --help, EXIT_USAGE on a mistake). */
+int cli_parse_no_operands(int argc, char **argv, const char *usage, int *json, int *rc);
+
 int cmd_init(const cli_globals *g, int argc, char **argv);
 int cmd_invite(const cli_globals *g, int argc, char **argv);
 int cmd_join(const cli_globals *g, int argc, char **argv);

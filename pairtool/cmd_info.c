@@ -1,5 +1,4 @@
 /* cmd_info.c — pairtool status, export-identity and recipient. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,32 +32,6 @@ static const char RECIPIENT_USAGE[] =
     "Usage: pairtool [-H DIR] recipient\n"
     "\n"
     "Print this device's age recipient (age1...), its public key.\n";
-
-/* Commands without options still take --help. */
-static int no_options(int argc, char **argv, const char *usage, int *rc)
-{
-    static const struct option opts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_usage(usage, 0);
-            *rc = EXIT_OK;
-            return 0;
-        }
-        cli_usage(usage, 1);
-        *rc = EXIT_USAGE;
-        return 0;
-    }
-    if (optind != argc) {
-        cli_usage(usage, 1);
-        *rc = EXIT_USAGE;
-        return 0;
-    }
-    return 1;
-}
 
 /* The mount's queue and cache (DIR/chutefs.db), opened only if a mount
  * made it: a status must not create it. 0 and NULLs if there is none. */
@@ -125,23 +98,9 @@ static int print_queue(queue *q, cache *c)
 
 int cmd_status(const cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    int json = 0, c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'h': cli_usage(STATUS_USAGE, 0); return EXIT_OK;
-        default: cli_usage(STATUS_USAGE, 1); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        cli_usage(STATUS_USAGE, 1);
-        return EXIT_USAGE;
-    }
+    int json = 0, rc;
+    if (!cli_parse_no_operands(argc, argv, STATUS_USAGE, &json, &rc))
+        return rc;
     devstate_device me;
     devstate *ds = cli_open_device(g, &me);
     if (!ds)
@@ -169,7 +128,7 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
         else if (st != CHUTE_OK)
             problem = relay_client_error(client);
     }
-    int rc = EXIT_OK;
+    rc = EXIT_OK;
     queue *mq = NULL;
     cache *mc = NULL;
     if (open_mount_db(g, &mq, &mc) != 0) rc = EXIT_FAIL;
@@ -209,7 +168,7 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
 int cmd_export_identity(const cli_globals *g, int argc, char **argv)
 {
     int rc;
-    if (!no_options(argc, argv, EXPORT_USAGE, &rc))
+    if (!cli_parse_no_operands(argc, argv, EXPORT_USAGE, NULL, &rc))
         return rc;
     devstate_device me;
     devstate *ds = cli_open_device(g, &me);
@@ -224,7 +183,7 @@ int cmd_export_identity(const cli_globals *g, int argc, char **argv)
 int cmd_recipient(const cli_globals *g, int argc, char **argv)
 {
     int rc;
-    if (!no_options(argc, argv, RECIPIENT_USAGE, &rc))
+    if (!cli_parse_no_operands(argc, argv, RECIPIENT_USAGE, NULL, &rc))
         return rc;
     devstate_device me;
     devstate *ds = cli_open_device(g, &me);

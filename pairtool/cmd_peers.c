@@ -60,23 +60,9 @@ static int print_json(const devstate_peer *peers, size_t n)
 
 int cmd_peers(const cli_globals *g, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    int json = 0, c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'h': cli_usage(PEERS_USAGE, 0); return EXIT_OK;
-        default: cli_usage(PEERS_USAGE, 1); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        cli_usage(PEERS_USAGE, 1);
-        return EXIT_USAGE;
-    }
+    int json = 0, rc;
+    if (!cli_parse_no_operands(argc, argv, PEERS_USAGE, &json, &rc))
+        return rc;
     devstate_device me;
     devstate *ds = cli_open_device(g, &me);
     if (!ds)
@@ -90,7 +76,7 @@ int cmd_peers(const cli_globals *g, int argc, char **argv)
         cli_error("cannot read the peers: %s", chute_strstatus(st));
         return EXIT_FAIL;
     }
-    int rc = EXIT_OK;
+    rc = EXIT_OK;
     if (json) {
         rc = print_json(peers, n);
     } else if (n == 0) {
