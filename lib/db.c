@@ -2,6 +2,9 @@
 #include "db.h"
 
 #include <stddef.h>
+#include <time.h>
+
+#define BUSY_TIMEOUT_MS 10000
 
 chute_status db_exec(sqlite3 *db, const char *sql)
 {
@@ -9,7 +12,29 @@ chute_status db_exec(sqlite3 *db, const char *sql)
                                                                 : CHUTE_ERR_DB;
 }
 
+/* SQLite's own busy handler sleeps 1, 2, 5 ... 100 ms between tries, so
+ * a writer waiting for a reader that takes a millisecond loses tens of
+ * them. Inbox reads and commits meet that way all the time: try again
+ * after 0.2 ms at first, backing off to 10 ms, for up to 10 s. */
+static int busy_wait(void *arg, int tries)
+{
+    (void)arg;
+    long us = tries < 50 ? 200 : tries < 100 ? 1000 : 10000;
+    long waited = tries < 50 ? tries * 200L : tries < 100 ? 10000L + (tries - 50) * 1000L
+                                                          : 60000L + (tries - 100) * 10000L;
+    if (waited >= BUSY_TIMEOUT_MS * 1000L) return 0;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = us * 1000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 chute_status db_open(const char *path, const char *schema_sql, sqlite3 **out)
+{
+    return db_open_journal(path, schema_sql, DB_JOURNAL_WAL, out);
+}
+
+chute_status db_open_journal(const char *path, const char *schema_sql,
+                             db_journal journal, sqlite3 **out)
 {
     if (!path || !out) return CHUTE_ERR_ARG;
     sqlite3 *db = NULL;
@@ -21,9 +46,15 @@ chute_status db_open(const char *path, const char *schema_sql, sqlite3 **out)
         sqlite3_close(db);
         return rc == SQLITE_NOMEM ? CHUTE_ERR_NOMEM : CHUTE_ERR_DB;
     }
-    sqlite3_busy_timeout(db, 10000);
-    if (db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                    "PRAGMA foreign_keys=ON;") != CHUTE_OK ||
+    sqlite3_busy_handler(db, busy_wait, NULL);
+    /* TRUNCATE rather than DELETE: no create and unlink of the journal
+     * per commit. Leaving WAL (a file from an older version) needs the only
+     * connection; if another holds it, the file stays WAL — slower, still
+     * correct — and a later first open converts it. */
+    if (journal == DB_JOURNAL_ROLLBACK)
+        (void)db_exec(db, "PRAGMA journal_mode=TRUNCATE");
+    if ((journal == DB_JOURNAL_WAL && db_exec(db, "PRAGMA journal_mode=WAL") != CHUTE_OK) ||
+        db_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != CHUTE_OK ||
         (schema_sql && db_exec(db, schema_sql) != CHUTE_OK)) {
         sqlite3_close(db);
         return CHUTE_ERR_DB;
