@@ -243,7 +243,7 @@ static chute_status session_open(session *s, downloader *d)
     if (!st) st = devstate_get_device(s->ds, &s->dev);
     if (!st) st = age_identity_parse(&s->id, s->dev.identity);
     char db[PATH_MAX];
-    if (!st && snprintf(db, sizeof db, "%s/chutefs.db", d->home) >= (int)sizeof db)
+    if (!st && snprintf(db, sizeof db, "%s/" CACHE_DB_NAME, d->home) >= (int)sizeof db)
         st = CHUTE_ERR_ARG;
     if (!st) st = cache_open(db, &s->c);
     if (!st) {

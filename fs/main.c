@@ -105,10 +105,14 @@ static int open_all(chutefs *fs, const char *home_opt)
         fprintf(stderr, "chutefs: %s is in use by another chutefs\n", fs->home);
         return -1;
     }
-    if (snprintf(db, sizeof db, "%s/chutefs.db", fs->home) >= (int)sizeof db) return -1;
-    if ((st = queue_open(db, &fs->q)) || (st = cache_open(db, &fs->c)) ||
+    char inbox_db[PATH_MAX];
+    if (snprintf(db, sizeof db, "%s/chutefs.db", fs->home) >= (int)sizeof db ||
+        snprintf(inbox_db, sizeof inbox_db, "%s/" CACHE_DB_NAME, fs->home) >= (int)sizeof inbox_db)
+        return -1;
+    if ((st = queue_open(db, &fs->q)) || (st = cache_open(inbox_db, &fs->c)) ||
+        (st = cache_adopt_legacy(fs->c, db)) ||
         (st = peers_open(fs->ds, &fs->peers)) || (st = ofiles_new(&fs->open))) {
-        fprintf(stderr, "chutefs: %s: %s\n", db, chute_strstatus(st));
+        fprintf(stderr, "chutefs: %s: %s\n", fs->c ? inbox_db : db, chute_strstatus(st));
         return -1;
     }
     pthread_mutex_init(&fs->seal_mu, NULL);

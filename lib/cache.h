@@ -45,8 +45,15 @@ typedef struct {
     int64_t  data;       /* chunk owner, for cache_read */
 } cache_node;
 
+/* The cache's file in a device folder. Its own file, not the queue's
+ * chutefs.db: the cache wants a rollback journal (db.h), the queue WAL. */
+#define CACHE_DB_NAME "inbox.db"
+
 chute_status cache_open(const char *db_path, cache **out);
 void cache_close(cache *c);
+/* Before 0.2 the cache's tables lived in legacy_path (chutefs.db): move
+ * their rows here and drop them there. Idempotent; nothing to do is OK. */
+chute_status cache_adopt_legacy(cache *c, const char *legacy_path);
 
 /* ---- receiving (the downloader) ---------------------------------------- */
 /* *seen = this peer's item was committed before (even if since deleted):

@@ -63,13 +63,14 @@ static int json_quarantined(const char *peer, const char *item, const char *reas
 static chute_status gather(queue *q, cache *c, queue_counts_t *qc, cache_counts_t *cc)
 {
     chute_status st = queue_counts(q, qc);
-    if (!st) st = cache_counts(c, cc);
+    *cc = (cache_counts_t){0};
+    if (!st && c) st = cache_counts(c, cc);
     return st;
 }
 
 chute_status report_text(queue *q, cache *c, const char *relay, char **out)
 {
-    if (!q || !c || !out) return CHUTE_ERR_ARG;
+    if (!q || !out) return CHUTE_ERR_ARG;
     queue_counts_t qc;
     cache_counts_t cc;
     chute_status st = gather(q, c, &qc, &cc);
@@ -112,7 +113,7 @@ static int json_item(const queue_item *it, void *arg)
 
 chute_status report_json(queue *q, cache *c, const char *relay, char **out)
 {
-    if (!q || !c || !out) return CHUTE_ERR_ARG;
+    if (!q || !out) return CHUTE_ERR_ARG;
     queue_counts_t qc;
     cache_counts_t cc;
     chute_status st = gather(q, c, &qc, &cc);
@@ -124,7 +125,7 @@ chute_status report_json(queue *q, cache *c, const char *relay, char **out)
     if (st) { json_decref(w.arr); return st; }
     walk wq = {.arr = json_array()};
     if (!wq.arr) { json_decref(w.arr); return CHUTE_ERR_NOMEM; }
-    st = cache_quarantine_each(c, json_quarantined, &wq);
+    if (c) st = cache_quarantine_each(c, json_quarantined, &wq);
     if (!st && wq.err) st = CHUTE_ERR_NOMEM;
     if (st) { json_decref(w.arr); json_decref(wq.arr); return st; }
     json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o}",

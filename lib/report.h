@@ -20,6 +20,7 @@ const char *report_state_text(const queue_item *it, char *buf, size_t cap);
 
 /* relay: "unknown", "reachable" or "unreachable". Each returns a malloc'd
  * NUL-terminated string in *out (free it). */
+/* c may be NULL: no cache made yet, counted as empty. */
 chute_status report_text(queue *q, cache *c, const char *relay, char **out);
 chute_status report_json(queue *q, cache *c, const char *relay, char **out);
 

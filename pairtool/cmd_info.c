@@ -33,18 +33,21 @@ static const char RECIPIENT_USAGE[] =
     "\n"
     "Print this device's age recipient (age1...), its public key.\n";
 
-/* The mount's queue and cache (DIR/chutefs.db), opened only if a mount
- * made it: a status must not create it. 0 and NULLs if there is none. */
+/* The mount's queue (DIR/chutefs.db) and cache (DIR/inbox.db), opened
+ * only if a mount made them: a status must not create them. 0 and NULLs
+ * if there is none; a cache not made yet reads as empty. */
 static int open_mount_db(const cli_globals *g, queue **q, cache **c)
 {
     *q = NULL;
     *c = NULL;
-    char dir[DEVSTATE_PATH_MAX], db[DEVSTATE_PATH_MAX + 16];
+    char dir[DEVSTATE_PATH_MAX], db[DEVSTATE_PATH_MAX + 16], inbox_db[DEVSTATE_PATH_MAX + 16];
     if (devstate_resolve_dir(g->home, dir, sizeof dir) != CHUTE_OK) return -1;
-    if (snprintf(db, sizeof db, "%s/chutefs.db", dir) >= (int)sizeof db) return -1;
+    if (snprintf(db, sizeof db, "%s/chutefs.db", dir) >= (int)sizeof db ||
+        snprintf(inbox_db, sizeof inbox_db, "%s/" CACHE_DB_NAME, dir) >= (int)sizeof inbox_db)
+        return -1;
     if (access(db, F_OK) != 0) return 0;
     chute_status st = queue_open(db, q);
-    if (!st) st = cache_open(db, c);
+    if (!st && access(inbox_db, F_OK) == 0) st = cache_open(inbox_db, c);
     if (st) {
         cli_error("cannot read the mount's queue in %s: %s", db, chute_strstatus(st));
         cache_close(*c);
@@ -83,8 +86,8 @@ static int print_item(const queue_item *it, void *arg)
 static int print_queue(queue *q, cache *c)
 {
     queue_counts_t qc;
-    cache_counts_t cc;
-    if (queue_counts(q, &qc) != CHUTE_OK || cache_counts(c, &cc) != CHUTE_OK) {
+    cache_counts_t cc = {0};
+    if (queue_counts(q, &qc) != CHUTE_OK || (c && cache_counts(c, &cc) != CHUTE_OK)) {
         cli_error("cannot read the mount's queue");
         return -1;
     }

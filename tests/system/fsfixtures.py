@@ -113,6 +113,10 @@ class Chute:
         con.row_factory = sqlite3.Row
         return con
 
+    def inbox_db(self):
+        """The inbox cache (inbox.db), apart from the queue's chutefs.db."""
+        return sqlite3.connect(str(self.home / "inbox.db"), timeout=10)
+
     def rows(self, where="1=1", args=()):
         with self.db() as con:
             return [dict(r) for r in con.execute(

@@ -13,7 +13,7 @@ from fsfixtures import chute, run  # noqa: F401  (fixture)
 
 
 def chunk_rows(chute):
-    with chute.db() as con:
+    with chute.inbox_db() as con:
         return con.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
 

@@ -83,7 +83,8 @@ class Receiver:
         return (self.mnt / "status").read_text()
 
     def db(self):
-        return sqlite3.connect(str(self.home / "chutefs.db"), timeout=10)
+        """The inbox cache (inbox.db): quarantine, received, chunks."""
+        return sqlite3.connect(str(self.home / "inbox.db"), timeout=10)
 
     def parts(self):
         d = self.home / "spool" / "incoming"

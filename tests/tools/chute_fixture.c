@@ -98,7 +98,7 @@ static int cmd_receive(int argc, char **argv)
 {
     const char *home = argv[2], *peer = argv[3], *item = argv[4], *path = argv[5];
     char db[4096];
-    snprintf(db, sizeof db, "%s/chutefs.db", home);
+    snprintf(db, sizeof db, "%s/" CACHE_DB_NAME, home);
     cache *c;
     chute_status st = cache_open(db, &c);
     if (st) return die("cache", st);

@@ -1,6 +1,7 @@
 /* test_cache.c — receive/commit, invisibility of partials, random reads,
  * hostile paths and collisions, remove, rename, dedup, counts. */
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "cache.h"
 #include "unit.h"
@@ -178,6 +179,71 @@ static void test_quarantine_and_cursor(void)
     CHECK_EQ_INT(seq, 0);
 }
 
+static void test_uses_a_rollback_journal(void)
+{
+    /* WAL would write every received byte twice (db.h). */
+    char p[128];
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+    /* Only WAL is a property of the file; TRUNCATE is per connection. */
+    CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+/* A cache of an older version sits in the queue's WAL file: its files,
+ * received items and quarantine move over, once, and keep reading. */
+static void test_adopts_a_legacy_cache_once(void)
+{
+    char legacy[128], fresh[128];
+    snprintf(legacy, sizeof legacy, "%s/legacy.db", dir);
+    snprintf(fresh, sizeof fresh, "%s/fresh.db", dir);
+    cache *old;
+    CHECK_EQ_INT(cache_open(legacy, &old), CHUTE_OK);
+    sqlite3 *db;   /* what the old version left: WAL, plus the queue's table */
+    CHECK_EQ_INT(sqlite3_open(legacy, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE queue(x);",
+                              NULL, NULL, NULL), SQLITE_OK);
+    cache *keep = C;
+    C = old;
+    uint8_t data[3 * CACHE_CHUNK + 5];
+    randombytes_buf(data, sizeof data);
+    char out[4096];
+    CHECK_EQ_INT(receive("old1", "kept.bin", data, sizeof data, out), CHUTE_OK);
+    CHECK_EQ_INT(cache_quarantine(C, "alice", "bad1", "tampered"), CHUTE_OK);
+    C = keep;
+    cache_close(old);
+
+    cache *c;
+    CHECK_EQ_INT(cache_open(fresh, &c), CHUTE_OK);
+    CHECK_EQ_INT(cache_adopt_legacy(c, legacy), CHUTE_OK);
+    CHECK_EQ_INT(cache_adopt_legacy(c, legacy), CHUTE_OK);   /* nothing left: no-op */
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(c, "alice", "kept.bin", &n), CHUTE_OK);
+    uint8_t back[sizeof data];
+    size_t got = 0;
+    CHECK_EQ_INT(cache_read(c, n.data, n.size, 0, back, sizeof back, &got), CHUTE_OK);
+    CHECK(got == sizeof data && memcmp(back, data, got) == 0);
+    bool yes = false;
+    CHECK_EQ_INT(cache_seen(c, "alice", "old1", &yes), CHUTE_OK);
+    CHECK(yes);
+    CHECK_EQ_INT(cache_is_quarantined(c, "alice", "bad1", &yes), CHUTE_OK);
+    CHECK(yes);
+    cache_close(c);
+    /* the old file keeps the queue and loses the cache's tables */
+    sqlite3_stmt *s;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM sqlite_master "
+                                        "WHERE type='table'", -1, &s, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+    CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "queue") == 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     char p[128];
@@ -189,6 +255,8 @@ int main(void)
     RUN(test_hostile_paths_and_collisions);
     RUN(test_remove_rename);
     RUN(test_quarantine_and_cursor);
+    RUN(test_uses_a_rollback_journal);
+    RUN(test_adopts_a_legacy_cache_once);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
     if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
