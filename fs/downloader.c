@@ -20,6 +20,13 @@
 #define LIST_WAIT_S      30     /* long-poll; the relay caps it at max_wait */
 #define BACKOFF_FIRST_MS 250
 #define BACKOFF_MAX_MS   30000
+/* Following an item still uploading: only big ones (a small one is whole
+ * a moment later and its commit wakes the listing), polled every
+ * 5..200 ms, left for its commit after 5 s without growth. */
+#define FOLLOW_MIN_BYTES     (4u << 20)
+#define FOLLOW_PAUSE_FIRST_MS 5
+#define FOLLOW_PAUSE_MAX_MS   200
+#define FOLLOW_IDLE_MS        5000
 
 
 struct downloader {
@@ -112,41 +119,71 @@ static int part_path(const session *s, const char *item, char *out, size_t cap)
 typedef struct {
     int fd;
     uint64_t off, size;
-    int failed;                   /* 1: write error, 2: more bytes than declared */
+    receiving *r;                 /* fed every byte after it reached the .part */
+    const char *reason;           /* the receiver's refusal, if it refused */
+    chute_status fed;             /* its status then */
+    int failed;                   /* 1: write error, 2: more bytes than declared,
+                                     3: the receiver stopped */
 } part_sink;
 
+/* Each piece goes to the .part first (the resume point: a crash or a
+ * dropped connection loses nothing that reached it), then through the
+ * receiver, so the blob is decrypted and stored while it downloads. */
 static int write_part(void *ctx, const uint8_t *data, size_t len)
 {
     part_sink *p = ctx;
     if (len > p->size - p->off) { p->failed = 2; return 1; }
-    while (len) {
-        ssize_t w = pwrite(p->fd, data, len, (off_t)p->off);
+    const uint8_t *d = data;
+    uint64_t off = p->off;
+    for (size_t left = len; left;) {
+        ssize_t w = pwrite(p->fd, d, left, (off_t)off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) { p->failed = 1; return 1; }
-        data += w; len -= (size_t)w; p->off += (uint64_t)w;
+        d += w; left -= (size_t)w; off += (uint64_t)w;
     }
+    p->off = off;
+    p->fed = receive_feed(p->r, data, len, &p->reason);
+    if (p->fed) { p->failed = 3; return 1; }
     return 0;
 }
 
-/* Fetch the blob into fd, resuming from what it already holds (a crash or
- * a dropped connection loses nothing that reached the file). */
-static chute_status download_blob(session *s, const relay_listed_item *li, int fd)
+/* Fetch the rest of the blob through the sink. A complete item comes in
+ * one request (resumed after a cut). An item still uploading (a partial
+ * listing, PROTOCOL §6.6) is followed: its durable prefix, then whatever
+ * became durable since, polled with a growing pause; *later is set if it
+ * stops growing for FOLLOW_IDLE_MS — its commit lists it again. */
+static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sink *p,
+                               bool *later)
 {
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) return CHUTE_ERR_IO;
-    part_sink p = {.fd = fd, .off = (uint64_t)sb.st_size, .size = li->size};
-    if (p.off > li->size) {   /* not this blob's prefix: start over */
-        if (ftruncate(fd, 0) != 0) return CHUTE_ERR_IO;
-        p.off = 0;
+    *later = false;
+    unsigned pause = FOLLOW_PAUSE_FIRST_MS, idle = 0;
+    while (p->off < p->size) {
+        uint64_t before = p->off;
+        chute_status st = relay_item_download(s->rc, s->dev.inbox, s->dev.owner_token,
+                                              li->item, p->off, UINT64_MAX, write_part, p);
+        if (p->failed == 1) return CHUTE_ERR_IO;
+        if (p->failed == 2) return CHUTE_ERR_PROTOCOL;
+        if (p->failed == 3) return p->fed;
+        /* 416: nothing durable past what we have yet. */
+        if (st == CHUTE_ERR_PROTOCOL && !li->complete &&
+            relay_client_http_status(s->rc) == 416)
+            st = CHUTE_OK;
+        note_reach(s->d, st);
+        if (st) return st;
+        if (p->off == p->size) break;
+        if (li->complete) return CHUTE_ERR_NETWORK;   /* cut short: resume */
+        if (p->off > before) {
+            idle = 0;
+            pause = FOLLOW_PAUSE_FIRST_MS;
+        } else if (idle >= FOLLOW_IDLE_MS) {
+            *later = true;
+            return CHUTE_OK;
+        }
+        if (!nap(s->d, pause)) return CHUTE_ERR_NETWORK;   /* stopping */
+        idle += pause;
+        if (pause < FOLLOW_PAUSE_MAX_MS) pause *= 2;
     }
-    if (p.off == li->size) return CHUTE_OK;
-    chute_status st = relay_item_download(s->rc, s->dev.inbox, s->dev.owner_token, li->item,
-                                          p.off, UINT64_MAX, write_part, &p);
-    note_reach(s->d, st);
-    if (p.failed == 1) return CHUTE_ERR_IO;
-    if (p.failed == 2) return CHUTE_ERR_PROTOCOL;
-    if (!st && p.off != li->size) st = CHUTE_ERR_NETWORK;   /* cut short: resume */
-    return st;
+    return CHUTE_OK;
 }
 
 static chute_status ack(session *s, const char *item)
@@ -174,6 +211,37 @@ static chute_status quarantine(session *s, const devstate_peer *p, const char *i
     return ack(s, item);
 }
 
+/* The .part's bytes (a resumed download) and then the relay's, through
+ * the receiver: verified and committed when the blob is whole. *reason is
+ * set when the item itself is bad. */
+static chute_status receive_item(session *s, const devstate_peer *p,
+                                 const relay_listed_item *li, const chute_meta *m,
+                                 int fd, bool *later, char *final, size_t cap,
+                                 const char **reason)
+{
+    *later = false;
+    *reason = NULL;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return CHUTE_ERR_IO;
+    part_sink sink = {.fd = fd, .off = (uint64_t)sb.st_size, .size = li->size};
+    if (sink.off > li->size) {   /* not this blob's prefix: start over */
+        if (ftruncate(fd, 0) != 0) return CHUTE_ERR_IO;
+        sink.off = 0;
+    }
+    chute_status st = receive_begin(s->c, p->name, li->item, m, &s->id, &sink.r);
+    if (st) return st;
+    st = receive_feed_fd(sink.r, fd, sink.off, reason);
+    if (!st) {
+        st = fetch_blob(s, li, &sink, later);
+        if (sink.reason) *reason = sink.reason;
+    }
+    if (st || *later) {
+        receive_abort(sink.r);
+        return st;
+    }
+    return receive_finish(sink.r, final, cap, reason);
+}
+
 /* Returns CHUTE_OK when the item needs nothing more now (stored and acked,
  * quarantined and acked, or left alone); anything else is retried. */
 static chute_status download_item(session *s, const relay_listed_item *li)
@@ -199,6 +267,7 @@ static chute_status download_item(session *s, const relay_listed_item *li)
         drop_part(s, li->item);
         return ack(s, li->item);
     }
+    if (!li->complete && li->size < FOLLOW_MIN_BYTES) return CHUTE_OK;
     chute_meta *m = malloc(sizeof *m);
     if (!m) return CHUTE_ERR_NOMEM;
     const char *reason = NULL;
@@ -212,16 +281,14 @@ static chute_status download_item(session *s, const relay_listed_item *li)
     if (part_path(s, li->item, path, sizeof path) == 0)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) { free(m); return CHUTE_ERR_IO; }
-    st = download_blob(s, li, fd);
+    bool later = false;
     char final[META_PATH_MAX + 1];
-    if (!st) {
-        st = verify_and_store(s->c, p->name, li->item, m, fd, &s->id, final,
-                              sizeof final, &reason);
-        if (st == CHUTE_ERR_EXISTS) st = CHUTE_OK;   /* committed by an earlier run */
-    }
+    st = receive_item(s, p, li, m, fd, &later, final, sizeof final, &reason);
     close(fd);
     sodium_memzero(m, sizeof *m);
     free(m);
+    if (later) return CHUTE_OK;        /* listed again once complete */
+    if (st == CHUTE_ERR_EXISTS) st = CHUTE_OK;   /* committed by an earlier run */
     if (st && reason) return quarantine(s, p, li->item, reason);
     if (st == CHUTE_ERR_NOT_FOUND) {   /* cancelled by its sender meanwhile */
         unlink(path);
@@ -276,7 +343,7 @@ static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up
     /* Catch up without waiting (this also tells status at once whether the
      * relay answers); long-poll only once nothing is left. */
     chute_status st = relay_items_list(s->rc, s->dev.inbox, s->dev.owner_token, *cursor,
-                                       *caught_up ? LIST_WAIT_S : 0, 0, &l);
+                                       *caught_up ? LIST_WAIT_S : 0, 1, &l);
     note_reach(s->d, st);
     if (st) return st;
     *caught_up = l.count == 0;

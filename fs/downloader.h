@@ -2,15 +2,17 @@
  *
  * Started when the mount is up (the mount never waits on it), with its own
  * relay client, device-state and cache connections. It long-polls this
- * device's relay inbox, so an item committed on the relay is fetched at
- * once, and for each listed item:
+ * device's relay inbox (partial=1), so an item committed on the relay is
+ * fetched at once — a big one already while it uploads — and for each
+ * listed item:
  *
  *   sender → peer (granted_sender)   no such peer: left on the relay, logged
  *   seen or quarantined before?      only acknowledged again
  *   open the sealed meta             fails: quarantined
- *   download the blob                spool/incoming/<item>.part, resumed
- *                                    from its length with a Range request
- *   verify_and_store (receive.h)     refused: quarantined; else committed
+ *   download, verify, store          each piece to spool/incoming/<item>.part
+ *     (receive.h, as it arrives)     (resumed from its length with Range),
+ *                                    then decrypted into the cache; refused:
+ *                                    quarantined; whole: committed
  *   ack (DELETE, owner token)        retried until the relay has it
  *
  * Network failures back off exponentially (capped, with jitter); the last

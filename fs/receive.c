@@ -10,7 +10,7 @@
 
 #include "age_decryptor.h"
 
-#define READ_BLOCK 65536
+#define OUT_BLOCK 65536
 
 chute_status receive_open_meta(const char *meta_b64, const devstate_peer *peer,
                                const char *item, const char *my_recipient,
@@ -55,7 +55,7 @@ static const char *age_refusal(chute_status st)
     }
 }
 
-typedef struct {
+struct receiving {
     age_decryptor *d;
     cache_txn *t;
     const chute_meta *m;
@@ -63,7 +63,7 @@ typedef struct {
     bool mac_checked;
     uint64_t total;
     const char *reason;
-} receiving;
+};
 
 /* Check the header MAC as soon as the decryptor has one, then pass the
  * plaintext produced into out[0..n) on to the cache. */
@@ -93,34 +93,54 @@ static chute_status take_output(receiving *r, size_t n)
     return cache_item_append(r->t, r->out, n);
 }
 
-static chute_status decrypt_into_cache(receiving *r, int fd)
+chute_status receive_begin(cache *c, const char *peer, const char *item,
+                           const chute_meta *m, const age_identity *id,
+                           receiving **out)
 {
-    uint8_t *in = malloc(READ_BLOCK);
-    if (!in) return CHUTE_ERR_NOMEM;
-    chute_status st = CHUTE_OK;
-    off_t pos = 0;
-    while (!st) {
-        ssize_t got = pread(fd, in, READ_BLOCK, pos);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) { st = CHUTE_ERR_IO; break; }
-        if (got == 0) break;
-        pos += got;
-        age_io io = {.in = in, .in_len = (size_t)got};
-        /* An update stops early only when out is full: drain and repeat. */
-        do {
-            io.out = r->out;
-            io.out_len = READ_BLOCK;
-            st = age_decryptor_update(r->d, &io);
-            if (st) r->reason = age_refusal(st);
-            else st = take_output(r, READ_BLOCK - io.out_len);
-        } while (!st && io.in_len);
+    *out = NULL;
+    receiving *r = calloc(1, sizeof *r);
+    if (!r) return CHUTE_ERR_NOMEM;
+    r->m = m;
+    r->out = malloc(OUT_BLOCK);
+    chute_status st = r->out ? age_decryptor_new(&r->d, id, 1) : CHUTE_ERR_NOMEM;
+    if (!st) st = cache_item_begin(c, peer, item, &r->t);
+    if (st) {
+        r->t = NULL;
+        receive_abort(r);
+        return st;
     }
+    *out = r;
+    return CHUTE_OK;
+}
+
+chute_status receive_feed(receiving *r, const uint8_t *in, size_t len,
+                          const char **reason)
+{
+    *reason = NULL;
+    age_io io = {.in = in, .in_len = len};
+    chute_status st = CHUTE_OK;
+    /* An update stops early only when out is full: drain and repeat. */
+    do {
+        io.out = r->out;
+        io.out_len = OUT_BLOCK;
+        st = age_decryptor_update(r->d, &io);
+        if (st) r->reason = age_refusal(st);
+        else st = take_output(r, OUT_BLOCK - io.out_len);
+    } while (!st && io.in_len);
+    *reason = r->reason;
+    return st;
+}
+
+chute_status receive_finish(receiving *r, char *final_path, size_t cap,
+                            const char **reason)
+{
+    chute_status st = CHUTE_OK;
     bool done = false;
     while (!st && !done) {
-        age_io io = {.out = r->out, .out_len = READ_BLOCK};
+        age_io io = {.out = r->out, .out_len = OUT_BLOCK};
         st = age_decryptor_finish(r->d, &io, &done);
         if (st) r->reason = age_refusal(st);
-        else st = take_output(r, READ_BLOCK - io.out_len);
+        else st = take_output(r, OUT_BLOCK - io.out_len);
     }
     if (!st && !r->mac_checked) {
         r->reason = "blob has no age header";
@@ -130,31 +150,44 @@ static chute_status decrypt_into_cache(receiving *r, int fd)
         r->reason = "blob's size differs from the meta's";
         st = CHUTE_ERR_MALFORMED;
     }
-    sodium_memzero(in, READ_BLOCK);
-    free(in);
+    /* Nothing is visible before this one transaction. */
+    if (!st) {
+        st = cache_item_commit(r->t, r->m, final_path, cap);
+        r->t = NULL;   /* freed by the commit, whatever its result */
+    }
+    *reason = r->reason;
+    receive_abort(r);
     return st;
 }
 
-chute_status verify_and_store(cache *c, const char *peer, const char *item,
-                              const chute_meta *m, int blob_fd,
-                              const age_identity *id,
-                              char *final_path, size_t cap, const char **reason)
+void receive_abort(receiving *r)
+{
+    if (!r) return;
+    if (r->t) cache_item_abort(r->t);
+    age_decryptor_free(r->d);
+    if (r->out) {
+        sodium_memzero(r->out, OUT_BLOCK);   /* plaintext */
+        free(r->out);
+    }
+    free(r);
+}
+
+chute_status receive_feed_fd(receiving *r, int fd, uint64_t len, const char **reason)
 {
     *reason = NULL;
-    receiving r = {.m = m};
-    r.out = malloc(READ_BLOCK);
-    if (!r.out) return CHUTE_ERR_NOMEM;
-    chute_status st = age_decryptor_new(&r.d, id, 1);
-    if (!st) st = cache_item_begin(c, peer, item, &r.t);
-    if (!st) {
-        st = decrypt_into_cache(&r, blob_fd);
-        /* Nothing is visible before this one transaction. */
-        if (!st) st = cache_item_commit(r.t, m, final_path, cap);
-        else cache_item_abort(r.t);
+    uint8_t *in = malloc(OUT_BLOCK);
+    if (!in) return CHUTE_ERR_NOMEM;
+    chute_status st = CHUTE_OK;
+    off_t pos = 0;
+    while (!st && (uint64_t)pos < len) {
+        size_t want = len - (uint64_t)pos < OUT_BLOCK ? (size_t)(len - (uint64_t)pos) : OUT_BLOCK;
+        ssize_t got = pread(fd, in, want, pos);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) { st = CHUTE_ERR_IO; break; }
+        if (got == 0) break;
+        pos += got;
+        st = receive_feed(r, in, (size_t)got, reason);
     }
-    *reason = r.reason;
-    age_decryptor_free(r.d);
-    sodium_memzero(r.out, READ_BLOCK);   /* plaintext */
-    free(r.out);
+    free(in);   /* ciphertext: nothing to wipe */
     return st;
 }

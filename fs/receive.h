@@ -3,12 +3,13 @@
  * receive_open_meta: the item's sealed meta (base64 from the relay listing)
  * opened with the link key of the peer that sent it (PROTOCOL §8).
  *
- * verify_and_store: the downloaded blob, stream-decrypted with this
- * device's age identity straight into the cache (cache_item_begin/append),
- * committed in one transaction only if its age header MAC equals the
- * meta's, its plaintext size equals the meta's and every chunk
- * authenticates. Memory stays bounded (a few 64 KiB buffers) whatever the
- * size.
+ * receive_begin / receive_feed / receive_finish: the blob, fed in order as
+ * it arrives (from the network or a partial file), stream-decrypted with
+ * this device's age identity straight into the cache (cache_item_begin/
+ * append, invisible), and committed in one transaction by receive_finish
+ * only if its age header MAC equals the meta's, its plaintext size equals
+ * the meta's and every chunk authenticated. Memory stays bounded (a few
+ * 64 KiB buffers) whatever the size.
  *
  * Both tell a refusal (the item is bad: *reason says why, for people, and
  * it must be quarantined) from a local failure (*reason stays NULL: disk,
@@ -17,6 +18,7 @@
 #define CHUTEFS_RECEIVE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "age_keys.h"
 #include "cache.h"
@@ -28,11 +30,24 @@ chute_status receive_open_meta(const char *meta_b64, const devstate_peer *peer,
                                const char *item, const char *my_recipient,
                                chute_meta *m, const char **reason);
 
-/* CHUTE_ERR_EXISTS: the item was committed before (nothing changed).
- * final_path gets the sanitized, collision-free path under inbox/<peer>/. */
-chute_status verify_and_store(cache *c, const char *peer, const char *item,
-                              const chute_meta *m, int blob_fd,
-                              const age_identity *id,
-                              char *final_path, size_t cap, const char **reason);
+typedef struct receiving receiving;
+
+/* m and id must outlive the receiving. CHUTE_ERR_EXISTS: the item was
+ * committed before. */
+chute_status receive_begin(cache *c, const char *peer, const char *item,
+                           const chute_meta *m, const age_identity *id,
+                           receiving **out);
+/* The next len bytes of the blob; after a refusal, abort. */
+chute_status receive_feed(receiving *r, const uint8_t *in, size_t len,
+                          const char **reason);
+/* The first len bytes of fd (fewer if it is shorter). */
+chute_status receive_feed_fd(receiving *r, int fd, uint64_t len, const char **reason);
+/* The blob is whole: verify its end and commit. Frees r, whatever the
+ * result. final_path gets the sanitized, collision-free path under
+ * inbox/<peer>/. */
+chute_status receive_finish(receiving *r, char *final_path, size_t cap,
+                            const char **reason);
+/* Throw away what was fed (nothing was visible). NULL is a no-op. */
+void receive_abort(receiving *r);
 
 #endif

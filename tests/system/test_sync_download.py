@@ -134,6 +134,19 @@ class World:
         assert r.returncode == 0, r.stderr.decode(errors="replace")
         return json.loads(r.stdout)["item"]
 
+    def send_paused(self, src, pause_at, go_file, name="big.bin", variant="good"):
+        """chute_send in the background: uploads pause_at bytes, then waits
+        for go_file to exist. Returns (process, stderr path)."""
+        err = self.tmp / f"send-{os.urandom(4).hex()}.stderr"
+        args = [str(self.sender), str(self.abroad.home), self.to, str(src), "--name", name,
+                "--variant", variant, "--pause-at", str(pause_at), "--pause-file", str(go_file)]
+        with open(err, "wb") as f:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=f)
+        wait_until(lambda: b"paused" in err.read_bytes() or proc.poll() is not None,
+                   timeout=60 * SLOW, what="the sender to pause")
+        assert proc.poll() is None, err.read_bytes().decode(errors="replace")
+        return proc, err
+
     def item_state(self, item):
         r = self.owner.get(f"/v1/inboxes/{self.inbox_id}/items/{item}/status")
         assert r.status == 200, r
@@ -390,6 +403,62 @@ def test_relay_killed_mid_download_is_resumed(world):
         assert (metric(m, "chute_http_requests_total", code="206") or 0) >= 1
     wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
     assert "relay: reachable" in world.rx.status()
+
+
+def listed_items(w):
+    r = w.owner.get(f"/v1/inboxes/{w.inbox_id}/items?partial=1")
+    assert r.status == 200, r
+    return r.json["items"]
+
+
+def test_download_follows_an_upload_in_progress_and_shows_nothing_until_whole(world):
+    src, digest = big_file(world.tmp, 24)
+    world.rx.mount()
+    go = world.tmp / "go"
+    sender, _ = world.send_paused(src, 16 << 20, go)
+    try:
+        # the receiver fetched the durable prefix while the upload is stalled...
+        wait_until(lambda: part_size(world) >= 16 << 20, timeout=20 * SLOW,
+                   what="the durable prefix to be downloaded")
+        (item,) = [i["item"] for i in listed_items(world)]
+        assert world.item_state(item) == "uploading"
+        # ...and shows nothing of it
+        assert os.listdir(world.inbox) == []
+        assert "stored: 0\n" in world.rx.status()
+        go.touch()
+        out, _ = sender.communicate(timeout=120 * SLOW)
+        assert sender.returncode == 0
+    finally:
+        go.touch()
+        if sender.poll() is None:
+            sender.kill()
+    wait_until(lambda: stored(world, 1), timeout=60 * SLOW, what="the whole item")
+    assert sha_of(world.inbox / "big.bin") == digest
+    wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
+    assert world.rx.parts() == []
+
+
+def test_tampered_upload_in_progress_is_quarantined_before_it_is_whole(world):
+    src, _ = big_file(world.tmp, 16)
+    world.rx.mount()
+    go = world.tmp / "go"
+    # the flipped byte sits in the middle of the blob, the pause at 3/4
+    sender, _ = world.send_paused(src, 12 << 20, go, variant="flip")
+    try:
+        wait_until(lambda: "quarantined: 1\n" in world.rx.status(), timeout=20 * SLOW,
+                   what="the quarantine while the upload is stalled")
+        assert os.listdir(world.inbox) == []
+        go.touch()
+        sender.communicate(timeout=120 * SLOW)
+        assert sender.returncode != 0        # its item was acked away meanwhile
+    finally:
+        go.touch()
+        if sender.poll() is None:
+            sender.kill()
+    assert listed_items(world) == []
+    assert "payload does not authenticate" in world.rx.status()
+    assert world.rx.parts() == []
+    assert os.listdir(world.inbox) == []
 
 
 @pytest.mark.big

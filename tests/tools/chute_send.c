@@ -6,6 +6,7 @@
  *
  *   chute_send HOME PEER FILE [--name PATH] [--item ID] [--variant V]
  *              [--blob-out F] [--mode OCTAL] [--mtime SECONDS] [--no-upload]
+ *              [--pause-at N --pause-file F]
  *
  * V: good (default); wrong-key (meta sealed under another key);
  * flip (one payload byte flipped); truncate (the blob's last 100 bytes cut);
@@ -14,12 +15,16 @@
  * PATH is taken as raw bytes (hostile names: "../x", control bytes...);
  * one longer than a sealed meta can carry (3072 bytes, PROTOCOL §8) is cut
  * there.
+ * --pause-at N: upload the first N bytes, print {"paused":N} on stderr, and
+ * go on only once F exists (at most 120 s): an upload in progress, for the
+ * tests of a receiver that follows one.
  * Prints {"item":..., "blob_size":N, "header_mac":"<hex>"} on stdout. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +48,8 @@ typedef struct {
     long mode;
     long long mtime;
     int no_upload;
+    uint64_t pause_at;
+    const char *pause_file;
 } options;
 
 static void random_item_id(char out[33])
@@ -88,8 +95,18 @@ static chute_status damage_blob(int blob, const char *variant)
     return CHUTE_OK;
 }
 
+/* Wait (bounded) for the test to create f. */
+static chute_status wait_for_file(const char *f)
+{
+    for (int i = 0; i < 12000; i++) {
+        if (access(f, F_OK) == 0) return CHUTE_OK;
+        usleep(10000);
+    }
+    return CHUTE_ERR_EXPIRED;
+}
+
 static chute_status upload(const devstate_peer *p, const char *item, const char *meta_b64,
-                           int blob, uint64_t size)
+                           int blob, uint64_t size, const options *o)
 {
     relay_config cfg = {.base_url = p->relay_url};
     relay_client *c;
@@ -98,8 +115,16 @@ static chute_status upload(const devstate_peer *p, const char *item, const char 
     relay_item_state is;
     st = relay_item_create(c, p->inbox, p->send_token, item, size, meta_b64, &is);
     uint64_t off = st ? 0 : is.offset;
+    bool paused = false;
     while (!st && off < size) {
+        if (o->pause_file && !paused && off >= o->pause_at) {
+            fprintf(stderr, "{\"paused\":%llu}\n", (unsigned long long)off);
+            st = wait_for_file(o->pause_file);
+            paused = true;
+            if (st) break;
+        }
         uint64_t n = size - off > (64u << 20) ? (64u << 20) : size - off;
+        if (o->pause_file && !paused && n > o->pause_at - off) n = o->pause_at - off;
         st = relay_item_append_fd(c, p->inbox, p->send_token, item, off, blob, (off_t)off, n,
                                   &off);
     }
@@ -159,7 +184,7 @@ static int send_file(const char *home, const char *peer, const char *file, const
     if (!st) {
         sodium_bin2base64(meta_b64, sizeof meta_b64, sealed, sealed_len,
                           sodium_base64_VARIANT_ORIGINAL);
-        if (!o->no_upload) st = upload(&p, item, meta_b64, blob, (uint64_t)bs.st_size);
+        if (!o->no_upload) st = upload(&p, item, meta_b64, blob, (uint64_t)bs.st_size, o);
     }
     close(src);
     close(blob);
@@ -180,7 +205,8 @@ int main(int argc, char **argv)
         {"name", required_argument, NULL, 'n'}, {"item", required_argument, NULL, 'i'},
         {"variant", required_argument, NULL, 'v'}, {"blob-out", required_argument, NULL, 'b'},
         {"mode", required_argument, NULL, 'm'}, {"mtime", required_argument, NULL, 't'},
-        {"no-upload", no_argument, NULL, 'u'}, {NULL, 0, NULL, 0},
+        {"no-upload", no_argument, NULL, 'u'}, {"pause-at", required_argument, NULL, 'p'},
+        {"pause-file", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -192,6 +218,8 @@ int main(int argc, char **argv)
         case 'm': o.mode = strtol(optarg, NULL, 8); break;
         case 't': o.mtime = strtoll(optarg, NULL, 10); break;
         case 'u': o.no_upload = 1; break;
+        case 'p': o.pause_at = strtoull(optarg, NULL, 10); break;
+        case 'f': o.pause_file = optarg; break;
         default: return 2;
         }
     }
