@@ -40,6 +40,7 @@ GiB = 1 << 30
 RELAY_ARGS = ["--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000",
               "--max-conns-per-ip", "256", "--inbox-quota-items", "1000000"]
 STATE = "user.chute.state"
+TRACE = os.environ.get("CHUTE_BENCH_TRACE") == "1"   # every phase sample on stderr
 PHASE_POLL = float(os.environ.get("CHUTE_BENCH_PHASE_POLL", "0.02"))  # xattr sampling
 
 
@@ -142,6 +143,8 @@ class Watcher:
             except OSError:
                 pass
             st = self.b.state(self.name)
+            if TRACE:
+                log("trace %.3f state=%s part=%d" % (time.monotonic(), st, self.part_size))
             if st != last and st is not None:
                 self.mark("uploading" if st.startswith("uploading") else st)
                 last = st
