@@ -20,8 +20,9 @@
 
 #define LIST_LIMIT 1000
 /* A long PATCH makes its prefix durable this often, so a relay killed
- * mid-upload loses at most this much of it. */
-#define CHECKPOINT_BYTES (64u << 20)
+ * mid-upload loses at most this much of it, and a receiver following the
+ * upload (partial=1) gets it in steps of this size. */
+#define CHECKPOINT_BYTES (16u << 20)
 
 struct upload {
     blob_writer *w;

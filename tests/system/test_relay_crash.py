@@ -246,7 +246,7 @@ def test_long_poll_works_after_a_restart(relay_factory):
 
 def test_kill_9_in_a_long_append_keeps_a_durable_prefix(relay_factory):
     """A long PATCH makes its prefix durable as it goes (chuted: every
-    64 MiB), so a killed relay keeps what HEAD reported and the bytes match."""
+    16 MiB), so a killed relay keeps what HEAD reported and the bytes match."""
     relay = relay_factory()
     box = relay.api().create_inbox()
     snd = box.add_sender()
