@@ -24,6 +24,7 @@ mount points are written to --mounts. Stdlib only.
 import argparse
 import hashlib
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -91,6 +92,43 @@ def wait_until(pred, timeout, interval=0.01):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    """User + system CPU seconds of a live process (its threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children_cpu_s():
+    """CPU seconds of this driver's waited-for children (cp, curl)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def nginx_pids(root):
+    """nginx's master (nginx.pid beside the served folder) and its workers."""
+    try:
+        master = int((Path(root).parent / "nginx.pid").read_text())
+    except (OSError, ValueError):
+        return []
+    pids = [master]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
 
 
 def vm_hwm_kib(pid):
@@ -412,6 +450,9 @@ class Bench:
         w = Watcher(self, name, self.timeout_big() * 2)
         marks = w.marks
         subprocess.run(["sync"])
+        pids = self.rss_pids()
+        cpu0 = {k: cpu_s(p) for k, p in pids.items()}
+        kids0 = children_cpu_s()
         t0 = time.monotonic()
         w.__enter__()
         cp = subprocess.Popen(["cp", str(self.src), str(self.outbox / name)],
@@ -434,6 +475,10 @@ class Bench:
         else:
             log(f"cp into the outbox failed: {cp.stderr.read().decode(errors='replace')}")
         w.__exit__()
+        # CPU of each process over the run; cp's own (the FUSE writes' kernel
+        # copies count there) is a child's, known once waited for
+        self.cpu = {k: cpu_s(p) - cpu0[k] for k, p in pids.items()}
+        self.cpu["cp"] = children_cpu_s() - kids0
         if arrived is None:
             log(f"e2e: {name} not whole in home's inbox (sender state: {self.state(name)})")
             return None, None, {}
@@ -473,6 +518,9 @@ class Bench:
         curl = shutil.which("curl")
         subprocess.run(["sync"])
         down = self.t / "nginx-down"
+        npids = nginx_pids(self.a.nginx_root) if self.a.nginx_root else []
+        ncpu0 = sum(cpu_s(p) for p in npids)
+        kids0 = children_cpu_s()
         t0 = time.monotonic()
         r1 = subprocess.run([curl, "-sS", "-f", "-o", "/dev/null", "-T", str(self.src),
                              f"{self.a.nginx_url}/dav/big"], capture_output=True,
@@ -481,6 +529,7 @@ class Bench:
         r2 = subprocess.run([curl, "-sS", "-f", "-o", str(down), f"{self.a.nginx_url}/dav/big"],
                             capture_output=True, timeout=self.timeout_big())
         t1 = time.monotonic()
+        self.nginx_cpu = (children_cpu_s() - kids0) + (sum(cpu_s(p) for p in npids) - ncpu0)
         ok = r1.returncode == 0 and r2.returncode == 0 and down.stat().st_size == self.bytes
         if not ok:
             log("nginx PUT/GET failed: " + (r1.stderr + r2.stderr).decode(errors="replace"))
@@ -574,7 +623,18 @@ class Bench:
             row(f"fs:   {k}", secs(v), "-", "-")
         if n_tot is not None:
             row("fs:   nginx: of which PUT / GET", "-", f"{n_up:.2f}/{n_down:.2f} s", "-")
-        elif not self.a.nginx_url:
+        cpu = getattr(self, "cpu", None)
+        if t_e2e is not None and cpu:
+            # the machine's CPUs are shared by every process in the run: their
+            # total CPU time, against the reference's, explains much of the ratio
+            tot = sum(cpu.values())
+            nc = getattr(self, "nginx_cpu", None)
+            row(f"fs:   CPU time, all processes ({os.cpu_count()} CPUs)", secs(tot),
+                secs(nc) if n_tot is not None else "-",
+                ratio(tot, nc) if n_tot is not None else "-")
+            for k in sorted(cpu):
+                row(f"fs:     CPU {k}", secs(cpu[k]), "-", "-")
+        if n_tot is None and not self.a.nginx_url:
             row(f"fs:   nginx {self.a.nginx_why or 'missing'}", "-", "-", "-")
 
         # (c) latency
