@@ -22,11 +22,13 @@
 #define BACKOFF_MAX_MS   30000
 /* Following an item still uploading: only big ones (a small one is whole
  * a moment later and its commit wakes the listing), polled every
- * 5..200 ms, left for its commit after 5 s without growth. */
+ * 5..200 ms, left for its commit after 5 s without growth or after 60 s
+ * in all (items committed meanwhile wait for the next listing). */
 #define FOLLOW_MIN_BYTES     (4u << 20)
 #define FOLLOW_PAUSE_FIRST_MS 5
 #define FOLLOW_PAUSE_MAX_MS   200
 #define FOLLOW_IDLE_MS        5000
+#define FOLLOW_MAX_MS         60000
 
 
 struct downloader {
@@ -151,12 +153,13 @@ static int write_part(void *ctx, const uint8_t *data, size_t len)
  * one request (resumed after a cut). An item still uploading (a partial
  * listing, PROTOCOL §6.6) is followed: its durable prefix, then whatever
  * became durable since, polled with a growing pause; *later is set if it
- * stops growing for FOLLOW_IDLE_MS — its commit lists it again. */
+ * stops growing for FOLLOW_IDLE_MS or has been followed (paused) for
+ * FOLLOW_MAX_MS — its commit lists it again. */
 static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sink *p,
                                bool *later)
 {
     *later = false;
-    unsigned pause = FOLLOW_PAUSE_FIRST_MS, idle = 0;
+    unsigned pause = FOLLOW_PAUSE_FIRST_MS, idle = 0, followed = 0;
     while (p->off < p->size) {
         uint64_t before = p->off;
         chute_status st = relay_item_download(s->rc, s->dev.inbox, s->dev.owner_token,
@@ -175,12 +178,14 @@ static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sin
         if (p->off > before) {
             idle = 0;
             pause = FOLLOW_PAUSE_FIRST_MS;
-        } else if (idle >= FOLLOW_IDLE_MS) {
+        }
+        if (idle >= FOLLOW_IDLE_MS || followed >= FOLLOW_MAX_MS) {
             *later = true;
             return CHUTE_OK;
         }
         if (!nap(s->d, pause)) return CHUTE_ERR_NETWORK;   /* stopping */
         idle += pause;
+        followed += pause;
         if (pause < FOLLOW_PAUSE_MAX_MS) pause *= 2;
     }
     return CHUTE_OK;
@@ -354,10 +359,14 @@ static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up
         s->n_peers = 0;
         st = devstate_list_peers(s->ds, &s->peers, &s->n_peers);
     }
-    for (size_t i = 0; !st && i < l.count && !atomic_load(&s->d->stop); i++) {
-        st = download_item(s, &l.items[i]);
-        if (!st && l.items[i].seq > *cursor) *cursor = l.items[i].seq;
-    }
+    /* Whole items first: one still uploading must not hold them up. The
+     * cursor may pass an unfinished upload: its commit lists it again. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; !st && i < l.count && !atomic_load(&s->d->stop); i++) {
+            if ((l.items[i].complete ? 0 : 1) != pass) continue;
+            st = download_item(s, &l.items[i]);
+            if (!st && l.items[i].seq > *cursor) *cursor = l.items[i].seq;
+        }
     if (!st && !atomic_load(&s->d->stop) && l.cursor > *cursor) *cursor = l.cursor;
     relay_item_list_free(&l);
     return st;

@@ -438,6 +438,29 @@ def test_download_follows_an_upload_in_progress_and_shows_nothing_until_whole(wo
     assert world.rx.parts() == []
 
 
+def test_stalled_upload_does_not_hold_up_other_items(world):
+    src, digest = big_file(world.tmp, 12)
+    world.rx.mount()
+    go = world.tmp / "go"
+    sender, _ = world.send_paused(src, 8 << 20, go)
+    try:
+        wait_until(lambda: part_size(world) > 0, timeout=20 * SLOW,
+                   what="the stalled upload to be followed")
+        world.send(b"small and whole", name="small.txt")
+        wait_until(lambda: stored(world, 1), timeout=30 * SLOW,
+                   what="the whole item while the other upload is stalled")
+        assert os.listdir(world.inbox) == ["small.txt"]
+        go.touch()
+        sender.communicate(timeout=120 * SLOW)
+        assert sender.returncode == 0
+    finally:
+        go.touch()
+        if sender.poll() is None:
+            sender.kill()
+    wait_until(lambda: stored(world, 2), timeout=60 * SLOW, what="the stalled item, once whole")
+    assert sha_of(world.inbox / "big.bin") == digest
+
+
 def test_tampered_upload_in_progress_is_quarantined_before_it_is_whole(world):
     src, _ = big_file(world.tmp, 16)
     world.rx.mount()
