@@ -1,6 +1,7 @@
 /* downloader.c — see downloader.h. */
 #include "downloader.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,6 +30,7 @@
 #define FOLLOW_PAUSE_MAX_MS   200
 #define FOLLOW_IDLE_MS        5000
 #define FOLLOW_MAX_MS         60000
+#define SWEEP_MAX             1000
 
 
 struct downloader {
@@ -306,6 +308,42 @@ static chute_status download_item(session *s, const relay_listed_item *li)
     return ack(s, li->item);
 }
 
+/* ---- what a crash or a cancel left behind -------------------------------- */
+
+/* A .part whose item the relay no longer offers (cancelled or expired
+ * while this device was away, or acked by a run that died before deleting
+ * it) would stay forever: the item is never listed again. One status
+ * request per file, at most SWEEP_MAX; a relay that does not answer ends
+ * the sweep (the next start tries again). */
+static void sweep_parts(session *s)
+{
+    DIR *dir = opendir(s->d->incoming);
+    if (!dir) return;
+    unsigned asked = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) && asked < SWEEP_MAX && !atomic_load(&s->d->stop)) {
+        size_t len = strlen(e->d_name);
+        char item[RELAY_ID_MAX];
+        if (len <= 5 || len - 5 >= sizeof item || strcmp(e->d_name + len - 5, ".part") != 0)
+            continue;
+        memcpy(item, e->d_name, len - 5);
+        item[len - 5] = '\0';
+        if (!item_id_ok(item)) continue;
+        asked++;
+        relay_item_state is;
+        chute_status st = relay_item_status(s->rc, s->dev.inbox, s->dev.owner_token, item, &is);
+        note_reach(s->d, st);
+        if (st == CHUTE_ERR_NETWORK) break;
+        bool offered = !st && (strcmp(is.state, "uploading") == 0 ||
+                               strcmp(is.state, "pending") == 0);
+        if ((st == CHUTE_ERR_NOT_FOUND || (!st && !offered)) &&
+            unlinkat(dirfd(dir), e->d_name, 0) == 0)
+            fprintf(stderr, "chutefs: dropped the partial download of item %s (%s)\n", item,
+                    st ? "unknown to the relay" : is.state);
+    }
+    closedir(dir);
+}
+
 /* ---- the thread --------------------------------------------------------- */
 
 static chute_status session_open(session *s, downloader *d)
@@ -383,6 +421,11 @@ static void *downloader_main(void *arg)
         session_close(&s);
         return NULL;
     }
+    /* No download runs yet: what a crash left in the cache goes (a resumed
+     * item is fed again from its .part), and .parts nobody will finish. */
+    if (cache_drop_partials(s.c) != CHUTE_OK)
+        fprintf(stderr, "chutefs: cannot drop partial downloads from the cache\n");
+    sweep_parts(&s);
     uint64_t cursor = 0, saved = 0;
     if (cache_list_cursor(s.c, s.dev.inbox, &cursor) == CHUTE_OK) saved = cursor;
     unsigned failures = 0;

@@ -429,6 +429,20 @@ void cache_item_abort(cache_txn *t)
     txn_free(t);
 }
 
+chute_status cache_drop_partials(cache *c)
+{
+    if (!c) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    chute_status st = db_exec(c->db, "BEGIN IMMEDIATE;"
+                                     "DELETE FROM chunks WHERE data IN"
+                                     " (SELECT id FROM data WHERE complete=0);"
+                                     "DELETE FROM data WHERE complete=0;");
+    st = st ? st : db_exec(c->db, "COMMIT");
+    if (st) db_exec(c->db, "ROLLBACK");
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
 /* Walk path from the peer's root. Caller holds c->mu. */
 static chute_status walk(cache *c, const char *peer, const char *path,
                          cache_node *out)

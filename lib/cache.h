@@ -68,6 +68,9 @@ chute_status cache_item_append(cache_txn *t, const void *buf, size_t len);
 chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
                                char *final_path, size_t cap);
 void cache_item_abort(cache_txn *t);
+/* Drop every partial (a download cut by a crash, whose item may never be
+ * listed again). Only while no cache_txn is open: the downloader's start. */
+chute_status cache_drop_partials(cache *c);
 
 /* ---- the mount --------------------------------------------------------- */
 /* path is relative to inbox/<peer>/ ("" is the peer's folder). */

@@ -461,6 +461,41 @@ def test_stalled_upload_does_not_hold_up_other_items(world):
     assert sha_of(world.inbox / "big.bin") == digest
 
 
+def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(world):
+    src, _ = big_file(world.tmp, 16)
+    world.rx.mount()
+    go = world.tmp / "go"
+    sender, _ = world.send_paused(src, 12 << 20, go)
+
+    def chunk_rows():
+        with world.rx.db() as con:
+            return con.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    try:
+        # the prefix is in the .part and its first 8 MiB batch in the cache
+        wait_until(lambda: part_size(world) >= 12 << 20 and chunk_rows() > 0,
+                   timeout=20 * SLOW, what="the durable prefix to be downloaded")
+        (item,) = [i["item"] for i in listed_items(world)]
+        world.rx.kill9()                      # leaves the .part and cache rows
+        assert chunk_rows() > 0
+        # the sender gives up on it while home is away
+        (row,) = [r for r in world.abroad.peer_rows() if r["name"] == world.to]
+        r = Api(world.relay.url, row["send_token"]).delete(
+            f"/v1/inboxes/{row['inbox']}/items/{item}")
+        assert r.status == 204, r
+    finally:
+        go.touch()
+        sender.kill()
+        sender.wait(timeout=10)
+    world.rx.mount()
+    wait_until(lambda: world.rx.parts() == [], timeout=10 * SLOW,
+               what="the orphaned .part to be dropped")
+    with world.rx.db() as con:
+        assert con.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM data").fetchone()[0] == 0
+    assert "incoming: 0\n" in world.rx.status() and "stored: 0\n" in world.rx.status()
+    assert "dropped the partial download of item " + item in world.rx.stderr()
+
+
 def test_tampered_upload_in_progress_is_quarantined_before_it_is_whole(world):
     src, _ = big_file(world.tmp, 16)
     world.rx.mount()
