@@ -255,7 +255,7 @@ def test_file_lands_on_relay_decrypts_and_leaves_after_ack(sync, tmp_path):
         t.join()
     assert os.listdir(m.outbox) == []
     assert m.rows("id=?", (item,))[0]["state"] == 3          # delivered
-    assert not (m.home / "spool" / "sealed" / f"{item}.age").exists()
+    assert not (m.home / "spool" / "sealed" / f"{item}.plain").exists()
     assert not (m.home / "spool" / "staging" / "home" / "doc.pdf").exists()
     # the states went forward only: writing → queued → uploading N% → on relay
     order = ["writing", "queued", "uploading", "on relay", "delivered"]
@@ -391,7 +391,7 @@ def test_peer_unpaired_keeps_item_with_clear_error(sync, tmp_path):
     r = m.row("after.txt")
     assert r["state"] == 0 and r["last_error"] == want
     assert r["next_attempt"] - time.time() > 60          # a long backoff, not a busy loop
-    assert (m.home / "spool" / "sealed" / f"{r['id']}.age").exists()   # never dropped
+    assert (m.home / "spool" / "sealed" / f"{r['id']}.plain").exists()   # never dropped
     peers = json.loads(m.dev.run("peers", "--json", check=True).stdout)
     assert [p.get("state") for p in peers] == ["gone"]
     assert rcv.complete() == {}
@@ -413,17 +413,19 @@ def test_relay_killed_mid_upload_resumes_intact(sync, tmp_path):
     wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="delivered")
 
 
-def test_orphaned_blobs_are_swept_after_start(sync, tmp_path):
+def test_orphaned_sealed_files_are_swept_after_start(sync, tmp_path):
     relay, m, rcv, _, _ = sync
     sealed = m.home / "spool" / "sealed"
     m.unmount()
-    orphan = sealed / "AAAAAAAAAAAAAAAAAAAAAA.age"
-    partial = sealed / "BBBBBBBBBBBBBBBBBBBBBB.age.tmp"
-    orphan.write_bytes(b"age blob without a queue row")
-    partial.write_bytes(b"half a seal")
+    orphans = [sealed / "AAAAAAAAAAAAAAAAAAAAAA.age",      # an earlier version's blob
+               sealed / "CCCCCCCCCCCCCCCCCCCCCC.plain",    # linked, row never inserted
+               sealed / "BBBBBBBBBBBBBBBBBBBBBB.age.tmp",  # an earlier version's half seal
+               sealed / "cow-Xy12Zq.tmp"]                   # a copy-on-write cut short
+    for o in orphans:
+        o.write_bytes(b"no queue row names this")
     m.mount()
     assert (m.mnt / "status").exists()        # serving before any sweep
-    wait_until(lambda: not orphan.exists() and not partial.exists(), timeout=15,
+    wait_until(lambda: not any(o.exists() for o in orphans), timeout=15,
                what="the orphan sweep")
 
 
