@@ -18,6 +18,11 @@
 
 #define STATE_XATTR "user.chute.state"
 #define ERROR_XATTR "user.chute.error"   /* the last upload error, while there is one */
+/* The preferred I/O size stat reports: cp, dd-less tools and most copy
+ * loops size their buffer from it, and each write(2) is one FUSE round
+ * trip (up to the 1 MiB max_write); 1 MiB instead of 4 KiB makes cp's
+ * 128 KiB writes 1 MiB ones. */
+#define OUTBOX_IO_SIZE (1 << 20)
 
 #define STAGE(fs, peer, rel, var) \
     char var[PATH_MAX]; \
@@ -110,10 +115,13 @@ int outbox_getattr(chutefs *fs, const char *peer, const char *rel, struct stat *
         if (rc) return rc;
         rc = fstat(h->fd, st) == 0 ? 0 : -errno;
         ofiles_content_unlock(fs->open);
+        if (!rc) st->st_blksize = OUTBOX_IO_SIZE;
         return rc;
     }
     STAGE(fs, peer, rel, path);
-    return lstat(path, st) == 0 ? 0 : -errno;
+    if (lstat(path, st) != 0) return -errno;
+    st->st_blksize = OUTBOX_IO_SIZE;
+    return 0;
 }
 
 int outbox_readdir(chutefs *fs, const char *peer, const char *rel, void *buf,

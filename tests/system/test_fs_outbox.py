@@ -345,3 +345,13 @@ def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
                        capture_output=True, timeout=10)
     assert r.returncode == 1 and b"in use" in r.stderr
     assert not os.path.ismount(other)
+
+
+def test_outbox_files_ask_for_one_mib_writes(chute):
+    """cp and most copy loops size their writes from st_blksize; each write
+    is one FUSE round trip, so the outbox asks for 1 MiB ones."""
+    p = chute.outbox / "big-writes.bin"
+    with open(p, "wb") as f:
+        f.write(b"x")
+        assert os.fstat(f.fileno()).st_blksize == 1 << 20
+    assert os.stat(p).st_blksize == 1 << 20
