@@ -312,8 +312,15 @@ int outbox_fsync(chutefs *fs, int datasync, struct fuse_file_info *fi)
     handle *h = (handle *)(uintptr_t)fi->fh;
     int rc = handle_begin(fs, h, USE);
     if (rc) return rc;
-    rc = (datasync ? fdatasync(h->fd) : fsync(h->fd)) == 0 ? 0 : -errno;
+    /* A flush can take seconds: not under the lock, where a waiting seal
+     * would hold every writer up. A copy-on-write meanwhile is no loss:
+     * whatever this handle wrote before it is in an inode a seal fsynced. */
+    int fd = dup(h->fd);
+    if (fd < 0) rc = -errno;
     ofiles_content_unlock(fs->open);
+    if (rc) return rc;
+    rc = (datasync ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : -errno;
+    close(fd);
     return rc;
 }
 
