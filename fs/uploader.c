@@ -28,6 +28,9 @@
  * cost small against the transfer; the body is made as it goes, so memory
  * does not grow with it, and a stop cuts it short (relay_client_set_stop). */
 #define CHUNK_BYTES        (64u << 20)
+/* A proxy in front of the relay may cap request bodies (nginx's
+ * client_max_body_size): its 413 halves the PATCH size, down to this. */
+#define MIN_CHUNK_BYTES    (1u << 20)
 /* Retry delays (ms). Network: the relay may be back any moment. Refused:
  * someone must act (pair again, free quota) — no point asking often. */
 #define NET_BASE_MS        1000u
@@ -65,6 +68,7 @@ typedef struct {
     conn cn;
     queue_item it;
     devstate_peer peer;        /* secrets: wiped after each item */
+    uint64_t patch_bytes;      /* PATCH size; smaller after a proxy's 413 */
 } worker;
 
 typedef struct {
@@ -345,7 +349,8 @@ static bool append_blob(worker *w, relay_client *c, uint64_t offset)
         if (offset >= it->blob_size) { whole = true; break; }
         if (stopping(up)) break;   /* left uploading: resumed at the next start */
         uint64_t len = it->blob_size - offset;
-        if (len > CHUNK_BYTES) len = CHUNK_BYTES;
+        if (!w->patch_bytes) w->patch_bytes = CHUNK_BYTES;
+        if (len > w->patch_bytes) len = w->patch_bytes;
         uint64_t got = offset;
         chute_status st = relay_item_append_source(c, p->inbox, p->send_token, it->id,
                                                    offset, len, fill_blob, &b, &got);
@@ -363,6 +368,16 @@ static bool append_blob(worker *w, relay_client *c, uint64_t offset)
                 relay_item_cancel(c, p->inbox, p->send_token, it->id);
                 break;
             }
+            continue;
+        }
+        if (st == CHUTE_ERR_LIMIT && relay_client_http_status(c) == 413 &&
+            len > MIN_CHUNK_BYTES) {
+            /* The relay takes any PATCH within the item: this is a proxy's
+             * body limit. Smaller requests, same bytes at the same offsets. */
+            w->patch_bytes = len / 2 < MIN_CHUNK_BYTES ? MIN_CHUNK_BYTES : len / 2;
+            log_msg("the relay (or a proxy before it) refuses %llu-byte requests; "
+                    "sending %llu bytes at a time", (unsigned long long)len,
+                    (unsigned long long)w->patch_bytes);
             continue;
         }
         if (st == CHUTE_ERR_EXISTS && ++conflicts <= MAX_CONFLICTS) {

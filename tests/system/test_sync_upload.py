@@ -7,10 +7,13 @@ from its state DB: list, download, decrypt with stock `age -d` and home's
 exported identity, ack. Every wait is bounded.
 """
 
+import grp
 import hashlib
 import http.client
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import sqlite3
@@ -464,3 +467,75 @@ def test_pairtool_status_shows_the_mounts_queue(sync, tmp_path):
     assert p["last_error"] == "" and p["id"] == m.row("report.txt")["id"]
     text = m.dev.run("status", check=True).stdout
     assert "on relay:  1\n" in text and "  home/report.txt  on relay" in text
+
+
+def nginx_proxy(tmp, upstream, max_body):
+    """nginx on a free loopback port proxying to upstream (the README's
+    settings) with client_max_body_size max_body; returns (url, Popen)."""
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not exe:
+        pytest.skip("nginx is not installed")
+    d = tmp / "nginx"
+    (d / "tmp").mkdir(parents=True)
+    port = free_port()
+    user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};" \
+        if os.getuid() == 0 else ""
+    (d / "nginx.conf").write_text(f"""{user}
+daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size {max_body};
+    location / {{
+      proxy_pass {upstream};
+      proxy_http_version 1.1;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout 90s;
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen([exe, "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: Api(url).get("/v1/health").status == 200, timeout=10,
+               errors=(OSError,), what="nginx in front of the relay")
+    return url, proc
+
+
+def test_proxy_body_limit_makes_patches_smaller_not_the_upload_fail(tmp_path, relay_factory):
+    relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
+    url, nginx = nginx_proxy(tmp_path, relay.url, "3m")
+    try:
+        abroad = Device(tmp_path / "abroad", "abroad", url)
+        home = Device(tmp_path / "home", "home", url)
+        abroad.init()
+        home.init()
+        pair(home, abroad)
+        m = Mount(abroad, tmp_path)
+        m.mount()
+        try:
+            rcv = Receiver(home, relay, tmp_path)
+            sha = write_random(m.outbox / "big.iso", 20 << 20)
+            item = m.row("big.iso")["id"]
+            wait_until(lambda: item in rcv.complete(), timeout=60, what="the item through the proxy")
+            assert rcv.decrypt_sha(item) == sha
+            assert "refuses" in m.stderr() and "bytes at a time" in m.stderr()
+            assert m.row("big.iso")["last_error"] == ""
+        finally:
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
