@@ -26,14 +26,14 @@ typedef struct {
     char home[PATH_MAX];      /* the device state folder */
     char spool[PATH_MAX];     /* home/spool */
     char staging[PATH_MAX];   /* spool/staging/<peer>/<path>: files as written */
-    char sealed[PATH_MAX];    /* spool/sealed/<id>.age: blobs waiting to go */
+    char sealed[PATH_MAX];    /* spool/sealed/<id>.plain: queued plaintexts (hard links) */
     devstate *ds;
     peers *peers;
     ofiles *open;
     queue *q;
     cache *c;
-    /* Sealing reads a whole file; one at a time keeps memory and disk
-     * bandwidth bounded and orders replacements of the same path. */
+    /* One seal at a time: orders replacements of the same path, and the
+     * orphan sweep never sees a link whose row is not inserted yet. */
     pthread_mutex_t seal_mu;
     int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
     uploader *up;             /* background sender (fs/uploader.h); NULL if off */

@@ -13,6 +13,7 @@ typedef enum { H_OUTBOX, H_INBOX, H_STATUS } handle_kind;
 typedef struct {
     handle_kind kind;
     int fd;              /* outbox: the staging file */
+    int flags;           /* outbox: as opened, to open the file again after a copy-on-write */
     ofile *of;           /* outbox: its open-file record */
     cache_node node;     /* inbox: the file's size and chunks */
     char *text;          /* status: the snapshot taken at open */

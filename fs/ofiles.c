@@ -9,6 +9,7 @@
 
 struct ofiles {
     pthread_mutex_t mu;
+    pthread_rwlock_t content;
     ofile *head;
 };
 
@@ -17,6 +18,13 @@ chute_status ofiles_new(ofiles **out)
     ofiles *o = calloc(1, sizeof *o);
     if (!o) return CHUTE_ERR_NOMEM;
     pthread_mutex_init(&o->mu, NULL);
+    /* Writes hold it shared almost all the time while a copy runs: a
+     * seal waiting for it must not starve behind them. */
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&o->content, &a);
+    pthread_rwlockattr_destroy(&a);
     *out = o;
     return CHUTE_OK;
 }
@@ -33,11 +41,15 @@ void ofiles_free(ofiles *o)
     if (!o) return;
     for (ofile *f = o->head, *n; f; f = n) { n = f->next; drop(f); }
     pthread_mutex_destroy(&o->mu);
+    pthread_rwlock_destroy(&o->content);
     free(o);
 }
 
 void ofiles_lock(ofiles *o) { pthread_mutex_lock(&o->mu); }
 void ofiles_unlock(ofiles *o) { pthread_mutex_unlock(&o->mu); }
+void ofiles_content_shared(ofiles *o) { pthread_rwlock_rdlock(&o->content); }
+void ofiles_content_excl(ofiles *o) { pthread_rwlock_wrlock(&o->content); }
+void ofiles_content_unlock(ofiles *o) { pthread_rwlock_unlock(&o->content); }
 
 ofile *ofiles_find(ofiles *o, const char *peer, const char *path)
 {

@@ -3,11 +3,21 @@
  * A file is sealed when its last writer closes it, so the mount counts the
  * open handles of each file (by peer and path) and remembers whether any
  * handle wrote to it since the last seal. Renames move the record with the
- * file; an unlinked file is never sealed. All access under ofiles_lock. */
+ * file; an unlinked file is never sealed. All access under ofiles_lock.
+ *
+ * The content lock (a reader-writer lock, separate from ofiles_lock) keeps
+ * a queued item's plaintext — a hard link to the staging file — from
+ * changing: writes and truncates through a handle hold it shared; whatever
+ * links a staging inode to an item or puts another inode at a staging path
+ * (seal, copy-on-write, rename, unlink, truncate by name, open with
+ * O_TRUNC) holds it exclusive. So a seal never links an inode a write is
+ * in flight on, and a write never lands in an inode a seal has linked.
+ * Order: content lock, then ofiles_lock. */
 #ifndef CHUTEFS_OFILES_H
 #define CHUTEFS_OFILES_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "status.h"
 
@@ -17,6 +27,7 @@ typedef struct ofile {
     int opens;
     bool dirty;          /* written or truncated since the last seal */
     bool unlinked;
+    ino_t ino;           /* the inode at the staging path, as the mount last put it */
     struct ofile *next;
 } ofile;
 
@@ -27,6 +38,10 @@ void ofiles_free(ofiles *o);
 
 void ofiles_lock(ofiles *o);
 void ofiles_unlock(ofiles *o);
+
+void ofiles_content_shared(ofiles *o);
+void ofiles_content_excl(ofiles *o);
+void ofiles_content_unlock(ofiles *o);
 
 /* With the lock held: */
 ofile *ofiles_find(ofiles *o, const char *peer, const char *path);

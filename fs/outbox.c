@@ -18,6 +18,11 @@
 
 #define STATE_XATTR "user.chute.state"
 #define ERROR_XATTR "user.chute.error"   /* the last upload error, while there is one */
+/* The preferred I/O size stat reports: cp, dd-less tools and most copy
+ * loops size their buffer from it, and each write(2) is one FUSE round
+ * trip (up to the 1 MiB max_write); 1 MiB instead of 4 KiB makes cp's
+ * 128 KiB writes 1 MiB ones. */
+#define OUTBOX_IO_SIZE (1 << 20)
 
 #define STAGE(fs, peer, rel, var) \
     char var[PATH_MAX]; \
@@ -32,15 +37,91 @@ static const char *base_of(const char *rel)
 
 static bool sendable(const char *rel) { return !names_is_temporary(base_of(rel)); }
 
+/* ---- copy-on-write ----------------------------------------------------
+ * A sealed item's plaintext is a hard link to its staging file (seal.c).
+ * Before a handle changes the file, it gets an inode of its own; a handle
+ * left on an inode that is no longer at its path (another handle copied,
+ * a truncate by name) is pointed at the one there now. */
+
+typedef enum { USE, CHANGE, EMPTY } intent;   /* EMPTY: a change to size 0 */
+
+/* Under the content lock exclusive: put h right. */
+static int fix_handle(chutefs *fs, handle *h, intent why)
+{
+    ofiles_lock(fs->open);
+    bool unlinked = h->of->unlinked;
+    char *peer = strdup(h->of->peer), *rel = strdup(h->of->path);
+    ofiles_unlock(fs->open);
+    char path[PATH_MAX];
+    struct stat pb, hb;
+    int rc = !peer || !rel ? -ENOMEM : 0;
+    if (!rc && !unlinked) rc = staging_path(fs, peer, rel, path, sizeof path);
+    free(peer);
+    free(rel);
+    if (rc || unlinked) return rc;   /* unlinked: nobody else sees its inode */
+    if (lstat(path, &pb) != 0) return -errno;
+    if (why != USE && pb.st_nlink > 1) {
+        if ((rc = staging_unshare(fs, path, why != EMPTY))) return rc;
+        if (lstat(path, &pb) != 0) return -errno;
+    }
+    ofiles_lock(fs->open);
+    h->of->ino = pb.st_ino;
+    ofiles_unlock(fs->open);
+    if (fstat(h->fd, &hb) != 0) return -errno;
+    if (hb.st_ino == pb.st_ino) return 0;
+    /* The fd number stays: dup2 swaps the file under it in one step. */
+    int fd = open(path, (h->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND)) | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    rc = dup2(fd, h->fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* Make h fit for use (why: how) and return with the content lock held
+ * shared — the caller does its I/O, then ofiles_content_unlock — or
+ * -errno with no lock held. */
+static int handle_begin(chutefs *fs, handle *h, intent why)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        ofiles_content_shared(fs->open);
+        struct stat sb;
+        if (fstat(h->fd, &sb) != 0) {
+            int e = errno;
+            ofiles_content_unlock(fs->open);
+            return -e;
+        }
+        ofiles_lock(fs->open);
+        bool live = !h->of->unlinked;
+        bool stale = live && sb.st_ino != h->of->ino;
+        bool shared = live && why != USE && sb.st_nlink > 1;   /* linked by sealed/ */
+        ofiles_unlock(fs->open);
+        if (!stale && !shared) return 0;
+        ofiles_content_unlock(fs->open);
+        ofiles_content_excl(fs->open);
+        int rc = fix_handle(fs, h, why);
+        ofiles_content_unlock(fs->open);
+        if (rc) return rc;
+        /* Again under the shared lock: a seal may have linked it since. */
+    }
+    return -EIO;
+}
+
 int outbox_getattr(chutefs *fs, const char *peer, const char *rel, struct stat *st,
                    struct fuse_file_info *fi)
 {
     if (fi && fi->fh) {
         handle *h = (handle *)(uintptr_t)fi->fh;
-        return fstat(h->fd, st) == 0 ? 0 : -errno;
+        int rc = handle_begin(fs, h, USE);
+        if (rc) return rc;
+        rc = fstat(h->fd, st) == 0 ? 0 : -errno;
+        ofiles_content_unlock(fs->open);
+        if (!rc) st->st_blksize = OUTBOX_IO_SIZE;
+        return rc;
     }
     STAGE(fs, peer, rel, path);
-    return lstat(path, st) == 0 ? 0 : -errno;
+    if (lstat(path, st) != 0) return -errno;
+    st->st_blksize = OUTBOX_IO_SIZE;
+    return 0;
 }
 
 int outbox_readdir(chutefs *fs, const char *peer, const char *rel, void *buf,
@@ -79,15 +160,31 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
     handle *h = calloc(1, sizeof *h);
     if (!h) return -ENOMEM;
     h->kind = H_OUTBOX;
+    h->flags = flags;
+    /* A truncating open of a queued file must not empty the item's copy:
+     * it gets a new empty inode instead (exclusive: it replaces one). */
+    bool trunc = flags & O_TRUNC;
+    if (trunc) ofiles_content_excl(fs->open);
+    else ofiles_content_shared(fs->open);
+    struct stat sb;
+    int rc = 0;
+    if (trunc && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink > 1)
+        rc = staging_unshare(fs, path, false);
     /* O_APPEND is the kernel's business with writeback off: it sends the
      * offsets; pwrite on an O_APPEND fd would ignore them. */
-    h->fd = open(path, (flags & ~O_APPEND) | O_CLOEXEC, mode);
-    if (h->fd < 0) { int e = errno; free(h); return -e; }
-    ofiles_lock(fs->open);
-    h->of = ofiles_acquire(fs->open, peer, rel);
-    if (h->of && (created || (flags & O_TRUNC))) h->of->dirty = true;
-    ofiles_unlock(fs->open);
-    if (!h->of) { close(h->fd); free(h); return -ENOMEM; }
+    h->fd = rc ? -1 : open(path, (flags & ~O_APPEND) | O_CLOEXEC, mode);
+    if (!rc && h->fd < 0) rc = -errno;
+    if (!rc && fstat(h->fd, &sb) != 0) rc = -errno;
+    if (!rc) {
+        ofiles_lock(fs->open);
+        h->of = ofiles_acquire(fs->open, peer, rel);
+        if (h->of) h->of->ino = sb.st_ino;   /* what is at the path now */
+        if (h->of && (created || trunc)) h->of->dirty = true;
+        ofiles_unlock(fs->open);
+        if (!h->of) rc = -ENOMEM;
+    }
+    ofiles_content_unlock(fs->open);
+    if (rc) { if (h->fd >= 0) close(h->fd); free(h); return rc; }
     fi->fh = (uint64_t)(uintptr_t)h;
     return 0;
 }
@@ -107,22 +204,28 @@ int outbox_open(chutefs *fs, const char *peer, const char *rel,
 int outbox_read(chutefs *fs, char *buf, size_t size, off_t off,
                 struct fuse_file_info *fi)
 {
-    (void)fs;
     handle *h = (handle *)(uintptr_t)fi->fh;
+    int rc = handle_begin(fs, h, USE);
+    if (rc) return rc;
     ssize_t n = pread(h->fd, buf, size, off);
-    return n < 0 ? -errno : (int)n;
+    rc = n < 0 ? -errno : (int)n;
+    ofiles_content_unlock(fs->open);
+    return rc;
 }
 
 int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
                  struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
+    int rc = handle_begin(fs, h, CHANGE);
+    if (rc) return rc;
     ssize_t n = pwrite(h->fd, buf, size, off);
-    if (n < 0) return -errno;
+    rc = n < 0 ? -errno : (int)n;
     ofiles_lock(fs->open);
-    h->of->dirty = true;
+    if (n > 0) h->of->dirty = true;
     ofiles_unlock(fs->open);
-    return (int)n;
+    ofiles_content_unlock(fs->open);
+    return rc;
 }
 
 int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
@@ -130,20 +233,32 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
 {
     if (fi && fi->fh) {
         handle *h = (handle *)(uintptr_t)fi->fh;
-        if (ftruncate(h->fd, size) != 0) return -errno;
+        int rc = handle_begin(fs, h, size == 0 ? EMPTY : CHANGE);
+        if (rc) return rc;
+        rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
         ofiles_lock(fs->open);
-        h->of->dirty = true;
+        if (!rc) h->of->dirty = true;
         ofiles_unlock(fs->open);
-        return 0;
+        ofiles_content_unlock(fs->open);
+        return rc;
     }
     STAGE(fs, peer, rel, path);
-    if (truncate(path, size) != 0) return -errno;
+    ofiles_content_excl(fs->open);
+    struct stat sb;
+    int rc = lstat(path, &sb) == 0 ? 0 : -errno;
+    if (!rc && S_ISREG(sb.st_mode) && sb.st_nlink > 1)   /* a queued item's plaintext */
+        rc = staging_unshare(fs, path, size != 0);
+    if (!rc && truncate(path, size) != 0) rc = -errno;
+    if (!rc && lstat(path, &sb) != 0) rc = -errno;
     /* truncate(2) by name is a complete change: if nobody has the file
-     * open, it is sealed now; otherwise at the last close. */
+     * open, it is sealed now; otherwise at the last close (its handles
+     * follow the new inode, see handle_begin). */
     ofiles_lock(fs->open);
-    ofile *of = ofiles_find(fs->open, peer, rel);
-    if (of) of->dirty = true;
+    ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
+    if (of) { of->dirty = true; of->ino = sb.st_ino; }
     ofiles_unlock(fs->open);
+    ofiles_content_unlock(fs->open);
+    if (rc) return rc;
     if (!of && sendable(rel) && seal_file(fs, peer, rel) != CHUTE_OK) return -EIO;
     return 0;
 }
@@ -194,20 +309,32 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
 
 int outbox_fsync(chutefs *fs, int datasync, struct fuse_file_info *fi)
 {
-    (void)fs;
     handle *h = (handle *)(uintptr_t)fi->fh;
-    int rc = datasync ? fdatasync(h->fd) : fsync(h->fd);
-    return rc == 0 ? 0 : -errno;
+    int rc = handle_begin(fs, h, USE);
+    if (rc) return rc;
+    /* A flush can take seconds: not under the lock, where a waiting seal
+     * would hold every writer up. A copy-on-write meanwhile is no loss:
+     * whatever this handle wrote before it is in an inode a seal fsynced. */
+    int fd = dup(h->fd);
+    if (fd < 0) rc = -errno;
+    ofiles_content_unlock(fs->open);
+    if (rc) return rc;
+    rc = (datasync ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
 }
 
 int outbox_unlink(chutefs *fs, const char *peer, const char *rel)
 {
     STAGE(fs, peer, rel, path);
-    if (unlink(path) != 0) return -errno;
+    ofiles_content_excl(fs->open);   /* no copy-on-write brings it back */
+    int rc = unlink(path) == 0 ? 0 : -errno;
     ofiles_lock(fs->open);
-    ofile *of = ofiles_find(fs->open, peer, rel);
+    ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
     if (of) of->unlinked = true;   /* still-open handles never seal it */
     ofiles_unlock(fs->open);
+    ofiles_content_unlock(fs->open);
+    if (rc) return rc;
     /* Deleting before delivery cancels the send; the uploader deletes the
      * relay copy of a cancelled item that got that far. */
     seal_cancel(fs, peer, rel);
@@ -222,13 +349,20 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
     STAGE(fs, peer, from, src);
     STAGE(fs, peer, to, dst);
     struct stat sb;
-    if (lstat(src, &sb) != 0) return -errno;
-    if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, flags) != 0) return -errno;
+    /* Exclusive: a copy-on-write renames over a path too. */
+    ofiles_content_excl(fs->open);
+    int rc = lstat(src, &sb) == 0 ? 0 : -errno;
+    if (!rc && renameat2(AT_FDCWD, src, AT_FDCWD, dst, flags) != 0) rc = -errno;
+    if (rc) {
+        ofiles_content_unlock(fs->open);
+        return rc;
+    }
     if (S_ISDIR(sb.st_mode)) {
         /* The local view moves; items keep the name they were sealed with. */
         ofiles_lock(fs->open);
         ofiles_move(fs->open, peer, from, to);
         ofiles_unlock(fs->open);
+        ofiles_content_unlock(fs->open);
         return queue_move(fs->q, peer, from, to) == CHUTE_OK ? 0 : -EIO;
     }
     ofiles_lock(fs->open);
@@ -238,6 +372,7 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
     ofile *of = ofiles_find(fs->open, peer, to);
     if (of) of->dirty = true;                /* sealed under the new name at close */
     ofiles_unlock(fs->open);
+    ofiles_content_unlock(fs->open);
     /* The item sealed under the old name is not this file any more. */
     seal_cancel(fs, peer, from);
     if (!sendable(to)) {                     /* a normal name became temporary */
@@ -266,7 +401,9 @@ int outbox_chmod(chutefs *fs, const char *peer, const char *rel, mode_t mode,
     int rc;
     if (fi && fi->fh) {
         handle *h = (handle *)(uintptr_t)fi->fh;
+        if ((rc = handle_begin(fs, h, USE))) return rc;
         rc = fchmod(h->fd, mode) == 0 ? 0 : -errno;
+        ofiles_content_unlock(fs->open);
     } else {
         STAGE(fs, peer, rel, path);
         rc = chmod(path, mode) == 0 ? 0 : -errno;
@@ -281,7 +418,9 @@ int outbox_utimens(chutefs *fs, const char *peer, const char *rel,
     int rc;
     if (fi && fi->fh) {
         handle *h = (handle *)(uintptr_t)fi->fh;
+        if ((rc = handle_begin(fs, h, USE))) return rc;
         rc = futimens(h->fd, tv) == 0 ? 0 : -errno;
+        ofiles_content_unlock(fs->open);
     } else {
         STAGE(fs, peer, rel, path);
         rc = utimensat(AT_FDCWD, path, tv, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
@@ -364,16 +503,18 @@ int outbox_listxattr(chutefs *fs, const char *peer, const char *rel,
 
 void outbox_delivered(chutefs *fs, const queue_item *it)
 {
-    char blob[PATH_MAX], path[PATH_MAX];
-    if (!sealed_path(fs, it->id, NULL, blob, sizeof blob)) unlink(blob);
+    char path[PATH_MAX];
+    sealed_unlink(fs, it->id);
     queue_item *newer = malloc(sizeof *newer);
     if (!newer) return;
     bool replaced = queue_find_active(fs->q, it->peer, it->path, newer) == CHUTE_OK;
     free(newer);
+    ofiles_content_excl(fs->open);
     ofiles_lock(fs->open);
     bool open_now = ofiles_find(fs->open, it->peer, it->path) != NULL;
     ofiles_unlock(fs->open);
     if (!replaced && !open_now &&
         staging_path(fs, it->peer, it->path, path, sizeof path) == 0)
         unlink(path);
+    ofiles_content_unlock(fs->open);
 }

@@ -4,14 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "age_fd.h"
+#include "age_header.h"
+#include "age_stream.h"
 #include "meta.h"
+#include "ofiles.h"
 #include "peers.h"
 #include "staging.h"
 #include "uploader.h"
@@ -44,37 +47,69 @@ void seal_cancel(chutefs *fs, const char *peer, const char *rel)
 {
     queue_item *it = malloc(sizeof *it);
     if (!it) return;
-    char blob[PATH_MAX];
     if (queue_find_active(fs->q, peer, rel, it) == CHUTE_OK &&
-        queue_cancel(fs->q, it->id) == CHUTE_OK &&
-        sealed_path(fs, it->id, NULL, blob, sizeof blob) == 0)
-        unlink(blob);   /* the row is cancelled: a leftover blob is only space */
+        queue_cancel(fs->q, it->id) == CHUTE_OK)
+        sealed_unlink(fs, it->id);   /* the row is cancelled: a leftover is only space */
     free(it);
     uploader_wake(fs->up);   /* a relay copy may be owed a DELETE */
 }
 
-/* Encrypt src to a new blob; fills it->blob_size and mac. */
-static chute_status write_blob(chutefs *fs, int src, const devstate_peer *p,
-                               queue_item *it, uint8_t mac[META_MAC_BYTES])
+/* A fresh file key and nonce, and the age header that gives the key to
+ * the peer; the bytes of the blob follow from these and the plaintext. */
+static chute_status make_age(const devstate_peer *p, queue_age *age,
+                             uint8_t mac[META_MAC_BYTES])
 {
     age_recipient r;
     chute_status st = age_recipient_parse(&r, p->recipient);
     if (st) return st;
-    char tmp[PATH_MAX], final[PATH_MAX];
-    if (sealed_path(fs, it->id, ".tmp", tmp, sizeof tmp) ||
-        sealed_path(fs, it->id, NULL, final, sizeof final))
-        return CHUTE_ERR_ARG;
-    int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (out < 0) return CHUTE_ERR_IO;
-    st = age_encrypt_fd(src, out, &r, 1, mac);
-    struct stat sb;
-    if (!st && (fsync(out) != 0 || fstat(out, &sb) != 0)) st = CHUTE_ERR_IO;
-    if (close(out) != 0 && !st) st = CHUTE_ERR_IO;
-    if (!st && rename(tmp, final) != 0) st = CHUTE_ERR_IO;
-    if (!st && fsync_dir(fs->sealed) != 0) st = CHUTE_ERR_IO;
-    if (st) { unlink(tmp); unlink(final); return st; }
-    it->blob_size = (uint64_t)sb.st_size;
-    return CHUTE_OK;
+    memset(age, 0, sizeof *age);
+    randombytes_buf(age->file_key, sizeof age->file_key);
+    randombytes_buf(age->nonce, sizeof age->nonce);
+    uint8_t *header = NULL;
+    size_t len = 0;
+    st = age_header_build(age->file_key, &r, 1, &header, &len, mac);
+    if (!st && len > sizeof age->header) st = CHUTE_ERR_LIMIT;
+    if (!st) {
+        memcpy(age->header, header, len);
+        age->header_len = len;
+    }
+    free(header);
+    return st;
+}
+
+/* fsync what was written, before the seal holds writers up: the second
+ * fsync, after the link, then has little left to do. */
+static chute_status presync(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return CHUTE_ERR_IO;
+    chute_status st = fsync(fd) == 0 ? CHUTE_OK : CHUTE_ERR_IO;
+    close(fd);
+    return st;
+}
+
+/* Hard-link the staging file to sealed/<id>.plain and make file and link
+ * durable; sb gets the plaintext's attributes as linked. From the link
+ * on, writes to the staging path go to a copy (copy-on-write, outbox.c),
+ * so the item's plaintext never changes. */
+static chute_status link_plain(chutefs *fs, const char *path, const char *id,
+                               struct stat *sb)
+{
+    char plain[PATH_MAX];
+    if (sealed_path(fs, id, ".plain", plain, sizeof plain)) return CHUTE_ERR_ARG;
+    ofiles_content_excl(fs->open);
+    /* Under the lock the inode at path cannot change: open it now. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    chute_status st = fd >= 0 && fstat(fd, sb) == 0 ? CHUTE_OK : CHUTE_ERR_IO;
+    if (!st && !S_ISREG(sb->st_mode)) st = CHUTE_ERR_ARG;
+    if (!st && link(path, plain) != 0) st = CHUTE_ERR_IO;
+    ofiles_content_unlock(fs->open);
+    if (!st && (fsync(fd) != 0 || fsync_dir(fs->sealed) != 0)) {
+        st = CHUTE_ERR_IO;
+        unlink(plain);
+    }
+    if (fd >= 0) close(fd);
+    return st;
 }
 
 chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
@@ -84,18 +119,20 @@ chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
     if (strlen(rel) > META_PATH_MAX) return CHUTE_ERR_LIMIT;
     devstate_peer *p = malloc(sizeof *p);
     queue_item *it = malloc(sizeof *it);
-    chute_status st = p && it ? CHUTE_OK : CHUTE_ERR_NOMEM;
+    queue_age *age = malloc(sizeof *age);
+    chute_status st = p && it && age ? CHUTE_OK : CHUTE_ERR_NOMEM;
     if (!st) st = peers_get(fs->peers, peer, p);
-    if (st) { free(it); if (p) free(p); return st; }
-    pthread_mutex_lock(&fs->seal_mu);
-    int src = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (src < 0 || fstat(src, &sb) != 0) st = CHUTE_ERR_IO;
+    if (!st) st = presync(path);
+    if (st) { free(it); free(age); if (p) { devstate_peer_wipe(p); free(p); } return st; }
     uint8_t mac[META_MAC_BYTES];
     memset(it, 0, sizeof *it);
     queue_new_id(it->id);
-    if (!st) st = write_blob(fs, src, p, it, mac);
-    if (src >= 0) close(src);
+    st = make_age(p, age, mac);
+    pthread_mutex_lock(&fs->seal_mu);
+    struct stat sb;
+    bool linked = false;
+    if (!st) st = link_plain(fs, path, it->id, &sb);
+    if (!st) linked = true;
     chute_meta m;
     char replaced[QUEUE_ID_LEN + 1] = "";
     if (!st) {
@@ -103,26 +140,23 @@ chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
         snprintf(it->peer, sizeof it->peer, "%s", peer);
         snprintf(it->path, sizeof it->path, "%s", rel);
         it->size = m.size;
+        it->blob_size = age->header_len + age_payload_size(m.size);
         it->mode = m.mode;
         it->mtime_sec = m.mtime_sec;
         it->mtime_nsec = m.mtime_nsec;
         memcpy(it->header_mac, mac, META_MAC_BYTES);
         st = seal_meta(p, &m, it);
-        if (!st) st = queue_insert(fs->q, it, replaced);
-        if (st) {
-            char blob[PATH_MAX];
-            if (!sealed_path(fs, it->id, NULL, blob, sizeof blob)) unlink(blob);
-        }
+        if (!st) st = queue_insert(fs->q, it, age, replaced);
     }
-    if (replaced[0]) {
-        char blob[PATH_MAX];
-        if (!sealed_path(fs, replaced, NULL, blob, sizeof blob)) unlink(blob);
-    }
+    if (st && linked) sealed_unlink(fs, it->id);
+    if (replaced[0]) sealed_unlink(fs, replaced);
     pthread_mutex_unlock(&fs->seal_mu);
     if (!st) uploader_wake(fs->up);   /* durably queued: send it now */
+    queue_age_wipe(age);
     devstate_peer_wipe(p);
     free(p);
     free(it);
+    free(age);
     return st;
 }
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,11 +21,76 @@ int staging_path(chutefs *fs, const char *peer, const char *rel, char *out,
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-int sealed_path(chutefs *fs, const char *id, const char *suffix, char *out,
+int sealed_path(chutefs *fs, const char *id, const char *ext, char *out,
                 size_t cap)
 {
-    int n = snprintf(out, cap, "%s/%s.age%s", fs->sealed, id, suffix ? suffix : "");
+    int n = snprintf(out, cap, "%s/%s%s", fs->sealed, id, ext);
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+void sealed_unlink(chutefs *fs, const char *id)
+{
+    static const char *const exts[] = {".plain", ".age"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < sizeof exts / sizeof *exts; i++)
+        if (sealed_path(fs, id, exts[i], path, sizeof path) == 0 &&
+            unlink(path) != 0 && errno != ENOENT)
+            fprintf(stderr, "chutefs: cannot delete %s: %s\n", path, strerror(errno));
+}
+
+/* Copy all of src into dst: in the kernel where it can, else by hand. */
+static int copy_all(int src, int dst)
+{
+    off_t in = 0, out = 0;
+    for (;;) {
+        ssize_t n = copy_file_range(src, &in, dst, &out, 1 << 30, 0);
+        if (n == 0) return 0;
+        if (n > 0) continue;
+        if (errno == EINTR) continue;
+        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+            return -errno;
+        break;
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t n = pread(src, buf, sizeof buf, in);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -errno;
+        if (n == 0) return 0;
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = pwrite(dst, buf + done, (size_t)(n - done), out);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) return -errno;
+            done += w;
+            out += w;
+        }
+        in += n;
+    }
+}
+
+int staging_unshare(chutefs *fs, const char *path, bool keep_content)
+{
+    int src = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (src < 0) return -errno;
+    struct stat sb;
+    char tmp[PATH_MAX];
+    int rc = fstat(src, &sb) == 0 ? 0 : -errno;
+    if (!rc && snprintf(tmp, sizeof tmp, "%s/cow-XXXXXX.tmp", fs->sealed) >= (int)sizeof tmp)
+        rc = -ENAMETOOLONG;
+    int dst = rc ? -1 : mkostemps(tmp, 4, O_CLOEXEC);
+    if (!rc && dst < 0) rc = -errno;
+    if (!rc && fchmod(dst, sb.st_mode & 07777) != 0) rc = -errno;
+    if (!rc && keep_content) {
+        rc = copy_all(src, dst);
+        /* A copy is the same file: it keeps the times (cp -p, rsync -t). */
+        struct timespec tv[2] = {sb.st_atim, sb.st_mtim};
+        if (!rc && futimens(dst, tv) != 0) rc = -errno;
+    }
+    if (dst >= 0 && close(dst) != 0 && !rc) rc = -errno;
+    close(src);
+    if (!rc && rename(tmp, path) != 0) rc = -errno;
+    if (rc && dst >= 0) unlink(tmp);
+    return rc;
 }
 
 int fsync_dir(const char *dir)

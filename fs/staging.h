@@ -4,6 +4,7 @@
 #ifndef CHUTEFS_STAGING_H
 #define CHUTEFS_STAGING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "chutefs.h"
@@ -13,9 +14,23 @@
 int staging_path(chutefs *fs, const char *peer, const char *rel, char *out,
                  size_t cap);
 
-/* out = sealed/<id>.age (suffix ".tmp" while being written). */
-int sealed_path(chutefs *fs, const char *id, const char *suffix, char *out,
+/* out = sealed/<id><ext>: ".plain" is an item's plaintext, a hard link to
+ * its staging file as it was sealed; ".age" the finished blob of an item
+ * queued by an earlier version. */
+int sealed_path(chutefs *fs, const char *id, const char *ext, char *out,
                 size_t cap);
+
+/* Delete whatever sealed/ holds for item id (a missing file is fine). */
+void sealed_unlink(chutefs *fs, const char *id);
+
+/* The staging file at path shares its inode with a sealed item: put a
+ * private inode there instead, renamed over it — empty (for O_TRUNC and
+ * truncate to 0) or a copy of the content with the same mode and times.
+ * The item keeps the old inode untouched. The caller holds the content
+ * lock exclusive (ofiles.h). 0 or -errno. The copy is made in sealed/ as
+ * cow-*.tmp (same filesystem, never listed; a crash leaves it to the
+ * sweep). */
+int staging_unshare(chutefs *fs, const char *path, bool keep_content);
 
 /* fsync a folder so a rename or create in it is durable. */
 int fsync_dir(const char *dir);

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,14 +17,20 @@
 #include <sodium.h>
 
 #include "backoff.h"
+#include "ofiles.h"
 #include "outbox.h"
 #include "peers.h"
+#include "age_source.h"
 #include "relay_client.h"
 #include "staging.h"
 
-/* Each PATCH is fsynced by the relay before it answers: 8 MiB keeps that
- * cost small against the transfer and still shows progress often. */
-#define CHUNK_BYTES        (8u << 20)
+/* Each PATCH is fsynced by the relay before it answers: 64 MiB makes that
+ * cost small against the transfer; the body is made as it goes, so memory
+ * does not grow with it, and a stop cuts it short (relay_client_set_stop). */
+#define CHUNK_BYTES        (64u << 20)
+/* A proxy in front of the relay may cap request bodies (nginx's
+ * client_max_body_size): its 413 halves the PATCH size, down to this. */
+#define MIN_CHUNK_BYTES    (1u << 20)
 /* Retry delays (ms). Network: the relay may be back any moment. Refused:
  * someone must act (pair again, free quota) — no point asking often. */
 #define NET_BASE_MS        1000u
@@ -61,6 +68,7 @@ typedef struct {
     conn cn;
     queue_item it;
     devstate_peer peer;        /* secrets: wiped after each item */
+    uint64_t patch_bytes;      /* PATCH size; smaller after a proxy's 413 */
 } worker;
 
 typedef struct {
@@ -76,6 +84,7 @@ struct uploader {
     pthread_cond_t track_cv;   /* tracker: an upload done, a cancel, a stop */
     uint64_t work_gen, track_gen;
     bool stopping, ready;
+    atomic_int stop_flag;      /* set with stopping: cuts requests in flight short */
     /* What the tracker read at boot (not secret). */
     char own_relay[RELAY_URL_MAX];
     char cacert[DEVSTATE_PATH_MAX];
@@ -156,6 +165,7 @@ static relay_client *conn_for(uploader *up, conn *cn, const char *url)
         .timeout_ms = 30000,   /* for uploads: a stall this long, not the whole PATCH */
     };
     if (relay_client_new(&cfg, &cn->c) != CHUTE_OK) { cn->c = NULL; return NULL; }
+    relay_client_set_stop(cn->c, &up->stop_flag);
     snprintf(cn->url, sizeof cn->url, "%s", url);
     return cn->c;
 }
@@ -237,6 +247,92 @@ static void settle_from_relay(worker *w, const char *state)
     wake_tracker(w->up);
 }
 
+/* Where the bytes of an item's age file come from: made from its
+ * plaintext as they are sent (age_source), or a finished blob sealed by an
+ * earlier version (src NULL). */
+typedef struct {
+    int fd;
+    age_source *src;
+    int err;          /* errno of a failed read */
+} blob;
+
+static int fill_blob(void *ctx, uint64_t pos, uint8_t *buf, size_t len)
+{
+    blob *b = ctx;
+    if (b->src) {
+        if (age_source_read(b->src, pos, buf, len) == CHUTE_OK) return 0;
+        b->err = errno;
+        return -1;
+    }
+    while (len > 0) {
+        ssize_t got = pread(b->fd, buf, len, (off_t)pos);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) { b->err = got < 0 ? errno : EIO; return -1; }
+        buf += got;
+        pos += (uint64_t)got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Open item it's blob; false after it recorded why not (the item cannot
+ * go as it is: a visible error and a long wait, never a dropped row). */
+static bool blob_open(uploader *up, const queue_item *it, uint64_t offset, blob *b)
+{
+    queue *q = up->fs->q;
+    queue_age *age = malloc(sizeof *age);
+    if (!age) {
+        fail_item(it, q, WAIT_NETWORK, "out of memory");
+        return false;
+    }
+    chute_status st = queue_get_age(q, it->id, age);
+    bool legacy = st == CHUTE_ERR_NOT_FOUND;
+    char path[PATH_MAX];
+    b->fd = -1;
+    b->src = NULL;
+    b->err = 0;
+    if (st != CHUTE_OK && !legacy) {
+        fail_item(it, q, WAIT_REFUSED, "the queue entry is damaged: %s", chute_strstatus(st));
+    } else if (sealed_path(up->fs, it->id, legacy ? ".age" : ".plain", path, sizeof path)) {
+        fail_item(it, q, WAIT_REFUSED, "the sealed file's name is too long");
+    } else if ((b->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        int e = errno;
+        /* A cancel deletes the sealed file: then there is nothing to say. */
+        if (queue_set_progress(q, it->id, offset) != CHUTE_ERR_NOT_FOUND)
+            fail_item(it, q, WAIT_REFUSED, "the file's sealed copy %s is %s; delete the "
+                      "file from the outbox and send it again", path,
+                      e == ENOENT ? "missing" : strerror(e));
+    } else {
+        struct stat sb;
+        uint64_t want = legacy ? it->blob_size : it->size;
+        if (fstat(b->fd, &sb) != 0 || (uint64_t)sb.st_size != want) {
+            fail_item(it, q, WAIT_REFUSED, "the file's sealed copy %s changed size", path);
+        } else if (!legacy) {
+            st = age_source_new(&b->src, age->header, age->header_len, age->nonce,
+                                age->file_key, b->fd, it->size);
+            if (st == CHUTE_OK && age_source_size(b->src) != it->blob_size)
+                st = CHUTE_ERR_MALFORMED;
+            if (st != CHUTE_OK)
+                fail_item(it, q, WAIT_REFUSED, "cannot encrypt the sealed copy: %s",
+                          chute_strstatus(st));
+        }
+    }
+    queue_age_wipe(age);
+    free(age);
+    if (b->fd >= 0 && (legacy || b->src)) return true;
+    age_source_free(b->src);
+    b->src = NULL;
+    if (b->fd >= 0) close(b->fd);
+    b->fd = -1;
+    return false;
+}
+
+static void blob_close(blob *b)
+{
+    age_source_free(b->src);   /* wipes the payload key */
+    if (b->fd >= 0) close(b->fd);
+}
+
 /* Stream the blob from offset; returns true when the item is whole on the
  * relay (the caller marks it), false after it recorded why not. */
 static bool append_blob(worker *w, relay_client *c, uint64_t offset)
@@ -245,29 +341,25 @@ static bool append_blob(worker *w, relay_client *c, uint64_t offset)
     queue *q = up->fs->q;
     queue_item *it = &w->it;
     devstate_peer *p = &w->peer;
-    char path[PATH_MAX];
-    if (sealed_path(up->fs, it->id, NULL, path, sizeof path) != 0) {
-        fail_item(it, q, WAIT_REFUSED, "the sealed file's name is too long");
-        return false;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        /* A cancel deletes the blob: then there is nothing to say. */
-        if (queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) return false;
-        fail_item(it, q, WAIT_REFUSED, "cannot open the sealed file: %s", strerror(e));
-        return false;
-    }
+    blob b;
+    if (!blob_open(up, it, offset, &b)) return false;
     int conflicts = 0;
     bool whole = false;
     while (!whole) {
         if (offset >= it->blob_size) { whole = true; break; }
         if (stopping(up)) break;   /* left uploading: resumed at the next start */
         uint64_t len = it->blob_size - offset;
-        if (len > CHUNK_BYTES) len = CHUNK_BYTES;
+        if (!w->patch_bytes) w->patch_bytes = CHUNK_BYTES;
+        if (len > w->patch_bytes) len = w->patch_bytes;
         uint64_t got = offset;
-        chute_status st = relay_item_append_fd(c, p->inbox, p->send_token, it->id, offset,
-                                               fd, (off_t)offset, len, &got);
+        chute_status st = relay_item_append_source(c, p->inbox, p->send_token, it->id,
+                                                   offset, len, fill_blob, &b, &got);
+        if (st == CHUTE_ERR_IO && b.err) {   /* our side: the sealed copy would not read */
+            fail_item(it, q, WAIT_REFUSED, "cannot read the file's sealed copy: %s",
+                      strerror(b.err));
+            break;
+        }
+        if (st != CHUTE_OK && stopping(up)) break;   /* cut short by the stop */
         note_relay(up, c, st);
         if (st == CHUTE_OK) {
             offset = got;
@@ -276,6 +368,16 @@ static bool append_blob(worker *w, relay_client *c, uint64_t offset)
                 relay_item_cancel(c, p->inbox, p->send_token, it->id);
                 break;
             }
+            continue;
+        }
+        if (st == CHUTE_ERR_LIMIT && relay_client_http_status(c) == 413 &&
+            len > MIN_CHUNK_BYTES) {
+            /* The relay takes any PATCH within the item: this is a proxy's
+             * body limit. Smaller requests, same bytes at the same offsets. */
+            w->patch_bytes = len / 2 < MIN_CHUNK_BYTES ? MIN_CHUNK_BYTES : len / 2;
+            log_msg("the relay (or a proxy before it) refuses %llu-byte requests; "
+                    "sending %llu bytes at a time", (unsigned long long)len,
+                    (unsigned long long)w->patch_bytes);
             continue;
         }
         if (st == CHUTE_ERR_EXISTS && ++conflicts <= MAX_CONFLICTS) {
@@ -298,7 +400,7 @@ static bool append_blob(worker *w, relay_client *c, uint64_t offset)
                       relay_client_error(c));
         break;
     }
-    close(fd);
+    blob_close(&b);
     return whole;
 }
 
@@ -583,9 +685,11 @@ static void do_probe(uploader *up, int64_t now, uint32_t *probes)
                                                      randombytes_random());
 }
 
-/* A crash between writing a blob and inserting its row leaves a blob no
- * row names (MOUNT.md); a crash mid-seal leaves a .tmp. Holding seal_mu
- * per file means no seal is between those two steps while we look. */
+/* A crash between linking an item's plaintext into sealed/ and inserting
+ * its row leaves a .plain no row names (MOUNT.md); a crash mid-copy-on-
+ * write leaves a cow-*.tmp, and an earlier version's mid-seal a .age.tmp.
+ * Holding seal_mu per file means no seal is between those two steps while
+ * we look. A row whose sealed file is missing is the uploader's to report. */
 static void sweep_orphans(uploader *up)
 {
     chutefs *fs = up->fs;
@@ -596,26 +700,33 @@ static void sweep_orphans(uploader *up)
     while ((e = readdir(d)) != NULL && !stopping(up)) {
         const char *name = e->d_name;
         size_t n = strlen(name);
-        bool tmp = n > 8 && strcmp(name + n - 8, ".age.tmp") == 0;
-        bool blob = !tmp && n > 4 && strcmp(name + n - 4, ".age") == 0;
-        if (!tmp && !blob) continue;
+        bool tmp = n > 4 && strcmp(name + n - 4, ".tmp") == 0;
+        size_t ext = !tmp && n > 4 && strcmp(name + n - 4, ".age") == 0 ? 4
+                   : !tmp && n > 6 && strcmp(name + n - 6, ".plain") == 0 ? 6 : 0;
+        if (!tmp && !ext) continue;
         char id[QUEUE_ID_LEN + 1];
-        size_t idlen = n - (tmp ? 8 : 4);
-        if (idlen == 0 || idlen > QUEUE_ID_LEN) continue;
-        memcpy(id, name, idlen);
-        id[idlen] = '\0';
+        size_t idlen = n - ext;
+        if (!tmp && (idlen == 0 || idlen > QUEUE_ID_LEN)) continue;
+        if (!tmp) {
+            memcpy(id, name, idlen);
+            id[idlen] = '\0';
+        }
         char path[PATH_MAX];
         if (snprintf(path, sizeof path, "%s/%s", fs->sealed, name) >= (int)sizeof path)
             continue;
         pthread_mutex_lock(&fs->seal_mu);
+        /* A cow-*.tmp of a copy-on-write running now is held open by it:
+         * unlinking it would lose the copy. */
+        if (tmp && strncmp(name, "cow-", 4) == 0) ofiles_content_excl(fs->open);
         bool orphan = tmp;
-        if (blob) {
+        if (!tmp) {
             chute_status st = queue_get(fs->q, id, &up->tit);
             orphan = st == CHUTE_ERR_NOT_FOUND ||
                      (st == CHUTE_OK && (up->tit.state == QUEUE_DELIVERED ||
                                          up->tit.state == QUEUE_CANCELLED));
         }
         if (orphan && unlink(path) == 0) removed++;
+        if (tmp && strncmp(name, "cow-", 4) == 0) ofiles_content_unlock(fs->open);
         pthread_mutex_unlock(&fs->seal_mu);
     }
     closedir(d);
@@ -731,6 +842,7 @@ void uploader_stop(uploader *up)
     if (!up) return;
     pthread_mutex_lock(&up->mu);
     up->stopping = true;
+    atomic_store(&up->stop_flag, 1);
     pthread_cond_broadcast(&up->work_cv);
     pthread_cond_broadcast(&up->track_cv);
     pthread_mutex_unlock(&up->mu);

@@ -23,10 +23,25 @@ struct age_encryptor {
 chute_status age_encryptor_new(age_encryptor **out,
                                const age_recipient *recipients, size_t n)
 {
+    if (sodium_init() < 0)
+        return CHUTE_ERR_CRYPTO;
+    uint8_t file_key[AGE_FILE_KEY_BYTES], nonce[AGE_NONCE_BYTES];
+    randombytes_buf(file_key, sizeof file_key);
+    randombytes_buf(nonce, sizeof nonce);
+    chute_status st = age_encryptor_new_keyed(out, recipients, n, file_key, nonce);
+    sodium_memzero(file_key, sizeof file_key);
+    return st;
+}
+
+chute_status age_encryptor_new_keyed(age_encryptor **out,
+                                     const age_recipient *recipients, size_t n,
+                                     const uint8_t file_key[AGE_FILE_KEY_BYTES],
+                                     const uint8_t nonce[AGE_NONCE_BYTES])
+{
     if (!out)
         return CHUTE_ERR_ARG;
     *out = NULL;
-    if (!recipients || n == 0)
+    if (!recipients || n == 0 || !file_key || !nonce)
         return CHUTE_ERR_ARG;
     if (sodium_init() < 0)
         return CHUTE_ERR_CRYPTO;
@@ -34,16 +49,12 @@ chute_status age_encryptor_new(age_encryptor **out,
     if (!e)
         return CHUTE_ERR_NOMEM;
 
-    uint8_t file_key[AGE_FILE_KEY_BYTES], nonce[AGE_NONCE_BYTES];
     uint8_t *header = NULL;
     size_t header_len = 0;
-    randombytes_buf(file_key, sizeof file_key);
-    randombytes_buf(nonce, sizeof nonce);
     chute_status st = age_header_build(file_key, recipients, n, &header,
                                        &header_len, e->mac);
     if (st == CHUTE_OK)
         st = age_payload_key_derive(&e->key, file_key, nonce);
-    sodium_memzero(file_key, sizeof file_key);
     if (st == CHUTE_OK) {
         e->head = realloc(header, header_len + AGE_NONCE_BYTES);
         if (e->head) {
@@ -53,6 +64,8 @@ chute_status age_encryptor_new(age_encryptor **out,
             free(header);
             st = CHUTE_ERR_NOMEM;
         }
+    } else {
+        free(header);
     }
     if (st != CHUTE_OK) {
         age_encryptor_free(e);

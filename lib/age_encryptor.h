@@ -19,6 +19,7 @@
 #include "age_header.h"
 #include "age_io.h"
 #include "age_keys.h"
+#include "age_stream.h"
 #include "status.h"
 
 typedef struct age_encryptor age_encryptor;
@@ -26,6 +27,14 @@ typedef struct age_encryptor age_encryptor;
 /* A new file key, nonce and header for the n (>= 1) recipients. */
 chute_status age_encryptor_new(age_encryptor **out,
                                const age_recipient *recipients, size_t n);
+
+/* The same with a given file key and payload nonce, for tests that
+ * compare another producer of the same file (age_source.h) byte for byte.
+ * Never for real files: the key and nonce must be fresh and random. */
+chute_status age_encryptor_new_keyed(age_encryptor **out,
+                                     const age_recipient *recipients, size_t n,
+                                     const uint8_t file_key[AGE_FILE_KEY_BYTES],
+                                     const uint8_t nonce[AGE_NONCE_BYTES]);
 
 /* Consumes plaintext from io->in and writes ciphertext to io->out until
  * the input is used up or the output is full; call again until both hold.

@@ -26,7 +26,8 @@ static const char SCHEMA[] =
     " header_mac BLOB NOT NULL, meta BLOB NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',"
     " next_attempt INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
-    " updated INTEGER NOT NULL, relay_cancel INTEGER NOT NULL DEFAULT 0);"
+    " updated INTEGER NOT NULL, relay_cancel INTEGER NOT NULL DEFAULT 0,"
+    " age_header BLOB, age_nonce BLOB, file_key BLOB);"
     "CREATE INDEX IF NOT EXISTS queue_by_path ON queue(peer, path, state);"
     "CREATE INDEX IF NOT EXISTS queue_by_state ON queue(state, created);";
 
@@ -43,13 +44,41 @@ static const char SCHEMA[] =
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
+/* A queue made before items kept their plaintext (blob sealed at close)
+ * lacks the age columns: add them, empty, so its rows still go (as .age). */
+static chute_status migrate(sqlite3 *db)
+{
+    static const char *const cols[] = {"age_header", "age_nonce", "file_key"};
+    chute_status st = db_exec(db, "BEGIN IMMEDIATE");
+    for (size_t i = 0; !st && i < sizeof cols / sizeof *cols; i++) {
+        sqlite3_stmt *s;
+        if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('queue') WHERE name=?",
+                               -1, &s, NULL) != SQLITE_OK) {
+            st = CHUTE_ERR_DB;
+            break;
+        }
+        sqlite3_bind_text(s, 1, cols[i], -1, SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        sqlite3_finalize(s);
+        if (rc == SQLITE_ROW) continue;
+        if (rc != SQLITE_DONE) { st = CHUTE_ERR_DB; break; }
+        char sql[96];
+        snprintf(sql, sizeof sql, "ALTER TABLE queue ADD COLUMN %s BLOB", cols[i]);
+        st = db_exec(db, sql);
+    }
+    if (!st) st = db_exec(db, "COMMIT");
+    if (st) db_exec(db, "ROLLBACK");
+    return st;
+}
+
 chute_status queue_open(const char *db_path, queue **out)
 {
     if (!db_path || !out) return CHUTE_ERR_ARG;
     queue *q = calloc(1, sizeof *q);
     if (!q) return CHUTE_ERR_NOMEM;
     chute_status st = db_open(db_path, SCHEMA, &q->db);
-    if (st) { free(q); return st; }
+    if (!st) st = migrate(q->db);
+    if (st) { sqlite3_close(q->db); free(q); return st; }
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
     /* Recursive: the transactional calls reuse the locking helpers. */
@@ -162,11 +191,12 @@ static chute_status step_change(queue *q, sqlite3_stmt *s)
     return st;
 }
 
-static chute_status insert_row(queue *q, const queue_item *it)
+static chute_status insert_row(queue *q, const queue_item *it, const queue_age *age)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(q->db,
-            "INSERT INTO queue(" COLS ") VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0)",
+            "INSERT INTO queue(" COLS ",age_header,age_nonce,file_key) "
+            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,?,?)",
             -1, &s, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     int64_t t = now_s();
@@ -182,6 +212,11 @@ static chute_status insert_row(queue *q, const queue_item *it)
     sqlite3_bind_blob(s, 10, it->meta, (int)it->meta_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 11, t);
     sqlite3_bind_int64(s, 12, t);
+    if (age) {   /* else NULLs: a legacy row whose blob is sealed/<id>.age */
+        sqlite3_bind_blob(s, 13, age->header, (int)age->header_len, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 14, age->nonce, AGE_NONCE_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 15, age->file_key, AGE_FILE_KEY_BYTES, SQLITE_STATIC);
+    }
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT) return CHUTE_ERR_EXISTS;
@@ -190,11 +225,12 @@ static chute_status insert_row(queue *q, const queue_item *it)
 
 static chute_status cancel_locked(queue *q, const char *id);
 
-chute_status queue_insert(queue *q, const queue_item *it,
+chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
                           char replaced[QUEUE_ID_LEN + 1])
 {
     if (!q || !it || strlen(it->id) != QUEUE_ID_LEN || !it->peer[0] ||
-        !it->path[0] || !it->meta_len)
+        !it->path[0] || !it->meta_len ||
+        (age && (!age->header_len || age->header_len > QUEUE_AGE_HEADER_MAX)))
         return CHUTE_ERR_ARG;
     if (replaced) replaced[0] = '\0';
     LOCK(q);
@@ -210,7 +246,7 @@ chute_status queue_insert(queue *q, const queue_item *it,
         } else if (f != CHUTE_ERR_NOT_FOUND) {
             st = f;
         }
-        if (!st) st = insert_row(q, it);
+        if (!st) st = insert_row(q, it, age);
         if (!st) st = db_exec(q->db, "COMMIT");
         if (st) { db_exec(q->db, "ROLLBACK"); if (replaced) replaced[0] = '\0'; }
     }
@@ -240,6 +276,45 @@ chute_status queue_find_latest(queue *q, const char *peer, const char *path,
     if (!q || !peer || !path) return CHUTE_ERR_ARG;
     return select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? "
                          "ORDER BY created DESC, rowid DESC LIMIT 1", out, peer, path);
+}
+
+chute_status queue_get_age(queue *q, const char *id, queue_age *out)
+{
+    if (!q || !id || !out) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s;
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, "SELECT age_header, age_nonce, file_key FROM queue "
+                                  "WHERE id=?", -1, &s, NULL) != SQLITE_OK) {
+        UNLOCK(q);
+        return CHUTE_ERR_DB;
+    }
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    chute_status st = rc == SQLITE_ROW ? CHUTE_OK
+                      : rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB;
+    if (!st) {
+        int hl = sqlite3_column_bytes(s, 0);
+        if (sqlite3_column_type(s, 0) == SQLITE_NULL)
+            st = CHUTE_ERR_NOT_FOUND;   /* a legacy row: its blob is sealed */
+        else if (hl <= 0 || hl > QUEUE_AGE_HEADER_MAX ||
+                 sqlite3_column_bytes(s, 1) != AGE_NONCE_BYTES ||
+                 sqlite3_column_bytes(s, 2) != AGE_FILE_KEY_BYTES)
+            st = CHUTE_ERR_MALFORMED;
+        else {
+            memcpy(out->header, sqlite3_column_blob(s, 0), (size_t)hl);
+            out->header_len = (size_t)hl;
+            memcpy(out->nonce, sqlite3_column_blob(s, 1), AGE_NONCE_BYTES);
+            memcpy(out->file_key, sqlite3_column_blob(s, 2), AGE_FILE_KEY_BYTES);
+        }
+    }
+    sqlite3_finalize(s);
+    UNLOCK(q);
+    return st;
+}
+
+void queue_age_wipe(queue_age *a)
+{
+    if (a) sodium_memzero(a, sizeof *a);
 }
 
 /* UPDATE with the id as the last parameter and `updated` refreshed. */

@@ -1,8 +1,11 @@
 /* queue.h — the durable outgoing queue (SQLite).
  *
- * One row per sealed item: the age blob waits in the spool as
- * <spool>/sealed/<id>.age and the row says where it is going and how far it
- * got. States:
+ * One row per sealed item: its plaintext waits in the spool as a hard link
+ * <spool>/sealed/<id>.plain, and the row holds the age header, payload
+ * nonce and file key it is encrypted with while it is uploaded (so every
+ * retry sends the same bytes), where it is going and how far it got. Rows
+ * written before that (no age columns) name a finished age file
+ * <spool>/sealed/<id>.age instead. States:
  *
  *   queued ──claim──► uploading ──mark_uploaded──► uploaded ──mark_delivered──► delivered
  *      ▲                 │ mark_failed (error, next attempt time)
@@ -20,12 +23,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "age_stream.h"
+#include "age_x25519.h"
 #include "meta.h"
 #include "status.h"
 
 #define QUEUE_ID_LEN   22          /* 16 random bytes, unpadded base64url */
 #define QUEUE_PEER_MAX 128
 #define QUEUE_ERR_MAX  256
+#define QUEUE_AGE_HEADER_MAX 1024   /* one X25519 recipient takes about 170 */
 
 typedef enum {
     QUEUE_QUEUED = 0,
@@ -58,6 +64,17 @@ typedef struct {
     bool        relay_cancel;             /* cancelled; relay DELETE owed */
 } queue_item;
 
+/* How an item's plaintext becomes its age file (lib/age_source.h). The
+ * file key is a secret: kept out of queue_item, wiped after use. */
+typedef struct {
+    uint8_t header[QUEUE_AGE_HEADER_MAX];   /* up to and including the MAC line */
+    size_t  header_len;
+    uint8_t nonce[AGE_NONCE_BYTES];
+    uint8_t file_key[AGE_FILE_KEY_BYTES];
+} queue_age;
+
+/* Opens (creating, or adding the age columns to a queue of an earlier
+ * version) the queue in db_path. */
 chute_status queue_open(const char *db_path, queue **out);
 void queue_close(queue *q);
 
@@ -69,15 +86,22 @@ void queue_new_id(char out[QUEUE_ID_LEN + 1]);
 const char *queue_state_name(queue_state s);
 
 /* Insert a new item in state queued; id, peer, path, sizes, attributes,
- * header_mac and meta must be filled in. CHUTE_ERR_EXISTS on a used id.
+ * header_mac and meta must be filled in, and age says how it is encrypted
+ * (NULL: a finished blob sealed/<id>.age). CHUTE_ERR_EXISTS on a used id.
  * There is at most one active item per peer and path: an active item
  * already there is cancelled in the same transaction (a newer file
  * replaces a queued one) and its id written to replaced (may be NULL;
  * "" if none) so the caller can delete its blob. */
-chute_status queue_insert(queue *q, const queue_item *it,
+chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
                           char replaced[QUEUE_ID_LEN + 1]);
 
 chute_status queue_get(queue *q, const char *id, queue_item *out);
+
+/* The age parts of an item; CHUTE_ERR_NOT_FOUND for no such item and for
+ * an item whose blob is a finished sealed/<id>.age, CHUTE_ERR_MALFORMED if
+ * the row's parts have impossible sizes. Wipe with queue_age_wipe. */
+chute_status queue_get_age(queue *q, const char *id, queue_age *out);
+void queue_age_wipe(queue_age *a);
 
 /* The active item at peer/path, if any (CHUTE_ERR_NOT_FOUND otherwise). */
 chute_status queue_find_active(queue *q, const char *peer, const char *path,

@@ -48,11 +48,11 @@ typedef struct {
     int has_offset, has_length;
 } rheaders;
 
-/* Streamed upload of a byte range of a file. */
+/* A streamed upload: fill gives the bytes at upload position pos. */
 typedef struct {
-    int fd;
-    off_t pos;
-    uint64_t left;
+    relay_fill_fn fill;
+    void *ctx;
+    uint64_t pos, left;
     int failed;
 } rupload;
 
@@ -221,17 +221,35 @@ static size_t on_upload(char *buffer, size_t size, size_t nitems, void *userdata
         want = (size_t)u->left;
     if (want == 0)
         return 0;
-    ssize_t got;
-    do {
-        got = pread(u->fd, buffer, want, u->pos);
-    } while (got < 0 && errno == EINTR);
-    if (got <= 0) {   /* an error, or the file shrank under us */
+    if (u->fill(u->ctx, u->pos, (uint8_t *)buffer, want) != 0) {
         u->failed = 1;
         return CURL_READFUNC_ABORT;
     }
-    u->pos += got;
-    u->left -= (uint64_t)got;
-    return (size_t)got;
+    u->pos += want;
+    u->left -= want;
+    return want;
+}
+
+/* The fill of relay_item_append_fd: the file's bytes at the same offset. */
+typedef struct {
+    int fd;
+    off_t base;   /* file offset of upload position 0 */
+} fd_source;
+
+static int fill_from_fd(void *ctx, uint64_t pos, uint8_t *buf, size_t len)
+{
+    fd_source *f = ctx;
+    while (len > 0) {
+        ssize_t got = pread(f->fd, buf, len, f->base + (off_t)pos);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)   /* an error, or the file shrank under us */
+            return -1;
+        buf += got;
+        pos += (uint64_t)got;
+        len -= (size_t)got;
+    }
+    return 0;
 }
 
 /* ---- one request ------------------------------------------------------- */
@@ -445,7 +463,7 @@ static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
             set_error(c, "download stopped by its sink");
             st = CHUTE_ERR_IO;
         } else if (rq->upload && rq->upload->failed) {
-            set_error(c, "reading the upload's source file failed");
+            set_error(c, "reading the upload's source failed");
             st = CHUTE_ERR_IO;
         } else {
             set_error(c, curl_easy_strerror(cc));
@@ -684,20 +702,17 @@ chute_status relay_item_create(relay_client *c, const char *inbox,
     return st;
 }
 
-chute_status relay_item_append_fd(relay_client *c, const char *inbox,
-                                  const char *send_token, const char *item,
-                                  uint64_t offset, int fd, off_t file_offset,
-                                  uint64_t len, uint64_t *new_offset)
+/* PATCH of len bytes from u at upload offset `offset`. */
+static chute_status append(relay_client *c, const char *inbox, const char *send_token,
+                           const char *item, uint64_t offset, rupload *u,
+                           uint64_t *new_offset)
 {
     char path[PATH_MAX_LEN];
     chute_status st = item_path(path, inbox, item, "");
     if (st != CHUTE_OK)
         return st;
-    if (fd < 0 || file_offset < 0 || !new_offset)
-        return CHUTE_ERR_ARG;
-    rupload up = { .fd = fd, .pos = file_offset, .left = len };
     rrequest rq = { .method = "PATCH", .path = path, .token = send_token,
-                    .upload = &up, .upload_len = len, .upload_offset = offset };
+                    .upload = u, .upload_len = u->left, .upload_offset = offset };
     rbuf body = {0};
     rheaders hdrs = {0};
     st = perform(c, &rq, &body, &hdrs);
@@ -717,6 +732,30 @@ chute_status relay_item_append_fd(relay_client *c, const char *inbox,
     }
     free(body.data);
     return st;
+}
+
+chute_status relay_item_append_fd(relay_client *c, const char *inbox,
+                                  const char *send_token, const char *item,
+                                  uint64_t offset, int fd, off_t file_offset,
+                                  uint64_t len, uint64_t *new_offset)
+{
+    if (fd < 0 || file_offset < 0 || !new_offset)
+        return CHUTE_ERR_ARG;
+    fd_source f = { .fd = fd, .base = file_offset };
+    rupload u = { .fill = fill_from_fd, .ctx = &f, .left = len };
+    return append(c, inbox, send_token, item, offset, &u, new_offset);
+}
+
+chute_status relay_item_append_source(relay_client *c, const char *inbox,
+                                      const char *send_token, const char *item,
+                                      uint64_t offset, uint64_t len,
+                                      relay_fill_fn fill, void *ctx,
+                                      uint64_t *new_offset)
+{
+    if (!fill || !new_offset)
+        return CHUTE_ERR_ARG;
+    rupload u = { .fill = fill, .ctx = ctx, .pos = offset, .left = len };
+    return append(c, inbox, send_token, item, offset, &u, new_offset);
 }
 
 chute_status relay_item_offset(relay_client *c, const char *inbox,

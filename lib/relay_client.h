@@ -116,6 +116,20 @@ chute_status relay_item_append_fd(relay_client *c, const char *inbox,
                                   uint64_t offset, int fd, off_t file_offset,
                                   uint64_t len, uint64_t *new_offset);
 
+/* Fills buf with the len bytes at upload offset pos; 0 or -1 (the request
+ * is aborted and the call returns CHUTE_ERR_IO). Called from inside curl,
+ * in order, with pieces of at most curl's upload buffer. */
+typedef int (*relay_fill_fn)(void *ctx, uint64_t pos, uint8_t *buf, size_t len);
+
+/* PATCH: send the len bytes at upload offset `offset` as fill makes them
+ * (streamed: memory is one curl buffer, whatever len is). Answers as
+ * relay_item_append_fd. */
+chute_status relay_item_append_source(relay_client *c, const char *inbox,
+                                      const char *send_token, const char *item,
+                                      uint64_t offset, uint64_t len,
+                                      relay_fill_fn fill, void *ctx,
+                                      uint64_t *new_offset);
+
 /* HEAD: durable offset and declared length. */
 chute_status relay_item_offset(relay_client *c, const char *inbox,
                                const char *token, const char *item,

@@ -3,8 +3,9 @@
 ``chute`` mounts a real ``chutefs`` on a temporary folder over a device
 state prepared with ``build/tools/chute_fixture`` (the same devstate and
 cache calls pairtool and the downloader use), with one peer ``home`` whose
-age identity the test holds, so sealed blobs can be checked with stock
-``age -d``. Teardown unmounts, waits for the process, and fails on any
+age identity the test holds, so sealed items can be checked with stock
+``age -d`` (``age_file`` makes an item's age file as the uploader sends it,
+with ``build/tools/chute_blob``). Teardown unmounts, waits for the process, and fails on any
 sanitizer report in its stderr. Every wait is bounded.
 """
 
@@ -129,11 +130,21 @@ class Chute:
         return sorted(r["path"] for r in self.active())
 
     def blob(self, item_id):
-        return self.home / "spool" / "sealed" / f"{item_id}.age"
+        """The item's sealed plaintext: a hard link to its staging file."""
+        return self.home / "spool" / "sealed" / f"{item_id}.plain"
+
+    def age_file(self, item_id):
+        """The item's age file, byte for byte what the uploader sends."""
+        out = self.tmp / f"{item_id}.age"
+        run(binary("tools/chute_blob"), self.home, item_id, out)
+        return out
 
     def decrypt(self, item_id, key=None):
-        out = run("age", "-d", "-i", key or self.peer_key, self.blob(item_id))
-        return out.stdout
+        age = self.age_file(item_id)
+        try:
+            return run("age", "-d", "-i", key or self.peer_key, age).stdout
+        finally:
+            age.unlink()
 
     def open_meta(self, item_id):
         out = run(self.fixture, "open-meta", self.home, self.peer, item_id)

@@ -37,12 +37,12 @@ def test_cp_queues_and_stock_age_decrypts(chute, tmp_path):
     # close() returned: the row is already there
     it = chute.item("photo.jpg")
     assert it["state"] == 0 and it["size"] == len(data)
-    assert it["blob_size"] == chute.blob(it["id"]).stat().st_size
+    assert it["blob_size"] == chute.age_file(it["id"]).stat().st_size
     assert chute.decrypt(it["id"]) == data
     meta = chute.open_meta(it["id"])
     assert meta["path"] == "photo.jpg" and meta["size"] == len(data)
     assert meta["mode"] == 0o640
-    assert meta["header_mac"] == header_mac(chute.blob(it["id"]).read_bytes())
+    assert meta["header_mac"] == header_mac(chute.age_file(it["id"]).read_bytes())
     assert len(it["id"]) == 22
     # reads back like a local file, and stays listed
     assert (chute.outbox / "photo.jpg").read_bytes() == data
@@ -345,3 +345,13 @@ def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
                        capture_output=True, timeout=10)
     assert r.returncode == 1 and b"in use" in r.stderr
     assert not os.path.ismount(other)
+
+
+def test_outbox_files_ask_for_one_mib_writes(chute):
+    """cp and most copy loops size their writes from st_blksize; each write
+    is one FUSE round trip, so the outbox asks for 1 MiB ones."""
+    p = chute.outbox / "big-writes.bin"
+    with open(p, "wb") as f:
+        f.write(b"x")
+        assert os.fstat(f.fileno()).st_blksize == 1 << 20
+    assert os.stat(p).st_blksize == 1 << 20

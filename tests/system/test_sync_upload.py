@@ -7,10 +7,13 @@ from its state DB: list, download, decrypt with stock `age -d` and home's
 exported identity, ack. Every wait is bounded.
 """
 
+import grp
 import hashlib
 import http.client
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import sqlite3
@@ -187,9 +190,10 @@ class Receiver:
         plain = self.tmp / f"{item}.plain"
         subprocess.run(["age", "-d", "-i", str(self.key), "-o", str(plain), str(blob)],
                        check=True, capture_output=True, timeout=120 * SLOW)
-        digest = sha(plain)
+        # age writes -o lazily: an empty plaintext leaves no file at all
+        digest = sha(plain) if plain.exists() else hashlib.sha256(b"").hexdigest()
         blob.unlink()
-        plain.unlink()
+        plain.unlink(missing_ok=True)
         return digest
 
     def ack(self, item):
@@ -255,7 +259,7 @@ def test_file_lands_on_relay_decrypts_and_leaves_after_ack(sync, tmp_path):
         t.join()
     assert os.listdir(m.outbox) == []
     assert m.rows("id=?", (item,))[0]["state"] == 3          # delivered
-    assert not (m.home / "spool" / "sealed" / f"{item}.age").exists()
+    assert not (m.home / "spool" / "sealed" / f"{item}.plain").exists()
     assert not (m.home / "spool" / "staging" / "home" / "doc.pdf").exists()
     # the states went forward only: writing → queued → uploading N% → on relay
     order = ["writing", "queued", "uploading", "on relay", "delivered"]
@@ -391,7 +395,7 @@ def test_peer_unpaired_keeps_item_with_clear_error(sync, tmp_path):
     r = m.row("after.txt")
     assert r["state"] == 0 and r["last_error"] == want
     assert r["next_attempt"] - time.time() > 60          # a long backoff, not a busy loop
-    assert (m.home / "spool" / "sealed" / f"{r['id']}.age").exists()   # never dropped
+    assert (m.home / "spool" / "sealed" / f"{r['id']}.plain").exists()   # never dropped
     peers = json.loads(m.dev.run("peers", "--json", check=True).stdout)
     assert [p.get("state") for p in peers] == ["gone"]
     assert rcv.complete() == {}
@@ -413,17 +417,19 @@ def test_relay_killed_mid_upload_resumes_intact(sync, tmp_path):
     wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="delivered")
 
 
-def test_orphaned_blobs_are_swept_after_start(sync, tmp_path):
+def test_orphaned_sealed_files_are_swept_after_start(sync, tmp_path):
     relay, m, rcv, _, _ = sync
     sealed = m.home / "spool" / "sealed"
     m.unmount()
-    orphan = sealed / "AAAAAAAAAAAAAAAAAAAAAA.age"
-    partial = sealed / "BBBBBBBBBBBBBBBBBBBBBB.age.tmp"
-    orphan.write_bytes(b"age blob without a queue row")
-    partial.write_bytes(b"half a seal")
+    orphans = [sealed / "AAAAAAAAAAAAAAAAAAAAAA.age",      # an earlier version's blob
+               sealed / "CCCCCCCCCCCCCCCCCCCCCC.plain",    # linked, row never inserted
+               sealed / "BBBBBBBBBBBBBBBBBBBBBB.age.tmp",  # an earlier version's half seal
+               sealed / "cow-Xy12Zq.tmp"]                   # a copy-on-write cut short
+    for o in orphans:
+        o.write_bytes(b"no queue row names this")
     m.mount()
     assert (m.mnt / "status").exists()        # serving before any sweep
-    wait_until(lambda: not orphan.exists() and not partial.exists(), timeout=15,
+    wait_until(lambda: not any(o.exists() for o in orphans), timeout=15,
                what="the orphan sweep")
 
 
@@ -461,3 +467,75 @@ def test_pairtool_status_shows_the_mounts_queue(sync, tmp_path):
     assert p["last_error"] == "" and p["id"] == m.row("report.txt")["id"]
     text = m.dev.run("status", check=True).stdout
     assert "on relay:  1\n" in text and "  home/report.txt  on relay" in text
+
+
+def nginx_proxy(tmp, upstream, max_body):
+    """nginx on a free loopback port proxying to upstream (the README's
+    settings) with client_max_body_size max_body; returns (url, Popen)."""
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not exe:
+        pytest.skip("nginx is not installed")
+    d = tmp / "nginx"
+    (d / "tmp").mkdir(parents=True)
+    port = free_port()
+    user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};" \
+        if os.getuid() == 0 else ""
+    (d / "nginx.conf").write_text(f"""{user}
+daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size {max_body};
+    location / {{
+      proxy_pass {upstream};
+      proxy_http_version 1.1;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout 90s;
+    }}
+  }}
+}}
+""")
+    proc = subprocess.Popen([exe, "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: Api(url).get("/v1/health").status == 200, timeout=10,
+               errors=(OSError,), what="nginx in front of the relay")
+    return url, proc
+
+
+def test_proxy_body_limit_makes_patches_smaller_not_the_upload_fail(tmp_path, relay_factory):
+    relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
+    url, nginx = nginx_proxy(tmp_path, relay.url, "3m")
+    try:
+        abroad = Device(tmp_path / "abroad", "abroad", url)
+        home = Device(tmp_path / "home", "home", url)
+        abroad.init()
+        home.init()
+        pair(home, abroad)
+        m = Mount(abroad, tmp_path)
+        m.mount()
+        try:
+            rcv = Receiver(home, relay, tmp_path)
+            sha = write_random(m.outbox / "big.iso", 20 << 20)
+            item = m.row("big.iso")["id"]
+            wait_until(lambda: item in rcv.complete(), timeout=60, what="the item through the proxy")
+            assert rcv.decrypt_sha(item) == sha
+            assert "refuses" in m.stderr() and "bytes at a time" in m.stderr()
+            assert m.row("big.iso")["last_error"] == ""
+        finally:
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)

@@ -34,6 +34,24 @@ static int to_buf(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* A body made on demand: byte i is a function of i, as age_source's are
+ * of their offset. fail makes it refuse (a sealed copy that will not read). */
+typedef struct {
+    int fail;
+    size_t calls;
+} made_body;
+
+static uint8_t made_byte(uint64_t i) { return (uint8_t)(i * 131 + (i >> 9)); }
+
+static int make_body(void *ctx, uint64_t pos, uint8_t *buf, size_t len)
+{
+    made_body *m = ctx;
+    m->calls++;
+    if (m->fail) return -1;
+    for (size_t i = 0; i < len; i++) buf[i] = made_byte(pos + i);
+    return 0;
+}
+
 static void item_id(char out[33])
 {
     uint8_t raw[24];
@@ -132,6 +150,37 @@ int main(int argc, char **argv)
     EXPECT("cancel it", relay_item_cancel(c, ib.inbox, s.send_token, item2) == CHUTE_OK);
     EXPECT("status cancelled", relay_item_status(c, ib.inbox, s.send_token, item2, &is) == CHUTE_OK &&
            strcmp(is.state, "cancelled") == 0);
+
+    /* a body made by a callback, in two appends from offsets */
+    char item4[33];
+    item_id(item4);
+    made_body mb = {0};
+    EXPECT("create an item for a made body", relay_item_create(c, ib.inbox, s.send_token, item4,
+                                                               60000, "bWV0YQ==", &is) == CHUTE_OK);
+    EXPECT("append made bytes", relay_item_append_source(c, ib.inbox, s.send_token, item4, 0,
+                                                         25000, make_body, &mb, &off) == CHUTE_OK &&
+           off == 25000 && mb.calls > 0);
+    EXPECT("append the rest, made from offset 25000",
+           relay_item_append_source(c, ib.inbox, s.send_token, item4, 25000, 35000, make_body,
+                                    &mb, &off) == CHUTE_OK && off == 60000);
+    sink_buf *mbuf = calloc(1, sizeof *mbuf);
+    int same = mbuf != NULL;
+    EXPECT("the made body downloads as made",
+           mbuf && relay_item_download(c, ib.inbox, ib.owner_token, item4, 0, UINT64_MAX,
+                                       to_buf, mbuf) == CHUTE_OK && mbuf->len == 60000);
+    for (size_t i = 0; same && i < 60000; i++) same = mbuf->buf[i] == made_byte(i);
+    EXPECT("every made byte is where it belongs", same);
+    free(mbuf);
+    char item5[33];
+    item_id(item5);
+    made_body bad = {.fail = 1};
+    EXPECT("create an item whose body will not read",
+           relay_item_create(c, ib.inbox, s.send_token, item5, 1000, "bWV0YQ==", &is) == CHUTE_OK);
+    EXPECT("a fill that fails is our I/O error, not the network's",
+           relay_item_append_source(c, ib.inbox, s.send_token, item5, 0, 1000, make_body, &bad,
+                                    &off) == CHUTE_ERR_IO);
+    EXPECT("and the relay kept nothing of it",
+           relay_item_offset(c, ib.inbox, s.send_token, item5, &off, &len) == CHUTE_OK && off == 0);
 
     relay_inbox_info info;
     EXPECT("inbox get", relay_inbox_get(c, ib.inbox, ib.owner_token, &info) == CHUTE_OK &&

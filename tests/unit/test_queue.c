@@ -2,6 +2,8 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "queue.h"
 #include "unit.h"
 
@@ -43,9 +45,9 @@ static void test_lifecycle(void)
     queue_item a, b, got;
     item(&a, "home", "a.txt");
     item(&b, "home", "dir/b.txt");
-    CHECK_EQ_INT(queue_insert(q, &a, NULL), CHUTE_OK);
-    CHECK_EQ_INT(queue_insert(q, &a, NULL), CHUTE_ERR_EXISTS);
-    CHECK_EQ_INT(queue_insert(q, &b, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_ERR_EXISTS);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL, NULL), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "home", "a.txt", &got), CHUTE_OK);
     CHECK(strcmp(got.id, a.id) == 0 && got.state == QUEUE_QUEUED);
     CHECK_EQ_INT(got.meta_len, 5);
@@ -90,7 +92,7 @@ static void test_cancel(void)
     queue *q = fresh();
     queue_item a, b, got;
     item(&a, "p", "x"); item(&b, "p", "y");
-    queue_insert(q, &a, NULL); queue_insert(q, &b, NULL);
+    queue_insert(q, &a, NULL, NULL); queue_insert(q, &b, NULL, NULL);
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);            /* never sent */
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_ERR_NOT_FOUND);   /* nothing left */
@@ -113,7 +115,7 @@ static void test_failed_attempt_owes_relay_cancel(void)
     queue *q = fresh();
     queue_item a, got;
     item(&a, "p", "failed-once");
-    queue_insert(q, &a, NULL);
+    queue_insert(q, &a, NULL, NULL);
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
     CHECK(strcmp(got.id, a.id) == 0);
     CHECK_EQ_INT(queue_mark_failed(q, a.id, "relay unreachable", 0), CHUTE_OK);
@@ -131,9 +133,9 @@ static void test_insert_replaces(void)
     queue_item a, b, got;
     char old[QUEUE_ID_LEN + 1];
     item(&a, "r", "same.txt"); item(&b, "r", "same.txt");
-    CHECK_EQ_INT(queue_insert(q, &a, old), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, old), CHUTE_OK);
     CHECK(old[0] == '\0');
-    CHECK_EQ_INT(queue_insert(q, &b, old), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL, old), CHUTE_OK);
     CHECK(strcmp(old, a.id) == 0);
     CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
     CHECK(got.state == QUEUE_CANCELLED && !got.relay_cancel);
@@ -149,7 +151,7 @@ static void test_move_attrs_reopen(void)
     queue *q = fresh();
     queue_item a, b, c, got;
     item(&a, "m", "d/one"); item(&b, "m", "d/sub/two"); item(&c, "m", "dd/three");
-    queue_insert(q, &a, NULL); queue_insert(q, &b, NULL); queue_insert(q, &c, NULL);
+    queue_insert(q, &a, NULL, NULL); queue_insert(q, &b, NULL, NULL); queue_insert(q, &c, NULL, NULL);
     CHECK_EQ_INT(queue_move(q, "m", "d", "e"), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "m", "e/one", &got), CHUTE_OK);
     CHECK_EQ_INT(queue_find_active(q, "m", "e/sub/two", &got), CHUTE_OK);
@@ -170,6 +172,81 @@ static void test_move_attrs_reopen(void)
     queue_close(q);
 }
 
+static void test_age_parts_round_trip_and_legacy_rows_have_none(void)
+{
+    queue *q = fresh();
+    queue_item a, b;
+    item(&a, "home", "age.txt");
+    item(&b, "home", "legacy.txt");
+    queue_age in, out;
+    memset(&in, 0, sizeof in);
+    in.header_len = 170;
+    randombytes_buf(in.header, in.header_len);
+    randombytes_buf(in.nonce, sizeof in.nonce);
+    randombytes_buf(in.file_key, sizeof in.file_key);
+    CHECK_EQ_INT(queue_insert(q, &a, &in, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_get_age(q, a.id, &out), CHUTE_OK);
+    CHECK_EQ_INT(out.header_len, 170);
+    CHECK_MEM(out.header, in.header, 170);
+    CHECK_MEM(out.nonce, in.nonce, sizeof in.nonce);
+    CHECK_MEM(out.file_key, in.file_key, sizeof in.file_key);
+    queue_age_wipe(&out);
+    CHECK_EQ_INT(out.header_len, 0);
+    CHECK_EQ_INT(queue_get_age(q, b.id, &out), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_get_age(q, "nosuchitemnosuchitem00", &out), CHUTE_ERR_NOT_FOUND);
+    in.header_len = QUEUE_AGE_HEADER_MAX + 1;
+    item(&a, "home", "too-long.txt");
+    CHECK_EQ_INT(queue_insert(q, &a, &in, NULL), CHUTE_ERR_ARG);
+    queue_close(q);
+}
+
+/* A chutefs.db of the version that sealed whole blobs: its rows must still
+ * be there, and still go as .age, after this version opens it. */
+static void test_queue_of_the_previous_version_is_migrated_not_lost(void)
+{
+    char p[96];
+    snprintf(p, sizeof p, "%s/old.db", dbpath);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db,
+        "CREATE TABLE queue ("
+        " id TEXT PRIMARY KEY, peer TEXT NOT NULL, path TEXT NOT NULL,"
+        " state INTEGER NOT NULL, size INTEGER NOT NULL, blob_size INTEGER NOT NULL,"
+        " progress INTEGER NOT NULL DEFAULT 0, mode INTEGER NOT NULL,"
+        " mtime_sec INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL,"
+        " header_mac BLOB NOT NULL, meta BLOB NOT NULL,"
+        " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',"
+        " next_attempt INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+        " updated INTEGER NOT NULL, relay_cancel INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO queue(id,peer,path,state,size,blob_size,mode,mtime_sec,mtime_nsec,"
+        " header_mac,meta,created,updated) VALUES('OLDOLDOLDOLDOLDOLDOLD0','home',"
+        " 'old.txt',0,10,200,420,1,0,zeroblob(32),x'6d657461',1,1);",
+        NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    for (int round = 0; round < 2; round++) {   /* the second open finds it done */
+        queue *q = NULL;
+        CHECK_EQ_INT(queue_open(p, &q), CHUTE_OK);
+        if (!q) return;
+        queue_item got;
+        queue_age age;
+        if (round == 0) {   /* the old row is due and claimed like any other */
+            CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);
+            CHECK(strcmp(got.id, "OLDOLDOLDOLDOLDOLDOLD0") == 0);
+        }
+        CHECK_EQ_INT(queue_get(q, "OLDOLDOLDOLDOLDOLDOLD0", &got), CHUTE_OK);
+        CHECK(strcmp(got.path, "old.txt") == 0 && got.blob_size == 200);
+        CHECK_EQ_INT(queue_get_age(q, got.id, &age), CHUTE_ERR_NOT_FOUND);
+        queue_item n;
+        item(&n, "home", round ? "new2.txt" : "new.txt");
+        memset(&age, 0, sizeof age);
+        age.header_len = 3;
+        CHECK_EQ_INT(queue_insert(q, &n, &age, NULL), CHUTE_OK);
+        CHECK_EQ_INT(queue_get_age(q, n.id, &age), CHUTE_OK);
+        queue_close(q);
+    }
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -179,6 +256,8 @@ int main(void)
     RUN(test_failed_attempt_owes_relay_cancel);
     RUN(test_move_attrs_reopen);
     RUN(test_insert_replaces);
+    RUN(test_age_parts_round_trip_and_legacy_rows_have_none);
+    RUN(test_queue_of_the_previous_version_is_migrated_not_lost);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");

@@ -19,7 +19,7 @@ static void test_text_and_json(void)
     queue_new_id(it.id);
     strcpy(it.peer, "home"); strcpy(it.path, "a/b.txt");
     it.size = 5; it.blob_size = 200; it.meta_len = 1;
-    CHECK_EQ_INT(queue_insert(q, &it, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &it, NULL, NULL), CHUTE_OK);
     queue_item got;
     queue_claim_next(q, 0, &got);
     queue_set_progress(q, it.id, 84);
