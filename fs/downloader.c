@@ -122,32 +122,35 @@ static int part_path(const session *s, const char *item, char *out, size_t cap)
 
 typedef struct {
     int fd;
-    uint64_t off, size;
-    receiving *r;                 /* fed every byte after it reached the .part */
+    uint64_t off, size;           /* blob offset of the next byte; its size */
+    uint64_t payload;             /* where its payload begins; UINT64_MAX: not known yet */
+    receiving *r;
     const char *reason;           /* the receiver's refusal, if it refused */
     chute_status fed;             /* its status then */
     int failed;                   /* 1: write error, 2: more bytes than declared,
                                      3: the receiver stopped */
 } part_sink;
 
-/* Each piece goes to the .part first (the resume point: a crash or a
- * dropped connection loses nothing that reached it), then through the
- * receiver, so the blob is decrypted and stored while it downloads. */
+/* Each piece goes through the receiver, so the blob is decrypted and
+ * stored while it downloads; the .part keeps only the header and nonce.
+ * With the whole chunks the cache keeps, that is all a resume needs —
+ * writing the payload there too cost a second copy of every byte. */
 static int write_part(void *ctx, const uint8_t *data, size_t len)
 {
     part_sink *p = ctx;
     if (len > p->size - p->off) { p->failed = 2; return 1; }
-    const uint8_t *d = data;
-    uint64_t off = p->off;
-    for (size_t left = len; left;) {
-        ssize_t w = pwrite(p->fd, d, left, (off_t)off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { p->failed = 1; return 1; }
-        d += w; left -= (size_t)w; off += (uint64_t)w;
-    }
-    p->off = off;
     p->fed = receive_feed(p->r, data, len, &p->reason);
     if (p->fed) { p->failed = 3; return 1; }
+    if (p->payload == UINT64_MAX) (void)receive_payload_start(p->r, &p->payload);
+    uint64_t end = p->off + len < p->payload ? p->off + len : p->payload;
+    const uint8_t *d = data;
+    for (uint64_t off = p->off; off < end;) {
+        ssize_t w = pwrite(p->fd, d, (size_t)(end - off), (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { p->failed = 1; return 1; }
+        d += w; off += (uint64_t)w;
+    }
+    p->off += len;
     return 0;
 }
 
@@ -230,19 +233,39 @@ static chute_status receive_item(session *s, const devstate_peer *p,
     *reason = NULL;
     struct stat sb;
     if (fstat(fd, &sb) != 0) return CHUTE_ERR_IO;
-    part_sink sink = {.fd = fd, .off = (uint64_t)sb.st_size, .size = li->size};
+    part_sink sink = {.fd = fd, .off = (uint64_t)sb.st_size, .size = li->size,
+                      .payload = UINT64_MAX};
     if (sink.off > li->size) {   /* not this blob's prefix: start over */
         if (ftruncate(fd, 0) != 0) return CHUTE_ERR_IO;
         sink.off = 0;
     }
-    chute_status st = receive_begin(s->c, p->name, li->item, m, &s->id, &sink.r);
+    uint64_t had = sink.off;
+    chute_status st = receive_begin(s->c, p->name, li->item, m, &s->id, true, &sink.r);
     if (st) return st;
-    st = receive_feed_fd(sink.r, fd, sink.off, reason);
+    st = receive_feed_fd(sink.r, fd, had, reason);
+    if (!st && receive_payload_start(sink.r, &sink.payload) == CHUTE_OK && had == sink.payload) {
+        /* header and nonce again, then on after the chunks stored */
+        st = receive_skip_stored(sink.r, &sink.off);
+        if (!st && receive_stored_chunks(sink.r))
+            fprintf(stderr, "chutefs: resuming item %s after %llu stored chunks\n", li->item,
+                    (unsigned long long)receive_stored_chunks(sink.r));
+    } else if (!st && receive_stored_chunks(sink.r)) {
+        /* What is stored does not follow the .part (cut inside the header,
+         * or a .part of an older build holding payload): store it anew. */
+        receive_abort(sink.r);
+        sink.r = NULL;
+        st = receive_begin(s->c, p->name, li->item, m, &s->id, false, &sink.r);
+        if (!st) st = receive_feed_fd(sink.r, fd, had, reason);
+    }
     if (!st) {
         st = fetch_blob(s, li, &sink, later);
         if (sink.reason) *reason = sink.reason;
     }
-    if (st || *later) {
+    if (*later || st == CHUTE_ERR_NETWORK) {   /* cut short: keep what is stored */
+        receive_suspend(sink.r);
+        return st;
+    }
+    if (st) {
         receive_abort(sink.r);
         return st;
     }
@@ -344,6 +367,15 @@ static void sweep_parts(session *s)
     closedir(dir);
 }
 
+/* A cache partial goes on only with its .part (the header it needs). */
+static bool has_part(const char *peer, const char *item, void *arg)
+{
+    (void)peer;
+    char path[PATH_MAX];
+    return item_id_ok(item) && part_path(arg, item, path, sizeof path) == 0 &&
+           access(path, F_OK) == 0;
+}
+
 /* ---- the thread --------------------------------------------------------- */
 
 static chute_status session_open(session *s, downloader *d)
@@ -421,11 +453,11 @@ static void *downloader_main(void *arg)
         session_close(&s);
         return NULL;
     }
-    /* No download runs yet: what a crash left in the cache goes (a resumed
-     * item is fed again from its .part), and .parts nobody will finish. */
-    if (cache_drop_partials(s.c) != CHUTE_OK)
-        fprintf(stderr, "chutefs: cannot drop partial downloads from the cache\n");
+    /* No download runs yet: .parts nobody will finish go, and the cache's
+     * partials without a .part (a resume needs its header). */
     sweep_parts(&s);
+    if (cache_drop_partials(s.c, has_part, &s) != CHUTE_OK)
+        fprintf(stderr, "chutefs: cannot drop partial downloads from the cache\n");
     uint64_t cursor = 0, saved = 0;
     if (cache_list_cursor(s.c, s.dev.inbox, &cursor) == CHUTE_OK) saved = cursor;
     unsigned failures = 0;

@@ -9,9 +9,10 @@
  *   sender → peer (granted_sender)   no such peer: left on the relay, logged
  *   seen or quarantined before?      only acknowledged again
  *   open the sealed meta             fails: quarantined
- *   download, verify, store          each piece to spool/incoming/<item>.part
- *     (receive.h, as it arrives)     (resumed from its length with Range),
- *                                    then decrypted into the cache; refused:
+ *   download, verify, store          each piece decrypted into the cache;
+ *     (receive.h, as it arrives)     the age header kept in
+ *                                    spool/incoming/<item>.part; resumed after
+ *                                    the chunks stored (Range); refused:
  *                                    quarantined; whole: committed
  *   ack (DELETE, owner token)        retried until the relay has it
  *

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "age_decryptor.h"
+#include "age_stream.h"
 
 #define OUT_BLOCK 65536
 
@@ -62,6 +63,7 @@ struct receiving {
     uint8_t *out;
     bool mac_checked;
     uint64_t total;
+    uint64_t stored;          /* whole chunks an earlier try left in the cache */
     const char *reason;
 };
 
@@ -95,7 +97,7 @@ static chute_status take_output(receiving *r, size_t n)
 
 chute_status receive_begin(cache *c, const char *peer, const char *item,
                            const chute_meta *m, const age_identity *id,
-                           receiving **out)
+                           bool resume, receiving **out)
 {
     *out = NULL;
     receiving *r = calloc(1, sizeof *r);
@@ -103,7 +105,9 @@ chute_status receive_begin(cache *c, const char *peer, const char *item,
     r->m = m;
     r->out = malloc(OUT_BLOCK);
     chute_status st = r->out ? age_decryptor_new(&r->d, id, 1) : CHUTE_ERR_NOMEM;
-    if (!st) st = cache_item_begin(c, peer, item, &r->t);
+    /* Never the last chunk: the decryptor must see it to know the end. */
+    uint64_t max = resume && m->size ? (m->size - 1) / CACHE_CHUNK : 0;
+    if (!st) st = cache_item_resume(c, peer, item, max, &r->t, &r->stored);
     if (st) {
         r->t = NULL;
         receive_abort(r);
@@ -158,6 +162,36 @@ chute_status receive_finish(receiving *r, char *final_path, size_t cap,
     *reason = r->reason;
     receive_abort(r);
     return st;
+}
+
+chute_status receive_payload_start(const receiving *r, uint64_t *offset)
+{
+    return age_decryptor_payload_start(r->d, offset);
+}
+
+chute_status receive_skip_stored(receiving *r, uint64_t *resume_at)
+{
+    uint64_t start;
+    chute_status st = age_decryptor_payload_start(r->d, &start);
+    if (!st && !r->mac_checked) st = CHUTE_ERR_ARG;   /* the header MAC first */
+    if (!st) st = age_decryptor_skip_chunks(r->d, r->stored);
+    if (st) return st;
+    r->total = r->stored * CACHE_CHUNK;
+    *resume_at = start + r->stored * AGE_CHUNK_CT_BYTES;
+    return CHUTE_OK;
+}
+
+uint64_t receive_stored_chunks(const receiving *r)
+{
+    return r->stored;
+}
+
+void receive_suspend(receiving *r)
+{
+    if (!r) return;
+    cache_item_suspend(r->t);
+    r->t = NULL;
+    receive_abort(r);
 }
 
 void receive_abort(receiving *r)

@@ -17,6 +17,7 @@
 #ifndef CHUTEFS_RECEIVE_H
 #define CHUTEFS_RECEIVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,10 +34,19 @@ chute_status receive_open_meta(const char *meta_b64, const devstate_peer *peer,
 typedef struct receiving receiving;
 
 /* m and id must outlive the receiving. CHUTE_ERR_EXISTS: the item was
- * committed before. */
+ * committed before. resume: keep the whole chunks an earlier try stored
+ * (receive_stored_chunks), to be skipped once the header is fed again
+ * (receive_skip_stored); otherwise they are dropped. */
 chute_status receive_begin(cache *c, const char *peer, const char *item,
                            const chute_meta *m, const age_identity *id,
-                           receiving **out);
+                           bool resume, receiving **out);
+uint64_t receive_stored_chunks(const receiving *r);
+/* Where the blob's payload begins; CHUTE_ERR_NOT_FOUND until the header
+ * and nonce have been fed. */
+chute_status receive_payload_start(const receiving *r, uint64_t *offset);
+/* Right after the header and nonce (and nothing more) were fed: go on
+ * after the stored chunks; *resume_at is the blob offset to feed next. */
+chute_status receive_skip_stored(receiving *r, uint64_t *resume_at);
 /* The next len bytes of the blob; after a refusal, abort. */
 chute_status receive_feed(receiving *r, const uint8_t *in, size_t len,
                           const char **reason);
@@ -49,5 +59,8 @@ chute_status receive_finish(receiving *r, char *final_path, size_t cap,
                             const char **reason);
 /* Throw away what was fed (nothing was visible). NULL is a no-op. */
 void receive_abort(receiving *r);
+/* Stop for now (a dropped connection, unmount): keep the whole chunks
+ * stored for a resume. Frees r. */
+void receive_suspend(receiving *r);
 
 #endif

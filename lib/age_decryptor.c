@@ -23,6 +23,7 @@ struct age_decryptor {
     size_t nonce_len;
     age_payload_key key;
     uint64_t index;          /* of the next chunk to open */
+    uint64_t header_bytes;   /* the header's length, once parsed */
     bool final_seen;         /* a full last chunk has been opened */
     size_t ct_len;           /* ciphertext buffered in ct */
     size_t pt_len, pt_pos;   /* opened plaintext in pt not yet written */
@@ -104,6 +105,7 @@ static chute_status try_header(age_decryptor *d)
     if (st == CHUTE_OK) {
         memcpy(d->mac, age_header_mac(h), AGE_MAC_BYTES);
         d->have_mac = true;
+        d->header_bytes = d->hdr_len;   /* read_header stops at each LF */
         d->stage = READ_NONCE;
         free(d->hdr);
         d->hdr = NULL;
@@ -160,6 +162,32 @@ static chute_status read_nonce(age_decryptor *d, age_io *io)
     sodium_memzero(d->file_key, sizeof d->file_key);
     d->stage = READ_PAYLOAD;
     return st;
+}
+
+chute_status age_decryptor_payload_start(const age_decryptor *d, uint64_t *offset)
+{
+    if (!d || !offset)
+        return CHUTE_ERR_ARG;
+    if (d->error)
+        return d->error;
+    if (d->stage < READ_PAYLOAD)
+        return CHUTE_ERR_NOT_FOUND;
+    *offset = d->header_bytes + AGE_NONCE_BYTES;
+    return CHUTE_OK;
+}
+
+chute_status age_decryptor_skip_chunks(age_decryptor *d, uint64_t n)
+{
+    if (!d)
+        return CHUTE_ERR_ARG;
+    if (d->error)
+        return d->error;
+    /* Only between the nonce and the first payload byte. */
+    if (d->stage != READ_PAYLOAD || d->index != 0 || d->ct_len != 0 ||
+        d->pt_pos != d->pt_len || d->final_seen)
+        return CHUTE_ERR_ARG;
+    d->index = n;
+    return CHUTE_OK;
 }
 
 /* Opens a full chunk as soon as it is whole: it is a middle chunk if it

@@ -46,6 +46,16 @@ chute_status age_decryptor_finish(age_decryptor *d, age_io *io, bool *done);
 chute_status age_decryptor_header_mac(const age_decryptor *d,
                                       uint8_t mac[AGE_MAC_BYTES]);
 
+/* Where the payload's first chunk begins in the file (the header and the
+ * 16-byte nonce before it); CHUTE_ERR_NOT_FOUND until both have been read. */
+chute_status age_decryptor_payload_start(const age_decryptor *d, uint64_t *offset);
+
+/* Resuming: once the payload has started and nothing of it was fed, the
+ * next ciphertext fed is chunk n (at payload_start + n * AGE_CHUNK_CT_BYTES)
+ * — chunks 0..n-1 were opened by an earlier run. Never skip the last chunk:
+ * finish must see it. CHUTE_ERR_ARG at any other time. */
+chute_status age_decryptor_skip_chunks(age_decryptor *d, uint64_t n);
+
 /* Wipes keys and buffers. NULL is fine. */
 void age_decryptor_free(age_decryptor *d);
 

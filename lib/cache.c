@@ -168,10 +168,40 @@ static chute_status drop_data(sqlite3 *db, int64_t data)
     return run(s);
 }
 
+/* How many chunks of partial `data` can be kept, at most max: rows 0..n-1
+ * all there (committed batches are whole, but be sure). */
+static chute_status kept_chunks(sqlite3 *db, int64_t data, uint64_t max, uint64_t *n)
+{
+    sqlite3_stmt *s = prep(db, "SELECT count(*), coalesce(max(idx) + 1, 0) FROM chunks "
+                               "WHERE data=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, data);
+    chute_status st = CHUTE_ERR_DB;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        int64_t count = sqlite3_column_int64(s, 0), end = sqlite3_column_int64(s, 1);
+        uint64_t have = count == end ? (uint64_t)count : 0;   /* a gap: start over */
+        *n = have < max ? have : max;
+        st = CHUTE_OK;
+    }
+    sqlite3_finalize(s);
+    if (st) return st;
+    s = prep(db, "DELETE FROM chunks WHERE data=? AND idx>=?");
+    if (s) { sqlite3_bind_int64(s, 1, data); sqlite3_bind_int64(s, 2, (sqlite3_int64)*n); }
+    return run(s);
+}
+
 chute_status cache_item_begin(cache *c, const char *peer, const char *item,
                               cache_txn **out)
 {
-    if (!c || !peer || !item || !out || strlen(peer) >= 256) return CHUTE_ERR_ARG;
+    uint64_t kept;
+    return cache_item_resume(c, peer, item, 0, out, &kept);
+}
+
+chute_status cache_item_resume(cache *c, const char *peer, const char *item,
+                               uint64_t max_chunks, cache_txn **out, uint64_t *kept)
+{
+    if (!c || !peer || !item || !out || !kept || strlen(peer) >= 256) return CHUTE_ERR_ARG;
+    *kept = 0;
     cache_txn *t = calloc(1, sizeof *t);
     if (!t) return CHUTE_ERR_NOMEM;
     t->buf = malloc(CACHE_CHUNK);
@@ -184,7 +214,8 @@ chute_status cache_item_begin(cache *c, const char *peer, const char *item,
     if (!st && !t->insert) st = CHUTE_ERR_DB;
     if (!st) st = db_exec(t->db, "BEGIN IMMEDIATE");
     if (st) goto fail;
-    /* A partial left by a crash or an earlier failed try starts over. */
+    /* A partial left by a crash or an earlier try: its first chunks go
+     * on (up to max_chunks), the rest starts over. */
     sqlite3_stmt *s = prep(t->db, "SELECT id, complete FROM data WHERE peer=? AND item=?");
     if (!s) { st = CHUTE_ERR_DB; goto rollback; }
     sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
@@ -194,10 +225,15 @@ chute_status cache_item_begin(cache *c, const char *peer, const char *item,
         int complete = sqlite3_column_int(s, 1);
         sqlite3_finalize(s);
         if (complete) { st = CHUTE_ERR_EXISTS; goto rollback; }
-        if ((st = drop_data(t->db, old))) goto rollback;
-    } else {
-        sqlite3_finalize(s);
+        if ((st = kept_chunks(t->db, old, max_chunks, kept))) goto rollback;
+        t->data = old;
+        t->next_idx = (int64_t)*kept;
+        t->total = *kept * CACHE_CHUNK;
+        if ((st = db_exec(t->db, "COMMIT; PRAGMA synchronous=NORMAL"))) goto rollback;
+        *out = t;
+        return CHUTE_OK;
     }
+    sqlite3_finalize(s);
     s = prep(t->db, "INSERT INTO data(peer, item) VALUES(?, ?)");
     if (s) {
         sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
@@ -416,6 +452,14 @@ chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
     return CHUTE_OK;
 }
 
+void cache_item_suspend(cache_txn *t)
+{
+    if (!t) return;
+    /* Whole chunks only: a resume starts at a chunk boundary. */
+    if (t->batch && db_exec(t->db, "COMMIT") != CHUTE_OK) db_exec(t->db, "ROLLBACK");
+    txn_free(t);
+}
+
 void cache_item_abort(cache_txn *t)
 {
     if (!t) return;
@@ -429,15 +473,33 @@ void cache_item_abort(cache_txn *t)
     txn_free(t);
 }
 
-chute_status cache_drop_partials(cache *c)
+chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg)
 {
     if (!c) return CHUTE_ERR_ARG;
     pthread_mutex_lock(&c->mu);
-    chute_status st = db_exec(c->db, "BEGIN IMMEDIATE;"
-                                     "DELETE FROM chunks WHERE data IN"
-                                     " (SELECT id FROM data WHERE complete=0);"
-                                     "DELETE FROM data WHERE complete=0;");
-    st = st ? st : db_exec(c->db, "COMMIT");
+    chute_status st = db_exec(c->db, "BEGIN IMMEDIATE");
+    sqlite3_stmt *s = st ? NULL : prep(c->db, "SELECT id, peer, item FROM data WHERE complete=0");
+    if (!st && !s) st = CHUTE_ERR_DB;
+    /* Collect first: no DELETE while the SELECT walks the table. */
+    int64_t *drop = NULL;
+    size_t n = 0, cap = 0;
+    while (!st && sqlite3_step(s) == SQLITE_ROW) {
+        if (keep && keep((const char *)sqlite3_column_text(s, 1),
+                         (const char *)sqlite3_column_text(s, 2), arg))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            int64_t *grown = realloc(drop, ncap * sizeof *drop);
+            if (!grown) { st = CHUTE_ERR_NOMEM; break; }
+            drop = grown;
+            cap = ncap;
+        }
+        drop[n++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, drop[i]);
+    free(drop);
+    if (!st) st = db_exec(c->db, "COMMIT");
     if (st) db_exec(c->db, "ROLLBACK");
     pthread_mutex_unlock(&c->mu);
     return st;

@@ -17,8 +17,10 @@
  *                                 appears — or nothing does
  *   cache_item_abort()            throws the partial bytes away
  *
- * A crash mid-download leaves only an invisible partial, dropped by the next
- * cache_item_begin of that item (downloads restart from 0). */
+ * A crash mid-download leaves only an invisible partial: its committed
+ * batches are whole chunks, which cache_item_resume continues from (the
+ * downloader then asks the relay for the rest only); cache_item_begin
+ * drops it and starts over. */
 #ifndef CHUTE_CACHE_H
 #define CHUTE_CACHE_H
 
@@ -68,9 +70,19 @@ chute_status cache_item_append(cache_txn *t, const void *buf, size_t len);
 chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
                                char *final_path, size_t cap);
 void cache_item_abort(cache_txn *t);
-/* Drop every partial (a download cut by a crash, whose item may never be
- * listed again). Only while no cache_txn is open: the downloader's start. */
-chute_status cache_drop_partials(cache *c);
+/* Resuming a download: like begin, but a partial of the item left by an
+ * earlier try (suspended, or cut by a crash: committed batches survive)
+ * keeps its first chunks, at most max_chunks; *kept says how many, and
+ * appends go on after them. */
+chute_status cache_item_resume(cache *c, const char *peer, const char *item,
+                               uint64_t max_chunks, cache_txn **out, uint64_t *kept);
+/* Stop for now, keeping every whole chunk appended (for a resume); a
+ * partial last chunk is dropped. Frees t. */
+void cache_item_suspend(cache_txn *t);
+/* Drop the partials for which keep (may be NULL) says no — downloads no
+ * one will resume. Only while no cache_txn is open: the downloader's start. */
+typedef bool (*cache_keep_fn)(const char *peer, const char *item, void *arg);
+chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg);
 
 /* ---- the mount --------------------------------------------------------- */
 /* path is relative to inbox/<peer>/ ("" is the peer's folder). */

@@ -356,6 +356,16 @@ def part_size(w):
     return parts[0].stat().st_size if parts else 0
 
 
+def stored_chunks(w):
+    """Whole 64 KiB chunks of unfinished downloads committed to the cache."""
+    try:
+        with w.rx.db() as con:
+            return con.execute("SELECT count(*) FROM chunks JOIN data ON chunks.data = data.id "
+                               "WHERE data.complete = 0").fetchone()[0]
+    except sqlite3.OperationalError:   # inbox.db not made yet
+        return 0
+
+
 def test_receiver_killed_mid_download_gets_the_item_once(world):
     src, digest = big_file(world.tmp, 200)
     item = world.send(src=src, name="big.bin")
@@ -377,6 +387,23 @@ def test_receiver_killed_mid_download_gets_the_item_once(world):
     assert os.listdir(world.inbox) == ["big.bin"]
     wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
     assert world.rx.parts() == []
+
+
+def test_receiver_killed_mid_download_resumes_after_the_chunks_it_stored(world):
+    src, digest = big_file(world.tmp, 100)
+    item = world.send(src=src, name="big.bin")
+    world.rx.mount()
+    wait_until(lambda: stored_chunks(world) >= 256, timeout=30 * SLOW, interval=0.005,
+               what="16 MiB stored")
+    world.rx.kill9()
+    kept = stored_chunks(world)
+    assert 0 < part_size(world) < 4096       # the age header only: the rest is in the cache
+    world.rx.mount()
+    wait_until(lambda: stored(world, 1), timeout=60 * SLOW, what="the item after the restart")
+    assert f"resuming item {item} after {kept} stored chunks" in world.rx.stderr()
+    assert sha_of(world.inbox / "big.bin") == digest
+    wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
+    assert world.rx.parts() == [] and stored_chunks(world) == 0
 
 
 def test_relay_killed_mid_download_is_resumed(world):
@@ -417,9 +444,11 @@ def test_download_follows_an_upload_in_progress_and_shows_nothing_until_whole(wo
     go = world.tmp / "go"
     sender, _ = world.send_paused(src, 16 << 20, go)
     try:
-        # the receiver fetched the durable prefix while the upload is stalled...
-        wait_until(lambda: part_size(world) >= 16 << 20, timeout=20 * SLOW,
+        # the receiver fetched and stored the durable prefix (8 MiB batches)
+        # while the upload is stalled; the .part holds only the age header
+        wait_until(lambda: stored_chunks(world) >= 128, timeout=20 * SLOW,
                    what="the durable prefix to be downloaded")
+        assert 0 < part_size(world) < 4096
         (item,) = [i["item"] for i in listed_items(world)]
         assert world.item_state(item) == "uploading"
         # ...and shows nothing of it
@@ -467,16 +496,13 @@ def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(wor
     go = world.tmp / "go"
     sender, _ = world.send_paused(src, 12 << 20, go)
 
-    def chunk_rows():
-        with world.rx.db() as con:
-            return con.execute("SELECT count(*) FROM chunks").fetchone()[0]
     try:
-        # the prefix is in the .part and its first 8 MiB batch in the cache
-        wait_until(lambda: part_size(world) >= 12 << 20 and chunk_rows() > 0,
-                   timeout=20 * SLOW, what="the durable prefix to be downloaded")
+        # the header in the .part, the first 8 MiB batch in the cache
+        wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
+                   what="the durable prefix to be downloaded")
         (item,) = [i["item"] for i in listed_items(world)]
         world.rx.kill9()                      # leaves the .part and cache rows
-        assert chunk_rows() > 0
+        assert stored_chunks(world) > 0 and part_size(world) > 0
         # the sender gives up on it while home is away
         (row,) = [r for r in world.abroad.peer_rows() if r["name"] == world.to]
         r = Api(world.relay.url, row["send_token"]).delete(

@@ -179,6 +179,53 @@ static void test_quarantine_and_cursor(void)
     CHECK_EQ_INT(seq, 0);
 }
 
+static bool keep_go_on(const char *peer, const char *item, void *arg)
+{
+    (void)arg;
+    return strcmp(peer, "alice") == 0 && strcmp(item, "go-on") == 0;
+}
+
+/* A download suspended (or cut by a crash after some batches) goes on
+ * from its whole chunks; the result reads as one file. */
+static void test_resume_keeps_whole_chunks(void)
+{
+    size_t len = 300 * CACHE_CHUNK + 777;   /* more than two 8 MiB batches */
+    uint8_t *src = malloc(len), *dst = malloc(len);
+    if (!src || !dst) { CHECK(0); free(src); free(dst); return; }
+    randombytes_buf(src, len);
+    cache_txn *t;
+    uint64_t kept = 99;
+    CHECK_EQ_INT(cache_item_resume(C, "alice", "res", 1000, &t, &kept), CHUTE_OK);
+    CHECK_EQ_INT(kept, 0);
+    CHECK_EQ_INT(cache_item_append(t, src, 200 * CACHE_CHUNK + 5), CHUTE_OK);
+    cache_item_suspend(t);                  /* 200 whole chunks kept, 5 bytes not */
+    CHECK_EQ_INT(cache_item_resume(C, "alice", "res", 150, &t, &kept), CHUTE_OK);
+    CHECK_EQ_INT(kept, 150);                /* capped by the caller */
+    cache_item_suspend(t);
+    CHECK_EQ_INT(cache_item_resume(C, "alice", "res", 1000, &t, &kept), CHUTE_OK);
+    CHECK_EQ_INT(kept, 150);                /* the cap dropped the rest */
+    CHECK_EQ_INT(cache_item_append(t, src + kept * CACHE_CHUNK, len - kept * CACHE_CHUNK),
+                 CHUTE_OK);
+    chute_meta m;
+    meta_for(&m, "resumed.bin", len);
+    CHECK_EQ_INT(cache_item_commit(t, &m, NULL, 0), CHUTE_OK);
+    cache_node n;
+    size_t got = 0;
+    CHECK_EQ_INT(cache_lookup(C, "alice", "resumed.bin", &n), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, dst, len, &got), CHUTE_OK);
+    CHECK(got == len && memcmp(src, dst, len) == 0);
+    /* begin (not resume) starts over */
+    CHECK_EQ_INT(cache_item_resume(C, "alice", "res2", 10, &t, &kept), CHUTE_OK);
+    CHECK_EQ_INT(cache_item_append(t, src, 3 * CACHE_CHUNK), CHUTE_OK);
+    cache_item_suspend(t);
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "res2", &t), CHUTE_OK);
+    cache_item_suspend(t);
+    CHECK_EQ_INT(cache_item_resume(C, "alice", "res2", 10, &t, &kept), CHUTE_OK);
+    CHECK_EQ_INT(kept, 0);
+    cache_item_abort(t);
+    free(src); free(dst);
+}
+
 /* What a crash mid-download leaves (batches already committed) goes at
  * the next start; received files stay. */
 static void test_drop_partials_keeps_files(void)
@@ -196,10 +243,16 @@ static void test_drop_partials_keeps_files(void)
     CHECK_EQ_INT(cache_counts(C, &k), CHUTE_OK);
     CHECK_EQ_INT(k.incoming, 1);
     uint64_t files = k.stored;
-    CHECK_EQ_INT(cache_drop_partials(C), CHUTE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO data(id, peer, item) VALUES(901, 'alice', 'go-on');"
+                                  "INSERT INTO chunks VALUES(901, 0, zeroblob(65536));",
+                              NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(cache_drop_partials(C, keep_go_on, NULL), CHUTE_OK);
+    CHECK_EQ_INT(cache_counts(C, &k), CHUTE_OK);
+    CHECK_EQ_INT(k.incoming, 1);                  /* the one kept */
+    CHECK_EQ_INT(k.stored, files);
+    CHECK_EQ_INT(cache_drop_partials(C, NULL, NULL), CHUTE_OK);
     CHECK_EQ_INT(cache_counts(C, &k), CHUTE_OK);
     CHECK_EQ_INT(k.incoming, 0);
-    CHECK_EQ_INT(k.stored, files);
     sqlite3_stmt *s;
     CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM chunks WHERE data=900", -1, &s,
                                     NULL), SQLITE_OK);
@@ -286,6 +339,7 @@ int main(void)
     RUN(test_hostile_paths_and_collisions);
     RUN(test_remove_rename);
     RUN(test_quarantine_and_cursor);
+    RUN(test_resume_keeps_whole_chunks);
     RUN(test_drop_partials_keeps_files);
     RUN(test_uses_a_rollback_journal);
     RUN(test_adopts_a_legacy_cache_once);
