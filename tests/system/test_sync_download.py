@@ -513,8 +513,9 @@ def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(wor
         sender.kill()
         sender.wait(timeout=10)
     world.rx.mount()
-    wait_until(lambda: world.rx.parts() == [], timeout=10 * SLOW,
-               what="the orphaned .part to be dropped")
+    # the .part first, then the cache rows that have no .part any more
+    wait_until(lambda: world.rx.parts() == [] and stored_chunks(world) == 0,
+               timeout=10 * SLOW, what="the orphaned download to be dropped")
     with world.rx.db() as con:
         assert con.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM data").fetchone()[0] == 0
