@@ -143,18 +143,27 @@ def vm_hwm_kib(pid):
 
 class Watcher:
     """Samples, every PHASE_POLL, the sender's user.chute.state of one
-    outbox entry and its spool/sealed folder (a *.tmp blob appears when the
-    seal at close starts), and the RSS of every process; marks[key] is the
-    first time each was seen."""
+    outbox entry, the bytes the receiving chutefs has written (wchar of
+    /proc/<pid>/io: what it stores), and the RSS of every process;
+    marks[key] is the first time each was seen ("download": the receiver
+    wrote its first MiB; "downloaded": the last time it wrote more)."""
 
     def __init__(self, bench, name, bound):
         self.b, self.name, self.bound = bench, name, bound
         self.marks = {}
         self.stop_ev = threading.Event()
         self.th = threading.Thread(target=self.run, daemon=True)
-        self.sealed = bench.homes["abroad"] / "spool" / "sealed"
-        self.incoming = bench.homes["home"] / "spool" / "incoming"
-        self.part_size = -1
+        home = bench.mounts.get("home")
+        self.rx_pid = home[0].pid if home else None
+        self.rx_base = self.rx_written()
+        self.rx_seen = self.rx_base
+
+    def rx_written(self):
+        try:
+            with open(f"/proc/{self.rx_pid}/io") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("wchar:"))
+        except (OSError, StopIteration, TypeError, ValueError):
+            return None
 
     def mark(self, key):
         self.marks.setdefault(key, time.monotonic())
@@ -164,25 +173,18 @@ class Watcher:
         for _ in range(int(self.bound / PHASE_POLL) + 1):
             if self.stop_ev.is_set():
                 return
-            try:
-                if "seal" not in self.marks and any(
-                        n.endswith(".tmp") for n in os.listdir(self.sealed)):
-                    self.mark("seal")
-            except OSError:
-                pass
-            try:   # the receiver's download: spool/incoming/<item>.part grows
-                parts = [n for n in os.listdir(self.incoming) if n.endswith(".part")]
-                if parts:
+            w = self.rx_written()   # the receiver storing what it downloads
+            if w is not None and self.rx_base is not None:
+                if w - self.rx_base >= MiB:
                     self.mark("download")
-                    size = os.stat(self.incoming / parts[0]).st_size
-                    if size > self.part_size:
-                        self.part_size = size
-                        self.marks["downloaded"] = time.monotonic()   # last growth
-            except OSError:
-                pass
+                if w > self.rx_seen and "download" in self.marks:
+                    self.marks["downloaded"] = time.monotonic()
+                self.rx_seen = w
             st = self.b.state(self.name)
             if TRACE:
-                log("trace %.3f state=%s part=%d" % (time.monotonic(), st, self.part_size))
+                log("trace %.3f state=%s rx_written=%s" % (
+                    time.monotonic(), st, None if w is None or self.rx_base is None
+                    else w - self.rx_base))
             if st != last and st is not None:
                 self.mark("uploading" if st.startswith("uploading") else st)
                 last = st
@@ -492,25 +494,22 @@ class Bench:
             log(f"e2e: {name} in home's inbox has sha256 {digest}, sent {self.src_sha}")
         rel = marks.get("on relay")
         dl0, dl1 = marks.get("download"), marks.get("downloaded")
-        if dl0 is not None and dl1 is not None and t_cp <= dl0 <= dl1 <= arrived:
-            # the relay lists the item at its last PATCH's commit: the download
-            # may start before the sender's xattr says "on relay" (20 ms poll)
-            up1 = min(rel, dl0) if rel is not None else dl0
-            phases["upload (cp returned → on relay)"] = up1 - t_cp
-            phases["on relay → download starts"] = dl0 - up1
-            phases["download (.part grows)"] = dl1 - dl0
-            phases["verify+decrypt+cache → listed"] = arrived - dl1
-        elif rel is not None:
+        # the stages overlap (the receiver follows the upload): each row is
+        # one stage's own span, and they do not add up to the total
+        if rel is not None:
             phases["upload (cp returned → on relay)"] = max(0.0, rel - t_cp)
-            phases["on relay → whole in inbox"] = arrived - rel
+        if dl0 is not None and dl1 is not None and dl0 <= dl1 <= arrived:
+            phases["receiver storing (first MiB → last write)"] = dl1 - dl0
+            phases["download starts, after cp returned"] = dl0 - t_cp
+        if rel is not None:
+            phases["on relay → whole in inbox"] = max(0.0, arrived - rel)
         return arrived - t0, ok, phases
 
     @staticmethod
     def split_cp(t0, t_cp, marks):
-        seal = marks.get("seal")
-        if seal is None or not t0 <= seal <= t_cp:
-            return {"cp (write + seal at close)": t_cp - t0}
-        return {"cp: write via FUSE": seal - t0, "cp: seal at close (enc+fsync)": t_cp - seal}
+        # the seal at close is an fsync and a link (encryption happens while
+        # uploading): there is no separate phase to time
+        return {"cp (write + seal at close)": t_cp - t0}
 
     def e2e_nginx(self):
         if not self.a.nginx_url:
