@@ -17,6 +17,7 @@ cd "$(dirname "$0")/../.."
 B=$(realpath -m "${CHUTE_BUILD:-build}")
 BYTES=${CHUTE_BENCH_BYTES:-1073741824}
 NLAT=${CHUTE_BENCH_LATENCY_FILES:-40}
+ROUNDS=${CHUTE_BENCH_INGEST_ROUNDS:-3}
 . tests/bench/nginx.sh
 
 row() { printf '%-44s %14s %14s %8s\n' "$1" "$2" "$3" "$4"; }
@@ -56,7 +57,7 @@ nginx_start "$T/nginx" || true
 # In the background and waited for, so a signal to this script runs the trap
 # at once (bash runs traps only between foreground commands).
 /usr/bin/python3 tests/bench/fs_bench.py --build "$B" --tmp "$T" --bytes "$BYTES" \
-  --latency-files "$NLAT" --nginx-url "$NURL" --nginx-root "$NGINX_ROOT" \
+  --latency-files "$NLAT" --ingest-rounds "$ROUNDS" --nginx-url "$NURL" --nginx-root "$NGINX_ROOT" \
   --nginx-why "$NGINX_WHY" --pids "$T/pids" --mounts "$T/mounts" 2>"$T/fs_bench.log" &
 PY_PID=$!
 wait "$PY_PID" || true
