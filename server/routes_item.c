@@ -482,20 +482,23 @@ static enum MHD_Result download(request *r, const store_item *it)
     return reply_response(r, status, resp);
 }
 
-/* DELETE: the owner acknowledges, the sender cancels. */
+/* DELETE: the owner acknowledges (or, with reject=1, refuses: the item
+ * failed its checks), the sender cancels. */
 static enum MHD_Result retire(request *r, const caller *c, const store_item *it)
 {
     server *srv = r->srv;
     bool owner = c->role == ROLE_OWNER;
     item_state was = it->state;
-    if (!owner && (was == ITEM_DELIVERED || was == ITEM_EXPIRED)) {
+    if (!owner && (was == ITEM_DELIVERED || was == ITEM_EXPIRED || was == ITEM_REJECTED)) {
         json_t *extra = json_pack("{s:s}", "state", item_state_name(was));
         return reply_error_with(r, 409, was == ITEM_DELIVERED ? "already delivered"
-                                                              : "already expired", extra);
+                                        : was == ITEM_EXPIRED ? "already expired"
+                                                              : "rejected by the owner", extra);
     }
+    item_state to = !owner ? ITEM_CANCELLED
+                   : parse_flag(request_arg(r, "reject")) ? ITEM_REJECTED : ITEM_DELIVERED;
     int64_t tomb = (int64_t)time(NULL) + (int64_t)srv->cfg->tombstone_ttl;
-    chute_status st = store_item_retire(srv->store, r->route.a, r->route.b,
-                                        owner ? ITEM_DELIVERED : ITEM_CANCELLED, tomb, &was);
+    chute_status st = store_item_retire(srv->store, r->route.a, r->route.b, to, tomb, &was);
     if (st == CHUTE_ERR_NOT_FOUND)
         return reply_error(r, 404, "not found");
     if (st != CHUTE_OK)

@@ -17,12 +17,13 @@
 #include "store_db.h"
 
 static const char *const state_names[] = {
-    "uploading", "pending", "delivered", "expired", "cancelled"
+    "uploading", "pending", "delivered", "expired", "cancelled", "rejected"
 };
 
 const char *item_state_name(item_state st)
 {
-    return (unsigned)st < 5 ? state_names[st] : "unknown";
+    return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st]
+                                                                   : "unknown";
 }
 
 /* --- plumbing ------------------------------------------------------------- */

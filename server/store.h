@@ -19,7 +19,8 @@
 typedef struct store store;
 
 typedef enum {
-    ITEM_UPLOADING = 0, ITEM_PENDING, ITEM_DELIVERED, ITEM_EXPIRED, ITEM_CANCELLED
+    ITEM_UPLOADING = 0, ITEM_PENDING, ITEM_DELIVERED, ITEM_EXPIRED, ITEM_CANCELLED,
+    ITEM_REJECTED       /* the owner took it down as failing its checks */
 } item_state;
 const char *item_state_name(item_state st);
 

@@ -308,6 +308,29 @@ def test_ack_deletes_the_body_and_leaves_a_delivered_tombstone(relay, inbox, sen
     assert not [p for p in relay.data_files() if marker in p.read_bytes()]
 
 
+def test_owner_rejects_an_item_and_its_sender_is_told(relay, inbox, sender):
+    marker = b"reject-marker-" + new_item_id().encode()
+    item = sender.upload(marker * 50)
+    r = inbox.owner.delete(inbox.item_path(item) + "?reject=1")
+    assert r.status == 204, r
+    assert inbox.listed() == []
+    assert inbox.download(item).status == 404
+    assert sender.status(item).json["state"] == "rejected"
+    assert inbox.status(item).json["state"] == "rejected"
+    # a later plain ack or another reject changes nothing
+    assert inbox.ack(item).status == 204
+    assert inbox.owner.delete(inbox.item_path(item) + "?reject=1").status == 204
+    assert sender.status(item).json["state"] == "rejected"
+    # the sender cannot cancel what was refused, and learns why
+    r = sender.api.delete(inbox.item_path(item))
+    assert r.status == 409 and r.json["state"] == "rejected", r
+    assert not [p for p in relay.data_files() if marker in p.read_bytes()]
+    # reject=0 is an ordinary ack
+    other = sender.upload(b"fine")
+    assert inbox.owner.delete(inbox.item_path(other) + "?reject=0").status == 204
+    assert sender.status(other).json["state"] == "delivered"
+
+
 def test_sender_sees_its_item_go_uploading_pending_delivered(inbox, sender):
     item = new_item_id()
     sender.create(item, 2)
