@@ -196,9 +196,11 @@ static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sin
     return CHUTE_OK;
 }
 
-static chute_status ack(session *s, const char *item)
+static chute_status ack(session *s, const char *item, bool rejected)
 {
-    chute_status st = relay_item_ack(s->rc, s->dev.inbox, s->dev.owner_token, item);
+    chute_status st = rejected
+        ? relay_item_reject(s->rc, s->dev.inbox, s->dev.owner_token, item)
+        : relay_item_ack(s->rc, s->dev.inbox, s->dev.owner_token, item);
     note_reach(s->d, st);
     /* 404: the relay has forgotten it (or the inbox): nothing left to ack. */
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;
@@ -217,8 +219,9 @@ static chute_status quarantine(session *s, const devstate_peer *p, const char *i
     chute_status st = cache_quarantine(s->c, p->name, item, reason);
     if (st) return st;
     drop_part(s, item);
-    /* Acked so it is not fetched forever; it is recorded, never shown. */
-    return ack(s, item);
+    /* Taken down so it is not fetched forever, as rejected so its sender
+     * learns it did not arrive; it is recorded here, never shown. */
+    return ack(s, item, true);
 }
 
 /* The .part's bytes (a resumed download) and then the relay's, through
@@ -295,7 +298,7 @@ static chute_status download_item(session *s, const relay_listed_item *li)
     if (st) return st;
     if (seen || quarantined) {   /* done before; the ack was lost */
         drop_part(s, li->item);
-        return ack(s, li->item);
+        return ack(s, li->item, quarantined && !seen);
     }
     if (!li->complete && li->size < FOLLOW_MIN_BYTES) return CHUTE_OK;
     chute_meta *m = malloc(sizeof *m);
@@ -328,7 +331,7 @@ static chute_status download_item(session *s, const relay_listed_item *li)
         unlink(path);
     if (st) return st;
     unlink(path);
-    return ack(s, li->item);
+    return ack(s, li->item, false);
 }
 
 /* ---- what a crash or a cancel left behind -------------------------------- */

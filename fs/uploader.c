@@ -647,6 +647,14 @@ static void check_delivery(uploader *up, poll_entry *pe, int64_t now)
     } else if (st == CHUTE_OK && strcmp(rs.state, "cancelled") == 0) {
         queue_set_error(q, it->id, "cancelled on the relay");
         pe->interval_ms = POLL_MAX_MS;
+    } else if (st == CHUTE_OK && strcmp(rs.state, "rejected") == 0) {
+        /* The peer could not verify what it got (tampered on the way?):
+         * its status says why. Kept here, so nothing is lost. */
+        char why[QUEUE_ERR_MAX];
+        snprintf(why, sizeof why, "%s refused it: it did not verify there; "
+                                  "delete it here and copy it again", it->peer);
+        queue_set_error(q, it->id, why);
+        pe->interval_ms = POLL_MAX_MS;
     } else if (st == CHUTE_ERR_NOT_FOUND) {
         char why[QUEUE_ERR_MAX];
         snprintf(why, sizeof why, "peer %s no longer accepts files (unpaired?)", it->peer);

@@ -801,10 +801,10 @@ chute_status relay_item_status(relay_client *c, const char *inbox,
 }
 
 static chute_status item_delete(relay_client *c, const char *inbox,
-                                const char *token, const char *item)
+                                const char *token, const char *item, const char *query)
 {
     char path[PATH_MAX_LEN];
-    chute_status st = item_path(path, inbox, item, "");
+    chute_status st = item_path(path, inbox, item, query);
     if (st != CHUTE_OK)
         return st;
     rrequest rq = { .method = "DELETE", .path = path, .token = token };
@@ -814,13 +814,19 @@ static chute_status item_delete(relay_client *c, const char *inbox,
 chute_status relay_item_cancel(relay_client *c, const char *inbox,
                                const char *send_token, const char *item)
 {
-    return item_delete(c, inbox, send_token, item);
+    return item_delete(c, inbox, send_token, item, "");
 }
 
 chute_status relay_item_ack(relay_client *c, const char *inbox,
                             const char *owner_token, const char *item)
 {
-    return item_delete(c, inbox, owner_token, item);
+    return item_delete(c, inbox, owner_token, item, "");
+}
+
+chute_status relay_item_reject(relay_client *c, const char *inbox,
+                               const char *owner_token, const char *item)
+{
+    return item_delete(c, inbox, owner_token, item, "?reject=1");
 }
 
 void relay_item_list_free(relay_item_list *l)

@@ -145,6 +145,11 @@ chute_status relay_item_cancel(relay_client *c, const char *inbox,
                                const char *send_token, const char *item);
 chute_status relay_item_ack(relay_client *c, const char *inbox,
                             const char *owner_token, const char *item);
+/* The owner takes an item down as failing its checks (state "rejected",
+ * so its sender learns it was not accepted); a relay that predates it
+ * acknowledges it instead. */
+chute_status relay_item_reject(relay_client *c, const char *inbox,
+                               const char *owner_token, const char *item);
 
 typedef struct {
     char item[RELAY_ID_MAX];

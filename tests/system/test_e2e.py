@@ -145,3 +145,28 @@ def test_inbox_file_can_be_copied_out_and_deleted(two, tmp_path):
     os.unlink(two.inbox / "keep.bin")
     assert os.listdir(two.inbox) == []
     assert "stored: 0\n" in two.rx.status()
+
+
+def test_blob_tampered_on_the_relay_is_refused_and_its_sender_is_told(two, tmp_path):
+    """A relay (or disk) that changes a stored blob: home refuses it and
+    shows nothing, and abroad keeps the file, saying it was refused."""
+    two.rx.unmount()
+    (tmp_path / "src.bin").write_bytes(os.urandom(300_000))
+    subprocess.run(["cp", str(tmp_path / "src.bin"), str(two.outbox / "doc.bin")], check=True)
+    wait_until(lambda: two.tx.state("doc.bin") == "on relay", timeout=30, what="the upload")
+    item = two.tx.row("doc.bin")["id"]
+    (blob,) = [p for p in two.relay.data_files() if p.name.endswith("." + item)]
+    with open(blob, "r+b") as f:
+        f.seek(150_000)
+        b = f.read(1)
+        f.seek(150_000)
+        f.write(bytes([b[0] ^ 0x20]))
+    two.rx.mount()
+    wait_until(lambda: "quarantined: 1\n" in (two.rx.mnt / "status").read_text(),
+               timeout=30, what="home to quarantine it")
+    assert os.listdir(two.inbox) == []
+    wait_until(lambda: "home refused it" in two.tx.status(), timeout=60,
+               what="abroad to learn that home refused it")
+    # nothing is lost: the file stays in abroad's outbox, with the reason
+    assert (two.outbox / "doc.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
+    assert b"refused" in os.getxattr(two.outbox / "doc.bin", "user.chute.error")

@@ -301,8 +301,8 @@ def test_bad_items_are_quarantined_reported_and_acked(world):
     for v, item in bad.items():
         line = next(l for l in text.splitlines() if item in l)
         assert BAD[v] in line, (v, line)
-        wait_until(lambda: world.item_state(item) == "delivered", timeout=10,
-                   what=f"the ack of {v}")
+        wait_until(lambda: world.item_state(item) == "rejected", timeout=10,
+                   what=f"the rejection of {v}")
     with world.rx.db() as con:
         rows = con.execute("SELECT item, reason FROM quarantine").fetchall()
     assert sorted(r[0] for r in rows) == sorted(bad.values())
