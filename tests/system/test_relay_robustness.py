@@ -243,12 +243,6 @@ def test_abandoned_long_polls_give_back_their_connections(relay_factory, what):
         a = api.post("/v1/pair", {}).json
         assert api.post(f"/v1/pair/{a['nameplate']}/claim", {}).status == 200
         path, token = f"/v1/pair/{a['session']}/messages?wait=60", a["token"]
-    polls = []
-    for _ in range(4):
-        p = api.raw_socket()
-        p.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\n"
-                   f"Authorization: Bearer {token}\r\n\r\n").encode())
-        polls.append(p)
     def waiting(n):
         # The per-IP limit is tight on purpose: a metrics request may be
         # refused until the relay has seen an earlier connection's close.
@@ -256,6 +250,21 @@ def test_abandoned_long_polls_give_back_their_connections(relay_factory, what):
             return metric(api.metrics(), "chute_longpolls_waiting") == n
         except OSError:
             return False
+    polls = []
+    for i in range(4):
+        # one at a time: a poll opened before the relay has seen the setup
+        # requests' connections close is refused (503) — open it again
+        for _ in range(20):
+            p = api.raw_socket()
+            p.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {token}\r\n\r\n").encode())
+            deadline = time.monotonic() + 1.0 * SLOW
+            while not waiting(i + 1) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if waiting(i + 1):
+                break
+            p.close()
+        polls.append(p)
     wait_until(lambda: waiting(4), timeout=5, what="four long-polls waiting")
     for p in polls:
         p.close()
