@@ -500,7 +500,9 @@ class Bench:
         if arrived is None:
             log(f"e2e: {name} not whole in home's inbox (sender state: {self.state(name)})")
             return None, None, {}
-        phases = self.split_cp(t0, t_cp, marks)
+        # the seal at close is an fsync and a link (encryption happens while
+        # uploading): no separate phase to time
+        phases = {"cp (write + seal at close)": t_cp - t0}
         if not receiver:
             phases["upload (cp returned → on relay)"] = arrived - t_cp
             return arrived - t0, True, phases
@@ -520,12 +522,6 @@ class Bench:
         if rel is not None:
             phases["on relay → whole in inbox"] = max(0.0, arrived - rel)
         return arrived - t0, ok, phases
-
-    @staticmethod
-    def split_cp(t0, t_cp, marks):
-        # the seal at close is an fsync and a link (encryption happens while
-        # uploading): there is no separate phase to time
-        return {"cp (write + seal at close)": t_cp - t0}
 
     def e2e_nginx(self):
         if not self.a.nginx_url:

@@ -101,6 +101,28 @@ class Receiver:
         return out
 
 
+class PausedSend:
+    """A chute_send stalled mid-upload; resume() lets it finish and returns
+    its exit status. Leaving the with block ends it whatever happened."""
+
+    def __init__(self, proc, go):
+        self.proc, self.go = proc, go
+
+    def resume(self):
+        self.go.touch()
+        self.proc.communicate(timeout=120 * SLOW)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.go.touch()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
 class World:
     def __init__(self, tmp, relay):
         self.tmp = tmp
@@ -134,18 +156,19 @@ class World:
         assert r.returncode == 0, r.stderr.decode(errors="replace")
         return json.loads(r.stdout)["item"]
 
-    def send_paused(self, src, pause_at, go_file, name="big.bin", variant="good"):
-        """chute_send in the background: uploads pause_at bytes, then waits
-        for go_file to exist. Returns (process, stderr path)."""
-        err = self.tmp / f"send-{os.urandom(4).hex()}.stderr"
+    def send_paused(self, src, pause_at, name="big.bin", variant="good"):
+        """chute_send in the background, stalled after uploading pause_at
+        bytes: a PausedSend, to use in a with block."""
+        tag = os.urandom(4).hex()
+        err, go = self.tmp / f"send-{tag}.stderr", self.tmp / f"go-{tag}"
         args = [str(self.sender), str(self.abroad.home), self.to, str(src), "--name", name,
-                "--variant", variant, "--pause-at", str(pause_at), "--pause-file", str(go_file)]
+                "--variant", variant, "--pause-at", str(pause_at), "--pause-file", str(go)]
         with open(err, "wb") as f:
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=f)
         wait_until(lambda: b"paused" in err.read_bytes() or proc.poll() is not None,
                    timeout=60 * SLOW, what="the sender to pause")
         assert proc.poll() is None, err.read_bytes().decode(errors="replace")
-        return proc, err
+        return PausedSend(proc, go)
 
     def item_state(self, item):
         r = self.owner.get(f"/v1/inboxes/{self.inbox_id}/items/{item}/status")
@@ -441,9 +464,7 @@ def listed_items(w):
 def test_download_follows_an_upload_in_progress_and_shows_nothing_until_whole(world):
     src, digest = big_file(world.tmp, 24)
     world.rx.mount()
-    go = world.tmp / "go"
-    sender, _ = world.send_paused(src, 16 << 20, go)
-    try:
+    with world.send_paused(src, 16 << 20) as sender:
         # the receiver fetched and stored the durable prefix (8 MiB batches)
         # while the upload is stalled; the .part holds only the age header
         wait_until(lambda: stored_chunks(world) >= 128, timeout=20 * SLOW,
@@ -454,13 +475,7 @@ def test_download_follows_an_upload_in_progress_and_shows_nothing_until_whole(wo
         # ...and shows nothing of it
         assert os.listdir(world.inbox) == []
         assert "stored: 0\n" in world.rx.status()
-        go.touch()
-        out, _ = sender.communicate(timeout=120 * SLOW)
-        assert sender.returncode == 0
-    finally:
-        go.touch()
-        if sender.poll() is None:
-            sender.kill()
+        assert sender.resume() == 0
     wait_until(lambda: stored(world, 1), timeout=60 * SLOW, what="the whole item")
     assert sha_of(world.inbox / "big.bin") == digest
     wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
@@ -470,22 +485,14 @@ def test_download_follows_an_upload_in_progress_and_shows_nothing_until_whole(wo
 def test_stalled_upload_does_not_hold_up_other_items(world):
     src, digest = big_file(world.tmp, 12)
     world.rx.mount()
-    go = world.tmp / "go"
-    sender, _ = world.send_paused(src, 8 << 20, go)
-    try:
+    with world.send_paused(src, 8 << 20) as sender:
         wait_until(lambda: part_size(world) > 0, timeout=20 * SLOW,
                    what="the stalled upload to be followed")
         world.send(b"small and whole", name="small.txt")
         wait_until(lambda: stored(world, 1), timeout=30 * SLOW,
                    what="the whole item while the other upload is stalled")
         assert os.listdir(world.inbox) == ["small.txt"]
-        go.touch()
-        sender.communicate(timeout=120 * SLOW)
-        assert sender.returncode == 0
-    finally:
-        go.touch()
-        if sender.poll() is None:
-            sender.kill()
+        assert sender.resume() == 0
     wait_until(lambda: stored(world, 2), timeout=60 * SLOW, what="the stalled item, once whole")
     assert sha_of(world.inbox / "big.bin") == digest
 
@@ -493,10 +500,7 @@ def test_stalled_upload_does_not_hold_up_other_items(world):
 def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(world):
     src, _ = big_file(world.tmp, 16)
     world.rx.mount()
-    go = world.tmp / "go"
-    sender, _ = world.send_paused(src, 12 << 20, go)
-
-    try:
+    with world.send_paused(src, 12 << 20):
         # the header in the .part, the first 8 MiB batch in the cache
         wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
                    what="the durable prefix to be downloaded")
@@ -508,10 +512,6 @@ def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(wor
         r = Api(world.relay.url, row["send_token"]).delete(
             f"/v1/inboxes/{row['inbox']}/items/{item}")
         assert r.status == 204, r
-    finally:
-        go.touch()
-        sender.kill()
-        sender.wait(timeout=10)
     world.rx.mount()
     # the .part first, then the cache rows that have no .part any more
     wait_until(lambda: world.rx.parts() == [] and stored_chunks(world) == 0,
@@ -526,20 +526,12 @@ def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(wor
 def test_tampered_upload_in_progress_is_quarantined_before_it_is_whole(world):
     src, _ = big_file(world.tmp, 16)
     world.rx.mount()
-    go = world.tmp / "go"
     # the flipped byte sits in the middle of the blob, the pause at 3/4
-    sender, _ = world.send_paused(src, 12 << 20, go, variant="flip")
-    try:
+    with world.send_paused(src, 12 << 20, variant="flip") as sender:
         wait_until(lambda: "quarantined: 1\n" in world.rx.status(), timeout=20 * SLOW,
                    what="the quarantine while the upload is stalled")
         assert os.listdir(world.inbox) == []
-        go.touch()
-        sender.communicate(timeout=120 * SLOW)
-        assert sender.returncode != 0        # its item was acked away meanwhile
-    finally:
-        go.touch()
-        if sender.poll() is None:
-            sender.kill()
+        assert sender.resume() != 0          # its item was rejected meanwhile
     assert listed_items(world) == []
     assert "payload does not authenticate" in world.rx.status()
     assert world.rx.parts() == []
