@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "handle.h"
+#include "pagecache.h"
 #include "names.h"
 #include "report.h"
 #include "seal.h"
@@ -23,7 +24,6 @@
  * trip (up to the 1 MiB max_write); 1 MiB instead of 4 KiB makes cp's
  * 128 KiB writes 1 MiB ones. */
 #define OUTBOX_IO_SIZE (1 << 20)
-#define WRITEBACK_STEP ((off_t)8 << 20)
 
 #define STAGE(fs, peer, rel, var) \
     char var[PATH_MAX]; \
@@ -222,12 +222,9 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     if (rc) return rc;
     ssize_t n = pwrite(h->fd, buf, size, off);
     rc = n < 0 ? -errno : (int)n;
-    if (n > 0 && (off + n) / WRITEBACK_STEP > off / WRITEBACK_STEP) {
-        /* A write-behind: the step just filled starts going to disk now,
-         * so the fsync of the seal at close finds little left to do. */
-        off_t step = (off + n) / WRITEBACK_STEP * WRITEBACK_STEP - WRITEBACK_STEP;
-        (void)sync_file_range(h->fd, step, WRITEBACK_STEP, SYNC_FILE_RANGE_WRITE);
-    }
+    /* Write-behind and drop-behind: the fsync of the seal at close finds
+     * little left to do, and a big file does not fill memory. */
+    if (n > 0) pagecache_wrote(h->fd, off, off + n);
     ofiles_lock(fs->open);
     if (n > 0) h->of->dirty = true;
     ofiles_unlock(fs->open);

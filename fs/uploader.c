@@ -19,6 +19,7 @@
 #include "backoff.h"
 #include "ofiles.h"
 #include "outbox.h"
+#include "pagecache.h"
 #include "peers.h"
 #include "age_source.h"
 #include "relay_client.h"
@@ -254,6 +255,7 @@ typedef struct {
     int fd;
     age_source *src;
     int err;          /* errno of a failed read */
+    pagecache_stream read;   /* a finished blob's: it too is read once */
 } blob;
 
 static int fill_blob(void *ctx, uint64_t pos, uint8_t *buf, size_t len)
@@ -272,6 +274,7 @@ static int fill_blob(void *ctx, uint64_t pos, uint8_t *buf, size_t len)
         pos += (uint64_t)got;
         len -= (size_t)got;
     }
+    pagecache_read_to(&b->read, b->fd, (off_t)pos);
     return 0;
 }
 
@@ -291,6 +294,7 @@ static bool blob_open(uploader *up, const queue_item *it, uint64_t offset, blob 
     b->fd = -1;
     b->src = NULL;
     b->err = 0;
+    b->read.released = 0;
     if (st != CHUTE_OK && !legacy) {
         fail_item(it, q, WAIT_REFUSED, "the queue entry is damaged: %s", chute_strstatus(st));
     } else if (sealed_path(up->fs, it->id, legacy ? ".age" : ".plain", path, sizeof path)) {

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pagecache.h"
+
 #define NO_CHUNK UINT64_MAX
 
 struct age_source {
@@ -18,6 +20,7 @@ struct age_source {
     size_t head_len;
     uint64_t ct_index;          /* the chunk sealed in ct, or NO_CHUNK */
     size_t ct_len;
+    pagecache_stream read;      /* the plaintext is read once, in order */
     uint8_t pt[AGE_CHUNK_BYTES];
     uint8_t ct[AGE_CHUNK_CT_BYTES];
 };
@@ -83,6 +86,7 @@ static chute_status seal_chunk(age_source *s, uint64_t index)
         }
         got += (size_t)r;
     }
+    pagecache_read_to(&s->read, s->fd, (off_t)(pos + want));
     chute_status st = age_chunk_encrypt(&s->key, index, last, s->pt, want, s->ct);
     if (st != CHUTE_OK) {
         s->ct_index = NO_CHUNK;

@@ -22,7 +22,8 @@
 typedef struct age_source age_source;
 
 /* pt_fd is read with pread (not owned, not moved); pt_size is the number
- * of plaintext bytes it holds. The header is copied. */
+ * of plaintext bytes it holds. The header is copied. Read in order, the
+ * plaintext leaves the page cache behind the reader (lib/pagecache.h). */
 chute_status age_source_new(age_source **out, const uint8_t *header,
                             size_t header_len,
                             const uint8_t nonce[AGE_NONCE_BYTES],

@@ -8,14 +8,18 @@
  * downloader's listing of the relay inbox resumes). */
 #include "cache.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "names.h"
+#include "pagecache.h"
 
 struct cache {
     sqlite3 *db;
@@ -23,6 +27,7 @@ struct cache {
     /* The mount's threads share db; multi-statement changes hold mu so no
      * other thread's statement lands inside their transaction. */
     pthread_mutex_t mu;
+    int advice_fd;        /* see advice_fd_acquire; -1: none */
 };
 
 struct cache_txn {
@@ -35,8 +40,75 @@ struct cache_txn {
     uint8_t *buf;         /* the chunk being filled */
     size_t fill;
     unsigned batch;       /* chunks written in the open transaction */
+    int advice_fd;        /* the cache's, for dropping what is stored */
+    pagecache_stream stored;
     char peer[256];
 };
+
+/* An fd of the cache file for page-cache advice only (lib/pagecache.h).
+ * Closing any fd of a file drops every POSIX lock the process holds on it,
+ * SQLite's too, so one such fd per file is shared by every cache open on
+ * it and closed with the last of them, when none of their connections is
+ * left. A full table only means no advice. */
+#define ADVICE_FILES 16
+static struct {
+    dev_t dev;
+    ino_t ino;
+    int fd;
+    unsigned users;
+} advice_files[ADVICE_FILES];
+static pthread_mutex_t advice_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int advice_fd_acquire(const char *path)
+{
+    struct stat sb;
+    int fd = -1;
+    pthread_mutex_lock(&advice_mu);
+    if (stat(path, &sb) == 0) {
+        int free_slot = -1;
+        for (int i = 0; i < ADVICE_FILES && fd < 0; i++) {
+            if (!advice_files[i].users) {
+                if (free_slot < 0) free_slot = i;
+            } else if (advice_files[i].dev == sb.st_dev && advice_files[i].ino == sb.st_ino) {
+                advice_files[i].users++;
+                fd = advice_files[i].fd;
+            }
+        }
+        if (fd < 0 && free_slot >= 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+            if (fstat(fd, &sb) == 0) {
+                advice_files[free_slot].dev = sb.st_dev;
+                advice_files[free_slot].ino = sb.st_ino;
+            }
+            advice_files[free_slot].fd = fd;
+            advice_files[free_slot].users = 1;
+        }
+    }
+    pthread_mutex_unlock(&advice_mu);
+    return fd;
+}
+
+static void advice_fd_release(int fd)
+{
+    if (fd < 0) return;
+    pthread_mutex_lock(&advice_mu);
+    for (int i = 0; i < ADVICE_FILES; i++) {
+        if (advice_files[i].users && advice_files[i].fd == fd) {
+            if (--advice_files[i].users == 0) close(fd);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&advice_mu);
+}
+
+/* A committed batch is on disk (synchronous=NORMAL syncs the database at
+ * a commit): what it appended leaves the page cache, so receiving a big
+ * file does not fill memory with it. */
+static void release_stored(cache_txn *t)
+{
+    struct stat sb;
+    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0)
+        pagecache_synced(&t->stored, t->advice_fd, sb.st_size);
+}
 
 /* 16 KiB pages (taking effect when the file is made): a 64 KiB chunk is
  * then 5 pages rather than 17, which measured ~30% less CPU per byte
@@ -77,6 +149,7 @@ chute_status cache_open(const char *db_path, cache **out)
     if (!c->path) { free(c); return CHUTE_ERR_NOMEM; }
     chute_status st = db_open_journal(db_path, SCHEMA, DB_JOURNAL_ROLLBACK, &c->db);
     if (st) { free(c->path); free(c); return st; }
+    c->advice_fd = advice_fd_acquire(db_path);
     pthread_mutex_init(&c->mu, NULL);
     *out = c;
     return CHUTE_OK;
@@ -86,6 +159,7 @@ void cache_close(cache *c)
 {
     if (!c) return;
     sqlite3_close(c->db);
+    advice_fd_release(c->advice_fd);   /* after the connection: see there */
     pthread_mutex_destroy(&c->mu);
     free(c->path);
     free(c);
@@ -207,6 +281,9 @@ chute_status cache_item_resume(cache *c, const char *peer, const char *item,
     t->buf = malloc(CACHE_CHUNK);
     if (!t->buf) { free(t); return CHUTE_ERR_NOMEM; }
     snprintf(t->peer, sizeof t->peer, "%s", peer);
+    t->advice_fd = c->advice_fd;
+    struct stat sb;
+    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0) t->stored.released = sb.st_size;
     chute_status st = db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &t->db);
     if (st) { free(t->buf); free(t); return st; }
     st = db_exec(t->db, "PRAGMA cache_size=" TXN_CACHE_KIB);
@@ -270,7 +347,9 @@ static chute_status write_chunk(cache_txn *t)
     t->fill = 0;
     if (++t->batch == BATCH_CHUNKS) {
         t->batch = 0;
-        return db_exec(t->db, "COMMIT");
+        chute_status st = db_exec(t->db, "COMMIT");
+        if (!st) release_stored(t);
+        return st;
     }
     return CHUTE_OK;
 }

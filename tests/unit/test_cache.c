@@ -1,7 +1,11 @@
 /* test_cache.c — receive/commit, invisibility of partials, random reads,
  * hostile paths and collisions, remove, rename, dedup, counts. */
+#include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "unit.h"
@@ -328,6 +332,67 @@ static void test_adopts_a_legacy_cache_once(void)
     sqlite3_close(db);
 }
 
+/* Bytes of path in the page cache (mincore over a mapping of it). */
+static off_t resident_bytes(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size == 0) { if (fd >= 0) close(fd); return -1; }
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return -1;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = (size_t)((sb.st_size + page - 1) / page);
+    unsigned char *vec = malloc(pages);
+    off_t in = -1;
+    if (vec && mincore(map, (size_t)sb.st_size, vec) == 0) {
+        in = 0;
+        for (size_t i = 0; i < pages; i++) in += (vec[i] & 1) ? page : 0;
+    }
+    free(vec);
+    munmap(map, (size_t)sb.st_size);
+    return in;
+}
+
+/* 40 MiB received: the committed batches leave the page cache (what is
+ * left is the last batch and the tree), and every byte reads back. A
+ * second cache opened and closed on the same file meanwhile (the mount
+ * and its downloader each have one) leaves the first working. */
+static void test_a_big_arrival_is_not_kept_in_memory(void)
+{
+    char p[128];
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    cache *other;
+    CHECK_EQ_INT(cache_open(p, &other), CHUTE_OK);
+    size_t len = 40u << 20;
+    uint8_t *src = malloc(len), *dst = malloc(1u << 20);
+    if (!src || !dst) { CHECK(0); free(src); free(dst); cache_close(other); return; }
+    randombytes_buf(src, len);
+    cache_txn *t;
+    CHECK_EQ_INT(cache_item_begin(other, "alice", "big-arrival", &t), CHUTE_OK);
+    for (size_t o = 0; o < len; o += 1u << 20)
+        CHECK_EQ_INT(cache_item_append(t, src + o, 1u << 20), CHUTE_OK);
+    chute_meta m;
+    meta_for(&m, "arrival.bin", len);
+    char out[4096];
+    CHECK_EQ_INT(cache_item_commit(t, &m, out, sizeof out), CHUTE_OK);
+    cache_close(other);
+    off_t in = resident_bytes(p);
+    CHECK(in >= 0 && in < (off_t)(len / 2));
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(C, "alice", out, &n), CHUTE_OK);
+    int same = n.size == len;
+    for (size_t o = 0; same && o < len; o += 1u << 20) {
+        size_t got;
+        same = cache_read(C, n.data, n.size, o, dst, 1u << 20, &got) == CHUTE_OK &&
+               got == 1u << 20 && memcmp(dst, src + o, got) == 0;
+    }
+    CHECK(same);
+    CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     char p[128];
@@ -343,6 +408,7 @@ int main(void)
     RUN(test_drop_partials_keeps_files);
     RUN(test_uses_a_rollback_journal);
     RUN(test_adopts_a_legacy_cache_once);
+    RUN(test_a_big_arrival_is_not_kept_in_memory);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
     if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
