@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pagecache.h"
 #include "relay_wire.h"
 
 struct blobs {
@@ -144,6 +145,8 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
             log_error("write body: %s", strerror(errno));
             return errno == ENOSPC || errno == EDQUOT ? CHUTE_ERR_LIMIT : CHUTE_ERR_IO;
         }
+        /* A body is read once, by its owner: it need not stay in memory. */
+        pagecache_wrote(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
         p += n;
         len -= (size_t)n;
         w->offset += (uint64_t)n;
@@ -218,6 +221,47 @@ chute_status blob_open_read(blobs *b, const char *inbox, const char *item,
         }
     }
     return complete ? CHUTE_ERR_NOT_FOUND : CHUTE_OK;
+}
+
+struct blob_reader {
+    int fd;
+    uint64_t first;
+    pagecache_stream read;
+};
+
+chute_status blob_reader_new(int fd, uint64_t first, blob_reader **out)
+{
+    blob_reader *r = malloc(sizeof *r);
+    if (!r) {
+        close(fd);
+        return CHUTE_ERR_NOMEM;
+    }
+    r->fd = fd;
+    r->first = first;
+    r->read.released = (off_t)first;
+    *out = r;
+    return CHUTE_OK;
+}
+
+ssize_t blob_reader_read(blob_reader *r, uint64_t pos, void *buf, size_t max)
+{
+    ssize_t n;
+    do {
+        n = pread(r->fd, buf, max, (off_t)(r->first + pos));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        log_error("read body: %s", strerror(errno));
+    else
+        pagecache_read_to(&r->read, r->fd, (off_t)(r->first + pos) + n);
+    return n;
+}
+
+void blob_reader_free(blob_reader *r)
+{
+    if (!r)
+        return;
+    close(r->fd);
+    free(r);
 }
 
 void blob_remove(blobs *b, const char *inbox, const char *item)

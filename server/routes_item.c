@@ -416,6 +416,22 @@ static enum MHD_Result list_items(request *r)
     return o ? reply_json(r, 200, o) : reply_error(r, 500, "out of memory");
 }
 
+/* MHD asks for the body in pieces of at most this (its connection
+ * memory bounds it further). */
+#define BODY_BLOCK (256u << 10)
+
+static ssize_t send_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    ssize_t n = blob_reader_read(cls, pos, buf, max);
+    /* A body shorter than its row says is damage: cut the response. */
+    return n > 0 ? n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void free_body(void *cls)
+{
+    blob_reader_free(cls);
+}
+
 static enum MHD_Result download(request *r, const store_item *it)
 {
     if (it->state > ITEM_PENDING)
@@ -464,10 +480,14 @@ static enum MHD_Result download(request *r, const store_item *it)
             close(fd);
         resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     } else {
-        /* MHD sends from the file (sendfile where it can) and closes fd. */
-        resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
+        /* Read and sent in order, dropping behind (blobs.h) rather than
+         * sendfile, which would keep the whole body in the page cache. */
+        blob_reader *br;
+        if (blob_reader_new(fd, first, &br) != CHUTE_OK)
+            return reply_error(r, 500, "out of memory");
+        resp = MHD_create_response_from_callback(len, BODY_BLOCK, send_body, br, free_body);
         if (!resp)
-            close(fd);
+            blob_reader_free(br);
     }
     if (!resp)
         return MHD_NO;
