@@ -10,8 +10,9 @@
 
 #include "age_decryptor.h"
 #include "age_stream.h"
+#include "storer.h"
 
-#define OUT_BLOCK 65536
+#define FEED_BLOCK 65536   /* reads of a .part file */
 
 chute_status receive_open_meta(const char *meta_b64, const devstate_peer *peer,
                                const char *item, const char *my_recipient,
@@ -59,17 +60,17 @@ static const char *age_refusal(chute_status st)
 struct receiving {
     age_decryptor *d;
     cache_txn *t;
+    storer *store;            /* appends to t while we decrypt the next */
     const chute_meta *m;
-    uint8_t *out;
     bool mac_checked;
     uint64_t total;
     uint64_t stored;          /* whole chunks an earlier try left in the cache */
     const char *reason;
 };
 
-/* Check the header MAC as soon as the decryptor has one, then pass the
- * plaintext produced into out[0..n) on to the cache. */
-static chute_status take_output(receiving *r, size_t n)
+/* Check the header MAC as soon as the decryptor has one, and that the
+ * n bytes of plaintext it just produced fit the meta's size. */
+static chute_status check_output(receiving *r, size_t n)
 {
     if (!r->mac_checked) {
         uint8_t mac[AGE_MAC_BYTES];
@@ -92,7 +93,24 @@ static chute_status take_output(receiving *r, size_t n)
         return CHUTE_ERR_MALFORMED;
     }
     r->total += n;
-    return cache_item_append(r->t, r->out, n);
+    return CHUTE_OK;
+}
+
+/* One decryptor step into a free slot; what checks out goes on to the
+ * storer. update: age_decryptor_update with io, else _finish (*done). */
+static chute_status decrypt_step(receiving *r, age_io *io, bool update, bool *done)
+{
+    uint8_t *slot;
+    chute_status st = storer_slot(r->store, &slot);
+    if (st) return st;
+    io->out = slot;
+    io->out_len = STORER_SLOT_BYTES;
+    st = update ? age_decryptor_update(r->d, io) : age_decryptor_finish(r->d, io, done);
+    size_t n = STORER_SLOT_BYTES - io->out_len;
+    if (st) r->reason = age_refusal(st);
+    else st = check_output(r, n);
+    chute_status put = storer_put(r->store, st ? 0 : n);
+    return st ? st : put;
 }
 
 chute_status receive_begin(cache *c, const char *peer, const char *item,
@@ -103,13 +121,13 @@ chute_status receive_begin(cache *c, const char *peer, const char *item,
     receiving *r = calloc(1, sizeof *r);
     if (!r) return CHUTE_ERR_NOMEM;
     r->m = m;
-    r->out = malloc(OUT_BLOCK);
-    chute_status st = r->out ? age_decryptor_new(&r->d, id, 1) : CHUTE_ERR_NOMEM;
+    chute_status st = age_decryptor_new(&r->d, id, 1);
     /* Never the last chunk: the decryptor must see it to know the end. */
     uint64_t max = resume && m->size ? (m->size - 1) / CACHE_CHUNK : 0;
     if (!st) st = cache_item_resume(c, peer, item, max, &r->t, &r->stored);
+    if (st) r->t = NULL;
+    if (!st) st = storer_start(r->t, &r->store);
     if (st) {
-        r->t = NULL;
         receive_abort(r);
         return st;
     }
@@ -125,11 +143,7 @@ chute_status receive_feed(receiving *r, const uint8_t *in, size_t len,
     chute_status st = CHUTE_OK;
     /* An update stops early only when out is full: drain and repeat. */
     do {
-        io.out = r->out;
-        io.out_len = OUT_BLOCK;
-        st = age_decryptor_update(r->d, &io);
-        if (st) r->reason = age_refusal(st);
-        else st = take_output(r, OUT_BLOCK - io.out_len);
+        st = decrypt_step(r, &io, true, NULL);
     } while (!st && io.in_len);
     *reason = r->reason;
     return st;
@@ -141,11 +155,10 @@ chute_status receive_finish(receiving *r, char *final_path, size_t cap,
     chute_status st = CHUTE_OK;
     bool done = false;
     while (!st && !done) {
-        age_io io = {.out = r->out, .out_len = OUT_BLOCK};
-        st = age_decryptor_finish(r->d, &io, &done);
-        if (st) r->reason = age_refusal(st);
-        else st = take_output(r, OUT_BLOCK - io.out_len);
+        age_io io = {0};
+        st = decrypt_step(r, &io, false, &done);
     }
+    if (!st) st = storer_drain(r->store);
     if (!st && !r->mac_checked) {
         r->reason = "blob has no age header";
         st = CHUTE_ERR_MALFORMED;
@@ -156,6 +169,8 @@ chute_status receive_finish(receiving *r, char *final_path, size_t cap,
     }
     /* Nothing is visible before this one transaction. */
     if (!st) {
+        storer_free(r->store);
+        r->store = NULL;
         st = cache_item_commit(r->t, r->m, final_path, cap);
         r->t = NULL;   /* freed by the commit, whatever its result */
     }
@@ -189,6 +204,8 @@ uint64_t receive_stored_chunks(const receiving *r)
 void receive_suspend(receiving *r)
 {
     if (!r) return;
+    storer_free(r->store);   /* what was put is stored first */
+    r->store = NULL;
     cache_item_suspend(r->t);
     r->t = NULL;
     receive_abort(r);
@@ -197,24 +214,21 @@ void receive_suspend(receiving *r)
 void receive_abort(receiving *r)
 {
     if (!r) return;
+    storer_free(r->store);   /* before the transaction it writes to; wipes */
     if (r->t) cache_item_abort(r->t);
     age_decryptor_free(r->d);
-    if (r->out) {
-        sodium_memzero(r->out, OUT_BLOCK);   /* plaintext */
-        free(r->out);
-    }
     free(r);
 }
 
 chute_status receive_feed_fd(receiving *r, int fd, uint64_t len, const char **reason)
 {
     *reason = NULL;
-    uint8_t *in = malloc(OUT_BLOCK);
+    uint8_t *in = malloc(FEED_BLOCK);
     if (!in) return CHUTE_ERR_NOMEM;
     chute_status st = CHUTE_OK;
     off_t pos = 0;
     while (!st && (uint64_t)pos < len) {
-        size_t want = len - (uint64_t)pos < OUT_BLOCK ? (size_t)(len - (uint64_t)pos) : OUT_BLOCK;
+        size_t want = len - (uint64_t)pos < FEED_BLOCK ? (size_t)(len - (uint64_t)pos) : FEED_BLOCK;
         ssize_t got = pread(fd, in, want, pos);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) { st = CHUTE_ERR_IO; break; }

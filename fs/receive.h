@@ -8,8 +8,9 @@
  * this device's age identity straight into the cache (cache_item_begin/
  * append, invisible), and committed in one transaction by receive_finish
  * only if its age header MAC equals the meta's, its plaintext size equals
- * the meta's and every chunk authenticated. Memory stays bounded (a few
- * 64 KiB buffers) whatever the size.
+ * the meta's and every chunk authenticated. The chunks are stored by a
+ * thread of their own (fs/storer.h) while the next are decrypted; memory
+ * stays bounded (its 4 MiB of slots) whatever the size.
  *
  * Both tell a refusal (the item is bad: *reason says why, for people, and
  * it must be quarantined) from a local failure (*reason stays NULL: disk,

@@ -332,19 +332,18 @@ fail:
     return st;
 }
 
-static chute_status write_chunk(cache_txn *t)
+static chute_status write_chunk(cache_txn *t, const uint8_t *bytes, size_t n)
 {
     if (t->batch == 0 && db_exec(t->db, "BEGIN IMMEDIATE")) return CHUTE_ERR_DB;
     sqlite3_stmt *s = t->insert;
     sqlite3_bind_int64(s, 1, t->data);
     sqlite3_bind_int64(s, 2, t->next_idx);
-    sqlite3_bind_blob(s, 3, t->buf, (int)t->fill, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, bytes, (int)n, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (rc != SQLITE_DONE) return CHUTE_ERR_DB;
     t->next_idx++;
-    t->fill = 0;
     if (++t->batch == BATCH_CHUNKS) {
         t->batch = 0;
         chute_status st = db_exec(t->db, "COMMIT");
@@ -359,13 +358,20 @@ chute_status cache_item_append(cache_txn *t, const void *buf, size_t len)
     if (!t || (!buf && len)) return CHUTE_ERR_ARG;
     const uint8_t *p = buf;
     while (len) {
+        chute_status st;
+        if (t->fill == 0 && len >= CACHE_CHUNK) {
+            /* A whole chunk (the downloader's every append): no copy. */
+            if ((st = write_chunk(t, p, CACHE_CHUNK))) return st;
+            p += CACHE_CHUNK; len -= CACHE_CHUNK; t->total += CACHE_CHUNK;
+            continue;
+        }
         size_t n = CACHE_CHUNK - t->fill;
         if (n > len) n = len;
         memcpy(t->buf + t->fill, p, n);
         t->fill += n; p += n; len -= n; t->total += n;
         if (t->fill == CACHE_CHUNK) {
-            chute_status st = write_chunk(t);
-            if (st) return st;
+            if ((st = write_chunk(t, t->buf, CACHE_CHUNK))) return st;
+            t->fill = 0;
         }
     }
     return CHUTE_OK;
@@ -473,7 +479,7 @@ chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
     if (!st) st = db_exec(t->db, "PRAGMA synchronous=FULL");
     if (!st) st = db_exec(t->db, "BEGIN IMMEDIATE");
     if (!st) t->batch = 1;   /* a transaction is open from here on */
-    if (!st && t->fill) st = write_chunk(t);
+    if (!st && t->fill) { st = write_chunk(t, t->buf, t->fill); t->fill = 0; }
     if (!st && t->total != m->size) st = CHUTE_ERR_MALFORMED;
     /* Split the untrusted path; "" and "." components vanish, everything
      * else is sanitized, the last one is the file. */

@@ -1,0 +1,125 @@
+/* storer.c — see storer.h. */
+#include "storer.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+/* 4 MiB in flight: enough to ride out one batch commit (8 MiB of rows
+ * take a few ms to fsync), small against the mount's memory goal. */
+#define SLOTS 64
+
+struct storer {
+    cache_txn *t;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* any change below */
+    uint8_t *mem;                 /* SLOTS × STORER_SLOT_BYTES */
+    size_t len[SLOTS];
+    unsigned head, tail, count;   /* filled slots: [head, head+count) mod SLOTS */
+    bool taken;                   /* the caller holds slot tail */
+    bool stopping;
+    chute_status failed;
+};
+
+static uint8_t *slot_mem(storer *s, unsigned i)
+{
+    return s->mem + (size_t)i * STORER_SLOT_BYTES;
+}
+
+static void *store_loop(void *arg)
+{
+    storer *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->count && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->count) break;
+        unsigned i = s->head;
+        size_t n = s->len[i];
+        bool skip = s->failed != CHUTE_OK;
+        pthread_mutex_unlock(&s->mu);
+        chute_status st = skip ? CHUTE_OK : cache_item_append(s->t, slot_mem(s, i), n);
+        pthread_mutex_lock(&s->mu);
+        if (st && !s->failed) s->failed = st;
+        s->head = (s->head + 1) % SLOTS;
+        s->count--;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+chute_status storer_start(cache_txn *t, storer **out)
+{
+    *out = NULL;
+    storer *s = calloc(1, sizeof *s);
+    if (!s) return CHUTE_ERR_NOMEM;
+    s->mem = malloc((size_t)SLOTS * STORER_SLOT_BYTES);
+    if (!s->mem) { free(s); return CHUTE_ERR_NOMEM; }
+    s->t = t;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->thread, NULL, store_loop, s) != 0) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        free(s->mem);
+        free(s);
+        return CHUTE_ERR_NOMEM;
+    }
+    *out = s;
+    return CHUTE_OK;
+}
+
+chute_status storer_slot(storer *s, uint8_t **buf)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->count == SLOTS && !s->failed) pthread_cond_wait(&s->cv, &s->mu);
+    chute_status st = s->failed;
+    if (!st) {
+        s->taken = true;
+        *buf = slot_mem(s, s->tail);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+chute_status storer_put(storer *s, size_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    chute_status st = s->failed;
+    if (!s->taken || n > STORER_SLOT_BYTES) st = CHUTE_ERR_ARG;
+    s->taken = false;
+    if (!st && n) {
+        s->len[s->tail] = n;
+        s->tail = (s->tail + 1) % SLOTS;
+        s->count++;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+chute_status storer_drain(storer *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->count) pthread_cond_wait(&s->cv, &s->mu);
+    chute_status st = s->failed;
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+void storer_free(storer *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);   /* it stores what was put, then ends */
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    sodium_memzero(s->mem, (size_t)SLOTS * STORER_SLOT_BYTES);
+    free(s->mem);
+    free(s);
+}
