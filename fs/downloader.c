@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,8 @@
 #define FOLLOW_IDLE_MS        5000
 #define FOLLOW_MAX_MS         60000
 #define SWEEP_MAX             1000
+/* Less free than this where the cache lives: a local failure is a full disk. */
+#define DISK_LOW_BYTES        (16u << 20)
 
 
 struct downloader {
@@ -42,6 +45,7 @@ struct downloader {
     atomic_ulong unclaimed;       /* items left: sender is no current peer's */
     pthread_mutex_t mu;           /* with cv: sleeps that stop() cuts short */
     pthread_cond_t cv;
+    char failing[160];            /* why downloads fail now, under mu; "" */
 };
 
 /* What the thread works with, all its own. */
@@ -445,6 +449,25 @@ static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up
     return st;
 }
 
+/* What the status file says while downloads fail: a full disk in words
+ * (SQLite only says it failed), else the status and the relay's answer. */
+static void note_failing(downloader *d, chute_status st, relay_client *rc)
+{
+    char why[sizeof d->failing];
+    struct statvfs vfs;
+    why[0] = '\0';
+    if (st == CHUTE_ERR_LIMIT ||   /* the cache's "full" */
+        (st && st != CHUTE_ERR_NETWORK && statvfs(d->home, &vfs) == 0 &&
+         (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_LOW_BYTES))
+        snprintf(why, sizeof why, "no room to store what arrives: the disk of %.60s is full",
+                 d->home);
+    else if (st)
+        snprintf(why, sizeof why, "%s (%.100s)", chute_strstatus(st), relay_client_error(rc));
+    pthread_mutex_lock(&d->mu);
+    memcpy(d->failing, why, sizeof why);
+    pthread_mutex_unlock(&d->mu);
+}
+
 static void *downloader_main(void *arg)
 {
     downloader *d = arg;
@@ -470,10 +493,13 @@ static void *downloader_main(void *arg)
         if (cursor != saved && cache_set_list_cursor(s.c, s.dev.inbox, cursor) == CHUTE_OK)
             saved = cursor;
         if (atomic_load(&d->stop)) break;
+        note_failing(d, st, s.rc);
         if (!st) { failures = 0; continue; }
-        if (failures == 0 || st != CHUTE_ERR_NETWORK)
-            fprintf(stderr, "chutefs: downloading: %s (%s); retrying\n",
-                    chute_strstatus(st), relay_client_error(s.rc));
+        if (failures == 0 || st != CHUTE_ERR_NETWORK) {
+            pthread_mutex_lock(&d->mu);
+            fprintf(stderr, "chutefs: downloading: %s; retrying\n", d->failing);
+            pthread_mutex_unlock(&d->mu);
+        }
         if (!nap(d, backoff_ms(failures))) break;
         if (failures < 32) failures++;
     }
@@ -522,6 +548,16 @@ void downloader_stop(downloader *d)
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
     free(d);
+}
+
+void downloader_failing(downloader *d, char *buf, size_t cap)
+{
+    if (!cap) return;
+    buf[0] = '\0';
+    if (!d) return;
+    pthread_mutex_lock(&d->mu);
+    snprintf(buf, cap, "%s", d->failing);
+    pthread_mutex_unlock(&d->mu);
 }
 
 unsigned long downloader_unclaimed(const downloader *d)

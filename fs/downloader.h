@@ -23,6 +23,8 @@
 #ifndef CHUTEFS_DOWNLOADER_H
 #define CHUTEFS_DOWNLOADER_H
 
+#include <stddef.h>
+
 #include "chutefs.h"
 #include "status.h"
 
@@ -36,5 +38,8 @@ void downloader_stop(downloader *d);
 /* Items listed since the mount began whose sender is no current peer's:
  * left on the relay, unacknowledged. */
 unsigned long downloader_unclaimed(const downloader *d);
+/* Why downloads fail at the moment (a full disk, the relay's error), for
+ * the status file; "" while they work. */
+void downloader_failing(downloader *d, char *buf, size_t cap);
 
 #endif

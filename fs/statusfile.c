@@ -14,25 +14,28 @@
 #include "handle.h"
 #include "report.h"
 
-/* report_text, plus what only the running mount knows: items on the relay
- * from senders that are no current peer's (left there, not acked). */
+/* report_text, plus what only the running mount knows: why downloads fail
+ * now, and items on the relay from senders that are no current peer's
+ * (left there, not acked). */
 static chute_status status_text(chutefs *fs, char **out)
 {
     char relay_buf[RELAY_REACH_ERROR_MAX + 64];
     chute_status s = report_text(fs->q, fs->c,
                                  relay_reach_text(&fs->reach, relay_buf, sizeof relay_buf), out);
+    if (s) return s;
+    char failing[192];
+    downloader_failing(fs->dl, failing, sizeof failing);
     unsigned long n = downloader_unclaimed(fs->dl);
-    if (s || !n) return s;
-    char *more = NULL;
-    if (asprintf(&more, "%sunclaimed: %lu (from no current peer; left on the relay)\n",
-                 *out, n) < 0) {
-        free(*out);
-        *out = NULL;
-        return CHUTE_ERR_NOMEM;
-    }
+    if (!failing[0] && !n) return CHUTE_OK;
+    char fail_line[sizeof failing + 16] = "", unclaimed_line[96] = "", *more = NULL;
+    if (failing[0]) snprintf(fail_line, sizeof fail_line, "receiving: %s\n", failing);
+    if (n)
+        snprintf(unclaimed_line, sizeof unclaimed_line,
+                 "unclaimed: %lu (from no current peer; left on the relay)\n", n);
+    if (asprintf(&more, "%s%s%s", *out, fail_line, unclaimed_line) < 0) more = NULL;
     free(*out);
     *out = more;
-    return CHUTE_OK;
+    return more ? CHUTE_OK : CHUTE_ERR_NOMEM;
 }
 
 int statusfile_getattr(chutefs *fs, struct stat *st)

@@ -342,12 +342,14 @@ static chute_status write_chunk(cache_txn *t, const uint8_t *bytes, size_t n)
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    if (rc == SQLITE_FULL) return CHUTE_ERR_LIMIT;
     if (rc != SQLITE_DONE) return CHUTE_ERR_DB;
     t->next_idx++;
     if (++t->batch == BATCH_CHUNKS) {
         t->batch = 0;
         chute_status st = db_exec(t->db, "COMMIT");
         if (!st) release_stored(t);
+        else if (sqlite3_errcode(t->db) == SQLITE_FULL) st = CHUTE_ERR_LIMIT;
         return st;
     }
     return CHUTE_OK;

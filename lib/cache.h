@@ -63,6 +63,7 @@ chute_status cache_adopt_legacy(cache *c, const char *legacy_path);
 chute_status cache_seen(cache *c, const char *peer, const char *item, bool *seen);
 chute_status cache_item_begin(cache *c, const char *peer, const char *item,
                               cache_txn **out);
+/* CHUTE_ERR_LIMIT: the disk (or SQLite's page limit) is full. */
 chute_status cache_item_append(cache_txn *t, const void *buf, size_t len);
 /* Commit with the opened meta: CHUTE_ERR_MALFORMED if the bytes appended do
  * not add up to m->size. final_path (may be NULL) gets the sanitized,

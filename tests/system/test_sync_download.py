@@ -559,3 +559,53 @@ def test_one_gib_end_to_end(world):
     t3 = time.monotonic()
     world.rx.unmount()
     print(f"unmount with a long-poll in flight: {time.monotonic() - t3:.2f} s")
+
+
+# --- a full disk at home ----------------------------------------------------------
+
+@pytest.fixture
+def small_home_world(tmp_path, relay_factory):
+    """A world whose home device lives on an 8 MiB tmpfs (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "dev-home"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(disk)],
+                       capture_output=True, timeout=10)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+    w = None
+    try:
+        w = World(tmp_path, relay_factory(*RELAY_ARGS))
+        w.disk = disk
+        yield w
+    finally:
+        if w:
+            w.rx.unmount()
+        subprocess.run(["umount", "-l", str(disk)], timeout=10)
+        if w:
+            w.rx.check_sanitizers()
+
+
+def test_full_disk_at_home_shows_nothing_keeps_the_item_then_delivers(small_home_world):
+    w = small_home_world
+    src, digest = big_file(w.tmp, 12)          # more than the home disk holds
+    item = w.send(src=src, name="big.bin")
+    w.rx.mount()
+    # the store fails, again and again: nothing partial is shown, the item
+    # stays on the relay unacknowledged, the mount keeps answering
+    wait_until(lambda: "receiving: no room to store what arrives" in w.rx.status(),
+               timeout=30 * SLOW, what="the status to say the disk is full")
+    assert "is full; retrying" in w.rx.stderr()
+    assert os.listdir(w.inbox) == []
+    assert w.item_state(item) == "pending"
+    assert "stored: 0\n" in w.rx.status()
+    # room again: the retry (backoff at most 30 s) brings it, once, whole
+    subprocess.run(["mount", "-o", "remount,size=64m", str(w.disk)], check=True, timeout=10)
+    wait_until(lambda: stored(w, 1), timeout=60 * SLOW, interval=0.1,
+               what="the item once there is room")
+    assert os.listdir(w.inbox) == ["big.bin"]
+    assert sha_of(w.inbox / "big.bin") == digest
+    wait_until(lambda: w.item_state(item) == "delivered", timeout=10, what="the ack")
+    wait_until(lambda: "receiving:" not in w.rx.status(), timeout=10,
+               what="the status to forget the failure")
