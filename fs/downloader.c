@@ -461,10 +461,20 @@ static void note_failing(downloader *d, chute_status st, relay_client *rc)
          (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_LOW_BYTES))
         snprintf(why, sizeof why, "no room to store what arrives: the disk of %.60s is full",
                  d->home);
-    else if (st)
+    else if (st && st != CHUTE_ERR_NETWORK)   /* that one is the relay: line's */
         snprintf(why, sizeof why, "%s (%.100s)", chute_strstatus(st), relay_client_error(rc));
     pthread_mutex_lock(&d->mu);
     memcpy(d->failing, why, sizeof why);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* The log line of a failed round. */
+static void log_failing(downloader *d, chute_status st, relay_client *rc)
+{
+    pthread_mutex_lock(&d->mu);
+    if (d->failing[0]) fprintf(stderr, "chutefs: downloading: %s; retrying\n", d->failing);
+    else fprintf(stderr, "chutefs: downloading: %s (%s); retrying\n", chute_strstatus(st),
+                 relay_client_error(rc));
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -495,11 +505,7 @@ static void *downloader_main(void *arg)
         if (atomic_load(&d->stop)) break;
         note_failing(d, st, s.rc);
         if (!st) { failures = 0; continue; }
-        if (failures == 0 || st != CHUTE_ERR_NETWORK) {
-            pthread_mutex_lock(&d->mu);
-            fprintf(stderr, "chutefs: downloading: %s; retrying\n", d->failing);
-            pthread_mutex_unlock(&d->mu);
-        }
+        if (failures == 0 || st != CHUTE_ERR_NETWORK) log_failing(d, st, s.rc);
         if (!nap(d, backoff_ms(failures))) break;
         if (failures < 32) failures++;
     }

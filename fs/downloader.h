@@ -38,8 +38,9 @@ void downloader_stop(downloader *d);
 /* Items listed since the mount began whose sender is no current peer's:
  * left on the relay, unacknowledged. */
 unsigned long downloader_unclaimed(const downloader *d);
-/* Why downloads fail at the moment (a full disk, the relay's error), for
- * the status file; "" while they work. */
+/* Why downloads fail at the moment (a full disk, an error answer), for
+ * the status file; "" while they work or while the relay is just down
+ * (the status file's relay: line says that). */
 void downloader_failing(downloader *d, char *buf, size_t cap);
 
 #endif
