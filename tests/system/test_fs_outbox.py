@@ -372,3 +372,47 @@ def test_outbox_files_ask_for_one_mib_writes(chute):
         f.write(b"x")
         assert os.fstat(f.fileno()).st_blksize == 1 << 20
     assert os.stat(p).st_blksize == 1 << 20
+
+
+@pytest.fixture
+def small_chute(tmp_path):
+    """A device whose state folder (staging, queue) is an 8 MiB tmpfs."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "state"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(disk)],
+                       capture_output=True, timeout=10)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+    c = None
+    try:
+        c = Chute(tmp_path)
+        c.mount()
+        yield c
+    finally:
+        if c:
+            c.unmount()
+        subprocess.run(["umount", "-l", str(disk)], timeout=10)
+        if c:
+            c.check_sanitizers()
+
+
+def test_full_disk_in_the_outbox_fails_the_copy_and_queues_nothing(small_chute, tmp_path):
+    c = small_chute
+    src = tmp_path / "big.iso"
+    src.write_bytes(os.urandom(12 << 20))        # more than the state folder holds
+    r = run("cp", src, c.outbox / "big.iso", check=False)
+    assert r.returncode != 0
+    assert b"No space left on device" in r.stderr
+    # nothing half-written is queued: the entry stays local, unsent
+    assert c.active() == []
+    assert "outgoing: 0\n" in c.status()
+    assert os.getxattr(c.outbox / "big.iso", "user.chute.state") == b"writing"
+    # deleting it frees the room; the next file goes as usual
+    os.unlink(c.outbox / "big.iso")
+    small = os.urandom(100_000)
+    (tmp_path / "note.txt").write_bytes(small)
+    run("cp", tmp_path / "note.txt", c.outbox / "note.txt")
+    assert c.active_paths() == ["note.txt"]
+    assert c.decrypt(c.item("note.txt")["id"]) == small
