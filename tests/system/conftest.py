@@ -16,6 +16,7 @@ Every network peer is 127.0.0.1 or ::1.
 """
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -78,6 +79,23 @@ def wait_until(predicate, timeout=5.0, interval=0.02, what="condition", errors=(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout * SLOW:.1f}s waiting for {what} (last: {last!r})")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, size):
+    """A tmpfs of size (mount's syntax, "8m") on the new folder path, for
+    full-disk tests; skips the test without root or tmpfs."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                        str(path)], capture_output=True, timeout=10)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], timeout=10)
 
 
 def new_item_id():

@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from conftest import binary, wait_until
+from conftest import binary, small_tmpfs, wait_until
 from fsfixtures import Chute, chute, header_mac, run  # noqa: F401  (fixture)
 
 
@@ -377,24 +377,13 @@ def test_outbox_files_ask_for_one_mib_writes(chute):
 @pytest.fixture
 def small_chute(tmp_path):
     """A device whose state folder (staging, queue) is an 8 MiB tmpfs."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    disk = tmp_path / "state"
-    disk.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(disk)],
-                       capture_output=True, timeout=10)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
-    c = None
-    try:
+    with small_tmpfs(tmp_path / "state", "8m"):
         c = Chute(tmp_path)
         c.mount()
-        yield c
-    finally:
-        if c:
+        try:
+            yield c
+        finally:
             c.unmount()
-        subprocess.run(["umount", "-l", str(disk)], timeout=10)
-        if c:
             c.check_sanitizers()
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, new_item_id, read_until_close, status_line, wait_until
+from conftest import SLOW, new_item_id, read_until_close, small_tmpfs, status_line, wait_until
 
 
 @pytest.mark.parametrize("body", [b"{", b"{\"size\": 1,}", b"\xff\xfe\x00", b"null",
@@ -292,21 +292,9 @@ def test_abandoned_long_polls_give_back_their_connections(relay_factory, what):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MiB tmpfs for the relay's data (needs root; skipped otherwise)."""
-    import os
-    import subprocess
-    d = tmp_path / "small-disk"
-    d.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(d)],
-                       capture_output=True, timeout=10)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
-    try:
+    """A 4 MiB tmpfs for the relay's data."""
+    with small_tmpfs(tmp_path / "small-disk", "4m") as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], timeout=10)
 
 
 def test_a_full_disk_gets_an_error_not_a_crash_or_a_half_item(relay_factory, small_disk):

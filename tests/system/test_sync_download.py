@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZER_PATTERNS, SLOW, Api, binary, metric, wait_until
+from conftest import SANITIZER_PATTERNS, SLOW, Api, binary, metric, small_tmpfs, wait_until
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -565,25 +565,14 @@ def test_one_gib_end_to_end(world):
 
 @pytest.fixture
 def small_home_world(tmp_path, relay_factory):
-    """A world whose home device lives on an 8 MiB tmpfs (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    disk = tmp_path / "dev-home"
-    disk.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(disk)],
-                       capture_output=True, timeout=10)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
-    w = None
-    try:
+    """A world whose home device lives on an 8 MiB tmpfs."""
+    with small_tmpfs(tmp_path / "dev-home", "8m") as disk:
         w = World(tmp_path, relay_factory(*RELAY_ARGS))
         w.disk = disk
-        yield w
-    finally:
-        if w:
+        try:
+            yield w
+        finally:
             w.rx.unmount()
-        subprocess.run(["umount", "-l", str(disk)], timeout=10)
-        if w:
             w.rx.check_sanitizers()
 
 
