@@ -26,6 +26,9 @@ typedef struct ofile {
     char *path;          /* relative to outbox/<peer>/ */
     int opens;
     bool dirty;          /* written or truncated since the last seal */
+    bool write_failed;   /* a write failed (a full disk): the content is not
+                            what was written, so it is not sealed until it
+                            is truncated to 0 and written anew */
     bool unlinked;
     ino_t ino;           /* the inode at the staging path, as the mount last put it */
     struct ofile *next;

@@ -181,6 +181,7 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
         h->of = ofiles_acquire(fs->open, peer, rel);
         if (h->of) h->of->ino = sb.st_ino;   /* what is at the path now */
         if (h->of && (created || trunc)) h->of->dirty = true;
+        if (h->of && trunc) h->of->write_failed = false;   /* written anew */
         ofiles_unlock(fs->open);
         if (!h->of) rc = -ENOMEM;
     }
@@ -227,6 +228,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     if (n > 0) pagecache_wrote(h->fd, off, off + n);
     ofiles_lock(fs->open);
     if (n > 0) h->of->dirty = true;
+    if (n < 0) h->of->write_failed = true;
     ofiles_unlock(fs->open);
     ofiles_content_unlock(fs->open);
     return rc;
@@ -242,6 +244,7 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
         ofiles_lock(fs->open);
         if (!rc) h->of->dirty = true;
+        if (!rc && size == 0) h->of->write_failed = false;
         ofiles_unlock(fs->open);
         ofiles_content_unlock(fs->open);
         return rc;
@@ -260,6 +263,7 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
     ofiles_lock(fs->open);
     ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
     if (of) { of->dirty = true; of->ino = sb.st_ino; }
+    if (of && size == 0) of->write_failed = false;
     ofiles_unlock(fs->open);
     ofiles_content_unlock(fs->open);
     if (rc) return rc;
@@ -274,7 +278,10 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens)
 {
     ofiles_lock(fs->open);
     ofile *of = h->of;
-    bool go = of->opens <= last_opens && of->dirty && !of->unlinked && sendable(of->path);
+    /* After a failed write (the writer was told) the file is not what it
+     * meant to send: it stays local, never sent cut short. */
+    bool go = of->opens <= last_opens && of->dirty && !of->unlinked && !of->write_failed &&
+              sendable(of->path);
     char *peer = go ? strdup(of->peer) : NULL, *rel = go ? strdup(of->path) : NULL;
     if (go) of->dirty = false;
     ofiles_unlock(fs->open);

@@ -405,3 +405,29 @@ def test_full_disk_in_the_outbox_fails_the_copy_and_queues_nothing(small_chute, 
     run("cp", tmp_path / "note.txt", c.outbox / "note.txt")
     assert c.active_paths() == ["note.txt"]
     assert c.decrypt(c.item("note.txt")["id"]) == small
+
+
+def test_a_file_whose_write_failed_is_never_sent_cut_short(small_chute, tmp_path):
+    # The disk fills mid-write, then room comes back before the close: the
+    # seal could succeed, but what the file holds is not what was written.
+    c = small_chute
+    ballast = c.home / "ballast"
+    ballast.write_bytes(b"\0" * (3 << 20))
+    block = os.urandom(1 << 20)
+    fd = os.open(c.outbox / "cut.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with pytest.raises(OSError) as e:
+            for _ in range(16):
+                os.write(fd, block)
+        assert e.value.errno == errno.ENOSPC
+        ballast.unlink()
+    finally:
+        os.close(fd)
+    assert c.active() == []
+    assert os.getxattr(c.outbox / "cut.bin", "user.chute.state") == b"writing"
+    # written anew from the start (O_TRUNC), it goes
+    data = os.urandom(200_000)
+    with open(c.outbox / "cut.bin", "wb") as f:
+        f.write(data)
+    assert c.active_paths() == ["cut.bin"]
+    assert c.decrypt(c.item("cut.bin")["id"]) == data
