@@ -10,6 +10,7 @@ sanitizer report in its stderr. Every wait is bounded.
 """
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -179,12 +180,19 @@ def header_mac(blob: bytes) -> str:
     return base64.b64decode(mac + b"=" * (-len(mac) % 4)).hex()
 
 
-@pytest.fixture
-def chute(tmp_path):
-    c = Chute(tmp_path)
+@contextlib.contextmanager
+def mounted(c):
+    """c mounted for the with block; unmounted and checked for sanitizer
+    reports after it."""
     c.mount()
     try:
         yield c
     finally:
         c.unmount()
         c.check_sanitizers()
+
+
+@pytest.fixture
+def chute(tmp_path):
+    with mounted(Chute(tmp_path)) as c:
+        yield c

@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from conftest import binary, small_tmpfs, wait_until
-from fsfixtures import Chute, chute, header_mac, run  # noqa: F401  (fixture)
+from fsfixtures import Chute, chute, header_mac, mounted, run  # noqa: F401  (fixture)
 
 
 def test_layout(chute):
@@ -377,14 +377,8 @@ def test_outbox_files_ask_for_one_mib_writes(chute):
 @pytest.fixture
 def small_chute(tmp_path):
     """A device whose state folder (staging, queue) is an 8 MiB tmpfs."""
-    with small_tmpfs(tmp_path / "state", "8m"):
-        c = Chute(tmp_path)
-        c.mount()
-        try:
-            yield c
-        finally:
-            c.unmount()
-            c.check_sanitizers()
+    with small_tmpfs(tmp_path / "state", "8m"), mounted(Chute(tmp_path)) as c:
+        yield c
 
 
 def test_full_disk_in_the_outbox_fails_the_copy_and_queues_nothing(small_chute, tmp_path):
