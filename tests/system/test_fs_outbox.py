@@ -198,7 +198,10 @@ def test_rename_over_queued_file_replaces_it(chute):
     old = chute.item("a")
     (chute.outbox / "b").write_bytes(b"new")
     os.rename(chute.outbox / "b", chute.outbox / "a")
-    assert chute.active_paths() == ["a"]
+    # the kernel sends b's RELEASE after close() returned: if the rename
+    # comes first, "a" is still open and is sealed at that release
+    wait_until(lambda: chute.active_paths() == ["a"], timeout=5,
+               what="the renamed file to be queued")
     assert chute.decrypt(chute.item("a")["id"]) == b"new"
     assert chute.rows("id=?", (old["id"],))[0]["state"] == 4
     assert not chute.blob(old["id"]).exists()
