@@ -150,7 +150,8 @@ class Api:
     (sent as JSON with Content-Type application/json). ``token`` defaults to
     the client's own; pass ``token=None`` explicitly via ``auth=False``."""
 
-    def __init__(self, base_url, token=None, timeout=10.0, cafile=None, access_token=None):
+    def __init__(self, base_url, token=None, timeout=10.0, cafile=None, access_token=None,
+                 source=None):
         u = urllib.parse.urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
         self.scheme = u.scheme
@@ -160,17 +161,23 @@ class Api:
         self.timeout = timeout
         self.cafile = cafile
         self.access_token = access_token
+        # another loopback address to connect from (127.0.0.2): the relay
+        # counts its per-IP connection slots apart
+        self.source = (source, 0) if source else None
         assert self.host in ("127.0.0.1", "::1", "localhost"), base_url
 
     def with_token(self, token):
-        return Api(self.base_url, token, self.timeout, self.cafile, self.access_token)
+        return Api(self.base_url, token, self.timeout, self.cafile, self.access_token,
+                   self.source[0] if self.source else None)
 
     def connection(self, timeout=None):
         t = (timeout if timeout is not None else self.timeout) * SLOW
         if self.scheme == "https":
             ctx = ssl.create_default_context(cafile=self.cafile)
-            return http.client.HTTPSConnection(self.host, self.port, timeout=t, context=ctx)
-        return http.client.HTTPConnection(self.host, self.port, timeout=t)
+            return http.client.HTTPSConnection(self.host, self.port, timeout=t, context=ctx,
+                                               source_address=self.source)
+        return http.client.HTTPConnection(self.host, self.port, timeout=t,
+                                          source_address=self.source)
 
     def request(self, method, path, body=None, headers=None, token=..., timeout=None,
                 content_type=None):
