@@ -203,6 +203,17 @@ static bool json_uint(json_t *v, uint64_t *out)
     return true;
 }
 
+/* The size and meta of a create body that declares them. */
+static chute_status parse_declared(json_t *j, size_t max_meta, relay_item_create *out)
+{
+    json_t *size = json_object_get(j, "size");
+    json_t *meta = json_object_get(j, "meta");
+    if (!json_uint(size, &out->size) || !json_is_string(meta))
+        return CHUTE_ERR_MALFORMED;
+    return decode_b64(json_string_value(meta), json_string_length(meta),
+                      max_meta, &out->meta, &out->meta_len);
+}
+
 chute_status relay_parse_item_create(const uint8_t *buf, size_t len,
                                      size_t max_meta, relay_item_create *out)
 {
@@ -211,14 +222,16 @@ chute_status relay_parse_item_create(const uint8_t *buf, size_t len,
     chute_status st = load_object(buf, len, &j);
     if (st)
         return st;
-    json_t *size = json_object_get(j, "size");
-    json_t *meta = json_object_get(j, "meta");
-    if (!json_uint(size, &out->size) || !json_is_string(meta)) {
-        json_decref(j);
-        return CHUTE_ERR_MALFORMED;
-    }
-    st = decode_b64(json_string_value(meta), json_string_length(meta),
-                    max_meta, &out->meta, &out->meta_len);
+    json_t *deferred = json_object_get(j, "deferred");
+    if (deferred && !json_is_boolean(deferred))
+        st = CHUTE_ERR_MALFORMED;
+    else if (json_is_true(deferred))
+        /* Size and meta come with the declare, never with the create. */
+        st = json_object_get(j, "size") || json_object_get(j, "meta") ? CHUTE_ERR_MALFORMED
+                                                                       : CHUTE_OK;
+    else
+        st = parse_declared(j, max_meta, out);
+    out->deferred = st == CHUTE_OK && json_is_true(deferred);
     json_decref(j);
     return st;
 }

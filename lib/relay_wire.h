@@ -47,14 +47,19 @@ const char *relay_bearer_token(const char *header);
 
 /* --- request bodies ------------------------------------------------------- */
 
-/* PUT item: {"size": N, "meta": "<base64 with padding>"}. */
+/* PUT item: {"size": N, "meta": "<base64 with padding>"} (optionally with
+ * "deferred": false), or {"deferred": true}: an item whose size and meta
+ * are declared later by an ordinary create. */
 typedef struct {
+    bool deferred;      /* then size is 0 and meta NULL */
     uint64_t size;
-    uint8_t *meta;      /* decoded; malloc'd, caller frees (never NULL on OK) */
+    uint8_t *meta;      /* decoded; malloc'd, caller frees (never NULL on OK
+                         * unless deferred) */
     size_t meta_len;
 } relay_item_create;
 
-/* CHUTE_ERR_MALFORMED for anything but the shape above; CHUTE_ERR_LIMIT if
+/* CHUTE_ERR_MALFORMED for anything but the shapes above (also "deferred"
+ * true together with size or meta, or not a boolean); CHUTE_ERR_LIMIT if
  * the decoded meta is longer than max_meta. */
 chute_status relay_parse_item_create(const uint8_t *buf, size_t len,
                                      size_t max_meta, relay_item_create *out);

@@ -24,8 +24,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (which) {
     case 0: {
         relay_item_create c;
-        if (relay_parse_item_create(data, size, 4096, &c) == CHUTE_OK)
+        if (relay_parse_item_create(data, size, 4096, &c) == CHUTE_OK) {
+            /* a deferred create has no meta, any other one has */
+            if (c.deferred != (c.meta == NULL) || (c.deferred && c.size != 0))
+                abort();
             relay_item_create_free(&c);
+        }
         break;
     }
     case 1: {

@@ -94,6 +94,43 @@ static void test_item_create(void)
     CHECK(relay_parse_item_create(B("{\"size\":1,\"meta\":\"bWV0YQ==\"}"), 3, &c) == CHUTE_ERR_LIMIT);
     CHECK(relay_parse_item_create(B("{\"size\":1,\"meta\":\"bWV0YQ==\"}"), 4, &c) == CHUTE_OK);
     relay_item_create_free(&c);
+    CHECK(relay_parse_item_create(B("{\"size\":5,\"meta\":\"bWV0YQ==\"}"), 4096, &c) == CHUTE_OK);
+    CHECK(!c.deferred);
+    relay_item_create_free(&c);
+}
+
+static void test_deferred_create(void)
+{
+    relay_item_create c;
+    CHECK(relay_parse_item_create(B("{\"deferred\":true}"), 4096, &c) == CHUTE_OK);
+    CHECK(c.deferred && c.size == 0 && c.meta == NULL && c.meta_len == 0);
+    relay_item_create_free(&c);
+    CHECK(relay_parse_item_create(B(" { \"deferred\" : true } "), 4096, &c) == CHUTE_OK);
+    CHECK(c.deferred);
+    relay_item_create_free(&c);
+    /* deferred:false is an ordinary create, and needs size and meta */
+    CHECK(relay_parse_item_create(B("{\"deferred\":false,\"size\":5,\"meta\":\"bWV0YQ==\"}"),
+                                  4096, &c) == CHUTE_OK);
+    CHECK(!c.deferred && c.size == 5 && c.meta_len == 4);
+    relay_item_create_free(&c);
+    CHECK(relay_parse_item_create(B("{\"deferred\":false}"), 4096, &c) == CHUTE_ERR_MALFORMED);
+    /* a deferred create carries neither size nor meta */
+    CHECK(relay_parse_item_create(B("{\"deferred\":true,\"size\":1}"), 4096, &c) == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{\"deferred\":true,\"meta\":\"\"}"), 4096, &c) == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{\"deferred\":true,\"size\":1,\"meta\":\"\"}"), 4096, &c)
+          == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{\"deferred\":true,\"size\":null}"), 4096, &c)
+          == CHUTE_ERR_MALFORMED);
+    /* only a JSON boolean */
+    CHECK(relay_parse_item_create(B("{\"deferred\":\"yes\"}"), 4096, &c) == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{\"deferred\":1}"), 4096, &c) == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{\"deferred\":null}"), 4096, &c) == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{\"deferred\":\"true\",\"size\":1,\"meta\":\"\"}"), 4096, &c)
+          == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{\"deferred\":true,\"deferred\":true}"), 4096, &c)
+          == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B("{}"), 4096, &c) == CHUTE_ERR_MALFORMED);
+    CHECK(relay_parse_item_create(B(""), 4096, &c) == CHUTE_ERR_MALFORMED);
 }
 
 static void test_pair_bodies(void)
@@ -183,6 +220,7 @@ int main(void)
     RUN(test_sizes);
     RUN(test_ids);
     RUN(test_item_create);
+    RUN(test_deferred_create);
     RUN(test_pair_bodies);
     RUN(test_range);
     RUN(test_routes);
