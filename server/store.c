@@ -184,6 +184,8 @@ static const char *const migrations[] = {
     "CREATE TABLE pair_messages ("
     "  session TEXT NOT NULL, seq INTEGER NOT NULL, side INTEGER NOT NULL,"
     "  body BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID;",
+    /* 2: items of deferred length (size and meta declared later). */
+    "ALTER TABLE items ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -324,7 +326,7 @@ chute_status store_sweep(store *s, int64_t now, uint64_t tombstone_ttl,
 }
 
 static const char SQL_UNFINISHED[] =
-    "SELECT inbox, id FROM items WHERE state = 0 AND off = size";
+    "SELECT inbox, id FROM items WHERE state = 0 AND off = size AND deferred = 0";
 
 chute_status store_unfinished(store *s, store_body_fn each, void *cls)
 {

@@ -30,6 +30,7 @@ typedef struct {
     char id[RELAY_ITEM_ID_MAX + 1];
     char sender[RELAY_ID_CHARS + 1];
     item_state state;
+    bool deferred;          /* size and meta not declared yet (size 0, meta NULL) */
     uint64_t size, offset, seq;
     int64_t created, expires;
     uint8_t *meta;          /* malloc'd; NULL for tombstones */
@@ -80,6 +81,7 @@ void store_item_clear(store_item *it);
 void store_items_free(store_item *items, size_t n);
 
 typedef struct {
+    bool deferred;          /* size and meta come later (store_item_declare) */
     uint64_t size;
     const uint8_t *meta;
     size_t meta_len;
@@ -87,18 +89,31 @@ typedef struct {
     uint64_t quota_items, quota_bytes;
 } store_item_new;
 
-/* Create an item (a size-0 item is committed at once). *created false when
- * an identical item existed (then *out is it). CHUTE_ERR_EXISTS: same id,
- * other size/meta/sender or a tombstone; CHUTE_ERR_LIMIT: over a quota. */
+/* Create an item (a size-0 item that is not deferred is committed at once).
+ * *created false when an identical item existed (then *out is it; for a
+ * deferred create: a deferred item of this sender). CHUTE_ERR_EXISTS: same
+ * id, other size/meta/sender, deferred or not as asked, or a tombstone (*out
+ * is what exists); CHUTE_ERR_LIMIT: over a quota. The byte quota counts
+ * declared sizes, and the durable offsets of deferred items. */
 chute_status store_item_create(store *s, const char *inbox, const char *item,
                                const char *sender, const store_item_new *n,
                                bool *created, store_item *out);
-/* Record a durable offset of an uploading item. CHUTE_ERR_NOT_FOUND when the
- * item is no longer uploading. */
+/* Fix the size and meta (n->size, n->meta) of this sender's deferred,
+ * uploading item; it stays uploading (store_item_commit completes it if its
+ * offset is the size). *declared false when the item was already declared
+ * with this size and meta (nothing changes). CHUTE_ERR_EXISTS: anything else
+ * under the id, or its durable offset is past n->size (*out is the item);
+ * CHUTE_ERR_LIMIT: n->size instead of its offset would go over the byte
+ * quota; CHUTE_ERR_NOT_FOUND: no such item. */
+chute_status store_item_declare(store *s, const char *inbox, const char *item,
+                                const char *sender, const store_item_new *n,
+                                bool *declared, store_item *out);
+/* Record a durable offset of an uploading item (at most its size unless it
+ * is deferred). CHUTE_ERR_NOT_FOUND when the item is no longer uploading. */
 chute_status store_item_set_offset(store *s, const char *inbox, const char *item,
                                    uint64_t offset);
-/* Commit an uploading item whose offset reached its size: it gets the next
- * sequence number. CHUTE_ERR_NOT_FOUND when it is not in that state. */
+/* Commit an uploading, declared item whose offset reached its size: it gets
+ * the next sequence number. CHUTE_ERR_NOT_FOUND when it is not in that state. */
 chute_status store_item_commit(store *s, const char *inbox, const char *item,
                                uint64_t *seq);
 /* Turn a live item into a tombstone of `to` (delivered or cancelled) that
@@ -145,8 +160,8 @@ chute_status store_pair_close(store *s, const char *session);
  * expired longer than pair_grace. */
 chute_status store_sweep(store *s, int64_t now, uint64_t tombstone_ttl,
                          uint64_t pair_grace, store_body_fn each, void *cls);
-/* Uploading items whose offset reached their size (a crash between the
- * last fsync and the commit). */
+/* Uploading, declared items whose offset reached their size (a crash
+ * between the last fsync, or the declare, and the commit). */
 chute_status store_unfinished(store *s, store_body_fn each, void *cls);
 
 typedef struct {

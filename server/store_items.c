@@ -9,6 +9,10 @@
 #include "log.h"
 #include "store_db.h"
 
+/* What an undelivered item counts against its inbox's byte quota: its
+ * declared size, or while it is deferred its durable offset. */
+#define QUOTA_BYTES "coalesce(sum(CASE WHEN deferred THEN off ELSE size END), 0)"
+
 /* --- inboxes and senders ---------------------------------------------- */
 
 static const char SQL_INBOX_INSERT[] =
@@ -90,7 +94,7 @@ out:
 
 static const char SQL_INBOX_INFO[] =
     "SELECT (SELECT count(*) FROM items WHERE inbox = ?1 AND state <= 1),"
-    "       (SELECT coalesce(sum(size), 0) FROM items WHERE inbox = ?1 AND state <= 1),"
+    "       (SELECT " QUOTA_BYTES " FROM items WHERE inbox = ?1 AND state <= 1),"
     "       (SELECT count(*) FROM senders WHERE inbox = ?1),"
     "       EXISTS (SELECT 1 FROM inboxes WHERE id = ?1)";
 
@@ -210,7 +214,7 @@ chute_status store_sender_delete(store *s, const char *inbox, const char *sender
 
 /* --- items ---------------------------------------------------------------- */
 
-#define ITEM_COLS "id, sender, state, size, off, seq, created, expires, meta"
+#define ITEM_COLS "id, sender, state, size, off, seq, created, expires, meta, deferred"
 
 static chute_status read_item(sqlite3_stmt *q, store_item *it)
 {
@@ -233,6 +237,7 @@ static chute_status read_item(sqlite3_stmt *q, store_item *it)
             memcpy(it->meta, b, (size_t)n);
         it->meta_len = (size_t)n;
     }
+    it->deferred = sqlite3_column_int(q, 9) != 0;
     return CHUTE_OK;
 }
 
@@ -286,12 +291,12 @@ chute_status store_item_get(store *s, const char *inbox, const char *item,
 }
 
 static const char SQL_QUOTA[] =
-    "SELECT count(*), coalesce(sum(size), 0) FROM items WHERE inbox = ?1 AND state <= 1";
+    "SELECT count(*), " QUOTA_BYTES " FROM items WHERE inbox = ?1 AND state <= 1";
 static const char SQL_NEXT_SEQ[] =
     "UPDATE inboxes SET next_seq = next_seq + 1 WHERE id = ?1 RETURNING next_seq - 1";
 static const char SQL_ITEM_INSERT[] =
-    "INSERT INTO items(inbox, id, sender, state, size, off, seq, meta, created, expires)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?5 * (?4 = 1), ?6, ?7, ?8, ?9)";
+    "INSERT INTO items(inbox, id, sender, state, size, off, seq, meta, created, expires,"
+    " deferred) VALUES (?1, ?2, ?3, ?4, ?5, ?5 * (?4 = 1), ?6, ?7, ?8, ?9, ?10)";
 
 /* Take the inbox's next sequence number (inside a transaction). */
 static chute_status next_seq(store *s, const char *inbox, uint64_t *seq)
@@ -315,6 +320,70 @@ static chute_status next_seq(store *s, const char *inbox, uint64_t *seq)
     return st;
 }
 
+/* The undelivered items of an inbox and the bytes they count against its
+ * quota (inside a transaction). */
+static chute_status inbox_usage(store *s, const char *inbox, uint64_t *items,
+                                uint64_t *bytes)
+{
+    sqlite3_stmt *q = db_stmt(s, SQL_QUOTA);
+    if (!q)
+        return CHUTE_ERR_DB;
+    db_bind_text(q, 1, inbox);
+    chute_status st = CHUTE_OK;
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        st = db_err(s, "quota");
+    } else {
+        *items = (uint64_t)sqlite3_column_int64(q, 0);
+        *bytes = (uint64_t)sqlite3_column_int64(q, 1);
+    }
+    sqlite3_reset(q);
+    return st;
+}
+
+/* Whether `add` more bytes on top of `bytes` stay within `quota`. */
+static bool bytes_fit(uint64_t bytes, uint64_t add, uint64_t quota)
+{
+    return add <= quota && bytes <= quota - add;
+}
+
+/* Whether an existing live item is what this create asks for, so a
+ * retried create is answered with it. */
+static bool same_create(const store_item *it, const char *sender, const store_item_new *n)
+{
+    if (it->state > ITEM_PENDING || strcmp(it->sender, sender) != 0 ||
+        it->deferred != n->deferred)
+        return false;
+    if (n->deferred)
+        return true;                /* a deferred item is always uploading */
+    return it->size == n->size && it->meta && it->meta_len == n->meta_len &&
+           (n->meta_len == 0 || memcmp(it->meta, n->meta, n->meta_len) == 0);
+}
+
+static chute_status insert_item(store *s, const char *inbox, const char *item,
+                                const char *sender, const store_item_new *n, uint64_t seq)
+{
+    sqlite3_stmt *q = db_stmt(s, SQL_ITEM_INSERT);
+    if (!q)
+        return CHUTE_ERR_DB;
+    item_state state = n->size == 0 && !n->deferred ? ITEM_PENDING : ITEM_UPLOADING;
+    db_bind_text(q, 1, inbox);
+    db_bind_text(q, 2, item);
+    db_bind_text(q, 3, sender);
+    sqlite3_bind_int(q, 4, state);
+    sqlite3_bind_int64(q, 5, n->deferred ? 0 : (int64_t)n->size);
+    sqlite3_bind_int64(q, 6, (int64_t)seq);
+    if (n->deferred)
+        sqlite3_bind_null(q, 7);    /* no meta until the declare */
+    else
+        db_bind_blob(q, 7, n->meta, n->meta_len);
+    sqlite3_bind_int64(q, 8, n->now);
+    sqlite3_bind_int64(q, 9, n->expires);
+    sqlite3_bind_int(q, 10, n->deferred);
+    chute_status st = sqlite3_step(q) == SQLITE_DONE ? CHUTE_OK : db_err(s, "insert item");
+    sqlite3_reset(q);
+    return st;
+}
+
 chute_status store_item_create(store *s, const char *inbox, const char *item,
                                const char *sender, const store_item_new *n,
                                bool *created, store_item *out)
@@ -329,52 +398,22 @@ chute_status store_item_create(store *s, const char *inbox, const char *item,
     if (st == CHUTE_OK) {
         /* A retried create is answered with what exists; anything else
          * under the same id is a conflict. */
-        bool same = out->state <= ITEM_PENDING && out->size == n->size &&
-                    strcmp(out->sender, sender) == 0 && out->meta &&
-                    out->meta_len == n->meta_len &&
-                    (n->meta_len == 0 || memcmp(out->meta, n->meta, n->meta_len) == 0);
-        st = db_finish(s, same ? CHUTE_OK : CHUTE_ERR_EXISTS);
+        st = db_finish(s, same_create(out, sender, n) ? CHUTE_OK : CHUTE_ERR_EXISTS);
         goto out;
     }
     if (st != CHUTE_ERR_NOT_FOUND) {
         db_finish(s, st);
         goto out;
     }
-    sqlite3_stmt *q = db_stmt(s, SQL_QUOTA);
-    st = q ? CHUTE_OK : CHUTE_ERR_DB;
-    if (st == CHUTE_OK) {
-        db_bind_text(q, 1, inbox);
-        if (sqlite3_step(q) != SQLITE_ROW) {
-            st = db_err(s, "quota");
-        } else {
-            uint64_t items = (uint64_t)sqlite3_column_int64(q, 0);
-            uint64_t bytes = (uint64_t)sqlite3_column_int64(q, 1);
-            if (items + 1 > n->quota_items || n->size > n->quota_bytes ||
-                bytes > n->quota_bytes - n->size)
-                st = CHUTE_ERR_LIMIT;
-        }
-        sqlite3_reset(q);
-    }
-    uint64_t seq = 0;
+    uint64_t items = 0, bytes = 0, seq = 0;
+    st = inbox_usage(s, inbox, &items, &bytes);
+    if (st == CHUTE_OK && (items + 1 > n->quota_items ||
+                           !bytes_fit(bytes, n->deferred ? 0 : n->size, n->quota_bytes)))
+        st = CHUTE_ERR_LIMIT;
     if (st == CHUTE_OK)
         st = next_seq(s, inbox, &seq);
-    item_state state = n->size == 0 ? ITEM_PENDING : ITEM_UPLOADING;
-    if (st == CHUTE_OK && !(q = db_stmt(s, SQL_ITEM_INSERT)))
-        st = CHUTE_ERR_DB;
-    if (st == CHUTE_OK) {
-        db_bind_text(q, 1, inbox);
-        db_bind_text(q, 2, item);
-        db_bind_text(q, 3, sender);
-        sqlite3_bind_int(q, 4, state);
-        sqlite3_bind_int64(q, 5, (int64_t)n->size);
-        sqlite3_bind_int64(q, 6, (int64_t)seq);
-        db_bind_blob(q, 7, n->meta, n->meta_len);
-        sqlite3_bind_int64(q, 8, n->now);
-        sqlite3_bind_int64(q, 9, n->expires);
-        if (sqlite3_step(q) != SQLITE_DONE)
-            st = db_err(s, "insert item");
-        sqlite3_reset(q);
-    }
+    if (st == CHUTE_OK)
+        st = insert_item(s, inbox, item, sender, n, seq);
     if (st == CHUTE_OK)
         st = item_get_locked(s, inbox, item, out);
     st = db_finish(s, st);
@@ -387,8 +426,84 @@ out:
     return st;
 }
 
+static const char SQL_DECLARE[] =
+    "UPDATE items SET size = ?3, meta = ?4, deferred = 0"
+    " WHERE inbox = ?1 AND id = ?2 AND state = 0 AND deferred = 1";
+
+static chute_status set_declared(store *s, const char *inbox, const char *item,
+                                 const store_item_new *n)
+{
+    sqlite3_stmt *q = db_stmt(s, SQL_DECLARE);
+    if (!q)
+        return CHUTE_ERR_DB;
+    db_bind_text(q, 1, inbox);
+    db_bind_text(q, 2, item);
+    sqlite3_bind_int64(q, 3, (int64_t)n->size);
+    db_bind_blob(q, 4, n->meta, n->meta_len);
+    chute_status st = CHUTE_OK;
+    if (sqlite3_step(q) != SQLITE_DONE)
+        st = db_err(s, "declare item");
+    else if (sqlite3_changes(s->db) == 0)
+        st = CHUTE_ERR_NOT_FOUND;
+    sqlite3_reset(q);
+    return st;
+}
+
+/* Inside the declare's transaction: may this item take size n->size? */
+static chute_status may_declare(store *s, const char *inbox, const store_item *it,
+                                const char *sender, const store_item_new *n)
+{
+    if (!it->deferred || it->state != ITEM_UPLOADING || strcmp(it->sender, sender) != 0 ||
+        it->offset > n->size)
+        return CHUTE_ERR_EXISTS;
+    uint64_t items, bytes;
+    chute_status st = inbox_usage(s, inbox, &items, &bytes);
+    /* bytes counts this item's offset, which the size replaces */
+    if (st == CHUTE_OK && !bytes_fit(bytes - it->offset, n->size, n->quota_bytes))
+        st = CHUTE_ERR_LIMIT;
+    return st;
+}
+
+chute_status store_item_declare(store *s, const char *inbox, const char *item,
+                                const char *sender, const store_item_new *n,
+                                bool *declared, store_item *out)
+{
+    *declared = false;
+    memset(out, 0, sizeof *out);
+    db_lock(s);
+    chute_status st = db_begin(s);
+    if (st != CHUTE_OK)
+        goto out;
+    st = item_get_locked(s, inbox, item, out);
+    if (st == CHUTE_OK && !out->deferred) {
+        /* declared already (by this very declare, retried): a no-op if same */
+        st = db_finish(s, same_create(out, sender, n) ? CHUTE_OK : CHUTE_ERR_EXISTS);
+        goto out;
+    }
+    if (st == CHUTE_OK)
+        st = may_declare(s, inbox, out, sender, n);
+    if (st == CHUTE_ERR_EXISTS) {
+        db_finish(s, CHUTE_OK);     /* nothing was written */
+        goto out;
+    }
+    store_item_clear(out);
+    if (st == CHUTE_OK)
+        st = set_declared(s, inbox, item, n);
+    if (st == CHUTE_OK)
+        st = item_get_locked(s, inbox, item, out);
+    st = db_finish(s, st);
+    if (st == CHUTE_OK)
+        *declared = true;
+out:
+    if (st != CHUTE_OK && st != CHUTE_ERR_EXISTS)
+        store_item_clear(out);
+    db_unlock(s);
+    return st;
+}
+
 static const char SQL_SET_OFFSET[] =
-    "UPDATE items SET off = ?3 WHERE inbox = ?1 AND id = ?2 AND state = 0 AND ?3 <= size";
+    "UPDATE items SET off = ?3 WHERE inbox = ?1 AND id = ?2 AND state = 0"
+    " AND (deferred = 1 OR ?3 <= size)";
 
 chute_status store_item_set_offset(store *s, const char *inbox, const char *item,
                                    uint64_t offset)
@@ -414,7 +529,7 @@ chute_status store_item_set_offset(store *s, const char *inbox, const char *item
 
 static const char SQL_COMMIT[] =
     "UPDATE items SET state = 1, seq = ?3 WHERE inbox = ?1 AND id = ?2 AND state = 0"
-    " AND off = size";
+    " AND off = size AND deferred = 0";
 
 chute_status store_item_commit(store *s, const char *inbox, const char *item,
                                uint64_t *seq)
