@@ -3,7 +3,9 @@
  * The upload path keeps "acknowledged means durable": a PATCH streams its
  * bytes to the item's part file as they arrive, and only after fdatasync is
  * the new offset committed and 204 sent. An interrupted PATCH commits the
- * prefix it managed to write. One PATCH per item at a time. */
+ * prefix it managed to write. One PATCH per item at a time, and no declare
+ * of a deferred item (its size and meta, given after its bytes began) while
+ * one is in progress. */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,7 +30,8 @@ struct upload {
     blob_writer *w;
     char inbox[RELAY_ITEM_ID_MAX + 1];      /* route params share one size */
     char item[RELAY_ITEM_ID_MAX + 1];
-    uint64_t size;
+    bool deferred;              /* the item's size is not declared yet */
+    uint64_t limit;             /* its size, or while deferred max_item_size */
     uint64_t checkpoint;        /* offset last committed */
     bool failed;                /* a write failed; the rest is discarded */
     bool disk_full;             /* ... because the data folder is full */
@@ -67,6 +70,28 @@ static void busy_release(struct upload *u)
 static void inbox_key(char key[WAITER_KEY_LEN], const char *inbox)
 {
     snprintf(key, WAITER_KEY_LEN, "i%s", inbox);
+}
+
+static void slot_name(struct upload *u, const request *r)
+{
+    snprintf(u->inbox, sizeof u->inbox, "%s", r->route.a);
+    snprintf(u->item, sizeof u->item, "%s", r->route.b);
+}
+
+/* Make a whole uploading body final and commit its item; wakes listers. */
+static chute_status commit_whole(server *srv, const char *inbox, const char *item)
+{
+    uint64_t seq;
+    chute_status st = blob_finish(srv->blobs, inbox, item);
+    if (st == CHUTE_OK)
+        st = store_item_commit(srv->store, inbox, item, &seq);
+    if (st == CHUTE_OK) {
+        char key[WAITER_KEY_LEN];
+        inbox_key(key, inbox);
+        waiters_wake(srv->waiters, key, WAKE_COMMIT);
+        log_debug("item committed, seq %llu", (unsigned long long)seq);
+    }
+    return st;
 }
 
 /* --- who is asking ---------------------------------------------------------- */
@@ -109,13 +134,87 @@ static bool load_item(request *r, const caller *c, store_item *it, enum MHD_Resu
     return st == CHUTE_OK;
 }
 
+/* {"item","size","offset","state"}; a deferred item has "deferred": true
+ * and no size yet. */
 static json_t *item_state_json(const store_item *it)
 {
+    if (it->deferred)
+        return json_pack("{s:s,s:I,s:s,s:b}", "item", it->id, "offset",
+                         (json_int_t)it->offset, "state", item_state_name(it->state),
+                         "deferred", 1);
     return json_pack("{s:s,s:I,s:I,s:s}", "item", it->id, "size", (json_int_t)it->size,
                      "offset", (json_int_t)it->offset, "state", item_state_name(it->state));
 }
 
+static enum MHD_Result conflict_offset(request *r, const char *msg, const store_item *it);
+
 /* --- create (PUT) ------------------------------------------------------------- */
+
+static enum MHD_Result conflict_state(request *r, const char *msg, const store_item *it)
+{
+    json_t *extra = json_object();
+    if (extra && it->id[0])
+        json_object_set_new(extra, "state", json_string(item_state_name(it->state)));
+    return reply_error_with(r, 409, msg, extra);
+}
+
+/* Whether a create of size and meta on this existing item declares them. */
+static bool declarable(const store_item *it, const caller *c)
+{
+    return it->deferred && it->state == ITEM_UPLOADING && strcmp(it->sender, c->sender) == 0;
+}
+
+/* The answer to a refused declare. */
+static enum MHD_Result declare_refused(request *r, chute_status st, const store_item *it)
+{
+    if (st == CHUTE_ERR_EXISTS && it->deferred && it->state == ITEM_UPLOADING)
+        return conflict_offset(r, "the item already has more bytes than this size", it);
+    if (st == CHUTE_ERR_EXISTS)
+        return conflict_state(r, "another item has this id", it);
+    if (st == CHUTE_ERR_LIMIT)
+        return reply_error(r, 507, "inbox quota exceeded");
+    if (st == CHUTE_ERR_NOT_FOUND)
+        return reply_error(r, 404, "not found");
+    return reply_error(r, 500, "cannot declare the item");
+}
+
+/* Commit a just declared item whose bytes are all there; *it becomes what
+ * it is then (a tombstone if it was retired meanwhile: CHUTE_ERR_EXISTS). */
+static chute_status commit_declared(request *r, store_item *it)
+{
+    chute_status st = commit_whole(r->srv, r->route.a, r->route.b);
+    if (st == CHUTE_OK) {
+        it->state = ITEM_PENDING;
+    } else if (st == CHUTE_ERR_NOT_FOUND) {
+        store_item_clear(it);
+        if (store_item_get(r->srv->store, r->route.a, r->route.b, it) == CHUTE_OK)
+            st = CHUTE_ERR_EXISTS;
+    }
+    return st;
+}
+
+/* PUT {"size","meta"} on the caller's deferred item: fix them, and commit
+ * the item at once if all its bytes are there. *was is the item as the
+ * create found it (and answers a 409 while a PATCH of it is in progress). */
+static enum MHD_Result declare_item(request *r, const caller *c, const store_item_new *n,
+                                    const store_item *was)
+{
+    struct upload slot = { 0 };
+    slot_name(&slot, r);
+    if (!busy_take(&slot))
+        return conflict_offset(r, "an upload of this item is in progress", was);
+    store_item it;
+    bool declared = false;
+    chute_status st = store_item_declare(r->srv->store, r->route.a, r->route.b, c->sender,
+                                         n, &declared, &it);
+    if (st == CHUTE_OK && declared && it.offset == it.size)
+        st = commit_declared(r, &it);
+    busy_release(&slot);
+    enum MHD_Result rc = st == CHUTE_OK ? reply_json(r, 200, item_state_json(&it))
+                                        : declare_refused(r, st, &it);
+    store_item_clear(&it);
+    return rc;
+}
 
 static enum MHD_Result create_item(request *r, const caller *c)
 {
@@ -128,42 +227,42 @@ static enum MHD_Result create_item(request *r, const caller *c)
     if (st == CHUTE_ERR_LIMIT)
         return reply_error(r, 413, "meta too large");
     if (st != CHUTE_OK)
-        return reply_error(r, 400, "body must be {\"size\": N, \"meta\": \"<base64>\"}");
+        return reply_error(r, 400, "body must be {\"size\": N, \"meta\": \"<base64>\"}"
+                                   " or {\"deferred\": true}");
     if (req.size > cfg->max_item_size) {
         relay_item_create_free(&req);
         return reply_error(r, 413, "item too large");
     }
     int64_t now = (int64_t)time(NULL);
     store_item_new n = {
-        .size = req.size, .meta = req.meta, .meta_len = req.meta_len, .now = now,
-        .expires = now + (int64_t)cfg->item_ttl, .quota_items = cfg->inbox_quota_items,
-        .quota_bytes = cfg->inbox_quota_bytes,
+        .deferred = req.deferred, .size = req.size, .meta = req.meta,
+        .meta_len = req.meta_len, .now = now, .expires = now + (int64_t)cfg->item_ttl,
+        .quota_items = cfg->inbox_quota_items, .quota_bytes = cfg->inbox_quota_bytes,
     };
     store_item it;
     bool created = false;
+    enum MHD_Result rc;
     st = store_item_create(r->srv->store, r->route.a, r->route.b, c->sender, &n,
                            &created, &it);
-    relay_item_create_free(&req);
-    if (st == CHUTE_ERR_EXISTS) {
-        json_t *extra = json_object();
-        if (extra && it.id[0])
-            json_object_set_new(extra, "state", json_string(item_state_name(it.state)));
-        store_item_clear(&it);
-        return reply_error_with(r, 409, "another item has this id", extra);
-    }
-    if (st == CHUTE_ERR_LIMIT)
-        return reply_error(r, 507, "inbox quota exceeded");
-    if (st != CHUTE_OK)
-        return reply_error(r, 500, "cannot create the item");
-    if (created) {
+    if (st == CHUTE_OK && created) {
         char key[WAITER_KEY_LEN];
         inbox_key(key, r->route.a);
         waiters_wake(r->srv->waiters, key,
                      it.state == ITEM_PENDING ? WAKE_COMMIT : WAKE_CREATE);
     }
-    json_t *o = item_state_json(&it);
+    if (st == CHUTE_ERR_EXISTS && !req.deferred && declarable(&it, c))
+        rc = declare_item(r, c, &n, &it);
+    else if (st == CHUTE_ERR_EXISTS)
+        rc = conflict_state(r, "another item has this id", &it);
+    else if (st == CHUTE_ERR_LIMIT)
+        rc = reply_error(r, 507, "inbox quota exceeded");
+    else if (st != CHUTE_OK)
+        rc = reply_error(r, 500, "cannot create the item");
+    else
+        rc = reply_json(r, created ? 201 : 200, item_state_json(&it));
     store_item_clear(&it);
-    return reply_json(r, created ? 201 : 200, o);
+    relay_item_create_free(&req);
+    return rc;
 }
 
 /* --- append (PATCH) ------------------------------------------------------------- */
@@ -176,21 +275,82 @@ static enum MHD_Result conflict_offset(request *r, const char *msg, const store_
     return reply_error_with(r, 409, msg, extra);
 }
 
-static enum MHD_Result reply_offset(request *r, unsigned status, uint64_t offset,
-                                    const uint64_t *length)
+/* An empty response with Upload-Offset: offset; NULL when out of memory. */
+static struct MHD_Response *offset_response(uint64_t offset)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
     char num[24];
     snprintf(num, sizeof num, "%llu", (unsigned long long)offset);
-    MHD_add_response_header(resp, "Upload-Offset", num);
-    if (length) {
-        snprintf(num, sizeof num, "%llu", (unsigned long long)*length);
+    if (resp)
+        MHD_add_response_header(resp, "Upload-Offset", num);
+    return resp;
+}
+
+static enum MHD_Result reply_offset(request *r, unsigned status, uint64_t offset)
+{
+    struct MHD_Response *resp = offset_response(offset);
+    return resp ? reply_response(r, status, resp) : MHD_NO;
+}
+
+/* HEAD: the durable offset and the size, or Upload-Defer-Length while the
+ * size is not declared. */
+static enum MHD_Result reply_head(request *r, const store_item *it)
+{
+    bool whole = it->state == ITEM_PENDING || it->state == ITEM_DELIVERED;
+    struct MHD_Response *resp = offset_response(whole ? it->size : it->offset);
+    if (!resp)
+        return MHD_NO;
+    if (it->deferred) {
+        MHD_add_response_header(resp, "Upload-Defer-Length", "1");
+    } else {
+        char num[24];
+        snprintf(num, sizeof num, "%llu", (unsigned long long)it->size);
         MHD_add_response_header(resp, "Upload-Length", num);
     }
-    return reply_response(r, status, resp);
+    return reply_response(r, 200, resp);
+}
+
+/* Whether a deferred item's inbox has room for len more bytes; answers
+ * 507 (or 500) otherwise. Its durable offset is counted already. */
+static bool quota_has_room(request *r, uint64_t len, enum MHD_Result *rc)
+{
+    store_inbox_info info;
+    uint64_t quota = r->srv->cfg->inbox_quota_bytes;
+    if (store_inbox_info_get(r->srv->store, r->route.a, &info) != CHUTE_OK) {
+        *rc = reply_error(r, 500, "cannot read the inbox");
+        return false;
+    }
+    if (info.bytes > quota || len > quota - info.bytes) {
+        *rc = reply_error(r, 507, "inbox quota exceeded");
+        return false;
+    }
+    return true;
+}
+
+/* Whether len bytes at off may be appended to it; answers the PATCH
+ * otherwise. */
+static bool append_allowed(request *r, const store_item *it, uint64_t off, uint64_t len,
+                           enum MHD_Result *rc)
+{
+    if (it->state != ITEM_UPLOADING) {
+        if (it->state == ITEM_PENDING && off == it->size && len == 0)
+            *rc = reply_offset(r, 204, it->size);
+        else
+            *rc = conflict_offset(r, "the item is not uploading", it);
+        return false;
+    }
+    if (off != it->offset) {
+        *rc = conflict_offset(r, "Upload-Offset is not the durable offset", it);
+        return false;
+    }
+    uint64_t limit = it->deferred ? r->srv->cfg->max_item_size : it->size;
+    if (off > limit || len > limit - off) {
+        *rc = reply_error(r, 413, it->deferred ? "the bytes go past max_item_size"
+                                               : "the bytes go past the declared size");
+        return false;
+    }
+    return !it->deferred || quota_has_room(r, len, rc);
 }
 
 enum MHD_Result routes_item_patch_begin(request *r)
@@ -219,27 +379,29 @@ enum MHD_Result routes_item_patch_begin(request *r)
         return reply_error(r, 400, "bad Content-Length");
     if (relay_parse_u64(request_header(r, "Upload-Offset"), &off) != CHUTE_OK)
         return reply_error(r, 400, "Upload-Offset required");
-    if (it.state != ITEM_UPLOADING) {
-        if (it.state == ITEM_PENDING && off == it.size && len == 0)
-            return reply_offset(r, 204, it.size, NULL);
-        return conflict_offset(r, "the item is not uploading", &it);
-    }
-    if (off != it.offset)
-        return conflict_offset(r, "Upload-Offset is not the durable offset", &it);
-    if (len > it.size - off)
-        return reply_error(r, 413, "the bytes go past the declared size");
 
     struct upload *u = calloc(1, sizeof *u);
     if (!u)
         return reply_error(r, 500, "out of memory");
-    snprintf(u->inbox, sizeof u->inbox, "%s", r->route.a);
-    snprintf(u->item, sizeof u->item, "%s", r->route.b);
-    u->size = it.size;
-    u->checkpoint = off;
+    slot_name(u, r);
     if (!busy_take(u)) {
         free(u);
         return conflict_offset(r, "another upload of this item is in progress", &it);
     }
+    /* Read again under the slot: a declare may have changed it meanwhile. */
+    bool ok = load_item(r, &c, &it, &rc);
+    if (ok) {
+        store_item_clear(&it);
+        ok = append_allowed(r, &it, off, len, &rc);
+    }
+    if (!ok) {
+        busy_release(u);
+        free(u);
+        return rc;
+    }
+    u->deferred = it.deferred;
+    u->limit = it.deferred ? r->srv->cfg->max_item_size : it.size;
+    u->checkpoint = off;
     if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, &u->w) != CHUTE_OK) {
         busy_release(u);
         free(u);
@@ -255,22 +417,23 @@ void routes_item_patch_data(request *r, const char *data, size_t len)
     struct upload *u = r->upload;
     if (u->failed)
         return;
-    chute_status st = len > u->size - blob_writer_offset(u->w) ? CHUTE_ERR_ARG
-                                                                : blob_write(u->w, data, len);
+    chute_status st = len > u->limit - blob_writer_offset(u->w) ? CHUTE_ERR_ARG
+                                                                 : blob_write(u->w, data, len);
     if (st != CHUTE_OK) {
         u->failed = true;
         u->disk_full = st == CHUTE_ERR_LIMIT;
         return;
     }
     uint64_t off = blob_writer_offset(u->w);
-    if (off - u->checkpoint >= CHECKPOINT_BYTES && off < u->size &&
+    if (off - u->checkpoint >= CHECKPOINT_BYTES && off < u->limit &&
         blob_writer_sync(u->w) == CHUTE_OK &&
         store_item_set_offset(r->srv->store, u->inbox, u->item, off) == CHUTE_OK)
         u->checkpoint = off;
 }
 
 /* Make what was written durable and committed; complete the item if it is
- * whole. Ends the upload. *offset is the committed offset. */
+ * whole (a deferred one is completed by its declare). Ends the upload.
+ * *offset is the committed offset. */
 static chute_status settle_upload(request *r, uint64_t *offset)
 {
     server *srv = r->srv;
@@ -279,18 +442,8 @@ static chute_status settle_upload(request *r, uint64_t *offset)
     *offset = blob_writer_offset(u->w);
     if (st == CHUTE_OK)
         st = store_item_set_offset(srv->store, u->inbox, u->item, *offset);
-    if (st == CHUTE_OK && *offset == u->size) {
-        uint64_t seq;
-        st = blob_finish(srv->blobs, u->inbox, u->item);
-        if (st == CHUTE_OK)
-            st = store_item_commit(srv->store, u->inbox, u->item, &seq);
-        if (st == CHUTE_OK) {
-            char key[WAITER_KEY_LEN];
-            inbox_key(key, u->inbox);
-            waiters_wake(srv->waiters, key, WAKE_COMMIT);
-            log_debug("item committed, seq %llu", (unsigned long long)seq);
-        }
-    }
+    if (st == CHUTE_OK && !u->deferred && *offset == u->limit)
+        st = commit_whole(srv, u->inbox, u->item);
     blob_writer_close(u->w);
     busy_release(u);
     free(u);
@@ -318,7 +471,7 @@ static enum MHD_Result finish_patch(request *r)
             return reply_error_with(r, 507, "the relay's storage is full; resume later", extra);
         return reply_error_with(r, 500, "cannot store the bytes", extra);
     }
-    return reply_offset(r, 204, offset, NULL);
+    return reply_offset(r, 204, offset);
 }
 
 void routes_item_patch_end(request *r)
@@ -331,6 +484,40 @@ void routes_item_patch_end(request *r)
 
 /* --- receiving ---------------------------------------------------------------- */
 
+static bool set_size_and_meta(json_t *e, const store_item *it)
+{
+    char *meta = base64_encode(it->meta ? it->meta : (const uint8_t *)"", it->meta_len);
+    bool ok = meta && json_object_set_new(e, "size", json_integer((json_int_t)it->size)) == 0 &&
+              json_object_set_new(e, "meta", json_string(meta)) == 0;
+    free(meta);
+    return ok;
+}
+
+/* What a partial listing adds: complete, the durable offset, deferred. */
+static bool set_progress(json_t *e, const store_item *it)
+{
+    bool complete = it->state == ITEM_PENDING;
+    uint64_t offset = complete ? it->size : it->offset;
+    return json_object_set_new(e, "complete", json_boolean(complete)) == 0 &&
+           json_object_set_new(e, "offset", json_integer((json_int_t)offset)) == 0 &&
+           (!it->deferred || json_object_set_new(e, "deferred", json_true()) == 0);
+}
+
+/* One listed item. sender: which send token made it, so the owner picks the
+ * peer (and its link key) without trying every key. A deferred item (listed
+ * only with partial) has no size and no meta yet. */
+static json_t *list_entry_json(const store_item *it, bool partial)
+{
+    json_t *e = json_pack("{s:s,s:I,s:I,s:s}", "item", it->id, "seq", (json_int_t)it->seq,
+                          "created", (json_int_t)it->created, "sender", it->sender);
+    if (e && ((!it->deferred && !set_size_and_meta(e, it)) ||
+              (partial && !set_progress(e, it)))) {
+        json_decref(e);
+        return NULL;
+    }
+    return e;
+}
+
 static json_t *list_json(const store_item *items, size_t n, uint64_t after, bool partial)
 {
     json_t *arr = json_array(), *o = json_object();
@@ -342,27 +529,12 @@ static json_t *list_json(const store_item *items, size_t n, uint64_t after, bool
     }
     for (size_t i = 0; i < n; i++) {
         const store_item *it = &items[i];
-        char *meta = base64_encode(it->meta ? it->meta : (const uint8_t *)"", it->meta_len);
-        /* sender: which send token made the item, so the owner picks the
-         * peer (and its link key) without trying every key. */
-        json_t *e = meta ? json_pack("{s:s,s:I,s:I,s:s,s:I,s:s}", "item", it->id, "seq",
-                                     (json_int_t)it->seq, "size", (json_int_t)it->size,
-                                     "meta", meta, "created", (json_int_t)it->created,
-                                     "sender", it->sender)
-                         : NULL;
-        free(meta);
-        if (!e) {
+        json_t *e = list_entry_json(it, partial);
+        if (!e || json_array_append_new(arr, e) != 0) {
             json_decref(arr);
             json_decref(o);
             return NULL;
         }
-        if (partial) {
-            bool complete = it->state == ITEM_PENDING;
-            json_object_set_new(e, "complete", json_boolean(complete));
-            json_object_set_new(e, "offset",
-                                json_integer((json_int_t)(complete ? it->size : it->offset)));
-        }
-        json_array_append_new(arr, e);
         if (it->seq > cursor)
             cursor = it->seq;
     }
@@ -553,8 +725,7 @@ enum MHD_Result routes_item(request *r)
     } else if (r->route.id == RELAY_R_ITEM_STATUS) {
         rc = reply_json(r, 200, item_state_json(&it));
     } else if (strcmp(m, "HEAD") == 0) {
-        uint64_t off = it.state == ITEM_PENDING || it.state == ITEM_DELIVERED ? it.size : it.offset;
-        rc = reply_offset(r, 200, off, &it.size);
+        rc = reply_head(r, &it);
     } else if (strcmp(m, "DELETE") == 0) {
         rc = retire(r, &c, &it);
     } else {
