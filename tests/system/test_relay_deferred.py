@@ -44,8 +44,10 @@ def listed_by_id(inbox, **kw):
 
 # --- create ----------------------------------------------------------------------
 
-def test_deferred_create_starts_uploading_at_offset_zero(sender):
+def test_deferred_create_starts_uploading_at_offset_zero(inbox, sender):
     item = new_item_id()
+    r = inbox.owner.put(inbox.item_path(item), {"deferred": True})
+    assert (r.status, r.json) == (404, NOT_FOUND)  # only a send token creates
     r = create_deferred(sender, item)
     assert r.status == 201, r
     assert r.json == {"item": item, "offset": 0, "state": "uploading", "deferred": True}
@@ -64,6 +66,8 @@ def test_deferred_false_is_an_ordinary_create(sender):
                        {"deferred": False, "size": 5, "meta": b64(b"m")})
     assert r.status == 201, r
     assert r.json == {"item": item, "size": 5, "offset": 0, "state": "uploading"}
+    r = create_deferred(sender, item)
+    assert (r.status, r.json["state"]) == (409, "uploading"), r  # declared, not deferred
 
 
 @pytest.mark.parametrize("body", [
@@ -81,6 +85,7 @@ def test_malformed_deferred_creates_are_refused(sender, body):
     assert r.status == 400, (body, r)
     assert "error" in r.json
     assert sender.status(item).status == 404
+    assert create_deferred(sender, item).status == 201  # the id was left free
 
 
 def test_deferred_create_over_a_declared_item_conflicts(sender):
@@ -107,11 +112,6 @@ def test_deferred_create_over_another_senders_item_or_a_tombstone_conflicts(inbo
     assert inbox.ack(acked).status == 204
     r = create_deferred(a, acked)
     assert (r.status, r.json["state"]) == (409, "delivered"), r
-
-
-def test_the_owner_token_cannot_create_deferred(inbox):
-    r = inbox.owner.put(inbox.item_path(new_item_id()), {"deferred": True})
-    assert (r.status, r.json) == (404, NOT_FOUND)
 
 
 def test_item_quota_applies_to_a_deferred_create(relay_factory):
