@@ -483,7 +483,7 @@ chute_status store_item_declare(store *s, const char *inbox, const char *item,
     if (st == CHUTE_OK)
         st = may_declare(s, inbox, out, sender, n);
     if (st == CHUTE_ERR_EXISTS) {
-        db_finish(s, CHUTE_OK);     /* nothing was written */
+        st = db_finish(s, st);      /* nothing was written; *out says why */
         goto out;
     }
     store_item_clear(out);
