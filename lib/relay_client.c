@@ -45,7 +45,7 @@ typedef struct {
 /* What the header callback picks out. */
 typedef struct {
     uint64_t upload_offset, upload_length;
-    int has_offset, has_length;
+    int has_offset, has_length, deferred;
 } rheaders;
 
 /* A streamed upload: fill gives the bytes at upload position pos. */
@@ -206,10 +206,13 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
 {
     rheaders *h = userdata;
     size_t n = size * nitems;
+    uint64_t v = 0;
     if (header_u64(buf, n, "Upload-Offset", &h->upload_offset))
         h->has_offset = 1;
     else if (header_u64(buf, n, "Upload-Length", &h->upload_length))
         h->has_length = 1;
+    else if (header_u64(buf, n, "Upload-Defer-Length", &v) && v == 1)
+        h->deferred = 1;
     return n;
 }
 
@@ -666,8 +669,10 @@ static chute_status take_item_state(relay_client *c, json_t *j,
     chute_status st = get_str(c, j, "item", out->item, sizeof out->item);
     if (st == CHUTE_OK)
         st = get_str(c, j, "state", out->state, sizeof out->state);
-    long long size = get_int(j, "size", -1), offset = get_int(j, "offset", -1);
-    if (st == CHUTE_OK && (size < 0 || offset < 0 || offset > size)) {
+    out->deferred = json_is_true(json_object_get(j, "deferred"));
+    long long size = out->deferred ? 0 : get_int(j, "size", -1);
+    long long offset = get_int(j, "offset", -1);
+    if (st == CHUTE_OK && (size < 0 || offset < 0 || (!out->deferred && offset > size))) {
         set_error(c, "relay answer has a bad size or offset");
         st = CHUTE_ERR_PROTOCOL;
     }
@@ -698,6 +703,29 @@ chute_status relay_item_create(relay_client *c, const char *inbox,
     if (st != CHUTE_OK)
         return st;
     st = take_item_state(c, j, out);
+    json_decref(j);
+    return st;
+}
+
+chute_status relay_item_create_deferred(relay_client *c, const char *inbox,
+                                        const char *send_token, const char *item,
+                                        relay_item_state *out)
+{
+    char path[PATH_MAX_LEN];
+    chute_status st = item_path(path, inbox, item, "");
+    if (st != CHUTE_OK)
+        return st;
+    json_t *j;
+    rrequest rq = { .method = "PUT", .path = path, .token = send_token,
+                    .json = "{\"deferred\":true}" };
+    st = call(c, &rq, &j, NULL);
+    if (st != CHUTE_OK)
+        return st;
+    st = take_item_state(c, j, out);
+    if (st == CHUTE_OK && !out->deferred) {
+        set_error(c, "relay does not take items of deferred length");
+        st = CHUTE_ERR_PROTOCOL;
+    }
     json_decref(j);
     return st;
 }
@@ -771,14 +799,14 @@ chute_status relay_item_offset(relay_client *c, const char *inbox,
     st = call(c, &rq, NULL, &hdrs);
     if (st != CHUTE_OK)
         return st;
-    if (!hdrs.has_offset || !hdrs.has_length) {
+    if (!hdrs.has_offset || (!hdrs.has_length && !hdrs.deferred)) {
         set_error(c, "relay answer lacks Upload-Offset or Upload-Length");
         return CHUTE_ERR_PROTOCOL;
     }
     if (offset)
         *offset = hdrs.upload_offset;
     if (length)
-        *length = hdrs.upload_length;
+        *length = hdrs.has_length ? hdrs.upload_length : RELAY_LENGTH_DEFERRED;
     return CHUTE_OK;
 }
 
@@ -876,9 +904,14 @@ chute_status relay_items_list(relay_client *c, const char *inbox,
         st = get_str(c, it, "item", li->item, sizeof li->item);
         if (st == CHUTE_OK)
             st = get_str(c, it, "sender", li->sender, sizeof li->sender);
-        long long seq = get_int(it, "seq", -1), size = get_int(it, "size", -1);
+        li->deferred = json_is_true(json_object_get(it, "deferred"));
+        long long seq = get_int(it, "seq", -1);
+        long long size = li->deferred ? 0 : get_int(it, "size", -1);
         const char *meta = json_string_value(json_object_get(it, "meta"));
-        if (st == CHUTE_OK && (seq < 0 || size < 0 || !meta)) {
+        json_t *complete = json_object_get(it, "complete");
+        li->complete = complete ? json_is_true(complete) : 1;
+        if (st == CHUTE_OK && (seq < 0 || size < 0 || (!meta && !li->deferred) ||
+                               (li->deferred && li->complete))) {
             set_error(c, "relay item list entry is malformed");
             st = CHUTE_ERR_PROTOCOL;
         }
@@ -886,13 +919,11 @@ chute_status relay_items_list(relay_client *c, const char *inbox,
             break;
         li->seq = (uint64_t)seq;
         li->size = (uint64_t)size;
-        json_t *complete = json_object_get(it, "complete");
-        li->complete = complete ? json_is_true(complete) : 1;
         long long off = get_int(it, "offset", li->complete ? size : 0);
         li->offset = off < 0 ? 0 : (uint64_t)off;
         li->created = get_int(it, "created", 0);
-        li->meta_b64 = strdup(meta);
-        if (!li->meta_b64)
+        li->meta_b64 = li->deferred ? NULL : strdup(meta);
+        if (!li->deferred && !li->meta_b64)
             st = CHUTE_ERR_NOMEM;
     }
     json_decref(j);

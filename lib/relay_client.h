@@ -24,6 +24,7 @@
 #define CHUTE_RELAY_CLIENT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -98,7 +99,8 @@ chute_status relay_sender_revoke(relay_client *c, const char *inbox,
 typedef struct {
     char item[RELAY_ID_MAX];
     char state[RELAY_STATE_MAX];  /* uploading|pending|delivered|expired|cancelled */
-    uint64_t size, offset;
+    uint64_t size, offset;        /* size 0 while deferred */
+    bool deferred;                /* created without a size: not declared yet */
 } relay_item_state;
 
 /* PUT: create (or repeat the same create). meta_b64 is standard base64. */
@@ -106,6 +108,13 @@ chute_status relay_item_create(relay_client *c, const char *inbox,
                                const char *send_token, const char *item,
                                uint64_t size, const char *meta_b64,
                                relay_item_state *out);
+
+/* PUT {"deferred":true}: create an item whose size and meta are declared
+ * later (by relay_item_create with them, once the file is closed), so its
+ * bytes can go while it is still being written (PROTOCOL §6.5). */
+chute_status relay_item_create_deferred(relay_client *c, const char *inbox,
+                                        const char *send_token, const char *item,
+                                        relay_item_state *out);
 
 /* PATCH: send len bytes read from fd at file_offset (pread, streamed, never
  * all in memory) as the bytes at upload offset `offset`. *new_offset gets
@@ -130,7 +139,9 @@ chute_status relay_item_append_source(relay_client *c, const char *inbox,
                                       relay_fill_fn fill, void *ctx,
                                       uint64_t *new_offset);
 
-/* HEAD: durable offset and declared length. */
+/* HEAD: durable offset and declared length (RELAY_LENGTH_DEFERRED for an
+ * item whose length is not declared yet). */
+#define RELAY_LENGTH_DEFERRED UINT64_MAX
 chute_status relay_item_offset(relay_client *c, const char *inbox,
                                const char *token, const char *item,
                                uint64_t *offset, uint64_t *length);
@@ -155,6 +166,7 @@ typedef struct {
     char item[RELAY_ID_MAX];
     uint64_t seq, size, offset;
     int complete;
+    int deferred;                 /* size not declared yet: size 0, meta_b64 NULL */
     long long created;
     char sender[RELAY_ID_MAX];    /* the sender id whose send token made it */
     char *meta_b64;               /* owned by the list */

@@ -59,6 +59,13 @@ static void item_id(char out[33])
     sodium_bin2base64(out, 33, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+static const relay_listed_item *find_listed(const relay_item_list *l, const char *item)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (strcmp(l->items[i].item, item) == 0) return &l->items[i];
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 || sodium_init() < 0) {
@@ -181,6 +188,40 @@ int main(int argc, char **argv)
                                     &off) == CHUTE_ERR_IO);
     EXPECT("and the relay kept nothing of it",
            relay_item_offset(c, ib.inbox, s.send_token, item5, &off, &len) == CHUTE_OK && off == 0);
+
+    /* an item of deferred length: created, appended, listed and declared */
+    char item6[33];
+    item_id(item6);
+    made_body grown = {0};
+    EXPECT("create of deferred length",
+           relay_item_create_deferred(c, ib.inbox, s.send_token, item6, &is) == CHUTE_OK &&
+           is.deferred && is.offset == 0 && is.size == 0 && strcmp(is.state, "uploading") == 0);
+    EXPECT("append to it without a size",
+           relay_item_append_source(c, ib.inbox, s.send_token, item6, 0, 20000, make_body,
+                                    &grown, &off) == CHUTE_OK && off == 20000);
+    EXPECT("its offset, and no length yet",
+           relay_item_offset(c, ib.inbox, ib.owner_token, item6, &off, &len) == CHUTE_OK &&
+           off == 20000 && len == RELAY_LENGTH_DEFERRED);
+    EXPECT("its status says deferred",
+           relay_item_status(c, ib.inbox, ib.owner_token, item6, &is) == CHUTE_OK &&
+           is.deferred && is.offset == 20000);
+    relay_item_list dl;
+    const relay_listed_item *li = NULL;
+    EXPECT("a partial listing shows it deferred, without size or meta",
+           relay_items_list(c, ib.inbox, ib.owner_token, 0, 0, 1, &dl) == CHUTE_OK &&
+           (li = find_listed(&dl, item6)) && li->deferred && !li->complete && !li->meta_b64 &&
+           li->offset == 20000);
+    relay_item_list_free(&dl);
+    EXPECT("declared with its size and meta, then appended to the end",
+           relay_item_create(c, ib.inbox, s.send_token, item6, 60000, "bWV0YQ==", &is)
+               == CHUTE_OK && !is.deferred && is.size == 60000 && is.offset == 20000 &&
+           relay_item_append_source(c, ib.inbox, s.send_token, item6, 20000, 40000, make_body,
+                                    &grown, &off) == CHUTE_OK && off == 60000);
+    EXPECT("and listed whole, with its meta",
+           relay_items_list(c, ib.inbox, ib.owner_token, 0, 0, 0, &dl) == CHUTE_OK &&
+           (li = find_listed(&dl, item6)) && !li->deferred && li->complete &&
+           li->size == 60000 && li->meta_b64 && strcmp(li->meta_b64, "bWV0YQ==") == 0);
+    relay_item_list_free(&dl);
 
     relay_inbox_info info;
     EXPECT("inbox get", relay_inbox_get(c, ib.inbox, ib.owner_token, &info) == CHUTE_OK &&
