@@ -158,6 +158,20 @@ static int write_part(void *ctx, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* Where a followed item stands: CHUTE_OK while it is still uploading (or
+ * the relay did not say: the follow goes on, within its limits),
+ * CHUTE_ERR_EXISTS once committed, CHUTE_ERR_NOT_FOUND once gone
+ * (cancelled by its sender, expired). */
+static chute_status follow_state(session *s, const relay_listed_item *li)
+{
+    relay_item_state now;
+    chute_status st = relay_item_status(s->rc, s->dev.inbox, s->dev.owner_token, li->item, &now);
+    note_reach(s->d, st);
+    if (st == CHUTE_ERR_NOT_FOUND) return st;
+    if (st || strcmp(now.state, "uploading") == 0) return CHUTE_OK;
+    return strcmp(now.state, "pending") == 0 ? CHUTE_ERR_EXISTS : CHUTE_ERR_NOT_FOUND;
+}
+
 /* Fetch the rest of the blob through the sink. A complete item comes in
  * one request (resumed after a cut). An item still uploading (a partial
  * listing, PROTOCOL §6.6) is followed: its durable prefix, then whatever
@@ -187,6 +201,11 @@ static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sin
         if (p->off > before) {
             idle = 0;
             pause = FOLLOW_PAUSE_FIRST_MS;
+        } else if (li->deferred && (st = follow_state(s, li)) != CHUTE_OK) {
+            /* Committed: its next listing has the meta to finish it with,
+             * and the rest of its bytes. Gone: dropped. */
+            *later = st == CHUTE_ERR_EXISTS;
+            return *later ? CHUTE_OK : st;
         }
         if (idle >= FOLLOW_IDLE_MS || followed >= FOLLOW_MAX_MS) {
             *later = true;
@@ -240,9 +259,10 @@ static chute_status receive_item(session *s, const devstate_peer *p,
     *reason = NULL;
     struct stat sb;
     if (fstat(fd, &sb) != 0) return CHUTE_ERR_IO;
-    part_sink sink = {.fd = fd, .off = (uint64_t)sb.st_size, .size = li->size,
-                      .payload = UINT64_MAX};
-    if (sink.off > li->size) {   /* not this blob's prefix: start over */
+    /* A deferred item has no size yet: the relay's max_item_size bounds it. */
+    part_sink sink = {.fd = fd, .off = (uint64_t)sb.st_size,
+                      .size = li->deferred ? UINT64_MAX : li->size, .payload = UINT64_MAX};
+    if (sink.off > sink.size) {   /* not this blob's prefix: start over */
         if (ftruncate(fd, 0) != 0) return CHUTE_ERR_IO;
         sink.off = 0;
     }
@@ -304,11 +324,15 @@ static chute_status download_item(session *s, const relay_listed_item *li)
         drop_part(s, li->item);
         return ack(s, li->item, quarantined && !seen);
     }
-    if (!li->complete && li->size < FOLLOW_MIN_BYTES) return CHUTE_OK;
-    chute_meta *m = malloc(sizeof *m);
-    if (!m) return CHUTE_ERR_NOMEM;
+    if (!li->complete && !li->deferred && li->size < FOLLOW_MIN_BYTES) return CHUTE_OK;
+    /* A deferred item is still being written at the sender: no meta yet.
+     * Its prefix is stored as it grows; its commit lists it again, with
+     * the meta that lets it be checked and shown. */
+    chute_meta *m = li->deferred ? NULL : malloc(sizeof *m);
+    if (!m && !li->deferred) return CHUTE_ERR_NOMEM;
     const char *reason = NULL;
-    st = receive_open_meta(li->meta_b64, p, li->item, s->dev.recipient, m, &reason);
+    st = m ? receive_open_meta(li->meta_b64, p, li->item, s->dev.recipient, m, &reason)
+           : CHUTE_OK;
     if (st) {
         free(m);
         return reason ? quarantine(s, p, li->item, reason) : st;
@@ -322,7 +346,7 @@ static chute_status download_item(session *s, const relay_listed_item *li)
     char final[META_PATH_MAX + 1];
     st = receive_item(s, p, li, m, fd, &later, final, sizeof final, &reason);
     close(fd);
-    sodium_memzero(m, sizeof *m);
+    if (m) sodium_memzero(m, sizeof *m);
     free(m);
     if (later) return CHUTE_OK;        /* listed again once complete */
     if (st == CHUTE_ERR_EXISTS) st = CHUTE_OK;   /* committed by an earlier run */

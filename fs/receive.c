@@ -76,8 +76,10 @@ static chute_status check_output(receiving *r, size_t n)
         uint8_t mac[AGE_MAC_BYTES];
         if (age_decryptor_header_mac(r->d, mac) == CHUTE_OK) {
             /* The meta names the blob it was sealed for: another blob,
-             * even a valid one for us, is not this item. */
-            if (sodium_memcmp(mac, r->m->header_mac, AGE_MAC_BYTES) != 0) {
+             * even a valid one for us, is not this item. Without a meta
+             * yet (an item of deferred length) the check waits for the
+             * resume that has it: nothing is committed before. */
+            if (r->m && sodium_memcmp(mac, r->m->header_mac, AGE_MAC_BYTES) != 0) {
                 r->reason = "blob's header MAC differs from the meta's";
                 return CHUTE_ERR_AUTH;
             }
@@ -88,7 +90,7 @@ static chute_status check_output(receiving *r, size_t n)
         }
     }
     if (!n) return CHUTE_OK;
-    if (n > r->m->size - r->total) {
+    if (r->m && n > r->m->size - r->total) {
         r->reason = "blob's size differs from the meta's";
         return CHUTE_ERR_MALFORMED;
     }
@@ -122,8 +124,10 @@ chute_status receive_begin(cache *c, const char *peer, const char *item,
     if (!r) return CHUTE_ERR_NOMEM;
     r->m = m;
     chute_status st = age_decryptor_new(&r->d, id, 1);
-    /* Never the last chunk: the decryptor must see it to know the end. */
-    uint64_t max = resume && m->size ? (m->size - 1) / CACHE_CHUNK : 0;
+    /* Never the last chunk: the decryptor must see it to know the end.
+     * Without a meta the end is not known: keep all. */
+    uint64_t max = !resume ? 0 : !m ? UINT64_MAX / CACHE_CHUNK
+                 : m->size ? (m->size - 1) / CACHE_CHUNK : 0;
     if (!st) st = cache_item_resume(c, peer, item, max, &r->t, &r->stored);
     if (st) r->t = NULL;
     if (!st) st = storer_start(r->t, &r->store);
@@ -152,7 +156,7 @@ chute_status receive_feed(receiving *r, const uint8_t *in, size_t len,
 chute_status receive_finish(receiving *r, char *final_path, size_t cap,
                             const char **reason)
 {
-    chute_status st = CHUTE_OK;
+    chute_status st = r->m ? CHUTE_OK : CHUTE_ERR_ARG;   /* nothing shows without one */
     bool done = false;
     while (!st && !done) {
         age_io io = {0};

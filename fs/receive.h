@@ -34,7 +34,11 @@ chute_status receive_open_meta(const char *meta_b64, const devstate_peer *peer,
 
 typedef struct receiving receiving;
 
-/* m and id must outlive the receiving. CHUTE_ERR_EXISTS: the item was
+/* m and id must outlive the receiving. m is NULL for an item whose size
+ * and meta are not declared yet (deferred, PROTOCOL §6.5): its chunks are
+ * decrypted and stored, but it can only be suspended, and is finished by
+ * a resume that has the meta (which checks the header MAC then).
+ * CHUTE_ERR_EXISTS: the item was
  * committed before. resume: keep the whole chunks an earlier try stored
  * (receive_stored_chunks), to be skipped once the header is fed again
  * (receive_skip_stored); otherwise they are dropped. */

@@ -156,13 +156,17 @@ class World:
         assert r.returncode == 0, r.stderr.decode(errors="replace")
         return json.loads(r.stdout)["item"]
 
-    def send_paused(self, src, pause_at, name="big.bin", variant="good"):
+    def send_paused(self, src, pause_at, name="big.bin", variant="good", deferred=False):
         """chute_send in the background, stalled after uploading pause_at
-        bytes: a PausedSend, to use in a with block."""
+        bytes: a PausedSend, to use in a with block. deferred: the item is
+        created without a size and declared after the pause, as a file
+        sent while it is written."""
         tag = os.urandom(4).hex()
         err, go = self.tmp / f"send-{tag}.stderr", self.tmp / f"go-{tag}"
         args = [str(self.sender), str(self.abroad.home), self.to, str(src), "--name", name,
                 "--variant", variant, "--pause-at", str(pause_at), "--pause-file", str(go)]
+        if deferred:
+            args.append("--deferred")
         with open(err, "wb") as f:
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=f)
         wait_until(lambda: b"paused" in err.read_bytes() or proc.poll() is not None,
@@ -480,6 +484,41 @@ def test_download_follows_an_upload_in_progress_and_shows_nothing_until_whole(wo
     assert sha_of(world.inbox / "big.bin") == digest
     wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
     assert world.rx.parts() == []
+
+
+def test_download_follows_an_item_of_deferred_length_and_shows_it_once_declared(world):
+    src, digest = big_file(world.tmp, 24)
+    world.rx.mount()
+    with world.send_paused(src, 16 << 20, deferred=True) as sender:
+        # no size, no meta yet: the prefix is decrypted and stored anyway
+        wait_until(lambda: stored_chunks(world) >= 128, timeout=20 * SLOW,
+                   what="the prefix of the deferred item to be stored")
+        (li,) = listed_items(world)
+        assert li["deferred"] and "meta" not in li
+        assert os.listdir(world.inbox) == []
+        assert "stored: 0\n" in world.rx.status()
+        assert sender.resume() == 0              # declared, then the rest
+    wait_until(lambda: stored(world, 1), timeout=60 * SLOW, what="the whole item")
+    assert os.listdir(world.inbox) == ["big.bin"]
+    assert sha_of(world.inbox / "big.bin") == digest
+    wait_until(lambda: world.item_state(li["item"]) == "delivered", timeout=10, what="the ack")
+    assert world.rx.parts() == []
+
+
+@pytest.mark.parametrize("variant, why", [("mac", "header MAC differs"),
+                                          ("size", "size differs")])
+def test_deferred_item_whose_meta_does_not_match_its_blob_is_quarantined(world, variant, why):
+    src, _ = big_file(world.tmp, 12)
+    world.rx.mount()
+    with world.send_paused(src, 8 << 20, variant=variant, deferred=True) as sender:
+        wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
+                   what="the prefix of the deferred item to be stored")
+        sender.resume()
+    wait_until(lambda: "quarantined: 1\n" in world.rx.status(), timeout=30 * SLOW,
+               what="the quarantine once the meta came")
+    assert why in world.rx.status()
+    assert os.listdir(world.inbox) == []
+    assert stored_chunks(world) == 0 and world.rx.parts() == []
 
 
 def test_stalled_upload_does_not_hold_up_other_items(world):

@@ -6,7 +6,7 @@
  *
  *   chute_send HOME PEER FILE [--name PATH] [--item ID] [--variant V]
  *              [--blob-out F] [--mode OCTAL] [--mtime SECONDS] [--no-upload]
- *              [--pause-at N --pause-file F]
+ *              [--pause-at N --pause-file F] [--deferred]
  *
  * V: good (default); wrong-key (meta sealed under another key);
  * flip (one payload byte flipped); truncate (the blob's last 100 bytes cut);
@@ -18,6 +18,10 @@
  * --pause-at N: upload the first N bytes, print {"paused":N} on stderr, and
  * go on only once F exists (at most 120 s): an upload in progress, for the
  * tests of a receiver that follows one.
+ * --deferred: create the item without a size (PROTOCOL §6.5), upload
+ * every byte but the last chunk's worth, then declare size and meta and
+ * send the rest, as chutefs does for a file sent while it is written
+ * (with --pause-at, the pause comes before the declare).
  * Prints {"item":..., "blob_size":N, "header_mac":"<hex>"} on stdout. */
 #include <fcntl.h>
 #include <getopt.h>
@@ -47,7 +51,7 @@ typedef struct {
     const char *name, *item, *variant, *blob_out;
     long mode;
     long long mtime;
-    int no_upload;
+    int no_upload, deferred;
     uint64_t pause_at;
     const char *pause_file;
 } options;
@@ -113,10 +117,20 @@ static chute_status upload(const devstate_peer *p, const char *item, const char 
     chute_status st = relay_client_new(&cfg, &c);
     if (st) return st;
     relay_item_state is;
-    st = relay_item_create(c, p->inbox, p->send_token, item, size, meta_b64, &is);
+    /* Deferred: the last 64 KiB + 16 go after the declare, as the last
+     * chunk's flag would wait for the file's end. */
+    uint64_t early = size > 65552 ? size - 65552 : 0;
+    bool declared = !o->deferred;
+    st = o->deferred ? relay_item_create_deferred(c, p->inbox, p->send_token, item, &is)
+                     : relay_item_create(c, p->inbox, p->send_token, item, size, meta_b64, &is);
     uint64_t off = st ? 0 : is.offset;
     bool paused = false;
-    while (!st && off < size) {
+    while (!st && (off < size || !declared)) {
+        if (!declared && (off >= early || (o->pause_file && paused))) {
+            st = relay_item_create(c, p->inbox, p->send_token, item, size, meta_b64, &is);
+            declared = true;
+            continue;
+        }
         if (o->pause_file && !paused && off >= o->pause_at) {
             fprintf(stderr, "{\"paused\":%llu}\n", (unsigned long long)off);
             st = wait_for_file(o->pause_file);
@@ -125,6 +139,7 @@ static chute_status upload(const devstate_peer *p, const char *item, const char 
         }
         uint64_t n = size - off > (64u << 20) ? (64u << 20) : size - off;
         if (o->pause_file && !paused && n > o->pause_at - off) n = o->pause_at - off;
+        if (!declared && n > early - off) n = early - off;
         st = relay_item_append_fd(c, p->inbox, p->send_token, item, off, blob, (off_t)off, n,
                                   &off);
     }
@@ -206,7 +221,8 @@ int main(int argc, char **argv)
         {"variant", required_argument, NULL, 'v'}, {"blob-out", required_argument, NULL, 'b'},
         {"mode", required_argument, NULL, 'm'}, {"mtime", required_argument, NULL, 't'},
         {"no-upload", no_argument, NULL, 'u'}, {"pause-at", required_argument, NULL, 'p'},
-        {"pause-file", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0},
+        {"pause-file", required_argument, NULL, 'f'}, {"deferred", no_argument, NULL, 'd'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -220,6 +236,7 @@ int main(int argc, char **argv)
         case 'u': o.no_upload = 1; break;
         case 'p': o.pause_at = strtoull(optarg, NULL, 10); break;
         case 'f': o.pause_file = optarg; break;
+        case 'd': o.deferred = 1; break;
         default: return 2;
         }
     }
