@@ -27,14 +27,18 @@ static const char SCHEMA[] =
     " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',"
     " next_attempt INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
     " updated INTEGER NOT NULL, relay_cancel INTEGER NOT NULL DEFAULT 0,"
-    " age_header BLOB, age_nonce BLOB, file_key BLOB);"
+    " age_header BLOB, age_nonce BLOB, file_key BLOB,"
+    " growing INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS queue_by_path ON queue(peer, path, state);"
     "CREATE INDEX IF NOT EXISTS queue_by_state ON queue(state, created);";
 
 #define COLS "id,peer,path,state,size,blob_size,progress,mode,mtime_sec," \
              "mtime_nsec,header_mac,meta,attempts,last_error,next_attempt," \
-             "created,updated,relay_cancel"
+             "created,updated,relay_cancel,growing"
 #define ACTIVE "state IN (0,1,2)"
+/* Active and sealed: what the outbox shows as queued at a path. A growing
+ * row belongs to the open file that is sending it (queue.h). */
+#define SEALED ACTIVE " AND growing=0"
 
 /* Every public call holds mu: the connection is shared by the mount's
  * threads, and a statement of one thread must never land inside another
@@ -45,10 +49,12 @@ static const char SCHEMA[] =
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 /* A queue made before items kept their plaintext (blob sealed at close)
- * lacks the age columns: add them, empty, so its rows still go (as .age). */
+ * lacks the age columns: add them, empty, so its rows still go (as .age);
+ * one made before files were sent while written lacks `growing`. */
 static chute_status migrate(sqlite3 *db)
 {
-    static const char *const cols[] = {"age_header", "age_nonce", "file_key"};
+    static const char *const cols[] = {"age_header", "age_nonce", "file_key", "growing"};
+    static const char *const types[] = {"BLOB", "BLOB", "BLOB", "INTEGER NOT NULL DEFAULT 0"};
     chute_status st = db_exec(db, "BEGIN IMMEDIATE");
     for (size_t i = 0; !st && i < sizeof cols / sizeof *cols; i++) {
         sqlite3_stmt *s;
@@ -62,8 +68,8 @@ static chute_status migrate(sqlite3 *db)
         sqlite3_finalize(s);
         if (rc == SQLITE_ROW) continue;
         if (rc != SQLITE_DONE) { st = CHUTE_ERR_DB; break; }
-        char sql[96];
-        snprintf(sql, sizeof sql, "ALTER TABLE queue ADD COLUMN %s BLOB", cols[i]);
+        char sql[128];
+        snprintf(sql, sizeof sql, "ALTER TABLE queue ADD COLUMN %s %s", cols[i], types[i]);
         st = db_exec(db, sql);
     }
     if (!st) st = db_exec(db, "COMMIT");
@@ -143,6 +149,7 @@ static void load_row(sqlite3_stmt *s, queue_item *it)
     it->created = sqlite3_column_int64(s, 15);
     it->updated = sqlite3_column_int64(s, 16);
     it->relay_cancel = sqlite3_column_int(s, 17) != 0;
+    it->growing = sqlite3_column_int(s, 18) != 0;
 }
 
 /* Run a one-row SELECT with text parameters; load the row or NOT_FOUND. */
@@ -196,7 +203,7 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(q->db,
             "INSERT INTO queue(" COLS ",age_header,age_nonce,file_key) "
-            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,?,?)",
+            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,?,?,?)",
             -1, &s, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     int64_t t = now_s();
@@ -213,10 +220,11 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
     sqlite3_bind_int64(s, 11, t);
     sqlite3_bind_int64(s, 12, t);
     if (age) {   /* else NULLs: a legacy row whose blob is sealed/<id>.age */
-        sqlite3_bind_blob(s, 13, age->header, (int)age->header_len, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 14, age->nonce, AGE_NONCE_BYTES, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 15, age->file_key, AGE_FILE_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 14, age->header, (int)age->header_len, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 15, age->nonce, AGE_NONCE_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 16, age->file_key, AGE_FILE_KEY_BYTES, SQLITE_STATIC);
     }
+    sqlite3_bind_int(s, 13, it->growing ? 1 : 0);
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT) return CHUTE_ERR_EXISTS;
@@ -229,7 +237,7 @@ chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
                           char replaced[QUEUE_ID_LEN + 1])
 {
     if (!q || !it || strlen(it->id) != QUEUE_ID_LEN || !it->peer[0] ||
-        !it->path[0] || !it->meta_len ||
+        !it->path[0] || (!it->meta_len && !it->growing) || (it->growing && !age) ||
         (age && (!age->header_len || age->header_len > QUEUE_AGE_HEADER_MAX)))
         return CHUTE_ERR_ARG;
     if (replaced) replaced[0] = '\0';
@@ -237,8 +245,10 @@ chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
     queue_item *old = malloc(sizeof *old);
     chute_status st = old ? db_exec(q->db, "BEGIN IMMEDIATE") : CHUTE_ERR_NOMEM;
     if (!st) {
-        chute_status f = select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
-                                       ACTIVE " ORDER BY created DESC LIMIT 1",
+        /* A growing file replaces nothing yet: it may never be sealed. */
+        chute_status f = it->growing ? CHUTE_ERR_NOT_FOUND :
+                         select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
+                                       SEALED " ORDER BY created DESC LIMIT 1",
                                     old, it->peer, it->path);
         if (f == CHUTE_OK) {
             st = cancel_locked(q, old->id);
@@ -255,6 +265,62 @@ chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
     return st;
 }
 
+chute_status queue_seal_growing(queue *q, const queue_item *it,
+                                char replaced[QUEUE_ID_LEN + 1])
+{
+    if (!q || !it || !it->peer[0] || !it->path[0] || !it->meta_len ||
+        it->meta_len > META_SEALED_MAX)
+        return CHUTE_ERR_ARG;
+    if (replaced) replaced[0] = '\0';
+    LOCK(q);
+    queue_item *old = malloc(sizeof *old);
+    chute_status st = old ? db_exec(q->db, "BEGIN IMMEDIATE") : CHUTE_ERR_NOMEM;
+    if (!st) {
+        chute_status f = select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
+                                       SEALED " ORDER BY created DESC LIMIT 1",
+                                    old, it->peer, it->path);
+        if (f == CHUTE_OK && strcmp(old->id, it->id) != 0) {
+            st = cancel_locked(q, old->id);
+            if (!st && replaced) snprintf(replaced, QUEUE_ID_LEN + 1, "%s", old->id);
+        } else if (f != CHUTE_OK && f != CHUTE_ERR_NOT_FOUND) {
+            st = f;
+        }
+        sqlite3_stmt *s = st ? NULL : prep_change(q,
+            "UPDATE queue SET growing=0, path=?, size=?, blob_size=?, mode=?, mtime_sec=?,"
+            " mtime_nsec=?, meta=?, updated=? WHERE growing=1 AND " ACTIVE " AND id=?");
+        if (!st && !s) st = CHUTE_ERR_DB;
+        if (s) {
+            sqlite3_bind_text(s, 1, it->path, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 2, (sqlite3_int64)it->size);
+            sqlite3_bind_int64(s, 3, (sqlite3_int64)it->blob_size);
+            sqlite3_bind_int(s, 4, (int)it->mode);
+            sqlite3_bind_int64(s, 5, it->mtime_sec);
+            sqlite3_bind_int(s, 6, (int)it->mtime_nsec);
+            sqlite3_bind_blob(s, 7, it->meta, (int)it->meta_len, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 8, now_s());
+            sqlite3_bind_text(s, 9, it->id, -1, SQLITE_STATIC);
+            st = step_change(q, s);   /* NOT_FOUND: cancelled meanwhile */
+        }
+        if (!st) st = db_exec(q->db, "COMMIT");
+        if (st) { db_exec(q->db, "ROLLBACK"); if (replaced) replaced[0] = '\0'; }
+    }
+    free(old);
+    UNLOCK(q);
+    return st;
+}
+
+chute_status queue_cancel_growing(queue *q)
+{
+    if (!q) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q,
+        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=? "
+        "WHERE growing=1 AND " ACTIVE);
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, now_s());
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;
+}
+
 chute_status queue_get(queue *q, const char *id, queue_item *out)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
@@ -266,7 +332,7 @@ chute_status queue_find_active(queue *q, const char *peer, const char *path,
 {
     if (!q || !peer || !path) return CHUTE_ERR_ARG;
     return select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
-                         ACTIVE " ORDER BY created DESC LIMIT 1",
+                         SEALED " ORDER BY created DESC LIMIT 1",
                       out, peer, path);
 }
 
@@ -492,7 +558,7 @@ chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg)
     queue_item *it = malloc(sizeof *it);
     if (!it) return CHUTE_ERR_NOMEM;
     LOCK(q);
-    if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE " ACTIVE
+    if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE " SEALED
                                   " ORDER BY created, rowid", -1, &s, NULL) != SQLITE_OK) {
         UNLOCK(q);
         free(it);
@@ -516,7 +582,8 @@ chute_status queue_counts(queue *q, queue_counts_t *out)
     LOCK(q);
     sqlite3_stmt *s;
     chute_status st = CHUTE_ERR_DB;
-    if (sqlite3_prepare_v2(q->db, "SELECT state, count(*) FROM queue GROUP BY state",
+    if (sqlite3_prepare_v2(q->db, "SELECT state, count(*) FROM queue WHERE growing=0 "
+                                   "GROUP BY state",
                            -1, &s, NULL) == SQLITE_OK) {
         int rc;
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

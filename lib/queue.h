@@ -14,7 +14,15 @@
  *                                             may hold bytes and needs a DELETE)
  *
  * "Active" means queued, uploading or uploaded: the entry is still listed in
- * the outbox. Every function is thread-safe and each commit is durable
+ * the outbox.
+ *
+ * A *growing* row is a file sent while it is still being written (fs/
+ * growing.h): its age parts are fixed, its size and meta are not yet
+ * (size, blob_size 0, no meta). It is claimed and uploaded like any row,
+ * but find_active, each_active and counts do not see it and it replaces
+ * nothing, until queue_seal_growing fixes its size and meta at the file's
+ * last close (and replaces then). A growing row left by an earlier run is
+ * cancelled at the next start (queue_cancel_growing): its writer is gone. Every function is thread-safe and each commit is durable
  * (synchronous=FULL) before it returns. Nothing here touches the network;
  * the uploader thread drives the transitions. */
 #ifndef CHUTE_QUEUE_H
@@ -62,6 +70,7 @@ typedef struct {
     int64_t     next_attempt;             /* unix seconds; 0 = now */
     int64_t     created, updated;
     bool        relay_cancel;             /* cancelled; relay DELETE owed */
+    bool        growing;                  /* size and meta not known yet */
 } queue_item;
 
 /* How an item's plaintext becomes its age file (lib/age_source.h). The
@@ -94,6 +103,18 @@ const char *queue_state_name(queue_state s);
  * "" if none) so the caller can delete its blob. */
 chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
                           char replaced[QUEUE_ID_LEN + 1]);
+
+/* A growing item (it->growing set, meta_len 0 allowed, age required) is
+ * inserted as such: it replaces nothing.
+ *
+ * queue_seal_growing: the growing row it->id becomes an ordinary one with
+ * it's path, size, blob_size, mode, mtime and meta; an active item at that
+ * path is replaced (as queue_insert). CHUTE_ERR_NOT_FOUND if the row is no
+ * longer growing and active (cancelled meanwhile): nothing changes. */
+chute_status queue_seal_growing(queue *q, const queue_item *it,
+                                char replaced[QUEUE_ID_LEN + 1]);
+/* At start, before any file is open: growing rows of an earlier run. */
+chute_status queue_cancel_growing(queue *q);
 
 chute_status queue_get(queue *q, const char *id, queue_item *out);
 

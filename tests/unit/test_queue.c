@@ -18,6 +18,16 @@ static queue *fresh(void)
     return q;
 }
 
+/* A queue of its own, for tests that count or claim everything in it. */
+static queue *fresh_named(const char *name)
+{
+    queue *q = NULL;
+    char p[96];
+    snprintf(p, sizeof p, "%s/%s.db", dbpath, name);
+    CHECK_EQ_INT(queue_open(p, &q), CHUTE_OK);
+    return q;
+}
+
 static void item(queue_item *it, const char *peer, const char *path)
 {
     memset(it, 0, sizeof *it);
@@ -247,6 +257,101 @@ static void test_queue_of_the_previous_version_is_migrated_not_lost(void)
     }
 }
 
+static queue_age some_age(void)
+{
+    queue_age a;
+    memset(&a, 0, sizeof a);
+    a.header_len = 100;
+    randombytes_buf(a.header, a.header_len);
+    randombytes_buf(a.file_key, sizeof a.file_key);
+    return a;
+}
+
+/* A file sent while written: claimed like any row, invisible at its path
+ * and replacing nothing until sealed, then an ordinary item that replaces
+ * the older one at its (new) path. */
+static void test_growing_row_is_claimed_hidden_then_sealed_in_place(void)
+{
+    queue *q = fresh_named("growing");
+    queue_item old, g, got;
+    queue_age age = some_age();
+    item(&old, "home", "log.txt");
+    CHECK_EQ_INT(queue_insert(q, &old, &age, NULL), CHUTE_OK);
+    item(&g, "home", "log.txt");
+    g.growing = true;
+    g.size = g.blob_size = 0;
+    g.meta_len = 0;
+    CHECK_EQ_INT(queue_insert(q, &g, NULL, NULL), CHUTE_ERR_ARG);   /* needs its age parts */
+    char replaced[QUEUE_ID_LEN + 1] = "x";
+    CHECK_EQ_INT(queue_insert(q, &g, &age, replaced), CHUTE_OK);
+    CHECK(replaced[0] == '\0');                       /* the older item stays queued */
+    CHECK_EQ_INT(queue_find_active(q, "home", "log.txt", &got), CHUTE_OK);
+    CHECK(strcmp(got.id, old.id) == 0);
+    queue_counts_t n;
+    CHECK_EQ_INT(queue_counts(q, &n), CHUTE_OK);
+    CHECK(n.queued == 1);                              /* still being written */
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);    /* the older one first */
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, g.id) == 0 && got.growing && got.state == QUEUE_UPLOADING);
+    CHECK_EQ_INT(queue_set_progress(q, g.id, 4096), CHUTE_OK);
+
+    /* closed under another name: sealed there, replacing nothing at log.txt */
+    snprintf(g.path, sizeof g.path, "%s", "log-final.txt");
+    g.size = 1000; g.blob_size = 1200; g.mode = 0600;
+    memcpy(g.meta, "sealed", 6); g.meta_len = 6;
+    CHECK_EQ_INT(queue_seal_growing(q, &g, replaced), CHUTE_OK);
+    CHECK(replaced[0] == '\0');
+    CHECK_EQ_INT(queue_get(q, g.id, &got), CHUTE_OK);
+    CHECK(!got.growing && got.state == QUEUE_UPLOADING && got.progress == 4096);
+    CHECK(got.size == 1000 && got.blob_size == 1200 && got.meta_len == 6);
+    CHECK(strcmp(got.path, "log-final.txt") == 0);
+    CHECK_EQ_INT(queue_seal_growing(q, &g, replaced), CHUTE_ERR_NOT_FOUND);   /* once */
+
+    /* one more at log.txt, sealed there: the older item is replaced */
+    queue_item h;
+    item(&h, "home", "log.txt");
+    h.growing = true;
+    CHECK_EQ_INT(queue_insert(q, &h, &age, NULL), CHUTE_OK);
+    h.growing = false;
+    CHECK_EQ_INT(queue_seal_growing(q, &h, replaced), CHUTE_OK);
+    CHECK(strcmp(replaced, old.id) == 0);
+    CHECK_EQ_INT(queue_get(q, old.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_CANCELLED && got.relay_cancel);
+    queue_close(q);
+}
+
+/* Growing rows a crash left: cancelled at the next start, the relay copy
+ * owed a DELETE once any attempt was made; sealed rows are untouched. */
+static void test_growing_rows_of_an_earlier_run_are_cancelled(void)
+{
+    queue *q = fresh_named("crashed");
+    queue_item a, b, c, got;
+    queue_age age = some_age();
+    item(&a, "home", "never-claimed.bin");
+    item(&b, "home", "claimed.bin");
+    item(&c, "home", "sealed.bin");
+    a.growing = b.growing = true;
+    CHECK_EQ_INT(queue_insert(q, &a, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &c, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);   /* a */
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "down", 0), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);   /* a again */
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "down", 0), CHUTE_OK);
+    queue_close(q);
+    q = fresh_named("crashed");
+    CHECK_EQ_INT(queue_cancel_growing(q), CHUTE_OK);
+    CHECK_EQ_INT(queue_cancel_growing(q), CHUTE_OK);          /* none left: still OK */
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_CANCELLED && got.relay_cancel);  /* attempted */
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_CANCELLED && !got.relay_cancel); /* never sent */
+    CHECK_EQ_INT(queue_get(q, c.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED);
+    CHECK_EQ_INT(queue_seal_growing(q, &a, NULL), CHUTE_ERR_NOT_FOUND);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -258,6 +363,8 @@ int main(void)
     RUN(test_insert_replaces);
     RUN(test_age_parts_round_trip_and_legacy_rows_have_none);
     RUN(test_queue_of_the_previous_version_is_migrated_not_lost);
+    RUN(test_growing_row_is_claimed_hidden_then_sealed_in_place);
+    RUN(test_growing_rows_of_an_earlier_run_are_cancelled);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
