@@ -21,6 +21,7 @@ typedef struct peers peers;
 typedef struct ofiles ofiles;
 typedef struct uploader uploader;
 typedef struct downloader downloader;
+typedef struct growing_table growing_table;
 
 typedef struct {
     char home[PATH_MAX];      /* the device state folder */
@@ -37,6 +38,7 @@ typedef struct {
     pthread_mutex_t seal_mu;
     int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
     uploader *up;             /* background sender (fs/uploader.h); NULL if off */
+    growing_table *growing;   /* files sent while written (fs/growing.h) */
     relay_reach reach;        /* does the relay answer? both workers report */
     downloader *dl;           /* the background downloader (fs/downloader.h) */
 } chutefs;

@@ -22,6 +22,7 @@
 #include "downloader.h"
 #include "ops.h"
 #include "peers.h"
+#include "growing.h"
 #include "ofiles.h"
 #include "uploader.h"
 
@@ -111,7 +112,11 @@ static int open_all(chutefs *fs, const char *home_opt)
         return -1;
     if ((st = queue_open(db, &fs->q)) || (st = cache_open(inbox_db, &fs->c)) ||
         (st = cache_adopt_legacy(fs->c, db)) ||
-        (st = peers_open(fs->ds, &fs->peers)) || (st = ofiles_new(&fs->open))) {
+        (st = peers_open(fs->ds, &fs->peers)) || (st = ofiles_new(&fs->open)) ||
+        (st = growing_table_new(&fs->growing)) ||
+        /* Before any file is open: a file an earlier run was sending
+         * while written was never closed by it. */
+        (st = queue_cancel_growing(fs->q))) {
         fprintf(stderr, "chutefs: %s: %s\n", fs->c ? inbox_db : db, chute_strstatus(st));
         return -1;
     }
@@ -123,6 +128,7 @@ static int open_all(chutefs *fs, const char *home_opt)
 static void close_all(chutefs *fs)
 {
     ofiles_free(fs->open);
+    growing_table_free(fs->growing);
     peers_close(fs->peers);
     cache_close(fs->c);
     queue_close(fs->q);

@@ -31,6 +31,13 @@ typedef struct ofile {
                             is truncated to 0 and written anew */
     bool unlinked;
     ino_t ino;           /* the inode at the staging path, as the mount last put it */
+    /* Sent while written (fs/growing.h): only while every write since the
+     * file was opened went to its end, one at a time. */
+    bool appending;
+    bool grow_starting;  /* seal_grow_start runs for it */
+    int writes_in_flight;
+    unsigned long long append_end;   /* the file's size, as the writes made it */
+    struct growing *g;   /* its early send, one reference; NULL if none */
     struct ofile *next;
 } ofile;
 

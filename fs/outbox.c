@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "growing.h"
 #include "handle.h"
 #include "pagecache.h"
 #include "names.h"
@@ -37,6 +38,62 @@ static const char *base_of(const char *rel)
 }
 
 static bool sendable(const char *rel) { return !names_is_temporary(base_of(rel)); }
+
+/* ---- sending while written (growing.h) ---------------------------------
+ * Under ofiles_lock: f is no longer only appended to. Its early send, if
+ * any, is handed to the caller, to be cancelled (seal_grow_cancel) once
+ * the lock is let go. */
+static growing *stop_growing(ofile *f)
+{
+    growing *g = f->g;
+    f->g = NULL;
+    f->appending = false;
+    return g;
+}
+
+/* Under ofiles_lock, after a whole append made f append_end bytes long:
+ * should it start going now? */
+static bool should_grow(chutefs *fs, const ofile *f)
+{
+    return fs->up && !f->g && !f->grow_starting && f->appending &&
+           f->append_end >= GROWING_MIN_BYTES &&
+           !f->unlinked && !f->write_failed && sendable(f->path);
+}
+
+/* With the content lock held (the inode at the path is the one written):
+ * start sending it; a failure only means it goes at its close. */
+static void start_growing(chutefs *fs, ofile *f)
+{
+    ofiles_lock(fs->open);
+    bool go = should_grow(fs, f);
+    char *peer = go ? strdup(f->peer) : NULL, *rel = go ? strdup(f->path) : NULL;
+    uint64_t size = f->append_end;
+    if (go) f->grow_starting = true;
+    ofiles_unlock(fs->open);
+    if (!go) return;
+    growing *g = NULL;
+    if (peer && rel && seal_grow_start(fs, peer, rel, size, &g) != CHUTE_OK) g = NULL;
+    free(peer);
+    free(rel);
+    ofiles_lock(fs->open);
+    /* Meanwhile another write, a truncate or an unlink may have come
+     * (stop_growing found nothing to stop then, but ended appending). */
+    f->grow_starting = false;
+    bool keep = g && f->appending && !f->unlinked && !f->write_failed && sendable(f->path);
+    if (keep) {
+        f->g = g;
+        g = NULL;
+    }
+    uint64_t now = f->append_end;
+    growing *tell = keep ? f->g : NULL;
+    if (tell) growing_ref(tell);
+    ofiles_unlock(fs->open);
+    seal_grow_cancel(fs, g);
+    if (tell) {
+        growing_grew(tell, now);
+        growing_release(fs->growing, tell);
+    }
+}
 
 /* ---- copy-on-write ----------------------------------------------------
  * A sealed item's plaintext is a hard link to its staging file (seal.c).
@@ -169,6 +226,7 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
     else ofiles_content_shared(fs->open);
     struct stat sb;
     int rc = 0;
+    growing *stopped = NULL;
     if (trunc && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink > 1)
         rc = staging_unshare(fs, path, false);
     /* O_APPEND is the kernel's business with writeback off: it sends the
@@ -182,10 +240,17 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
         if (h->of) h->of->ino = sb.st_ino;   /* what is at the path now */
         if (h->of && (created || trunc)) h->of->dirty = true;
         if (h->of && trunc) h->of->write_failed = false;   /* written anew */
+        if (h->of && h->of->opens == 1) {   /* appends from here on may go early */
+            h->of->appending = true;
+            h->of->append_end = (unsigned long long)sb.st_size;
+        } else if (h->of && trunc) {
+            stopped = stop_growing(h->of);   /* emptied under another handle */
+        }
         ofiles_unlock(fs->open);
         if (!h->of) rc = -ENOMEM;
     }
     ofiles_content_unlock(fs->open);
+    seal_grow_cancel(fs, stopped);
     if (rc) { if (h->fd >= 0) close(h->fd); free(h); return rc; }
     fi->fh = (uint64_t)(uintptr_t)h;
     return 0;
@@ -221,16 +286,43 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     handle *h = (handle *)(uintptr_t)fi->fh;
     int rc = handle_begin(fs, h, CHANGE);
     if (rc) return rc;
+    ofile *of = h->of;
+    /* An append, alone in flight, keeps the file fit to go early; any
+     * other write ends that. */
+    ofiles_lock(fs->open);
+    bool append = of->appending && (uint64_t)off == of->append_end && !of->writes_in_flight;
+    growing *stopped = append ? NULL : stop_growing(of);
+    if (append) of->writes_in_flight++;
+    ofiles_unlock(fs->open);
     ssize_t n = pwrite(h->fd, buf, size, off);
     rc = n < 0 ? -errno : (int)n;
     /* Write-behind and drop-behind: the fsync of the seal at close finds
      * little left to do, and a big file does not fill memory. */
     if (n > 0) pagecache_wrote(h->fd, off, off + n);
     ofiles_lock(fs->open);
-    if (n > 0) h->of->dirty = true;
-    if (n < 0) h->of->write_failed = true;
+    if (n > 0) of->dirty = true;
+    if (n < 0) of->write_failed = true;
+    growing *grew = NULL;
+    bool start = false;
+    if (append) {
+        of->writes_in_flight--;
+        if (n == (ssize_t)size) {
+            of->append_end += (uint64_t)n;
+            if ((grew = of->g)) growing_ref(grew);
+            start = should_grow(fs, of);
+        } else if (!stopped) {
+            stopped = stop_growing(of);   /* short or failed: not what was meant */
+        }
+    }
+    uint64_t end = of->append_end;
     ofiles_unlock(fs->open);
+    if (grew) {
+        growing_grew(grew, end);
+        growing_release(fs->growing, grew);
+    }
+    if (start) start_growing(fs, of);
     ofiles_content_unlock(fs->open);
+    seal_grow_cancel(fs, stopped);
     return rc;
 }
 
@@ -245,8 +337,12 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         ofiles_lock(fs->open);
         if (!rc) h->of->dirty = true;
         if (!rc && size == 0) h->of->write_failed = false;
+        /* To its own size changes nothing (some copiers end so). */
+        growing *stopped = (uint64_t)size == h->of->append_end && !rc ? NULL
+                           : stop_growing(h->of);
         ofiles_unlock(fs->open);
         ofiles_content_unlock(fs->open);
+        seal_grow_cancel(fs, stopped);
         return rc;
     }
     STAGE(fs, peer, rel, path);
@@ -264,8 +360,10 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
     ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
     if (of) { of->dirty = true; of->ino = sb.st_ino; }
     if (of && size == 0) of->write_failed = false;
+    growing *stopped = of ? stop_growing(of) : NULL;
     ofiles_unlock(fs->open);
     ofiles_content_unlock(fs->open);
+    seal_grow_cancel(fs, stopped);
     if (rc) return rc;
     if (!of && sendable(rel) && seal_file(fs, peer, rel) != CHUTE_OK) return -EIO;
     return 0;
@@ -280,15 +378,22 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens)
     ofile *of = h->of;
     /* After a failed write (the writer was told) the file is not what it
      * meant to send: it stays local, never sent cut short. */
-    bool go = of->opens <= last_opens && of->dirty && !of->unlinked && !of->write_failed &&
-              sendable(of->path);
+    bool last = of->opens <= last_opens;
+    bool go = last && of->dirty && !of->unlinked && !of->write_failed && sendable(of->path);
     char *peer = go ? strdup(of->peer) : NULL, *rel = go ? strdup(of->path) : NULL;
     if (go) of->dirty = false;
+    /* The last close ends an early send: sealed with the file, or not. */
+    growing *g = last ? of->g : NULL;
+    if (last) of->g = NULL;
+    uint64_t size = of->append_end;
     ofiles_unlock(fs->open);
-    if (!go) return 0;
+    if (!go) {
+        seal_grow_cancel(fs, g);
+        return 0;
+    }
     int rc = 0;
-    if (!peer || !rel) rc = -ENOMEM;
-    else if (seal_file(fs, peer, rel) != CHUTE_OK) rc = -EIO;
+    if (!peer || !rel) { rc = -ENOMEM; seal_grow_cancel(fs, g); }
+    else if (seal_file_grown(fs, peer, rel, g, size) != CHUTE_OK) rc = -EIO;
     if (rc) {   /* not queued: the next close tries again */
         ofiles_lock(fs->open);
         of->dirty = true;
@@ -343,8 +448,10 @@ int outbox_unlink(chutefs *fs, const char *peer, const char *rel)
     ofiles_lock(fs->open);
     ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
     if (of) of->unlinked = true;   /* still-open handles never seal it */
+    growing *stopped = of ? stop_growing(of) : NULL;
     ofiles_unlock(fs->open);
     ofiles_content_unlock(fs->open);
+    seal_grow_cancel(fs, stopped);
     if (rc) return rc;
     /* Deleting before delivery cancels the send; the uploader deletes the
      * relay copy of a cancelled item that got that far. */
@@ -378,12 +485,19 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
     }
     ofiles_lock(fs->open);
     ofile *old = ofiles_find(fs->open, peer, to);
-    if (old) old->unlinked = true;           /* replaced by the rename */
+    growing *replaced = NULL, *hidden = NULL;
+    if (old) {
+        old->unlinked = true;                /* replaced by the rename */
+        replaced = stop_growing(old);
+    }
     ofiles_move(fs->open, peer, from, to);
     ofile *of = ofiles_find(fs->open, peer, to);
     if (of) of->dirty = true;                /* sealed under the new name at close */
+    if (of && !sendable(to)) hidden = stop_growing(of);
     ofiles_unlock(fs->open);
     ofiles_content_unlock(fs->open);
+    seal_grow_cancel(fs, replaced);
+    seal_grow_cancel(fs, hidden);
     /* The item sealed under the old name is not this file any more. */
     seal_cancel(fs, peer, from);
     if (!sendable(to)) {                     /* a normal name became temporary */

@@ -13,6 +13,7 @@
 
 #include "age_header.h"
 #include "age_stream.h"
+#include "growing.h"
 #include "meta.h"
 #include "ofiles.h"
 #include "peers.h"
@@ -183,4 +184,120 @@ chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel)
     if (p) { devstate_peer_wipe(p); free(p); }
     free(it);
     return st;
+}
+
+chute_status seal_grow_start(chutefs *fs, const char *peer, const char *rel,
+                             uint64_t size, growing **out)
+{
+    *out = NULL;
+    char path[PATH_MAX];
+    if (staging_path(fs, peer, rel, path, sizeof path)) return CHUTE_ERR_ARG;
+    if (strlen(rel) > META_PATH_MAX) return CHUTE_ERR_LIMIT;
+    devstate_peer *p = malloc(sizeof *p);
+    queue_item *it = calloc(1, sizeof *it);
+    queue_age *age = malloc(sizeof *age);
+    chute_status st = p && it && age ? CHUTE_OK : CHUTE_ERR_NOMEM;
+    if (!st) st = peers_get(fs->peers, peer, p);
+    int fd = -1;
+    if (!st) {
+        queue_new_id(it->id);
+        snprintf(it->peer, sizeof it->peer, "%s", peer);
+        snprintf(it->path, sizeof it->path, "%s", rel);
+        it->growing = true;
+        st = make_age(p, age, it->header_mac);
+    }
+    if (!st && (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) st = CHUTE_ERR_IO;
+    /* Registered first: a worker that claims the row finds it. */
+    if (!st) st = growing_add(fs->growing, it->id, fd, size, out);
+    if (!st) {
+        fd = -1;   /* the entry's now */
+        st = queue_insert(fs->q, it, age, NULL);
+        if (st) {
+            growing_finish(*out, GROWING_CANCELLED, 0);
+            growing_release(fs->growing, *out);
+            *out = NULL;
+        }
+    }
+    if (fd >= 0) close(fd);
+    if (!st) uploader_wake(fs->up);
+    queue_age_wipe(age);
+    if (p) devstate_peer_wipe(p);
+    free(p);
+    free(it);
+    free(age);
+    return st;
+}
+
+void seal_grow_cancel(chutefs *fs, growing *g)
+{
+    if (!g) return;
+    growing_finish(g, GROWING_CANCELLED, 0);
+    /* Claimed or attempted: its relay copy is owed a DELETE (queue.h). */
+    (void)queue_cancel(fs->q, growing_id(g));
+    growing_release(fs->growing, g);
+    uploader_wake(fs->up);
+}
+
+/* The growing row g becomes an ordinary item, if the staging file is
+ * still the inode it was read from and `size` bytes long. */
+static chute_status seal_grown(chutefs *fs, const char *peer, const char *rel,
+                               const char *path, growing *g, uint64_t size)
+{
+    devstate_peer *p = malloc(sizeof *p);
+    queue_item *it = malloc(sizeof *it);
+    queue_age *age = malloc(sizeof *age);
+    chute_status st = p && it && age ? CHUTE_OK : CHUTE_ERR_NOMEM;
+    if (!st) st = peers_get(fs->peers, peer, p);
+    if (!st) st = presync(path);
+    if (!st) st = queue_get(fs->q, growing_id(g), it);
+    if (!st && !it->growing) st = CHUTE_ERR_NOT_FOUND;
+    if (!st) st = queue_get_age(fs->q, it->id, age);
+    struct stat sb, gb;
+    bool linked = false;
+    char replaced[QUEUE_ID_LEN + 1] = "";
+    pthread_mutex_lock(&fs->seal_mu);
+    if (!st) st = link_plain(fs, path, it->id, &sb);
+    if (!st) linked = true;
+    if (!st && (fstat(growing_fd(g), &gb) != 0 || gb.st_ino != sb.st_ino ||
+                gb.st_dev != sb.st_dev || (uint64_t)sb.st_size != size))
+        st = CHUTE_ERR_REFUSED;   /* not the bytes sent so far */
+    if (!st) {
+        chute_meta m;
+        fill_meta(&m, rel, &sb, it->header_mac);
+        snprintf(it->path, sizeof it->path, "%s", rel);
+        it->size = m.size;
+        it->blob_size = age->header_len + age_payload_size(m.size);
+        it->mode = m.mode;
+        it->mtime_sec = m.mtime_sec;
+        it->mtime_nsec = m.mtime_nsec;
+        st = seal_meta(p, &m, it);
+        if (!st) st = queue_seal_growing(fs->q, it, replaced);
+    }
+    if (st && linked) sealed_unlink(fs, it->id);
+    if (replaced[0]) sealed_unlink(fs, replaced);
+    pthread_mutex_unlock(&fs->seal_mu);
+    queue_age_wipe(age);
+    if (p) devstate_peer_wipe(p);
+    free(p);
+    free(it);
+    free(age);
+    return st;
+}
+
+chute_status seal_file_grown(chutefs *fs, const char *peer, const char *rel,
+                             growing *g, uint64_t size)
+{
+    if (!g) return seal_file(fs, peer, rel);
+    char path[PATH_MAX];
+    chute_status st = staging_path(fs, peer, rel, path, sizeof path) ? CHUTE_ERR_ARG
+                      : strlen(rel) > META_PATH_MAX ? CHUTE_ERR_LIMIT
+                      : seal_grown(fs, peer, rel, path, g, size);
+    if (st) {   /* it goes the usual way, as a new item */
+        seal_grow_cancel(fs, g);
+        return seal_file(fs, peer, rel);
+    }
+    growing_finish(g, GROWING_SEALED, size);
+    growing_release(fs->growing, g);
+    uploader_wake(fs->up);
+    return CHUTE_OK;
 }

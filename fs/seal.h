@@ -14,8 +14,26 @@
 #define CHUTEFS_SEAL_H
 
 #include "chutefs.h"
+#include "growing.h"
 
 chute_status seal_file(chutefs *fs, const char *peer, const char *rel);
+
+/* Sending while written (fs/growing.h). seal_grow_start: peer/rel has
+ * grown to `size` bytes by appends: fix its age parts, queue a growing row
+ * and register it; *out gets the writer's reference. The caller holds the
+ * content lock (shared or exclusive), so the inode at the path is the one
+ * written. seal_file_grown: the last close of such a file, `size` bytes
+ * long: the row is sealed under the same id if the file at the path is
+ * the inode sent so far, with that size; otherwise g is cancelled and the
+ * file sealed afresh (seal_file). Either way g's reference is let go of.
+ * seal_grow_cancel: the file stopped being appended to: g ends cancelled
+ * (its relay copy is deleted) and its reference is let go of. NULL is a
+ * no-op. */
+chute_status seal_grow_start(chutefs *fs, const char *peer, const char *rel,
+                             uint64_t size, growing **out);
+chute_status seal_file_grown(chutefs *fs, const char *peer, const char *rel,
+                             growing *g, uint64_t size);
+void seal_grow_cancel(chutefs *fs, growing *g);
 chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel);
 
 /* Cancel the active item at peer/rel, if any, and delete its sealed file

@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "backoff.h"
+#include "growing.h"
 #include "ofiles.h"
 #include "outbox.h"
 #include "pagecache.h"
@@ -52,6 +53,10 @@
 #define SWEEP_AFTER_MS     2000
 #define PROBE_CAP_MS       (30u * 1000)
 #define TICK_MS            1000
+/* A file sent while written: each PATCH waits for this much more of it,
+ * or for GROW_WAIT_MS, whichever comes first. */
+#define GROW_PATCH_MIN     (4u << 20)
+#define GROW_WAIT_MS       1000
 
 typedef enum { RELAY_UNKNOWN = 0, RELAY_REACHABLE, RELAY_UNREACHABLE } relay_seen;
 
@@ -337,22 +342,24 @@ static void blob_close(blob *b)
     if (b->fd >= 0) close(b->fd);
 }
 
-/* Stream the blob from offset; returns true when the item is whole on the
- * relay (the caller marks it), false after it recorded why not. */
-static bool append_blob(worker *w, relay_client *c, uint64_t offset)
+/* Send the bytes of b from *offset to end, advancing *offset; true when
+ * they are all on the relay, false after it recorded why not (or on a
+ * stop, or a cancel by the user). */
+static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io,
+                       uint64_t end)
 {
     uploader *up = w->up;
     queue *q = up->fs->q;
     queue_item *it = &w->it;
     devstate_peer *p = &w->peer;
-    blob b;
-    if (!blob_open(up, it, offset, &b)) return false;
+    blob b = *bp;
+    uint64_t offset = *offset_io;
     int conflicts = 0;
     bool whole = false;
     while (!whole) {
-        if (offset >= it->blob_size) { whole = true; break; }
+        if (offset >= end) { whole = true; break; }
         if (stopping(up)) break;   /* left uploading: resumed at the next start */
-        uint64_t len = it->blob_size - offset;
+        uint64_t len = end - offset;
         if (!w->patch_bytes) w->patch_bytes = CHUNK_BYTES;
         if (len > w->patch_bytes) len = w->patch_bytes;
         uint64_t got = offset;
@@ -404,8 +411,99 @@ static bool append_blob(worker *w, relay_client *c, uint64_t offset)
                       relay_client_error(c));
         break;
     }
+    *bp = b;
+    *offset_io = offset;
+    return whole;
+}
+
+/* Stream the blob from offset; returns true when the item is whole on the
+ * relay (the caller marks it), false after it recorded why not. */
+static bool append_blob(worker *w, relay_client *c, uint64_t offset)
+{
+    blob b;
+    if (!blob_open(w->up, &w->it, offset, &b)) return false;
+    bool whole = send_range(w, c, &b, &offset, w->it.blob_size);
     blob_close(&b);
     return whole;
+}
+
+/* ---- a file sent while written (growing.h) ------------------------------ */
+
+/* Ciphertext bytes of a file of `size` plaintext bytes so far that are
+ * final already: header, nonce and every chunk it has grown past (the
+ * last chunk's flag waits for the end); *chunks gets how many chunks. */
+static uint64_t growing_ready(size_t header_len, uint64_t size, uint64_t *chunks)
+{
+    *chunks = size ? (size - 1) / AGE_CHUNK_BYTES : 0;
+    return header_len + AGE_NONCE_BYTES + *chunks * AGE_CHUNK_CT_BYTES;
+}
+
+/* The writer let go of a growing row before we found it: sealed (then it
+ * goes on as any item: true, w->it reloaded) or a leftover (cancelled). */
+static bool growing_gone(worker *w)
+{
+    queue *q = w->up->fs->q;
+    if (queue_get(q, w->it.id, &w->it) != CHUTE_OK) return false;
+    if (!w->it.growing) return w->it.state == QUEUE_UPLOADING;
+    (void)queue_cancel(q, w->it.id);
+    return false;
+}
+
+/* Send what the file has of its blob so far, as it grows, until its last
+ * close. True when it was sealed meanwhile (w->it reloaded: the caller
+ * goes on as for any item, from the relay's offset); false once it was
+ * cancelled, failed (recorded), or the uploader stops. */
+static bool send_growing(worker *w, relay_client *c)
+{
+    uploader *up = w->up;
+    queue *q = up->fs->q;
+    queue_item *it = &w->it;
+    devstate_peer *p = &w->peer;
+    growing *g = growing_find(up->fs->growing, it->id);
+    if (!g) return growing_gone(w);
+    relay_item_state rs;
+    memset(&rs, 0, sizeof rs);
+    chute_status st = relay_item_create_deferred(c, p->inbox, p->send_token, it->id, &rs);
+    note_relay(up, c, st);
+    queue_age *age = st ? NULL : malloc(sizeof *age);
+    if (st == CHUTE_ERR_NETWORK) {
+        fail_item(it, q, WAIT_NETWORK, "relay unreachable: %s", relay_client_error(c));
+    } else if (st == CHUTE_ERR_NOT_FOUND) {
+        mark_gone(up, it->peer);
+        fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
+    } else if (st || !age || queue_get_age(q, it->id, age) != CHUTE_OK) {
+        /* Not early, then (an older relay, a quota): it goes at its close. */
+        log_msg("item %s will go when its file is closed: %s", it->id,
+                st ? relay_client_error(c) : "its queue entry is unreadable");
+        (void)queue_cancel(q, it->id);
+        wake_tracker(up);
+        st = CHUTE_ERR_REFUSED;
+    }
+    bool sealed = false;
+    uint64_t offset = rs.offset, size = 0, chunks = 0;
+    if (!st && queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) st = CHUTE_ERR_REFUSED;
+    while (!st && !stopping(up)) {
+        /* Wait for a few MiB more, or a second, or the end. */
+        uint64_t ready = growing_ready(age->header_len, size, &chunks);
+        uint64_t want = ready >= offset + GROW_PATCH_MIN ? 0 : size + GROW_PATCH_MIN;
+        growing_end end = growing_wait(g, want, GROW_WAIT_MS, &size);
+        if (end != GROWING_OPEN) { sealed = end == GROWING_SEALED; break; }
+        ready = growing_ready(age->header_len, size, &chunks);
+        if (ready <= offset) continue;
+        /* One byte past the chunks sent: they are sealed as not last. */
+        blob b = {.fd = growing_fd(g), .src = NULL, .err = 0};
+        if (age_source_new(&b.src, age->header, age->header_len, age->nonce, age->file_key,
+                           b.fd, chunks * AGE_CHUNK_BYTES + 1) != CHUTE_OK) {
+            fail_item(it, q, WAIT_NETWORK, "out of memory");
+            break;
+        }
+        bool sent = send_range(w, c, &b, &offset, ready);
+        age_source_free(b.src);
+        if (!sent) break;
+    }
+    if (age) { queue_age_wipe(age); free(age); }
+    growing_release(up->fs->growing, g);
+    return sealed && growing_gone(w);
 }
 
 static void upload_item(worker *w)
@@ -430,6 +528,7 @@ static void upload_item(worker *w)
         devstate_peer_wipe(p);
         return;
     }
+    if (it->growing && !send_growing(w, c)) goto out;
     char meta[sodium_base64_ENCODED_LEN(META_SEALED_MAX, sodium_base64_VARIANT_ORIGINAL)];
     sodium_bin2base64(meta, sizeof meta, it->meta, it->meta_len, sodium_base64_VARIANT_ORIGINAL);
     relay_item_state rs;
@@ -454,6 +553,13 @@ static void upload_item(worker *w)
         if (ss == CHUTE_OK && (strcmp(now.state, "pending") == 0 ||
                                strcmp(now.state, "delivered") == 0)) {
             settle_from_relay(w, now.state);
+            goto out;
+        }
+        if (ss == CHUTE_OK && strcmp(now.state, "uploading") == 0) {
+            /* Ours and uploading: a PATCH cut short a moment ago still
+             * holds it on the relay (a declare waits for it). Soon. */
+            fail_item(it, q, WAIT_NETWORK, "the relay is still finishing an earlier "
+                      "request for this item");
             goto out;
         }
         fail_item(it, q, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",

@@ -8,12 +8,13 @@ leaves its outbox when home has the file. Every wait is bounded.
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import tarfile
 
 import pytest
 
-from conftest import wait_until
+from conftest import SLOW, wait_until
 from pairtool import Device, pair
 from test_sync_upload import RELAY_ARGS, Mount, free_port
 
@@ -170,3 +171,35 @@ def test_blob_tampered_on_the_relay_is_refused_and_its_sender_is_told(two, tmp_p
     # nothing is lost: the file stays in abroad's outbox, with the reason
     assert (two.outbox / "doc.bin").read_bytes() == (tmp_path / "src.bin").read_bytes()
     assert b"refused" in os.getxattr(two.outbox / "doc.bin", "user.chute.error")
+
+
+def stored_prefix_chunks(mount):
+    """Chunks of unfinished downloads in a mount's inbox cache."""
+    try:
+        con = sqlite3.connect(str(mount.home / "inbox.db"), timeout=10)
+        try:
+            return con.execute("SELECT count(*) FROM chunks JOIN data ON chunks.data = data.id "
+                               "WHERE data.complete = 0").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_a_file_still_being_written_is_already_on_its_way_but_arrives_only_whole(two):
+    h = hashlib.sha256()
+    with open(two.outbox / "recording.wav", "wb", buffering=0) as f:
+        for _ in range(24):
+            b = os.urandom(1 << 20)
+            h.update(b)
+            f.write(b)
+        # home has stored a prefix already, and shows nothing of it
+        wait_until(lambda: stored_prefix_chunks(two.rx) >= 128, timeout=30 * SLOW,
+                   what="home to store what came while the file is open")
+        assert os.listdir(two.inbox) == []
+        b = os.urandom(777_777)
+        h.update(b)
+        f.write(b)
+    two.wait_arrived({"recording.wav": h.hexdigest()}, timeout=60 * SLOW)
+    assert stored_prefix_chunks(two.rx) == 0
+    wait_until(lambda: os.listdir(two.outbox) == [], timeout=60, what="abroad's outbox to empty")

@@ -322,7 +322,10 @@ def test_relay_down_during_copy_then_back(sync, tmp_path):
 def test_kill9_while_queued_and_uploading_then_resume_exactly_once(sync, tmp_path):
     relay, m, rcv, _, _ = sync
     big = 200 << 20
-    big_sha = write_random(m.outbox / "big.bin", big)
+    # written under a temporary name and renamed, so none of it goes before
+    # the seal (a big file written in place goes while it is written)
+    big_sha = write_random(m.outbox / "big.bin.part", big)
+    os.rename(m.outbox / "big.bin.part", m.outbox / "big.bin")
     small = {f"s{i}": os.urandom(20000 + i) for i in range(8)}
     for n, d in small.items():
         (m.outbox / n).write_bytes(d)
@@ -539,3 +542,182 @@ def test_proxy_body_limit_makes_patches_smaller_not_the_upload_fail(tmp_path, re
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+# --- a big file goes while it is still being written (fs/growing.h) -------------
+
+GROW = 8 << 20   # GROWING_MIN_BYTES: a file this big by appends starts going
+
+
+def early_items(rcv):
+    """The items of deferred length on the relay: files still being written."""
+    return {i["item"]: i for i in rcv.inbox.listed(partial=True) if i.get("deferred")}
+
+
+def early_item_with_bytes(rcv):
+    e = early_items(rcv)
+    return next((i for i, v in e.items() if v["offset"] > 0), None)
+
+
+@pytest.fixture
+def writers(sync):
+    """Writers still open when a test fails are closed before the unmount
+    (an open file would keep the mount busy)."""
+    ws = []
+    yield ws
+    for w in ws:
+        try:
+            w.close()
+        except OSError:
+            pass
+
+
+class Writer:
+    """An open file in the outbox, written in 1 MiB appends; sha256 of all."""
+
+    def __init__(self, path, writers, mode="wb"):
+        writers.append(self)
+        self.f = open(path, mode, buffering=0)
+        self.h = hashlib.sha256()
+        self.data = bytearray()
+
+    def append(self, mib, keep=False):
+        for _ in range(mib):
+            b = os.urandom(1 << 20)
+            self.h.update(b)
+            if keep:
+                self.data += b
+            self.f.write(b)
+
+    def close(self):
+        self.f.close()
+
+
+def test_a_big_file_goes_while_it_is_written_and_arrives_once(sync, writers):
+    relay, m, rcv, _, _ = sync
+    w = Writer(m.outbox / "growing.bin", writers)
+    w.append(16)
+    # still open: its item is on the relay, of deferred length, with bytes
+    item = wait_until(lambda: early_item_with_bytes(rcv), timeout=30 * SLOW,
+                      what="the early item growing on the relay")
+    assert m.state("growing.bin") == "writing"
+    assert [r["id"] for r in m.rows("growing=1 AND state IN (0,1)")] == [item]
+    assert "growing.bin" not in m.status()      # not queued: still being written
+    assert rcv.complete() == {}
+    w.append(9)                                 # ends inside a chunk
+    w.f.write(b"tail")
+    w.h.update(b"tail")
+    w.close()
+    # the same item, declared at the close and committed; no second one
+    listed = wait_listed(rcv, 1, timeout=60 * SLOW)
+    assert list(listed) == [item]
+    (row,) = m.rows()
+    assert row["id"] == item and row["growing"] == 0 and row["size"] == (25 << 20) + 4
+    assert listed[item]["size"] == row["blob_size"]
+    assert rcv.decrypt_sha(item) == w.h.hexdigest()
+    rcv.ack(item)
+    wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="delivered")
+
+
+def test_a_small_file_is_not_sent_before_its_close(sync, writers):
+    relay, m, rcv, _, _ = sync
+    w = Writer(m.outbox / "small.bin", writers)
+    w.append(GROW // (1 << 20) - 1)
+    time.sleep(1.5)                             # room for a wrong early start
+    assert early_items(rcv) == {} and m.rows() == []
+    w.close()
+    (item,) = wait_listed(rcv, 1)
+    assert rcv.decrypt_sha(item) == w.h.hexdigest()
+
+
+@pytest.mark.parametrize("how", ["write-behind", "truncate", "temporary-name", "unlink"])
+def test_a_change_other_than_an_append_cancels_the_early_item(sync, writers, how):
+    relay, m, rcv, _, _ = sync
+    path = m.outbox / "changed.bin"
+    w = Writer(path, writers, "w+b")
+    w.append(12, keep=True)
+    item = wait_until(lambda: early_item_with_bytes(rcv), timeout=30 * SLOW,
+                      what="the early item growing on the relay")
+    if how == "write-behind":                   # an edit of bytes already sent
+        w.f.seek(1000)
+        w.f.write(b"EDITED")
+        w.data[1000:1006] = b"EDITED"
+        w.f.seek(0, os.SEEK_END)
+    elif how == "truncate":
+        w.f.truncate(5 << 20)
+        del w.data[5 << 20:]
+        w.f.seek(0, os.SEEK_END)
+    elif how == "temporary-name":
+        os.rename(path, m.outbox / "changed.bin.part")
+    else:
+        os.unlink(path)
+    wait_until(lambda: rcv.status(item) == "cancelled", timeout=30 * SLOW,
+               what="the early item cancelled on the relay")
+    tail = os.urandom(300_000)
+    w.f.write(tail)
+    w.data += tail
+    w.close()
+    if how == "temporary-name":                 # the usual way: sent at the rename
+        os.rename(m.outbox / "changed.bin.part", path)
+    if how == "unlink":
+        time.sleep(1.5)
+        assert rcv.complete() == {} and m.rows("state IN (0,1,2)") == []
+        return
+    # the file as it is at its close goes as a new item
+    listed = wait_listed(rcv, 1, timeout=60 * SLOW)
+    (new,) = listed
+    assert new != item
+    assert rcv.decrypt_sha(new) == hashlib.sha256(bytes(w.data)).hexdigest()
+    assert m.rows("id=?", (item,))[0]["state"] == 4
+
+
+def test_kill9_while_a_file_is_written_cancels_its_early_item_at_restart(sync, writers):
+    relay, m, rcv, _, _ = sync
+    w = Writer(m.outbox / "interrupted.bin", writers)
+    w.append(12)
+    item = wait_until(lambda: early_item_with_bytes(rcv), timeout=30 * SLOW,
+                      what="the early item growing on the relay")
+    m.kill9()
+    try:
+        w.close()
+    except OSError:
+        pass                                    # the mount is gone under it
+    m.mount()
+    # never closed: never delivered, and the relay copy goes
+    wait_until(lambda: rcv.status(item) == "cancelled", timeout=30 * SLOW,
+               what="the early item cancelled after the restart")
+    (row,) = m.rows("id=?", (item,))
+    assert row["state"] == 4
+    wait_until(lambda: m.rows("id=?", (item,))[0]["relay_cancel"] == 0, timeout=10,
+               what="the owed cancel done")
+    assert rcv.complete() == {}
+
+
+def test_relay_down_while_a_file_is_written_then_back_delivers_it_once(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    # The writer is a process of its own: starting the relay from this one
+    # closes an inherited copy of the fd, and that flush would seal it.
+    src = tmp_path / "src.bin"
+    digest = write_random(src, 16 << 20)
+    relay.stop()
+    dd = subprocess.Popen(["dd", f"of={m.outbox / 'offline.bin'}", "bs=1M", "iflag=fullblock",
+                           "status=none"], stdin=subprocess.PIPE)
+    try:
+        with open(src, "rb") as f:
+            dd.stdin.write(f.read(12 << 20))
+            dd.stdin.flush()
+            wait_until(lambda: any(r["attempts"] >= 1 and r["growing"] for r in m.rows()),
+                       timeout=20 * SLOW, what="an early attempt while the relay is down")
+            relay.start()
+            item = wait_until(lambda: early_item_with_bytes(rcv), timeout=60 * SLOW,
+                              what="the early item once the relay is back")
+            dd.stdin.write(f.read())
+        dd.stdin.close()
+        assert dd.wait(timeout=60 * SLOW) == 0
+    finally:
+        if dd.poll() is None:
+            dd.kill()
+            dd.wait(timeout=10)
+    listed = wait_listed(rcv, 1, timeout=60 * SLOW)
+    assert list(listed) == [item]
+    assert rcv.decrypt_sha(item) == digest
