@@ -91,6 +91,7 @@ struct uploader {
     uint64_t work_gen, track_gen;
     bool stopping, ready;
     atomic_int stop_flag;      /* set with stopping: cuts requests in flight short */
+    atomic_int growing_sends;  /* workers sending a file still being written */
     /* What the tracker read at boot (not secret). */
     char own_relay[RELAY_URL_MAX];
     char cacert[DEVSTATE_PATH_MAX];
@@ -618,9 +619,17 @@ static void *worker_main(void *arg)
         bool stop = up->stopping;
         pthread_mutex_unlock(&up->mu);
         if (stop) break;
-        chute_status st = queue_claim_next(up->fs->q, (int64_t)time(NULL), &w->it);
+        /* Files still being written may take all workers but one: a
+         * long recording must not hold closed files up. */
+        bool growing_ok = atomic_fetch_add(&up->growing_sends, 1) < UPLOADER_WORKERS - 1;
+        chute_status st = growing_ok
+            ? queue_claim_next(up->fs->q, (int64_t)time(NULL), &w->it)
+            : queue_claim_next_sealed(up->fs->q, (int64_t)time(NULL), &w->it);
+        bool grows = st == CHUTE_OK && w->it.growing;
+        if (!grows) atomic_fetch_sub(&up->growing_sends, 1);   /* the place was not taken */
         if (st == CHUTE_OK) {
             upload_item(w);
+            if (grows) atomic_fetch_sub(&up->growing_sends, 1);
             continue;
         }
         if (st != CHUTE_ERR_NOT_FOUND)

@@ -454,15 +454,17 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_ERR_REFUSED : st;
 }
 
-chute_status queue_claim_next(queue *q, int64_t now, queue_item *out)
+static chute_status claim_next(queue *q, int64_t now, bool growing_too, queue_item *out)
 {
     if (!q || !out) return CHUTE_ERR_ARG;
     pthread_mutex_lock(&q->mu);
     sqlite3_stmt *s = NULL;
     chute_status st = CHUTE_ERR_DB;
-    if (sqlite3_prepare_v2(q->db,
-            "SELECT " COLS " FROM queue WHERE state=0 AND next_attempt<=? "
-            "ORDER BY created, rowid LIMIT 1", -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(q->db, growing_too
+            ? "SELECT " COLS " FROM queue WHERE state=0 AND next_attempt<=? "
+              "ORDER BY created, rowid LIMIT 1"
+            : "SELECT " COLS " FROM queue WHERE state=0 AND growing=0 AND next_attempt<=? "
+              "ORDER BY created, rowid LIMIT 1", -1, &s, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(s, 1, now);
     int rc = sqlite3_step(s);
@@ -477,6 +479,16 @@ out:
     sqlite3_finalize(s);
     pthread_mutex_unlock(&q->mu);
     return st;
+}
+
+chute_status queue_claim_next(queue *q, int64_t now, queue_item *out)
+{
+    return claim_next(q, now, true, out);
+}
+
+chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out)
+{
+    return claim_next(q, now, false, out);
 }
 
 chute_status queue_requeue_interrupted(queue *q)

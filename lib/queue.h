@@ -164,6 +164,8 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
  * puts it back to queued with the error and the next attempt time. */
 chute_status queue_requeue_interrupted(queue *q);
 chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
+/* The same, passing over growing rows (a worker kept for closed files). */
+chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out);
 chute_status queue_set_progress(queue *q, const char *id, uint64_t offset);
 chute_status queue_mark_uploaded(queue *q, const char *id);
 chute_status queue_mark_failed(queue *q, const char *id, const char *error,

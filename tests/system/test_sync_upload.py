@@ -721,3 +721,24 @@ def test_relay_down_while_a_file_is_written_then_back_delivers_it_once(sync, tmp
     listed = wait_listed(rcv, 1, timeout=60 * SLOW)
     assert list(listed) == [item]
     assert rcv.decrypt_sha(item) == digest
+
+
+def test_files_being_written_do_not_hold_up_a_closed_one(sync, writers):
+    relay, m, rcv, _, _ = sync
+    growing = [Writer(m.outbox / f"recording-{i}.wav", writers) for i in range(3)]
+    for w in growing:
+        w.append(10)
+    wait_until(lambda: len(m.rows("growing=1 AND state IN (0,1)")) == 3, timeout=10,
+               what="three files sent while written")
+    (m.outbox / "note.txt").write_bytes(b"closed, so it goes now")
+    # one worker always stays for closed files, however many are open
+    listed = wait_listed(rcv, 1, timeout=20 * SLOW)
+    (note,) = [r["id"] for r in m.rows("path='note.txt'")]
+    assert list(listed) == [note]
+    for w in growing:
+        w.close()
+    listed = wait_listed(rcv, 4, timeout=60 * SLOW)
+    for r in m.rows("state IN (0,1,2)"):
+        if r["path"].startswith("recording-"):
+            i = int(r["path"][len("recording-")])
+            assert rcv.decrypt_sha(r["id"]) == growing[i].h.hexdigest()

@@ -291,6 +291,8 @@ static void test_growing_row_is_claimed_hidden_then_sealed_in_place(void)
     CHECK_EQ_INT(queue_counts(q, &n), CHUTE_OK);
     CHECK(n.queued == 1);                              /* still being written */
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);    /* the older one first */
+    CHECK(strcmp(got.id, old.id) == 0);
+    CHECK_EQ_INT(queue_claim_next_sealed(q, 0, &got), CHUTE_ERR_NOT_FOUND);  /* passed over */
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
     CHECK(strcmp(got.id, g.id) == 0 && got.growing && got.state == QUEUE_UPLOADING);
     CHECK_EQ_INT(queue_set_progress(q, g.id, 4096), CHUTE_OK);
