@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -31,6 +32,9 @@
 #define FOLLOW_PAUSE_MAX_MS   200
 #define FOLLOW_IDLE_MS        5000
 #define FOLLOW_MAX_MS         60000
+/* A followed upload (a file its sender may write for hours) gives way to
+ * items committed meanwhile: checked this often. */
+#define FOLLOW_YIELD_MS       2000
 #define SWEEP_MAX             1000
 /* Less free than this where the cache lives: a local failure is a full disk. */
 #define DISK_LOW_BYTES        (16u << 20)
@@ -58,6 +62,7 @@ typedef struct {
     age_identity id;
     devstate_peer *peers;
     size_t n_peers;
+    uint64_t listed_to;           /* the cursor of the listing being worked through */
 } session;
 
 /* ---- sleeping and backing off ------------------------------------------- */
@@ -172,6 +177,24 @@ static chute_status follow_state(session *s, const relay_listed_item *li)
     return strcmp(now.state, "pending") == 0 ? CHUTE_ERR_EXISTS : CHUTE_ERR_NOT_FOUND;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Have items been committed since the listing being worked through? */
+static bool others_waiting(session *s)
+{
+    relay_item_list l;
+    if (relay_items_list(s->rc, s->dev.inbox, s->dev.owner_token, s->listed_to, 0, 0, &l))
+        return false;
+    bool waiting = l.count > 0;
+    relay_item_list_free(&l);
+    return waiting;
+}
+
 /* Fetch the rest of the blob through the sink. A complete item comes in
  * one request (resumed after a cut). An item still uploading (a partial
  * listing, PROTOCOL §6.6) is followed: its durable prefix, then whatever
@@ -183,7 +206,15 @@ static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sin
 {
     *later = false;
     unsigned pause = FOLLOW_PAUSE_FIRST_MS, idle = 0, followed = 0;
+    int64_t yield_at = mono_ms() + FOLLOW_YIELD_MS;
     while (p->off < p->size) {
+        if (!li->complete && mono_ms() >= yield_at) {
+            yield_at = mono_ms() + FOLLOW_YIELD_MS;
+            if (others_waiting(s)) {   /* fetched at its commit instead */
+                *later = true;
+                return CHUTE_OK;
+            }
+        }
         uint64_t before = p->off;
         chute_status st = relay_item_download(s->rc, s->dev.inbox, s->dev.owner_token,
                                               li->item, p->off, UINT64_MAX, write_part, p);
@@ -460,6 +491,7 @@ static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up
         s->n_peers = 0;
         st = devstate_list_peers(s->ds, &s->peers, &s->n_peers);
     }
+    s->listed_to = l.cursor;
     /* Whole items first: one still uploading must not hold them up. The
      * cursor may pass an unfinished upload: its commit lists it again. */
     for (int pass = 0; pass < 2; pass++)

@@ -203,3 +203,21 @@ def test_a_file_still_being_written_is_already_on_its_way_but_arrives_only_whole
     two.wait_arrived({"recording.wav": h.hexdigest()}, timeout=60 * SLOW)
     assert stored_prefix_chunks(two.rx) == 0
     wait_until(lambda: os.listdir(two.outbox) == [], timeout=60, what="abroad's outbox to empty")
+
+
+def test_an_edit_behind_what_was_sent_starts_it_over_and_home_gets_the_final_bytes(two):
+    data = bytearray(os.urandom(20 << 20))
+    with open(two.outbox / "draft.bin", "w+b", buffering=0) as f:
+        for i in range(0, 16 << 20, 1 << 20):
+            f.write(data[i:i + (1 << 20)])
+        wait_until(lambda: stored_prefix_chunks(two.rx) >= 128, timeout=30 * SLOW,
+                   what="home to store what came while the file is open")
+        f.seek(4096)
+        f.write(b"changed my mind")             # bytes home already has
+        data[4096:4096 + 15] = b"changed my mind"
+        f.seek(0, os.SEEK_END)
+        f.write(data[16 << 20:])
+    two.wait_arrived({"draft.bin": hashlib.sha256(bytes(data)).hexdigest()}, timeout=60 * SLOW)
+    # the first try was dropped at home, nothing of it kept
+    wait_until(lambda: stored_prefix_chunks(two.rx) == 0, timeout=10, what="the dropped try")
+    assert os.listdir(two.inbox) == ["draft.bin"]

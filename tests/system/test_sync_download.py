@@ -156,6 +156,14 @@ class World:
         assert r.returncode == 0, r.stderr.decode(errors="replace")
         return json.loads(r.stdout)["item"]
 
+    def send_slowly(self, src, ms_per_mib, name="slow.bin"):
+        """chute_send in the background, deferred, 1 MiB every ms_per_mib."""
+        err = self.tmp / f"send-{os.urandom(4).hex()}.stderr"
+        with open(err, "wb") as f:
+            return subprocess.Popen([str(self.sender), str(self.abroad.home), self.to, str(src),
+                                     "--name", name, "--deferred", "--slow", str(ms_per_mib)],
+                                    stdout=subprocess.PIPE, stderr=f)
+
     def send_paused(self, src, pause_at, name="big.bin", variant="good", deferred=False):
         """chute_send in the background, stalled after uploading pause_at
         bytes: a PausedSend, to use in a with block. deferred: the item is
@@ -519,6 +527,27 @@ def test_deferred_item_whose_meta_does_not_match_its_blob_is_quarantined(world, 
     assert why in world.rx.status()
     assert os.listdir(world.inbox) == []
     assert stored_chunks(world) == 0 and world.rx.parts() == []
+
+
+def test_a_long_upload_being_followed_gives_way_to_items_committed_meanwhile(world):
+    src, digest = big_file(world.tmp, 64)
+    world.rx.mount()
+    slow = world.send_slowly(src, 250)           # about 16 s of steady progress
+    try:
+        wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
+                   what="the slow upload to be followed")
+        world.send(b"small and whole", name="small.txt")
+        wait_until(lambda: stored(world, 1), timeout=8 * SLOW,
+                   what="the whole item while the other is still followed")
+        assert os.listdir(world.inbox) == ["small.txt"]
+        assert slow.poll() is None               # still uploading
+        assert slow.wait(timeout=60 * SLOW) == 0
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+        slow.wait(timeout=10)
+    wait_until(lambda: stored(world, 2), timeout=60 * SLOW, what="the slow item, once whole")
+    assert sha_of(world.inbox / "slow.bin") == digest
 
 
 def test_stalled_upload_does_not_hold_up_other_items(world):

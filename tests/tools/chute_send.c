@@ -6,7 +6,7 @@
  *
  *   chute_send HOME PEER FILE [--name PATH] [--item ID] [--variant V]
  *              [--blob-out F] [--mode OCTAL] [--mtime SECONDS] [--no-upload]
- *              [--pause-at N --pause-file F] [--deferred]
+ *              [--pause-at N --pause-file F] [--deferred] [--slow MS]
  *
  * V: good (default); wrong-key (meta sealed under another key);
  * flip (one payload byte flipped); truncate (the blob's last 100 bytes cut);
@@ -22,6 +22,8 @@
  * every byte but the last chunk's worth, then declare size and meta and
  * send the rest, as chutefs does for a file sent while it is written
  * (with --pause-at, the pause comes before the declare).
+ * --slow MS: send 1 MiB at a time, MS milliseconds apart (a sender that
+ * keeps an upload going for a while).
  * Prints {"item":..., "blob_size":N, "header_mac":"<hex>"} on stdout. */
 #include <fcntl.h>
 #include <getopt.h>
@@ -52,6 +54,7 @@ typedef struct {
     long mode;
     long long mtime;
     int no_upload, deferred;
+    long slow_ms;
     uint64_t pause_at;
     const char *pause_file;
 } options;
@@ -140,6 +143,8 @@ static chute_status upload(const devstate_peer *p, const char *item, const char 
         uint64_t n = size - off > (64u << 20) ? (64u << 20) : size - off;
         if (o->pause_file && !paused && n > o->pause_at - off) n = o->pause_at - off;
         if (!declared && n > early - off) n = early - off;
+        if (o->slow_ms > 0 && n > (1u << 20)) n = 1u << 20;
+        if (o->slow_ms > 0) usleep((useconds_t)o->slow_ms * 1000);
         st = relay_item_append_fd(c, p->inbox, p->send_token, item, off, blob, (off_t)off, n,
                                   &off);
     }
@@ -222,6 +227,7 @@ int main(int argc, char **argv)
         {"mode", required_argument, NULL, 'm'}, {"mtime", required_argument, NULL, 't'},
         {"no-upload", no_argument, NULL, 'u'}, {"pause-at", required_argument, NULL, 'p'},
         {"pause-file", required_argument, NULL, 'f'}, {"deferred", no_argument, NULL, 'd'},
+        {"slow", required_argument, NULL, 's'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -237,6 +243,7 @@ int main(int argc, char **argv)
         case 'p': o.pause_at = strtoull(optarg, NULL, 10); break;
         case 'f': o.pause_file = optarg; break;
         case 'd': o.deferred = 1; break;
+        case 's': o.slow_ms = strtol(optarg, NULL, 10); break;
         default: return 2;
         }
     }
