@@ -9,7 +9,8 @@
 # The work is done by tests/bench/fs_bench.py (stdlib Python); this script
 # starts the nginx reference and cleans up whatever is left, always.
 # Environment: CHUTE_BUILD (default build), CHUTE_BENCH_BYTES (default 1 GiB),
-# CHUTE_BENCH_LATENCY_FILES (default 40), CHUTE_BENCH_NGINX (nginx binary;
+# CHUTE_BENCH_LATENCY_FILES (default 40), CHUTE_BENCH_E2E_ROUNDS (default 3),
+# CHUTE_BENCH_NGINX (nginx binary;
 # empty: none), TMPDIR (the scratch folder; put it on the disk to measure).
 # Prints table rows; never fails on a number; a missing tool is a row.
 set -euo pipefail
@@ -18,6 +19,7 @@ B=$(realpath -m "${CHUTE_BUILD:-build}")
 BYTES=${CHUTE_BENCH_BYTES:-1073741824}
 NLAT=${CHUTE_BENCH_LATENCY_FILES:-40}
 ROUNDS=${CHUTE_BENCH_INGEST_ROUNDS:-3}
+E2E_ROUNDS=${CHUTE_BENCH_E2E_ROUNDS:-3}
 . tests/bench/nginx.sh
 
 row() { printf '%-44s %14s %14s %8s\n' "$1" "$2" "$3" "$4"; }
@@ -57,7 +59,7 @@ nginx_start "$T/nginx" || true
 # In the background and waited for, so a signal to this script runs the trap
 # at once (bash runs traps only between foreground commands).
 /usr/bin/python3 tests/bench/fs_bench.py --build "$B" --tmp "$T" --bytes "$BYTES" \
-  --latency-files "$NLAT" --ingest-rounds "$ROUNDS" --nginx-url "$NURL" --nginx-root "$NGINX_ROOT" \
+  --latency-files "$NLAT" --ingest-rounds "$ROUNDS" --e2e-rounds "$E2E_ROUNDS" --nginx-url "$NURL" --nginx-root "$NGINX_ROOT" \
   --nginx-why "$NGINX_WHY" --pids "$T/pids" --mounts "$T/mounts" 2>"$T/fs_bench.log" &
 PY_PID=$!
 wait "$PY_PID" || true
