@@ -43,6 +43,7 @@ RELAY_ARGS = ["--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000",
 STATE = "user.chute.state"
 TRACE = os.environ.get("CHUTE_BENCH_TRACE") == "1"   # every phase sample on stderr
 PHASE_POLL = float(os.environ.get("CHUTE_BENCH_PHASE_POLL", "0.02"))  # xattr sampling
+ARRIVAL_POLL = 0.005   # e2e: how often the end is looked for (its resolution)
 
 
 def row(name, chute, ref, ratio):
@@ -486,6 +487,7 @@ class Bench:
         cpu0 = {k: cpu_s(p) for k, p in pids.items()}
         kids0 = children_cpu_s()
         disk0 = disk_written_bytes()
+        self0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()
         w.__enter__()
         cp = subprocess.Popen(["cp", str(self.src), str(self.outbox / name)],
@@ -498,13 +500,15 @@ class Bench:
         t_cp = time.monotonic()
         arrived = None
         if cp.returncode == 0:
-            # bounded tight poll: stat of the inbox entry every 2 ms
+            # bounded poll: stat of the inbox entry every ARRIVAL_POLL (each
+            # one is a FUSE call into the receiver, which is busy storing:
+            # 2 ms polls cost it and this driver about 5 % of a CPU)
             deadline = t_cp + self.timeout_big()
             while time.monotonic() < deadline:
                 if self.visible(name) if receiver else self.state(name) == "on relay":
                     arrived = time.monotonic()
                     break
-                time.sleep(0.002)
+                time.sleep(ARRIVAL_POLL)
         else:
             log(f"cp into the outbox failed: {cp.stderr.read().decode(errors='replace')}")
         self.disk = disk_written_bytes() - disk0
@@ -513,6 +517,9 @@ class Bench:
         # copies count there) is a child's, known once waited for
         self.cpu = {k: cpu_s(p) - cpu0[k] for k, p in pids.items()}
         self.cpu["cp"] = children_cpu_s() - kids0
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        # not in the total: the driver's own polling, for the record
+        self.driver_cpu = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
         if arrived is None:
             log(f"e2e: {name} not whole in home's inbox (sender state: {self.state(name)})")
             return None, None, {}
@@ -662,10 +669,11 @@ class Bench:
             if receiver is not None:
                 name = f"e2e-{r}.bin"
                 res = self.e2e(name, receiver)
-                extra = (getattr(self, "cpu", None), getattr(self, "disk", None))
+                extra = (getattr(self, "cpu", None), getattr(self, "disk", None),
+                         getattr(self, "driver_cpu", None))
                 self.e2e_cleanup(name)
             else:
-                res, extra = (None, None, {}), (None, None)
+                res, extra = (None, None, {}), (None, None, None)
             rounds.append((ng, ng_extra, res, extra))
         self.sample_rss()
         n_tot = median_or_none([x[0][0] for x in rounds])
@@ -678,7 +686,7 @@ class Bench:
                                                              rounds[i][2][0] or 0))
         mid = rounds[by_time[(len(rounds) - 1) // 2]]
         t_e2e, ok, phases = mid[2]
-        self.cpu, self.disk = mid[3]
+        self.cpu, self.disk, self.driver_cpu = mid[3]
         by_ng = sorted(range(len(rounds)), key=lambda i: (rounds[i][0][0] is None,
                                                           rounds[i][0][0] or 0))
         self.nginx_cpu, self.nginx_disk = rounds[by_ng[(len(rounds) - 1) // 2]][1]
@@ -712,6 +720,9 @@ class Bench:
                 ratio(tot, nc) if n_tot is not None else "-")
             for k in sorted(cpu):
                 row(f"fs:     CPU {k}", secs(cpu[k]), "-", "-")
+            dcpu = getattr(self, "driver_cpu", None)
+            if dcpu is not None:
+                row("fs:     CPU bench driver (not in the total)", secs(dcpu), "-", "-")
         disk, ndisk = getattr(self, "disk", None), getattr(self, "nginx_disk", None)
         if t_e2e is not None and disk is not None:
             # three durable copies (outbox, relay, inbox) on one disk here;
