@@ -563,15 +563,14 @@ chute_status queue_relay_cancel_done(queue *q, const char *id)
                            "WHERE state=4 AND id=?", id, 0, 0);
 }
 
-chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg)
+static chute_status each_where(queue *q, const char *sql, queue_visit_fn fn, void *arg)
 {
     if (!q || !fn) return CHUTE_ERR_ARG;
     sqlite3_stmt *s;
     queue_item *it = malloc(sizeof *it);
     if (!it) return CHUTE_ERR_NOMEM;
     LOCK(q);
-    if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE " SEALED
-                                  " ORDER BY created, rowid", -1, &s, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK) {
         UNLOCK(q);
         free(it);
         return CHUTE_ERR_DB;
@@ -585,6 +584,18 @@ chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg)
     sqlite3_finalize(s);
     UNLOCK(q);
     return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg)
+{
+    return each_where(q, "SELECT " COLS " FROM queue WHERE " SEALED
+                         " ORDER BY created, rowid", fn, arg);
+}
+
+chute_status queue_each_growing(queue *q, queue_visit_fn fn, void *arg)
+{
+    return each_where(q, "SELECT " COLS " FROM queue WHERE growing=1 AND " ACTIVE
+                         " ORDER BY created, rowid", fn, arg);
 }
 
 chute_status queue_counts(queue *q, queue_counts_t *out)

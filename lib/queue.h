@@ -183,6 +183,8 @@ chute_status queue_relay_cancel_done(queue *q, const char *id);
  * the walk. Used by the status file and `pairtool status`. */
 typedef int (*queue_visit_fn)(const queue_item *it, void *arg);
 chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg);
+/* The same for the growing rows: files being sent while written. */
+chute_status queue_each_growing(queue *q, queue_visit_fn fn, void *arg);
 
 typedef struct {
     uint64_t queued, uploading, uploaded, delivered, cancelled;

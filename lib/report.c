@@ -42,6 +42,24 @@ static int text_item(const queue_item *it, void *arg)
     return 0;
 }
 
+/* A file still being written, already going: its bytes so far on the relay. */
+static int text_growing(const queue_item *it, void *arg)
+{
+    walk *w = arg;
+    fprintf(w->f, "%s/%s\tsending while written\t%llu bytes on relay", it->peer, it->path,
+            (unsigned long long)it->progress);
+    if (it->last_error[0]) fprintf(w->f, "\tlast error: %s", it->last_error);
+    fputc('\n', w->f);
+    return 0;
+}
+
+static int count_item(const queue_item *it, void *arg)
+{
+    (void)it;
+    ++*(unsigned long long *)arg;
+    return 0;
+}
+
 static int text_quarantined(const char *peer, const char *item, const char *reason,
                             int64_t at, void *arg)
 {
@@ -87,6 +105,12 @@ chute_status report_text(queue *q, cache *c, const char *relay, char **out)
             relay ? relay : "unknown");
     if (qc.queued + qc.uploading + qc.uploaded) fputs("\npending:\n", w.f);
     st = queue_each_active(q, text_item, &w);
+    unsigned long long growing = 0;
+    if (!st) st = queue_each_growing(q, count_item, &growing);
+    if (!st && growing) {
+        fputs("\nwriting:\n", w.f);
+        st = queue_each_growing(q, text_growing, &w);
+    }
     if (!st && cc.quarantined) {
         fputs("\nquarantined:\n", w.f);
         st = cache_quarantine_each(c, text_quarantined, &w);
@@ -95,6 +119,16 @@ chute_status report_text(queue *q, cache *c, const char *relay, char **out)
     if (st) { free(text); return st; }
     *out = text;
     return CHUTE_OK;
+}
+
+static int json_growing(const queue_item *it, void *arg)
+{
+    walk *w = arg;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s}", "id", it->id, "peer", it->peer,
+                          "path", it->path, "uploaded", (json_int_t)it->progress,
+                          "last_error", it->last_error);
+    if (!o || json_array_append_new(w->arr, o) != 0) { w->err = 1; return 1; }
+    return 0;
 }
 
 static int json_item(const queue_item *it, void *arg)
@@ -123,18 +157,23 @@ chute_status report_json(queue *q, cache *c, const char *relay, char **out)
     st = queue_each_active(q, json_item, &w);
     if (!st && w.err) st = CHUTE_ERR_NOMEM;
     if (st) { json_decref(w.arr); return st; }
+    walk wg = {.arr = json_array()};
+    if (!wg.arr) { json_decref(w.arr); return CHUTE_ERR_NOMEM; }
+    st = queue_each_growing(q, json_growing, &wg);
+    if (!st && wg.err) st = CHUTE_ERR_NOMEM;
+    if (st) { json_decref(w.arr); json_decref(wg.arr); return st; }
     walk wq = {.arr = json_array()};
-    if (!wq.arr) { json_decref(w.arr); return CHUTE_ERR_NOMEM; }
+    if (!wq.arr) { json_decref(w.arr); json_decref(wg.arr); return CHUTE_ERR_NOMEM; }
     if (c) st = cache_quarantine_each(c, json_quarantined, &wq);
     if (!st && wq.err) st = CHUTE_ERR_NOMEM;
-    if (st) { json_decref(w.arr); json_decref(wq.arr); return st; }
-    json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o}",
+    if (st) { json_decref(w.arr); json_decref(wg.arr); json_decref(wq.arr); return st; }
+    json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o}",
         "outgoing", (json_int_t)(qc.queued + qc.uploading),
         "on_relay", (json_int_t)qc.uploaded, "delivered", (json_int_t)qc.delivered,
         "incoming", (json_int_t)cc.incoming, "stored", (json_int_t)cc.stored,
         "stored_bytes", (json_int_t)cc.stored_bytes,
         "quarantined", (json_int_t)cc.quarantined,
-        "relay", relay ? relay : "unknown", "pending", w.arr,
+        "relay", relay ? relay : "unknown", "pending", w.arr, "writing", wg.arr,
         "quarantine", wq.arr);
     if (!root) return CHUTE_ERR_NOMEM;   /* "o" stole w.arr even on failure */
     char *s = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);

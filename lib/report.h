@@ -4,7 +4,9 @@
  * Counters (as in the seed's picture): outgoing = items sealed but not yet
  * whole on the relay; on_relay = uploaded, waiting for the peer; incoming =
  * downloads in progress; stored = files in the inbox cache. Then every
- * pending outgoing item with its state, progress and last error. */
+ * pending outgoing item with its state, progress and last error; then
+ * the files sent while still being written ("writing:", with the bytes
+ * of each on the relay so far). */
 #ifndef CHUTE_REPORT_H
 #define CHUTE_REPORT_H
 

@@ -83,6 +83,25 @@ static int print_item(const queue_item *it, void *arg)
     return 0;
 }
 
+/* A file still being written whose bytes already go: no size to show a
+ * bar against yet, only what is on the relay. */
+static int print_growing(const queue_item *it, void *arg)
+{
+    (void)arg;
+    printf("  %s/%s  sending while written, %llu bytes on relay", it->peer, it->path,
+           (unsigned long long)it->progress);
+    if (it->last_error[0]) printf("  (%s)", it->last_error);
+    putchar('\n');
+    return 0;
+}
+
+static int count_growing(const queue_item *it, void *arg)
+{
+    (void)it;
+    ++*(unsigned long long *)arg;
+    return 0;
+}
+
 static int print_queue(queue *q, cache *c)
 {
     queue_counts_t qc;
@@ -96,7 +115,11 @@ static int print_queue(queue *q, cache *c)
            (unsigned long long)cc.incoming, (unsigned long long)cc.stored);
     if (qc.queued + qc.uploading + qc.uploaded) puts("pending:");
     bar_walk w = { .tty = isatty(STDOUT_FILENO) };
-    return queue_each_active(q, print_item, &w) == CHUTE_OK ? 0 : -1;
+    if (queue_each_active(q, print_item, &w) != CHUTE_OK) return -1;
+    unsigned long long growing = 0;
+    if (queue_each_growing(q, count_growing, &growing) != CHUTE_OK) return -1;
+    if (growing) puts("writing:");
+    return queue_each_growing(q, print_growing, NULL) == CHUTE_OK ? 0 : -1;
 }
 
 int cmd_status(const cli_globals *g, int argc, char **argv)

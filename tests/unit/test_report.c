@@ -49,6 +49,29 @@ static void test_text_and_json(void)
                  "uploading 42%") == 0);
     json_decref(j);
     free(t);
+    /* a file sent while written: its own section, with what is on the relay */
+    queue_item g;
+    memset(&g, 0, sizeof g);
+    queue_new_id(g.id);
+    strcpy(g.peer, "home"); strcpy(g.path, "rec.wav");
+    g.growing = true;
+    queue_age age;
+    memset(&age, 0, sizeof age);
+    age.header_len = 3;
+    CHECK_EQ_INT(queue_insert(q, &g, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(report_text(q, c, NULL, &t), CHUTE_OK);
+    CHECK(t && strstr(t, "outgoing: 1\n"));                      /* not counted yet */
+    CHECK(t && strstr(t, "\nwriting:\nhome/rec.wav\tsending while written\t0 bytes on relay\n"));
+    free(t);
+    CHECK_EQ_INT(report_json(q, c, "unknown", &t), CHUTE_OK);
+    j = t ? json_loads(t, 0, NULL) : NULL;
+    json_t *wr = j ? json_object_get(j, "writing") : NULL;
+    CHECK_EQ_INT(json_array_size(wr), 1);
+    CHECK(wr && strcmp(json_string_value(json_object_get(json_array_get(wr, 0), "path")),
+                       "rec.wav") == 0);
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "pending")), 1);
+    json_decref(j);
+    free(t);
     char buf[32];
     got.state = QUEUE_UPLOADED;
     CHECK(strcmp(report_state_text(&got, buf, sizeof buf), "on relay") == 0);
