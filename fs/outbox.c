@@ -300,7 +300,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
      * little left to do, and a big file does not fill memory. */
     if (n > 0) pagecache_wrote(h->fd, off, off + n);
     ofiles_lock(fs->open);
-    if (n > 0) of->dirty = true;
+    if (n > 0) of->dirty = of->written = true;
     if (n < 0) of->write_failed = true;
     growing *grew = NULL;
     bool start = false;
@@ -371,11 +371,23 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
 
 /* Seal if this is the last handle and the file changed. Called from flush
  * (close(2) waits for it) and from release (a fallback when several
- * handles closed at once and no flush saw itself as the last). */
-static int maybe_seal(chutefs *fs, handle *h, int last_opens)
+ * handles closed at once and no flush saw itself as the last).
+ *
+ * A flush of a file that is still empty and was never written waits for
+ * the release: `cmd > file` and `dd of=file` open, dup2 the fd and close
+ * the first one before writing a byte, and that close would have sent an
+ * empty file first (delivered as "file" and the real one as "file (2)"
+ * if it got there before the rest was written). */
+static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
 {
+    struct stat sb;
+    bool empty = at_flush && fstat(h->fd, &sb) == 0 && sb.st_size == 0;
     ofiles_lock(fs->open);
     ofile *of = h->of;
+    if (empty && !of->written) {
+        ofiles_unlock(fs->open);
+        return 0;
+    }
     /* After a failed write (the writer was told) the file is not what it
      * meant to send: it stays local, never sent cut short. */
     bool last = of->opens <= last_opens;
@@ -407,13 +419,13 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens)
 int outbox_flush(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
-    return maybe_seal(fs, h, 1);
+    return maybe_seal(fs, h, 1, true);
 }
 
 int outbox_release(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
-    if (maybe_seal(fs, h, 1) != 0)
+    if (maybe_seal(fs, h, 1, false) != 0)
         fprintf(stderr, "chutefs: a file could not be queued at its last close\n");
     close(h->fd);
     ofiles_lock(fs->open);

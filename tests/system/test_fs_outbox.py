@@ -126,6 +126,17 @@ def test_dd_odd_block_sizes(chute, tmp_path):
     assert chute.decrypt(chute.item("dd2.bin")["id"]) == src.read_bytes()
 
 
+def test_a_shell_redirection_or_dd_queues_the_file_once_not_empty_first(chute):
+    # both open, dup2 onto stdout and close the first fd before any write
+    subprocess.run(f"echo hello > '{chute.outbox}/said.txt'", shell=True, check=True)
+    run("dd", "if=/dev/zero", f"of={chute.outbox / 'zeros.bin'}", "bs=4096", "count=3",
+        "status=none")
+    for name, data in (("said.txt", b"hello\n"), ("zeros.bin", bytes(12288))):
+        rows = chute.rows("path=?", (name,))
+        assert len(rows) == 1, rows   # no empty item sealed (and then replaced) first
+        assert chute.decrypt(rows[0]["id"]) == data
+
+
 def test_python_seek_and_truncate_before_close(chute):
     p = chute.outbox / "edited.bin"
     with open(p, "wb") as f:
@@ -160,6 +171,8 @@ def test_read_only_open_does_not_reseal(chute):
 
 def test_zero_byte_file(chute):
     (chute.outbox / "empty").touch()
+    # an empty file is sealed at its release, which close() does not wait for
+    wait_until(lambda: chute.active_paths() == ["empty"], timeout=5, what="the empty file queued")
     it = chute.item("empty")
     assert it["size"] == 0
     assert chute.decrypt(it["id"]) == b""

@@ -602,7 +602,11 @@ def test_a_big_file_goes_while_it_is_written_and_arrives_once(sync, writers):
                       what="the early item growing on the relay")
     assert m.state("growing.bin") == "writing"
     assert [r["id"] for r in m.rows("growing=1 AND state IN (0,1)")] == [item]
-    assert "growing.bin" not in m.status()      # not queued: still being written
+    # not queued (still being written), but shown as going
+    assert "growing.bin" not in m.status().split("\nwriting:\n")[0]
+    wait_until(lambda: "home/growing.bin\tsending while written\t" in m.status() and
+               not m.status().endswith("\t0 bytes on relay\n"), timeout=10,
+               what="status to show the file going while written")
     assert rcv.complete() == {}
     w.append(9)                                 # ends inside a chunk
     w.f.write(b"tail")
@@ -708,6 +712,15 @@ def test_relay_down_while_a_file_is_written_then_back_delivers_it_once(sync, tmp
             dd.stdin.flush()
             wait_until(lambda: any(r["attempts"] >= 1 and r["growing"] for r in m.rows()),
                        timeout=20 * SLOW, what="an early attempt while the relay is down")
+            # pairtool shows it going, with why it waits (safe to run here:
+            # the open fd is dd's, not this process's)
+            shown = wait_until(lambda: (lambda q: q if q["writing"] and q["writing"][0]
+                                        ["last_error"] else None)(json.loads(
+                                   m.dev.run("status", "--json", check=True).stdout)["queue"]),
+                               timeout=10, what="pairtool status to show the file")
+            assert [x["path"] for x in shown["writing"]] == ["offline.bin"]
+            assert "relay unreachable" in shown["writing"][0]["last_error"]
+            assert shown["pending"] == []
             relay.start()
             item = wait_until(lambda: early_item_with_bytes(rcv), timeout=60 * SLOW,
                               what="the early item once the relay is back")
