@@ -233,6 +233,26 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
 
 static chute_status cancel_locked(queue *q, const char *id);
 
+/* Inside a transaction: the sealed active item at peer/path, unless it is
+ * `keep`, is cancelled (a newer file replaces it); its id into replaced. */
+static chute_status replace_at_path(queue *q, const char *peer, const char *path,
+                                    const char *keep, char replaced[QUEUE_ID_LEN + 1])
+{
+    queue_item *old = malloc(sizeof *old);
+    if (!old) return CHUTE_ERR_NOMEM;
+    chute_status st = select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
+                                    SEALED " ORDER BY created DESC LIMIT 1", old, peer, path);
+    if (st == CHUTE_OK && keep && strcmp(old->id, keep) == 0) st = CHUTE_ERR_NOT_FOUND;
+    if (st == CHUTE_OK) {
+        st = cancel_locked(q, old->id);
+        if (!st && replaced) snprintf(replaced, QUEUE_ID_LEN + 1, "%s", old->id);
+    } else if (st == CHUTE_ERR_NOT_FOUND) {
+        st = CHUTE_OK;
+    }
+    free(old);
+    return st;
+}
+
 chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
                           char replaced[QUEUE_ID_LEN + 1])
 {
@@ -242,25 +262,14 @@ chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
         return CHUTE_ERR_ARG;
     if (replaced) replaced[0] = '\0';
     LOCK(q);
-    queue_item *old = malloc(sizeof *old);
-    chute_status st = old ? db_exec(q->db, "BEGIN IMMEDIATE") : CHUTE_ERR_NOMEM;
+    chute_status st = db_exec(q->db, "BEGIN IMMEDIATE");
     if (!st) {
         /* A growing file replaces nothing yet: it may never be sealed. */
-        chute_status f = it->growing ? CHUTE_ERR_NOT_FOUND :
-                         select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
-                                       SEALED " ORDER BY created DESC LIMIT 1",
-                                    old, it->peer, it->path);
-        if (f == CHUTE_OK) {
-            st = cancel_locked(q, old->id);
-            if (!st && replaced) snprintf(replaced, QUEUE_ID_LEN + 1, "%s", old->id);
-        } else if (f != CHUTE_ERR_NOT_FOUND) {
-            st = f;
-        }
+        if (!it->growing) st = replace_at_path(q, it->peer, it->path, NULL, replaced);
         if (!st) st = insert_row(q, it, age);
         if (!st) st = db_exec(q->db, "COMMIT");
         if (st) { db_exec(q->db, "ROLLBACK"); if (replaced) replaced[0] = '\0'; }
     }
-    free(old);
     UNLOCK(q);
     return st;
 }
@@ -273,18 +282,9 @@ chute_status queue_seal_growing(queue *q, const queue_item *it,
         return CHUTE_ERR_ARG;
     if (replaced) replaced[0] = '\0';
     LOCK(q);
-    queue_item *old = malloc(sizeof *old);
-    chute_status st = old ? db_exec(q->db, "BEGIN IMMEDIATE") : CHUTE_ERR_NOMEM;
+    chute_status st = db_exec(q->db, "BEGIN IMMEDIATE");
     if (!st) {
-        chute_status f = select_one(q, "SELECT " COLS " FROM queue WHERE peer=? AND path=? AND "
-                                       SEALED " ORDER BY created DESC LIMIT 1",
-                                    old, it->peer, it->path);
-        if (f == CHUTE_OK && strcmp(old->id, it->id) != 0) {
-            st = cancel_locked(q, old->id);
-            if (!st && replaced) snprintf(replaced, QUEUE_ID_LEN + 1, "%s", old->id);
-        } else if (f != CHUTE_OK && f != CHUTE_ERR_NOT_FOUND) {
-            st = f;
-        }
+        st = replace_at_path(q, it->peer, it->path, it->id, replaced);
         sqlite3_stmt *s = st ? NULL : prep_change(q,
             "UPDATE queue SET growing=0, path=?, size=?, blob_size=?, mode=?, mtime_sec=?,"
             " mtime_nsec=?, meta=?, updated=? WHERE growing=1 AND " ACTIVE " AND id=?");
@@ -304,7 +304,6 @@ chute_status queue_seal_growing(queue *q, const queue_item *it,
         if (!st) st = db_exec(q->db, "COMMIT");
         if (st) { db_exec(q->db, "ROLLBACK"); if (replaced) replaced[0] = '\0'; }
     }
-    free(old);
     UNLOCK(q);
     return st;
 }
