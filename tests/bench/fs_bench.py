@@ -28,7 +28,6 @@ import resource
 import selectors
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,8 +41,18 @@ RELAY_ARGS = ["--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000",
               "--max-conns-per-ip", "256", "--inbox-quota-items", "1000000"]
 STATE = "user.chute.state"
 TRACE = os.environ.get("CHUTE_BENCH_TRACE") == "1"   # every phase sample on stderr
+PERF_CTL = os.environ.get("CHUTE_BENCH_PERF_CTL")    # perf record --control fifo
+
 PHASE_POLL = float(os.environ.get("CHUTE_BENCH_PHASE_POLL", "0.02"))  # xattr sampling
 ARRIVAL_POLL = 0.005   # e2e: how often the end is looked for (its resolution)
+
+
+def perf_ctl(cmd):
+    """Switch a `perf record -D -1 --control fifo:PERF_CTL` on or off, so a
+    profile holds only the end-to-end transfer."""
+    if PERF_CTL:
+        with open(PERF_CTL, "w") as f:
+            f.write(cmd + "\n")
 
 
 def row(name, chute, ref, ratio):
@@ -107,18 +116,38 @@ def wait_until(pred, timeout, interval=0.01):
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def disk_written_bytes():
-    """Bytes written to the machine's block devices so far (whole disks
-    only, /sys/block/*/stat field 7; loop and ram devices left out)."""
-    total = 0
+def disk_io_bytes():
+    """(read, written) bytes of the machine's block devices so far (whole
+    disks only, /sys/block/*/stat fields 3 and 7; loop and ram devices
+    left out)."""
+    rd = wr = 0
     for d in Path("/sys/block").iterdir():
         if d.name.startswith(("loop", "ram", "zram")):
             continue
         try:
-            total += int((d / "stat").read_text().split()[6]) * 512
+            f = (d / "stat").read_text().split()
+            rd += int(f[2]) * 512
+            wr += int(f[6]) * 512
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return rd, wr
+
+
+def disk_io_since(before):
+    now = disk_io_bytes()
+    return now[0] - before[0], now[1] - before[1]
+
+
+def read_bytes(pid):
+    """Bytes a live process (its threads included) had read from storage."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def cpu_s(pid):
@@ -485,9 +514,11 @@ class Bench:
         subprocess.run(["sync"])
         pids = self.rss_pids()
         cpu0 = {k: cpu_s(p) for k, p in pids.items()}
+        rd0 = {k: read_bytes(p) for k, p in pids.items()}
         kids0 = children_cpu_s()
-        disk0 = disk_written_bytes()
+        disk0 = disk_io_bytes()
         self0 = resource.getrusage(resource.RUSAGE_SELF)
+        perf_ctl("enable")
         t0 = time.monotonic()
         w.__enter__()
         cp = subprocess.Popen(["cp", str(self.src), str(self.outbox / name)],
@@ -511,11 +542,14 @@ class Bench:
                 time.sleep(ARRIVAL_POLL)
         else:
             log(f"cp into the outbox failed: {cp.stderr.read().decode(errors='replace')}")
-        self.disk = disk_written_bytes() - disk0
+        perf_ctl("disable")
+        self.disk = disk_io_since(disk0)
         w.__exit__()
         # CPU of each process over the run; cp's own (the FUSE writes' kernel
         # copies count there) is a child's, known once waited for
         self.cpu = {k: cpu_s(p) - cpu0[k] for k, p in pids.items()}
+        log("disk reads by process: " + ", ".join(
+            "%s %.0f MiB" % (k, (read_bytes(p) - rd0[k]) / MiB) for k, p in pids.items()))
         self.cpu["cp"] = children_cpu_s() - kids0
         self1 = resource.getrusage(resource.RUSAGE_SELF)
         # not in the total: the driver's own polling, for the record
@@ -555,7 +589,7 @@ class Bench:
         npids = nginx_pids(self.a.nginx_root) if self.a.nginx_root else []
         ncpu0 = sum(cpu_s(p) for p in npids)
         kids0 = children_cpu_s()
-        disk0 = disk_written_bytes()
+        disk0 = disk_io_bytes()
         t0 = time.monotonic()
         r1 = subprocess.run([curl, "-sS", "-f", "-o", "/dev/null", "-T", str(self.src),
                              f"{self.a.nginx_url}/dav/big"], capture_output=True,
@@ -564,7 +598,7 @@ class Bench:
         r2 = subprocess.run([curl, "-sS", "-f", "-o", str(down), f"{self.a.nginx_url}/dav/big"],
                             capture_output=True, timeout=self.timeout_big())
         t1 = time.monotonic()
-        self.nginx_disk = disk_written_bytes() - disk0
+        self.nginx_disk = disk_io_since(disk0)
         self.nginx_cpu = (children_cpu_s() - kids0) + (sum(cpu_s(p) for p in npids) - ncpu0)
         ok = r1.returncode == 0 and r2.returncode == 0 and down.stat().st_size == self.bytes
         if not ok:
@@ -726,10 +760,12 @@ class Bench:
         disk, ndisk = getattr(self, "disk", None), getattr(self, "nginx_disk", None)
         if t_e2e is not None and disk is not None:
             # three durable copies (outbox, relay, inbox) on one disk here;
-            # nginx writes one and syncs none of it
-            row("fs:   disk writes during the run", "%.0f MiB" % (disk / MiB),
-                "-" if ndisk is None or n_tot is None else "%.0f MiB" % (ndisk / MiB),
-                ratio(disk, ndisk) if n_tot is not None and ndisk else "-")
+            # nginx writes one and syncs none of it. Reads: what a stage
+            # found gone from the page cache and fetched back from disk.
+            for i, what in ((1, "writes"), (0, "reads")):
+                row(f"fs:   disk {what} during the run", "%.0f MiB" % (disk[i] / MiB),
+                    "-" if ndisk is None or n_tot is None else "%.0f MiB" % (ndisk[i] / MiB),
+                    ratio(disk[i], ndisk[i]) if n_tot is not None and ndisk and ndisk[i] else "-")
         if n_tot is None and not self.a.nginx_url:
             row(f"fs:   nginx {self.a.nginx_why or 'missing'}", "-", "-", "-")
 
@@ -741,7 +777,7 @@ class Bench:
             p95 = sorted(lat)[max(0, -(-95 * len(lat) // 100) - 1)]
             row(f"fs: 4 KiB close → listed, median of {len(lat)}", ms(med), ms(target),
                 ratio(med, target))
-            row(f"fs: 4 KiB close → listed, p95", ms(p95), ms(target), ratio(p95, target))
+            row("fs: 4 KiB close → listed, p95", ms(p95), ms(target), ratio(p95, target))
             log("latency ms: " + " ".join("%.1f" % (x * 1000) for x in lat))
         else:
             row("fs: 4 KiB close → listed: not measured", "-", ms(target), "-")
