@@ -13,6 +13,7 @@
 #include "growing.h"
 #include "handle.h"
 #include "pagecache.h"
+#include "prealloc.h"
 #include "names.h"
 #include "report.h"
 #include "seal.h"
@@ -299,6 +300,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     /* Write-behind and drop-behind: the fsync of the seal at close finds
      * little left to do, and a big file does not fill memory. */
     if (n > 0) pagecache_wrote(h->fd, off, off + n);
+    if (n > 0) prealloc_grew(h->fd, off, off + n);   /* its blocks ahead of it */
     ofiles_lock(fs->open);
     if (n > 0) of->dirty = of->written = true;
     if (n < 0) of->write_failed = true;

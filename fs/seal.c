@@ -17,6 +17,7 @@
 #include "meta.h"
 #include "ofiles.h"
 #include "peers.h"
+#include "prealloc.h"
 #include "staging.h"
 #include "uploader.h"
 
@@ -99,10 +100,14 @@ static chute_status link_plain(chutefs *fs, const char *path, const char *id,
     char plain[PATH_MAX];
     if (sealed_path(fs, id, ".plain", plain, sizeof plain)) return CHUTE_ERR_ARG;
     ofiles_content_excl(fs->open);
-    /* Under the lock the inode at path cannot change: open it now. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* Under the lock the inode at path cannot change: open it now (for
+     * writing if it may be, to give back its blocks reserved ahead). */
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    bool writable = fd >= 0;
+    if (fd < 0) fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     chute_status st = fd >= 0 && fstat(fd, sb) == 0 ? CHUTE_OK : CHUTE_ERR_IO;
     if (!st && !S_ISREG(sb->st_mode)) st = CHUTE_ERR_ARG;
+    if (!st && writable) (void)prealloc_trim(fd);   /* advice: keeps its times */
     if (!st && link(path, plain) != 0) st = CHUTE_ERR_IO;
     ofiles_content_unlock(fs->open);
     if (!st && (fsync(fd) != 0 || fsync_dir(fs->sealed) != 0)) {

@@ -20,6 +20,7 @@
 #include "db.h"
 #include "names.h"
 #include "pagecache.h"
+#include "prealloc.h"
 
 struct cache {
     sqlite3 *db;
@@ -42,6 +43,7 @@ struct cache_txn {
     unsigned batch;       /* chunks written in the open transaction */
     int advice_fd;        /* the cache's, for dropping what is stored */
     pagecache_stream stored;
+    off_t grown_to;       /* the file's size at the last batch, for prealloc */
     char peer[256];
 };
 
@@ -74,7 +76,11 @@ static int advice_fd_acquire(const char *path)
                 fd = advice_files[i].fd;
             }
         }
-        if (fd < 0 && free_slot >= 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        /* For writing (only fallocate writes through it: prealloc.h), or
+         * for reading where the file is read-only to us. */
+        if (fd < 0 && free_slot >= 0 &&
+            ((fd = open(path, O_RDWR | O_CLOEXEC)) >= 0 ||
+             (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)) {
             if (fstat(fd, &sb) == 0) {
                 advice_files[free_slot].dev = sb.st_dev;
                 advice_files[free_slot].ino = sb.st_ino;
@@ -106,8 +112,12 @@ static void advice_fd_release(int fd)
 static void release_stored(cache_txn *t)
 {
     struct stat sb;
-    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0)
+    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0) {
         pagecache_synced(&t->stored, t->advice_fd, sb.st_size);
+        /* the next batches' pages go into blocks reserved for them */
+        prealloc_grew(t->advice_fd, t->grown_to, sb.st_size);
+        t->grown_to = sb.st_size;
+    }
 }
 
 /* 16 KiB pages (taking effect when the file is made): a 64 KiB chunk is
@@ -283,7 +293,8 @@ chute_status cache_item_resume(cache *c, const char *peer, const char *item,
     snprintf(t->peer, sizeof t->peer, "%s", peer);
     t->advice_fd = c->advice_fd;
     struct stat sb;
-    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0) t->stored.released = sb.st_size;
+    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0)
+        t->stored.released = t->grown_to = sb.st_size;
     chute_status st = db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &t->db);
     if (st) { free(t->buf); free(t); return st; }
     st = db_exec(t->db, "PRAGMA cache_size=" TXN_CACHE_KIB);

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "pagecache.h"
+#include "prealloc.h"
 #include "relay_wire.h"
 
 struct blobs {
@@ -147,6 +148,7 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
         }
         /* A body is read once, by its owner: it need not stay in memory. */
         pagecache_wrote(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
+        prealloc_grew(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
         p += n;
         len -= (size_t)n;
         w->offset += (uint64_t)n;
@@ -178,6 +180,12 @@ chute_status blob_finish(blobs *b, const char *inbox, const char *item)
     char part[NAME_MAX_LEN + 1], final[NAME_MAX_LEN + 1];
     body_name(part, sizeof part, inbox, item, true);
     body_name(final, sizeof final, inbox, item, false);
+    /* Complete: what was reserved beyond its end goes back (advice). */
+    int part_fd = openat(b->dirfd, part, O_WRONLY | O_CLOEXEC);
+    if (part_fd >= 0) {
+        (void)prealloc_trim(part_fd);
+        close(part_fd);
+    }
     if (renameat(b->dirfd, part, b->dirfd, final) != 0) {
         struct stat st;
         if (errno == ENOENT && fstatat(b->dirfd, final, &st, 0) == 0)

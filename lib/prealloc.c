@@ -1,0 +1,34 @@
+/* prealloc.c — see prealloc.h. */
+#include "prealloc.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+void prealloc_grew(int fd, off_t old_end, off_t new_end)
+{
+    if (fd < 0 || new_end <= old_end || new_end / PREALLOC_STEP == old_end / PREALLOC_STEP) return;
+    off_t step = new_end / PREALLOC_STEP * PREALLOC_STEP;
+    struct statvfs vfs;
+    if (fstatvfs(fd, &vfs) != 0 ||
+        (unsigned long long)vfs.f_bavail * vfs.f_frsize <
+            PREALLOC_MIN_FREE + 2 * (unsigned long long)PREALLOC_STEP)
+        return;
+    (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, step, 2 * PREALLOC_STEP);
+}
+
+chute_status prealloc_trim(int fd)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return CHUTE_ERR_IO;
+    /* blocks beyond the end: anything past the last byte's block */
+    off_t used = (sb.st_size + 4095) / 4096 * 4096;
+    if ((off_t)sb.st_blocks * 512 <= used) return CHUTE_OK;
+    /* A cut to its own size frees what lies beyond; it also stamps the
+     * times, which are the user's (an outbox file's mtime is sent): keep them. */
+    struct timespec times[2] = { sb.st_atim, sb.st_mtim };
+    if (ftruncate(fd, sb.st_size) != 0 || futimens(fd, times) != 0) return CHUTE_ERR_IO;
+    return CHUTE_OK;
+}
