@@ -26,6 +26,7 @@ typedef struct ofile {
     char *path;          /* relative to outbox/<peer>/ */
     int opens;
     bool dirty;          /* written or truncated since the last seal */
+    pid_t changer;       /* the process that did so last (fs/caller.h); 0: unknown */
     bool written;        /* a write landed since it was opened (not just created) */
     bool write_failed;   /* a write failed (a full disk): the content is not
                             what was written, so it is not sealed until it

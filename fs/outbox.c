@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "caller.h"
 #include "growing.h"
 #include "handle.h"
 #include "pagecache.h"
@@ -239,7 +240,10 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
         ofiles_lock(fs->open);
         h->of = ofiles_acquire(fs->open, peer, rel);
         if (h->of) h->of->ino = sb.st_ino;   /* what is at the path now */
-        if (h->of && (created || trunc)) h->of->dirty = true;
+        if (h->of && (created || trunc)) {
+            h->of->dirty = true;
+            h->of->changer = caller_process();
+        }
         if (h->of && trunc) h->of->write_failed = false;   /* written anew */
         if (h->of && h->of->opens == 1) {   /* appends from here on may go early */
             h->of->appending = true;
@@ -285,6 +289,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
                  struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
+    pid_t writer = caller_process();
     int rc = handle_begin(fs, h, CHANGE);
     if (rc) return rc;
     ofile *of = h->of;
@@ -303,6 +308,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     if (n > 0) prealloc_grew(h->fd, off, off + n);   /* its blocks ahead of it */
     ofiles_lock(fs->open);
     if (n > 0) of->dirty = of->written = true;
+    if (n > 0) of->changer = writer;
     if (n < 0) of->write_failed = true;
     growing *grew = NULL;
     bool start = false;
@@ -337,7 +343,10 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         if (rc) return rc;
         rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
         ofiles_lock(fs->open);
-        if (!rc) h->of->dirty = true;
+        if (!rc) {
+            h->of->dirty = true;
+            h->of->changer = caller_process();
+        }
         if (!rc && size == 0) h->of->write_failed = false;
         /* To its own size changes nothing (some copiers end so). */
         growing *stopped = (uint64_t)size == h->of->append_end && !rc ? NULL
@@ -360,7 +369,7 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
      * follow the new inode, see handle_begin). */
     ofiles_lock(fs->open);
     ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
-    if (of) { of->dirty = true; of->ino = sb.st_ino; }
+    if (of) { of->dirty = true; of->ino = sb.st_ino; of->changer = caller_process(); }
     if (of && size == 0) of->write_failed = false;
     growing *stopped = of ? stop_growing(of) : NULL;
     ofiles_unlock(fs->open);
@@ -384,9 +393,18 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
 {
     struct stat sb;
     bool empty = at_flush && fstat(h->fd, &sb) == 0 && sb.st_size == 0;
+    pid_t closer = at_flush ? caller_process() : 0;
     ofiles_lock(fs->open);
     ofile *of = h->of;
     if (empty && !of->written) {
+        ofiles_unlock(fs->open);
+        return 0;
+    }
+    /* A flush from a process that did not make the change — a child
+     * closing the descriptors it inherited, at its exec or exit — is not
+     * the end of the writing: the changer's own close, or the release
+     * after the last one, seals the file. */
+    if (closer && of->changer && closer != of->changer) {
         ofiles_unlock(fs->open);
         return 0;
     }

@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -135,6 +136,30 @@ def test_a_shell_redirection_or_dd_queues_the_file_once_not_empty_first(chute):
         rows = chute.rows("path=?", (name,))
         assert len(rows) == 1, rows   # no empty item sealed (and then replaced) first
         assert chute.decrypt(rows[0]["id"]) == data
+
+
+@pytest.mark.parametrize("child", [
+    {},                                          # closed at its exec (O_CLOEXEC)
+    {"pass_fds": True, "cmd": "import os; os.close({fd})"},   # inherited, closed by the child
+])
+def test_a_child_closing_an_inherited_descriptor_does_not_seal_the_file(chute, child):
+    # Each close of a descriptor is a FUSE flush, and a forked child's copy
+    # shares the writer's open file: before, that flush sealed the file cut
+    # short, and home could get both the partial and the whole file.
+    with open(chute.outbox / "log.txt", "wb") as f:
+        f.write(b"first half\n")
+        f.flush()
+        if child.get("pass_fds"):
+            fd = f.fileno()
+            subprocess.run([sys.executable, "-c", child["cmd"].format(fd=fd)], pass_fds=(fd,),
+                           check=True)
+        else:
+            subprocess.run(["true"], check=True)
+        assert chute.rows() == []          # not sealed: its writer is still writing
+        f.write(b"second half\n")
+    rows = chute.rows("path=?", ("log.txt",))
+    assert len(rows) == 1, rows
+    assert chute.decrypt(rows[0]["id"]) == b"first half\nsecond half\n"
 
 
 def test_python_seek_and_truncate_before_close(chute):
