@@ -193,6 +193,22 @@ static chute_status commit_declared(request *r, store_item *it)
     return st;
 }
 
+/* A repeated create of an item whose bytes are all durable but which is
+ * not committed (its commit failed, on a declare or the last append):
+ * commit it now, so the sender's retry finishes it. A PATCH in progress
+ * commits it at its end instead. *it becomes what it is then. */
+static chute_status commit_repeated(request *r, store_item *it)
+{
+    if (it->state != ITEM_UPLOADING || it->deferred || it->offset != it->size)
+        return CHUTE_OK;
+    struct upload slot = { 0 };
+    slot_name(&slot, r);
+    if (!busy_take(&slot)) return CHUTE_OK;
+    chute_status st = commit_declared(r, it);
+    busy_release(&slot);
+    return st;
+}
+
 /* PUT {"size","meta"} on the caller's deferred item: fix them, and commit
  * the item at once if all its bytes are there. *was is the item as the
  * create found it (and answers a 409 while a PATCH of it is in progress). */
@@ -244,6 +260,11 @@ static enum MHD_Result create_item(request *r, const caller *c)
     enum MHD_Result rc;
     st = store_item_create(r->srv->store, r->route.a, r->route.b, c->sender, &n,
                            &created, &it);
+    if (st == CHUTE_OK && !created) {
+        st = commit_repeated(r, &it);
+        if (st != CHUTE_OK && st != CHUTE_ERR_EXISTS)
+            st = CHUTE_ERR_IO;
+    }
     if (st == CHUTE_OK && created) {
         char key[WAITER_KEY_LEN];
         inbox_key(key, r->route.a);
@@ -256,6 +277,8 @@ static enum MHD_Result create_item(request *r, const caller *c)
         rc = conflict_state(r, "another item has this id", &it);
     else if (st == CHUTE_ERR_LIMIT)
         rc = reply_error(r, 507, "inbox quota exceeded");
+    else if (st == CHUTE_ERR_IO)
+        rc = reply_error(r, 500, "cannot commit the item");
     else if (st != CHUTE_OK)
         rc = reply_error(r, 500, "cannot create the item");
     else

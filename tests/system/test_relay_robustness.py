@@ -2,8 +2,11 @@
 and keeps serving everyone else. (The fixture fails any test after which
 chuted died or printed a sanitizer report.)"""
 
+import contextlib
+import os
 import random
 import socket
+import subprocess
 import time
 
 import pytest
@@ -327,3 +330,42 @@ def test_405_names_the_allowed_methods(api, inbox):
     assert r.status == 405 and "GET" in r.header("Allow", ""), r
     r = api.get("/v1/inboxes")
     assert r.status == 405 and "POST" in r.header("Allow", ""), r
+
+
+@contextlib.contextmanager
+def renames_refused(folder):
+    """No entry of folder can be renamed or added (chattr +i, which binds
+    root too): a commit's rename of the body fails, its writes do not."""
+    r = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], timeout=10)
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_a_commit_that_failed_is_finished_by_the_senders_repeated_create(relay, inbox, sender,
+                                                                          deferred):
+    # Every byte durable but the commit failed (here: the body's rename):
+    # the sender's retry of its create (or declare) must commit the item,
+    # not answer "uploading" with offset = size and leave it unlisted.
+    item = new_item_id()
+    data = os.urandom(100_000)
+    if deferred:
+        assert sender.api.put(inbox.item_path(item), {"deferred": True}).status == 201
+        assert sender.append(item, 0, data).status == 204
+    else:
+        assert sender.create(item, len(data)).status == 201
+        assert sender.append(item, 0, data[:50_000]).status == 204
+    with renames_refused(relay.data_dir / "items"):
+        r = (sender.create(item, len(data)) if deferred
+             else sender.append(item, 50_000, data[50_000:]))
+        assert r.status == 500, r
+    assert inbox.listed_ids() == []
+    r = sender.create(item, len(data))
+    assert r.status == 200, r
+    assert (r.json["state"], r.json["offset"]) == ("pending", len(data)), r.json
+    assert inbox.listed_ids() == [item]
+    assert inbox.download(item).body == data
+    assert sender.status(item).json["state"] == "pending"
