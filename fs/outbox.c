@@ -258,6 +258,12 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
     seal_grow_cancel(fs, stopped);
     if (rc) { if (h->fd >= 0) close(h->fd); free(h); return rc; }
     fi->fh = (uint64_t)(uintptr_t)h;
+    /* A write-only handle (cp, dd, tar, rsync, a shell's >) goes around the
+     * kernel's page cache of the mount: written through it, every byte
+     * also took a page there, kept after the close, that nobody reads (the
+     * staging file holds the data). Such a handle cannot be mmapped or
+     * read, so nothing else changes; others stay cached. */
+    if ((flags & O_ACCMODE) == O_WRONLY) fi->direct_io = 1;
     return 0;
 }
 

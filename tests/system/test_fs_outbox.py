@@ -3,7 +3,9 @@ writing, sealing at the last close into a durable queue, blobs that stock
 age decrypts, temporary names, rename/unlink semantics, xattr states,
 crash survival."""
 
+import ctypes
 import errno
+import mmap
 import os
 import shutil
 import subprocess
@@ -60,11 +62,75 @@ def test_a_big_file_is_queued_without_staying_in_memory(chute, tmp_path):
     src.write_bytes(data)
     run("cp", src, chute.outbox / "video.mkv")
     it = chute.item("video.mkv")
-    out = run("fincore", "--bytes", "--noheadings", "--output", "RES",
-              chute.blob(it["id"])).stdout
-    cached = int(out.split()[0])
-    assert cached < size // 2
+
+    def cached(path):
+        out = run("fincore", "--bytes", "--noheadings", "--output", "RES", path).stdout
+        return int(out.split()[0])
+    assert cached(chute.blob(it["id"])) < size // 2
     assert chute.decrypt(it["id"]) == data
+
+
+class Mapping:
+    """A read-only shared mapping of fd (libc mmap): which of its pages are
+    in the page cache (mincore), and their bytes."""
+
+    def __init__(self, fd, length):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.mmap.restype = ctypes.c_void_p
+        self.libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                                   ctypes.c_int, ctypes.c_long]
+        self.length = length
+        self.addr = self.libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert self.addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+
+    def resident(self):
+        page = os.sysconf("SC_PAGE_SIZE")
+        vec = (ctypes.c_ubyte * (self.length // page))()
+        assert self.libc.mincore(ctypes.c_void_p(self.addr), ctypes.c_size_t(self.length),
+                                 vec) == 0
+        return sum(page for v in vec if v & 1)
+
+    def read(self, n):
+        return ctypes.string_at(self.addr, n)
+
+    def close(self):
+        self.libc.munmap(ctypes.c_void_p(self.addr), ctypes.c_size_t(self.length))
+
+
+def test_a_write_only_handle_leaves_nothing_in_the_mounts_page_cache(chute, tmp_path):
+    # Written through the kernel's page cache of the mount, every byte cp
+    # sent also took a page there, kept until the next open of the file.
+    size = 16 << 20
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(size))
+    dst = chute.outbox / "video.mkv"
+    run("cp", src, dst)
+    with open(dst, "rb") as f:
+        m = Mapping(f.fileno(), size)
+        try:
+            assert m.resident() == 0
+            run("cp", src, dst)                   # over it, while it is mapped
+            assert m.resident() == 0
+            assert m.read(4096) == src.read_bytes()[:4096]
+        finally:
+            m.close()
+
+
+def test_a_reader_sees_what_a_write_only_handle_writes(chute):
+    # The write-only handle bypasses the mount's page cache; a handle open
+    # for reading meanwhile must still read the new bytes, not its cache.
+    p = chute.outbox / "shared.bin"
+    p.write_bytes(b"a" * 100000)
+    with open(p, "rb") as r:
+        assert r.read() == b"a" * 100000          # now in the reader's cache
+        with open(p, "r+b") as w:                 # kept open: no seal in between
+            with open(p, "wb", buffering=0) as wo:
+                wo.write(b"b" * 150000)
+            r.seek(0)
+            assert r.read() == b"b" * 150000
+            w.seek(0)
+            assert w.read(3) == b"bbb"
+    assert chute.decrypt(chute.item("shared.bin")["id"]) == b"b" * 150000
 
 
 def test_cp_r_tree(chute, tmp_path):
