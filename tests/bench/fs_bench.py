@@ -43,7 +43,7 @@ STATE = "user.chute.state"
 TRACE = os.environ.get("CHUTE_BENCH_TRACE") == "1"   # every phase sample on stderr
 PERF_CTL = os.environ.get("CHUTE_BENCH_PERF_CTL")    # perf record --control fifo
 
-PHASE_POLL = float(os.environ.get("CHUTE_BENCH_PHASE_POLL", "0.02"))  # xattr sampling
+PHASE_POLL = float(os.environ.get("CHUTE_BENCH_PHASE_POLL", "0.05"))  # xattr sampling
 ARRIVAL_POLL = 0.005   # e2e: how often the end is looked for (its resolution)
 
 
@@ -765,7 +765,9 @@ class Bench:
             for i, what in ((1, "writes"), (0, "reads")):
                 row(f"fs:   disk {what} during the run", "%.0f MiB" % (disk[i] / MiB),
                     "-" if ndisk is None or n_tot is None else "%.0f MiB" % (ndisk[i] / MiB),
-                    ratio(disk[i], ndisk[i]) if n_tot is not None and ndisk and ndisk[i] else "-")
+                    # no ratio against (next to) nothing: nginx moves a few KiB
+                    ratio(disk[i], ndisk[i]) if n_tot is not None and ndisk and
+                    ndisk[i] >= MiB else "-")
         if n_tot is None and not self.a.nginx_url:
             row(f"fs:   nginx {self.a.nginx_why or 'missing'}", "-", "-", "-")
 
