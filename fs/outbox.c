@@ -237,12 +237,13 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
     if (!rc && h->fd < 0) rc = -errno;
     if (!rc && fstat(h->fd, &sb) != 0) rc = -errno;
     if (!rc) {
+        pid_t who = created || trunc ? caller_process() : 0;   /* not under the lock */
         ofiles_lock(fs->open);
         h->of = ofiles_acquire(fs->open, peer, rel);
         if (h->of) h->of->ino = sb.st_ino;   /* what is at the path now */
         if (h->of && (created || trunc)) {
             h->of->dirty = true;
-            h->of->changer = caller_process();
+            h->of->changer = who;
         }
         if (h->of && trunc) h->of->write_failed = false;   /* written anew */
         if (h->of && h->of->opens == 1) {   /* appends from here on may go early */
@@ -348,10 +349,11 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         int rc = handle_begin(fs, h, size == 0 ? EMPTY : CHANGE);
         if (rc) return rc;
         rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
+        pid_t who = caller_process();
         ofiles_lock(fs->open);
         if (!rc) {
             h->of->dirty = true;
-            h->of->changer = caller_process();
+            h->of->changer = who;
         }
         if (!rc && size == 0) h->of->write_failed = false;
         /* To its own size changes nothing (some copiers end so). */
@@ -373,9 +375,10 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
     /* truncate(2) by name is a complete change: if nobody has the file
      * open, it is sealed now; otherwise at the last close (its handles
      * follow the new inode, see handle_begin). */
+    pid_t who = caller_process();
     ofiles_lock(fs->open);
     ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
-    if (of) { of->dirty = true; of->ino = sb.st_ino; of->changer = caller_process(); }
+    if (of) { of->dirty = true; of->ino = sb.st_ino; of->changer = who; }
     if (of && size == 0) of->write_failed = false;
     growing *stopped = of ? stop_growing(of) : NULL;
     ofiles_unlock(fs->open);

@@ -11,6 +11,10 @@ void prealloc_grew(int fd, off_t old_end, off_t new_end)
 {
     if (fd < 0 || new_end <= old_end || new_end / PREALLOC_STEP == old_end / PREALLOC_STEP) return;
     off_t step = new_end / PREALLOC_STEP * PREALLOC_STEP;
+    /* Only a file growing at its end: reserving inside it would fill the
+     * holes of a sparse file. */
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size > new_end) return;
     struct statvfs vfs;
     if (fstatvfs(fd, &vfs) != 0 ||
         (unsigned long long)vfs.f_bavail * vfs.f_frsize <

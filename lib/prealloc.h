@@ -26,7 +26,8 @@
 #define PREALLOC_MIN_FREE ((unsigned long long)1 << 30)
 
 /* fd (open for writing) grew from old_end to new_end: when that crossed a
- * step, reserve the two steps after it. */
+ * step, reserve the two steps after it. Nothing for a write inside the
+ * file (its size is past new_end): the holes of a sparse file stay. */
 void prealloc_grew(int fd, off_t old_end, off_t new_end);
 
 /* Give back blocks reserved beyond the end of fd (open for writing). Only

@@ -82,6 +82,23 @@ static void test_a_small_file_gets_nothing_reserved(void)
     free(p);
 }
 
+static void test_a_write_inside_a_sparse_file_keeps_its_holes(void)
+{
+    uint8_t *p = calloc(1, (size_t)(2 * MiB));
+    CHECK(p != NULL);
+    if (!p) return;
+    int fd = open_new("sparse");
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(pwrite(fd, p, (size_t)MiB, 4 * STEP), MiB);   /* size 4 steps + 1 MiB */
+    off_t before = allocated(fd);
+    /* across the first step's end, far inside the file */
+    CHECK_EQ_INT(pwrite(fd, p, (size_t)(2 * MiB), STEP - MiB), 2 * MiB);
+    prealloc_grew(fd, STEP - MiB, STEP + MiB);
+    CHECK(allocated(fd) <= before + 2 * MiB + 64 * 1024);
+    close(fd);
+    free(p);
+}
+
 static void test_trim_gives_back_what_lies_beyond_and_keeps_bytes_and_times(void)
 {
     uint8_t *p = malloc((size_t)(2 * STEP));
@@ -153,6 +170,7 @@ int main(void)
     if (!reserves) printf("note: no reservations on this filesystem (fallocate or free space)\n");
     RUN(test_a_file_growing_past_a_step_gets_the_next_two_reserved);
     RUN(test_a_small_file_gets_nothing_reserved);
+    RUN(test_a_write_inside_a_sparse_file_keeps_its_holes);
     RUN(test_trim_gives_back_what_lies_beyond_and_keeps_bytes_and_times);
     RUN(test_trim_with_nothing_beyond_leaves_the_file_untouched);
     RUN(test_a_bad_fd_is_ignored_or_refused);
