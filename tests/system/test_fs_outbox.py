@@ -228,6 +228,27 @@ def test_a_child_closing_an_inherited_descriptor_does_not_seal_the_file(chute, c
     assert chute.decrypt(rows[0]["id"]) == b"first half\nsecond half\n"
 
 
+def test_appends_land_at_the_end_whoever_changed_the_file_before(chute):
+    # >> opens write-only with O_APPEND: the kernel picks the offset from
+    # the size it knows, also after other handles and a truncate by name
+    p = chute.outbox / "log.txt"
+    sh = lambda cmd: subprocess.run(cmd, shell=True, check=True, cwd=chute.outbox)  # noqa: E731
+    sh("echo one >> log.txt; echo two >> log.txt")
+    with open(p, "r+b") as f:            # another handle grows it
+        f.seek(0, 2)
+        f.write(b"three\n")
+    sh("echo four >> log.txt")
+    assert p.read_bytes() == b"one\ntwo\nthree\nfour\n"
+    os.truncate(p, 4)                    # by name, behind any handle's back
+    sh("echo five >> log.txt")
+    with open(p, "ab") as f:
+        f.write(b"six\n")
+    assert p.read_bytes() == b"one\nfive\nsix\n"
+    rows = chute.active()
+    assert [r["path"] for r in rows] == ["log.txt"]
+    assert chute.decrypt(rows[0]["id"]) == b"one\nfive\nsix\n"
+
+
 def test_python_seek_and_truncate_before_close(chute):
     p = chute.outbox / "edited.bin"
     with open(p, "wb") as f:
