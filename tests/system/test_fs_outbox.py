@@ -137,6 +137,18 @@ def test_a_reader_sees_what_a_write_only_handle_writes(chute):
     assert chute.decrypt(chute.item("shared.bin")["id"]) == b"b" * 150000
 
 
+def test_shutil_copy_sendfile_into_a_write_only_handle(chute, tmp_path):
+    # shutil.copyfile sends with os.sendfile into its "wb" handle: a splice
+    # into a direct_io file, 1 MiB and odd sizes alike
+    for name, size in (("a.bin", 1 << 20), ("b.bin", 3 * 65536 + 17), ("c.bin", 1)):
+        data = os.urandom(size)
+        src = tmp_path / name
+        src.write_bytes(data)
+        shutil.copyfile(src, chute.outbox / name)
+        assert (chute.outbox / name).read_bytes() == data
+        assert chute.decrypt(chute.item(name)["id"]) == data
+
+
 def test_cp_r_tree(chute, tmp_path):
     tree = tmp_path / "tree"
     files = {}
