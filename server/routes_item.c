@@ -35,6 +35,8 @@ struct upload {
     uint64_t checkpoint;        /* offset last committed */
     bool failed;                /* a write failed; the rest is discarded */
     bool disk_full;             /* ... because the data folder is full */
+    uint64_t reserved;          /* a deferred append's length: counted against the
+                                   inbox's byte quota while it is in progress */
     struct upload *next;        /* in the busy list */
 };
 
@@ -65,6 +67,17 @@ static void busy_release(struct upload *u)
             break;
         }
     pthread_mutex_unlock(&busy_mu);
+}
+
+/* With busy_mu held: what the deferred appends in progress in inbox
+ * (other than u) have reserved. */
+static uint64_t reserved_in(const char *inbox, const struct upload *u)
+{
+    uint64_t sum = 0;
+    for (struct upload *b = busy; b; b = b->next)
+        if (b != u && strcmp(b->inbox, inbox) == 0)
+            sum = b->reserved > UINT64_MAX - sum ? UINT64_MAX : sum + b->reserved;
+    return sum;
 }
 
 static void inbox_key(char key[WAITER_KEY_LEN], const char *inbox)
@@ -250,10 +263,15 @@ static enum MHD_Result create_item(request *r, const caller *c)
         return reply_error(r, 413, "item too large");
     }
     int64_t now = (int64_t)time(NULL);
+    /* The deferred appends in progress here hold part of the byte quota. */
+    pthread_mutex_lock(&busy_mu);
+    uint64_t in_flight = reserved_in(r->route.a, NULL);
+    pthread_mutex_unlock(&busy_mu);
+    uint64_t quota_bytes = cfg->inbox_quota_bytes > in_flight ? cfg->inbox_quota_bytes - in_flight : 0;
     store_item_new n = {
         .deferred = req.deferred, .size = req.size, .meta = req.meta,
         .meta_len = req.meta_len, .now = now, .expires = now + (int64_t)cfg->item_ttl,
-        .quota_items = cfg->inbox_quota_items, .quota_bytes = cfg->inbox_quota_bytes,
+        .quota_items = cfg->inbox_quota_items, .quota_bytes = quota_bytes,
     };
     store_item it;
     bool created = false;
@@ -336,7 +354,12 @@ static enum MHD_Result reply_head(request *r, const store_item *it)
 
 /* Whether a deferred item's inbox has room for len more bytes; answers
  * 507 (or 500) otherwise. Its durable offset is counted already. */
-static bool quota_has_room(request *r, uint64_t len, enum MHD_Result *rc)
+/* Whether the inbox's byte quota has room for u's deferred append of len
+ * bytes, counting the other deferred appends in progress there too (each
+ * checked alone, concurrent ones could overshoot it together); if so, u
+ * reserves len until it ends (busy_release). Conservative: what a long
+ * append has made durable already counts twice until it ends. */
+static bool quota_reserve(request *r, struct upload *u, uint64_t len, enum MHD_Result *rc)
 {
     store_inbox_info info;
     uint64_t quota = r->srv->cfg->inbox_quota_bytes;
@@ -344,17 +367,22 @@ static bool quota_has_room(request *r, uint64_t len, enum MHD_Result *rc)
         *rc = reply_error(r, 500, "cannot read the inbox");
         return false;
     }
-    if (info.bytes > quota || len > quota - info.bytes) {
+    pthread_mutex_lock(&busy_mu);
+    uint64_t in_flight = reserved_in(u->inbox, u);
+    uint64_t used = in_flight > UINT64_MAX - info.bytes ? UINT64_MAX : info.bytes + in_flight;
+    bool room = used <= quota && len <= quota - used;
+    if (room)
+        u->reserved = len;
+    pthread_mutex_unlock(&busy_mu);
+    if (!room)
         *rc = reply_error(r, 507, "inbox quota exceeded");
-        return false;
-    }
-    return true;
+    return room;
 }
 
 /* Whether len bytes at off may be appended to it; answers the PATCH
  * otherwise. */
-static bool append_allowed(request *r, const store_item *it, uint64_t off, uint64_t len,
-                           enum MHD_Result *rc)
+static bool append_allowed(request *r, struct upload *u, const store_item *it, uint64_t off,
+                           uint64_t len, enum MHD_Result *rc)
 {
     if (it->state != ITEM_UPLOADING) {
         if (it->state == ITEM_PENDING && off == it->size && len == 0)
@@ -373,7 +401,7 @@ static bool append_allowed(request *r, const store_item *it, uint64_t off, uint6
                                                : "the bytes go past the declared size");
         return false;
     }
-    return !it->deferred || quota_has_room(r, len, rc);
+    return !it->deferred || quota_reserve(r, u, len, rc);
 }
 
 enum MHD_Result routes_item_patch_begin(request *r)
@@ -415,7 +443,7 @@ enum MHD_Result routes_item_patch_begin(request *r)
     bool ok = load_item(r, &c, &it, &rc);
     if (ok) {
         store_item_clear(&it);
-        ok = append_allowed(r, &it, off, len, &rc);
+        ok = append_allowed(r, u, &it, off, len, &rc);
     }
     if (!ok) {
         busy_release(u);

@@ -380,6 +380,37 @@ def test_byte_quota_counts_a_deferred_items_offset_then_its_size(relay_factory):
     assert inbox.info()["bytes"] == 1000
 
 
+def test_deferred_appends_in_progress_hold_their_share_of_the_byte_quota(relay_factory):
+    # Each checked alone against the durable bytes, two appends in flight
+    # together could take the inbox past its quota.
+    relay = relay_factory("--inbox-quota-bytes", "1000000")
+    inbox = relay.api().create_inbox()
+    sender = inbox.add_sender()
+    a, b = deferred_item(sender), deferred_item(sender)
+    body = os.urandom(700_000)
+    s = relay.api().raw_socket()
+    s.sendall((f"PATCH {inbox.item_path(a)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode())
+    s.sendall(body[:100_000])
+    api = relay.api()
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 1, timeout=5,
+               what="the first append in progress")
+    # a's 700,000 bytes are spoken for while it runs
+    r = sender.append(b, 0, b"x" * 700_000)
+    assert r.status == 507, r
+    assert sender.create(new_item_id(), 400_000).status == 507
+    s.sendall(body[100_000:])
+    reply = read_until_close(s, timeout=10)
+    s.close()
+    assert status_line(reply) == 204, reply[:300]
+    assert inbox.info()["bytes"] == 700_000
+    assert sender.append(b, 0, b"x" * 300_000).status == 204      # exactly what is left
+    assert sender.append(b, 300_000, b"x").status == 507
+    assert inbox.info()["bytes"] == 1_000_000
+
+
 # --- retiring --------------------------------------------------------------------
 
 def test_cancel_of_a_deferred_item_deletes_its_body(relay, inbox, sender):
