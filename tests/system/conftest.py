@@ -28,6 +28,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -617,6 +618,92 @@ class Relay:
         elif problems:
             problems.append("stderr tail:\n" + self.stderr()[-2000:])
         return problems
+
+
+class GateProxy:
+    """A TCP forwarder from a loopback port to the relay that can hold the
+    bytes flowing back to clients: after hold_after(n), it forwards n more
+    bytes toward clients, then none until release(). The relay stays real;
+    the gate makes "killed after some of the download" a state a test can
+    wait for instead of a race against a fast transfer."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.budget = None            # bytes still allowed toward clients; None: no limit
+        self.cond = threading.Condition()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.closed = False
+        self.links = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def hold_after(self, n):
+        with self.cond:
+            self.budget = n
+
+    def held(self):
+        """True once the gate has used up its budget."""
+        with self.cond:
+            return self.budget == 0
+
+    def release(self):
+        with self.cond:
+            self.budget = None
+            self.cond.notify_all()
+
+    def close(self):
+        self.closed = True
+        self.release()
+        self.sock.close()
+        for s in list(self.links):
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _serve(self):
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            up.settimeout(None)
+            self.links += [client, up]
+            threading.Thread(target=self._pump, args=(client, up, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, client, True), daemon=True).start()
+
+    def _allow(self, want):
+        """How many of want bytes may go toward the client now (waits, bounded)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.budget != 0 or self.closed, timeout=300)
+            if self.budget is None or self.closed:
+                return want
+            n = min(want, self.budget)
+            self.budget -= n
+            return n
+
+    def _pump(self, src, dst, gated):
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                while data:
+                    n = self._allow(len(data)) if gated else len(data)
+                    if n == 0:       # still held after the bound: give up the link
+                        return
+                    dst.sendall(data[:n])
+                    data = data[n:]
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZER_PATTERNS, SLOW, Api, binary, metric, small_tmpfs, wait_until
+from conftest import SANITIZER_PATTERNS, SLOW, Api, GateProxy, binary, metric, small_tmpfs, wait_until
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -124,11 +124,13 @@ class PausedSend:
 
 
 class World:
-    def __init__(self, tmp, relay):
+    def __init__(self, tmp, relay, url=None):
+        """url: where both devices reach the relay (a GateProxy's), if not
+        at the relay's own address."""
         self.tmp = tmp
         self.relay = relay
-        self.home = Device(tmp / "dev-home", "home", relay.url)
-        self.abroad = Device(tmp / "dev-abroad", "abroad", relay.url)
+        self.home = Device(tmp / "dev-home", "home", url or relay.url)
+        self.abroad = Device(tmp / "dev-abroad", "abroad", url or relay.url)
         self.home.init()
         self.abroad.init()
         # home invites: home's folder for the sender, abroad's for the receiver
@@ -137,7 +139,7 @@ class World:
         self.sender = binary("tools/chute_send")
         row = self.home.device_row()
         self.inbox_id = row["inbox"]
-        self.owner = Api(relay.url, row["owner_token"])
+        self.owner = Api(relay.url, row["owner_token"])   # the test's own view: no gate
 
     def send(self, data=None, name="file.bin", variant="good", src=None, item=None,
              blob_out=None, mtime=1700000000, mode="640"):
@@ -424,15 +426,37 @@ def test_receiver_killed_mid_download_gets_the_item_once(world):
     assert world.rx.parts() == []
 
 
-def test_receiver_killed_mid_download_resumes_after_the_chunks_it_stored(world):
+@pytest.fixture
+def gated_world(tmp_path, relay_factory):
+    """A world whose devices reach the relay through a GateProxy (w.gate)."""
+    relay = relay_factory(*RELAY_ARGS)
+    gate = GateProxy(relay.port)
+    w = World(tmp_path, relay, url=gate.url)
+    w.gate = gate
+    try:
+        yield w
+    finally:
+        gate.release()
+        w.rx.unmount()
+        gate.close()
+        w.rx.check_sanitizers()
+
+
+def test_receiver_killed_mid_download_resumes_after_the_chunks_it_stored(gated_world):
+    world = gated_world
     src, digest = big_file(world.tmp, 100)
     item = world.send(src=src, name="big.bin")
+    # the relay's answers stop after 48 MiB, so the kill finds a download
+    # half stored however fast this machine is
+    world.gate.hold_after(48 << 20)
     world.rx.mount()
-    wait_until(lambda: stored_chunks(world) >= 256, timeout=30 * SLOW, interval=0.005,
-               what="16 MiB stored")
+    wait_until(lambda: world.gate.held() and stored_chunks(world) >= 256, timeout=60,
+               what="16 MiB stored and the download held")
     world.rx.kill9()
     kept = stored_chunks(world)
+    assert kept < 1600
     assert 0 < part_size(world) < 4096       # the age header only: the rest is in the cache
+    world.gate.release()
     world.rx.mount()
     wait_until(lambda: stored(world, 1), timeout=60 * SLOW, what="the item after the restart")
     assert f"resuming item {item} after {kept} stored chunks" in world.rx.stderr()
