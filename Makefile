@@ -143,6 +143,8 @@ $(BUILD)/pairtool: $(call obj,$(PAIRTOOL_SRC)) $(LIBCHUTE)
 $(BUILD)/t/%: $(BUILD)/obj/tests/unit/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@
+# A unit test of a relay module links that module too.
+$(BUILD)/t/test_syncer: $(BUILD)/obj/server/syncer.o
 $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
+#include "syncer.h"
 
 #define LIST_LIMIT 1000
 /* A long PATCH makes its prefix durable this often, so a relay killed
@@ -32,7 +33,9 @@ struct upload {
     char item[RELAY_ITEM_ID_MAX + 1];
     bool deferred;              /* the item's size is not declared yet */
     uint64_t limit;             /* its size, or while deferred max_item_size */
-    uint64_t checkpoint;        /* offset last committed */
+    uint64_t checkpoint;        /* offset last handed to the syncer */
+    body_syncer *syncer;        /* makes the checkpoints, off this thread */
+    store *store;
     bool failed;                /* a write failed; the rest is discarded */
     bool disk_full;             /* ... because the data folder is full */
     uint64_t reserved;          /* a deferred append's length: counted against the
@@ -404,6 +407,17 @@ static bool append_allowed(request *r, struct upload *u, const store_item *it, u
     return !it->deferred || quota_reserve(r, u, len, rc);
 }
 
+/* A checkpoint, on the syncer's thread while this one goes on writing.
+ * The bytes below offset were written before it was offered, so the
+ * fdatasync covers them; only then is offset committed (the store locks
+ * itself). */
+static chute_status checkpoint(void *arg, uint64_t offset)
+{
+    struct upload *u = arg;
+    chute_status st = blob_writer_sync(u->w);
+    return st ? st : store_item_set_offset(u->store, u->inbox, u->item, offset);
+}
+
 enum MHD_Result routes_item_patch_begin(request *r)
 {
     enum MHD_Result rc;
@@ -453,10 +467,17 @@ enum MHD_Result routes_item_patch_begin(request *r)
     u->deferred = it.deferred;
     u->limit = it.deferred ? r->srv->cfg->max_item_size : it.size;
     u->checkpoint = off;
+    u->store = r->srv->store;
     if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, &u->w) != CHUTE_OK) {
         busy_release(u);
         free(u);
         return reply_error(r, 500, "cannot open the item body");
+    }
+    if (body_syncer_new(checkpoint, u, &u->syncer) != CHUTE_OK) {
+        blob_writer_close(u->w);
+        busy_release(u);
+        free(u);
+        return reply_error(r, 500, "out of memory");
     }
     r->upload = u;
     metrics_upload_started();
@@ -477,8 +498,7 @@ void routes_item_patch_data(request *r, const char *data, size_t len)
     }
     uint64_t off = blob_writer_offset(u->w);
     if (off - u->checkpoint >= CHECKPOINT_BYTES && off < u->limit &&
-        blob_writer_sync(u->w) == CHUTE_OK &&
-        store_item_set_offset(r->srv->store, u->inbox, u->item, off) == CHUTE_OK)
+        body_syncer_offer(u->syncer, off))
         u->checkpoint = off;
 }
 
@@ -489,6 +509,7 @@ static chute_status settle_upload(request *r, uint64_t *offset)
 {
     server *srv = r->srv;
     struct upload *u = r->upload;
+    body_syncer_free(u->syncer);        /* the checkpoint in progress ends first */
     chute_status st = blob_writer_sync(u->w);
     *offset = blob_writer_offset(u->w);
     if (st == CHUTE_OK)
