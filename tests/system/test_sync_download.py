@@ -403,6 +403,31 @@ def stored_chunks(w):
         return 0
 
 
+def rss_anon_kib(pid):
+    return next(int(l.split()[1]) for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if l.startswith("RssAnon:"))
+
+
+@pytest.mark.skipif(SLOW > 1, reason="ASan keeps freed memory in quarantine")
+def test_the_receivers_memory_goes_back_down_after_each_big_item(world):
+    """The storer's 8 MiB of slots are the mount's for one item only: once
+    two big items are stored, the receiver holds no more anonymous memory
+    than a few MiB over what it had before them."""
+    world.rx.mount()
+    first, d1 = big_file(world.tmp, 48)
+    wait_until(lambda: world.rx.status(), timeout=10, what="the status file")
+    time.sleep(0.5)
+    before = rss_anon_kib(world.rx.proc.pid)
+    for n, (src, name) in enumerate([(first, "a.bin"), (first, "b.bin")], 1):
+        world.send(src=src, name=name)
+        wait_until(lambda: stored(world, n), timeout=60, what=f"item {n} stored")
+    time.sleep(0.5)
+    after = rss_anon_kib(world.rx.proc.pid)    # before reading anything back
+    print(f"\nreceiver anonymous memory: {before} KiB before, {after} KiB after")
+    assert after - before < 4096, f"{after - before} KiB more after two items"
+    assert sha_of(world.inbox / "b.bin") == d1
+
+
 def test_receiver_killed_mid_download_gets_the_item_once(world):
     src, digest = big_file(world.tmp, 200)
     item = world.send(src=src, name="big.bin")
