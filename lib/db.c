@@ -47,12 +47,17 @@ chute_status db_open_journal(const char *path, const char *schema_sql,
         return rc == SQLITE_NOMEM ? CHUTE_ERR_NOMEM : CHUTE_ERR_DB;
     }
     sqlite3_busy_handler(db, busy_wait, NULL);
-    /* TRUNCATE rather than DELETE: no create and unlink of the journal
-     * per commit. Leaving WAL (a file from an older version) needs the only
-     * connection; if another holds it, the file stays WAL — slower, still
-     * correct — and a later first open converts it. */
+    /* PERSIST rather than TRUNCATE or DELETE: the journal keeps its blocks
+     * from one commit to the next, where truncating it made every commit
+     * free them (a discard, on a disk mounted so) and the next allocate
+     * them again, so its fsync had metadata and the inode to write too
+     * (measured: ~10% off a 1 GiB arrival end to end). Its header is zeroed
+     * and synced at each commit; 16 MiB of it at most stays. Leaving WAL
+     * (a file from an older version) needs the only connection; if another
+     * holds it, the file stays WAL — slower, still correct — and a later
+     * first open converts it. */
     if (journal == DB_JOURNAL_ROLLBACK)
-        (void)db_exec(db, "PRAGMA journal_mode=TRUNCATE");
+        (void)db_exec(db, "PRAGMA journal_mode=PERSIST; PRAGMA journal_size_limit=16777216");
     if ((journal == DB_JOURNAL_WAL && db_exec(db, "PRAGMA journal_mode=WAL") != CHUTE_OK) ||
         db_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != CHUTE_OK ||
         (schema_sql && db_exec(db, schema_sql) != CHUTE_OK)) {

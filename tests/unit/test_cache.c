@@ -393,6 +393,38 @@ static void test_a_big_arrival_is_not_kept_in_memory(void)
     free(dst);
 }
 
+/* The journal keeps its blocks from one batch to the next (PERSIST, db.c):
+ * after an arrival of several batches it is still there, its header
+ * zeroed — nothing for a crash to roll back — and never over 16 MiB, not
+ * even after the one transaction that removes the arrival. */
+static void test_the_journal_keeps_its_blocks_between_commits(void)
+{
+    char p[128], j[160];
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    snprintf(j, sizeof j, "%s-journal", p);
+    size_t len = 24u << 20;   /* three batches */
+    uint8_t *src = malloc(len);
+    if (!src) { CHECK(0); return; }
+    randombytes_buf(src, len);
+    cache_txn *t;
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "journal-arrival", &t), CHUTE_OK);
+    for (size_t o = 0; o < len; o += 1u << 20)
+        CHECK_EQ_INT(cache_item_append(t, src + o, 1u << 20), CHUTE_OK);
+    chute_meta m;
+    meta_for(&m, "journal.bin", len);
+    char out[4096];
+    CHECK_EQ_INT(cache_item_commit(t, &m, out, sizeof out), CHUTE_OK);
+    struct stat sb;
+    CHECK(stat(j, &sb) == 0 && sb.st_size > 0 && sb.st_size <= (16 << 20));
+    uint8_t head[28], zero[28] = {0};
+    FILE *f = fopen(j, "rb");
+    CHECK(f && fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, zero, 28) == 0);
+    if (f) fclose(f);
+    CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
+    CHECK(stat(j, &sb) == 0 && sb.st_size <= (16 << 20));
+    free(src);
+}
+
 int main(void)
 {
     char p[128];
@@ -409,6 +441,7 @@ int main(void)
     RUN(test_uses_a_rollback_journal);
     RUN(test_adopts_a_legacy_cache_once);
     RUN(test_a_big_arrival_is_not_kept_in_memory);
+    RUN(test_the_journal_keeps_its_blocks_between_commits);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
     if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
