@@ -393,6 +393,30 @@ static void test_a_big_arrival_is_not_kept_in_memory(void)
     free(dst);
 }
 
+/* Receive len random bytes as item into cache c, in 1 MiB appends, and
+ * commit them; out gets the file's path. */
+static chute_status receive_random(cache *c, const char *item, size_t len,
+                                   char *out, size_t cap)
+{
+    uint8_t *src = malloc(1u << 20);
+    if (!src) return CHUTE_ERR_NOMEM;
+    cache_txn *t = NULL;
+    chute_status st = cache_item_begin(c, "alice", item, &t);
+    for (size_t o = 0; !st && o < len; o += 1u << 20) {
+        randombytes_buf(src, 1u << 20);
+        st = cache_item_append(t, src, 1u << 20);
+    }
+    if (st) {
+        if (t) cache_item_abort(t);
+        free(src);
+        return st;
+    }
+    chute_meta m;
+    meta_for(&m, item, len);
+    free(src);
+    return cache_item_commit(t, &m, out, cap);
+}
+
 /* The journal keeps its blocks from one batch to the next (PERSIST, db.c):
  * after an arrival of several batches it is still there, its header
  * zeroed — nothing for a crash to roll back — and never over 16 MiB, not
@@ -402,18 +426,9 @@ static void test_the_journal_keeps_its_blocks_between_commits(void)
     char p[128], j[160];
     snprintf(p, sizeof p, "%s/c.db", dir);
     snprintf(j, sizeof j, "%s-journal", p);
-    size_t len = 24u << 20;   /* three batches */
-    uint8_t *src = malloc(len);
-    if (!src) { CHECK(0); return; }
-    randombytes_buf(src, len);
-    cache_txn *t;
-    CHECK_EQ_INT(cache_item_begin(C, "alice", "journal-arrival", &t), CHUTE_OK);
-    for (size_t o = 0; o < len; o += 1u << 20)
-        CHECK_EQ_INT(cache_item_append(t, src + o, 1u << 20), CHUTE_OK);
-    chute_meta m;
-    meta_for(&m, "journal.bin", len);
     char out[4096];
-    CHECK_EQ_INT(cache_item_commit(t, &m, out, sizeof out), CHUTE_OK);
+    CHECK_EQ_INT(receive_random(C, "journal-arrival", 24u << 20, out, sizeof out),
+                 CHUTE_OK);   /* three batches */
     struct stat sb;
     CHECK(stat(j, &sb) == 0 && sb.st_size > 0 && sb.st_size <= (16 << 20));
     uint8_t head[28], zero[28] = {0};
@@ -422,7 +437,6 @@ static void test_the_journal_keeps_its_blocks_between_commits(void)
     if (f) fclose(f);
     CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
     CHECK(stat(j, &sb) == 0 && sb.st_size <= (16 << 20));
-    free(src);
 }
 
 int main(void)

@@ -75,6 +75,17 @@ static bool probe_wait(struct probe *p, unsigned n, bool ended, uint64_t off)
     return ok;
 }
 
+/* Offer until the syncer takes it (at most 5 s). */
+static bool offer_when_free(body_syncer *s, uint64_t off)
+{
+    for (int i = 0; i < 5000; i++) {
+        if (body_syncer_offer(s, off)) return true;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return false;
+}
+
 struct offer { body_syncer *s; uint64_t off; bool taken; };
 
 static void *offer_on_a_thread(void *arg)
@@ -121,11 +132,7 @@ static void test_one_checkpoint_at_a_time(void)
     CHECK(!body_syncer_offer(s, 32));         /* busy: refused, nothing queued */
     probe_open(&p);
     CHECK(probe_wait(&p, 1, true, 16));
-    /* once it has ended, the syncer takes the next one */
-    for (int i = 0; i < 5000 && !body_syncer_offer(s, 48); i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
+    CHECK(offer_when_free(s, 48));           /* once it has ended, the next one */
     CHECK(probe_wait(&p, 2, true, 48));
     CHECK_EQ_INT(p.calls, 2);
     body_syncer_free(s);
@@ -170,12 +177,7 @@ static void test_a_failed_checkpoint_leaves_room_for_the_next(void)
     CHECK_EQ_INT(body_syncer_new(gated_checkpoint, &p, &s), CHUTE_OK);
     CHECK(body_syncer_offer(s, 16));
     CHECK(probe_wait(&p, 1, true, 16));
-    bool taken = false;
-    for (int i = 0; i < 5000 && !(taken = body_syncer_offer(s, 32)); i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    CHECK(taken);
+    CHECK(offer_when_free(s, 32));
     CHECK(probe_wait(&p, 2, true, 32));
     body_syncer_free(s);
     probe_destroy(&p);
