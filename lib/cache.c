@@ -29,6 +29,11 @@ struct cache {
      * other thread's statement lands inside their transaction. */
     pthread_mutex_t mu;
     int advice_fd;        /* see advice_fd_acquire; -1: none */
+    /* The reaper frees the chunks of removed files in the background. */
+    pthread_mutex_t reap_mu;
+    pthread_cond_t reap_cv;
+    pthread_t reaper;
+    bool reaper_running, reap_wanted, reap_stopping;
 };
 
 struct cache_txn {
@@ -142,13 +147,18 @@ static const char SCHEMA[] =
     " item TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,"
     " PRIMARY KEY(peer, item));"
     "CREATE TABLE IF NOT EXISTS list_cursor (inbox TEXT PRIMARY KEY,"
-    " seq INTEGER NOT NULL);";
+    " seq INTEGER NOT NULL);"
+    /* data rows of removed files whose chunks the reaper has yet to free */
+    "CREATE TABLE IF NOT EXISTS doomed (data INTEGER PRIMARY KEY);";
 
 /* 8 MiB of chunks per transaction while receiving: each commit costs
  * fsyncs, and the writer's page cache holds the whole batch so that it
  * never spills (a spill would lock readers out until the commit). */
 #define BATCH_CHUNKS 128
 #define TXN_CACHE_KIB "-12288"
+
+static void reaper_wake(cache *c);
+static bool has_doomed(sqlite3 *db);
 
 chute_status cache_open(const char *db_path, cache **out)
 {
@@ -161,6 +171,9 @@ chute_status cache_open(const char *db_path, cache **out)
     if (st) { free(c->path); free(c); return st; }
     c->advice_fd = advice_fd_acquire(db_path);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->reap_mu, NULL);
+    pthread_cond_init(&c->reap_cv, NULL);
+    if (has_doomed(c->db)) reaper_wake(c);   /* left by a crash or a close */
     *out = c;
     return CHUTE_OK;
 }
@@ -168,8 +181,15 @@ chute_status cache_open(const char *db_path, cache **out)
 void cache_close(cache *c)
 {
     if (!c) return;
+    pthread_mutex_lock(&c->reap_mu);
+    c->reap_stopping = true;   /* what is still doomed waits for the next open */
+    pthread_cond_signal(&c->reap_cv);
+    pthread_mutex_unlock(&c->reap_mu);
+    if (c->reaper_running) pthread_join(c->reaper, NULL);
     sqlite3_close(c->db);
-    advice_fd_release(c->advice_fd);   /* after the connection: see there */
+    advice_fd_release(c->advice_fd);   /* after the connections: see there */
+    pthread_cond_destroy(&c->reap_cv);
+    pthread_mutex_destroy(&c->reap_mu);
     pthread_mutex_destroy(&c->mu);
     free(c->path);
     free(c);
@@ -190,6 +210,14 @@ static chute_status run(sqlite3_stmt *s)
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT) return CHUTE_ERR_EXISTS;
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+static bool has_doomed(sqlite3 *db)
+{
+    sqlite3_stmt *s = prep(db, "SELECT 1 FROM doomed LIMIT 1");
+    bool yes = s && sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_finalize(s);
+    return yes;
 }
 
 chute_status cache_adopt_legacy(cache *c, const char *legacy_path)
@@ -248,6 +276,93 @@ static chute_status drop_data(sqlite3 *db, int64_t data)
     chute_status st = run(s);
     if (st) return st;
     s = prep(db, "DELETE FROM data WHERE id=?");
+    if (s) sqlite3_bind_int64(s, 1, data);
+    return run(s);
+}
+
+/* ---- the reaper ---------------------------------------------------------
+ * Removing a file only dooms its data row; a thread frees the chunks in
+ * small transactions on a connection of its own. Freed in the unlink
+ * itself, 1 GiB took ~7 s here (SQLite reads every overflow page to free
+ * it, and Debian's build zeroes each one: secure_delete), with the
+ * mount's connection locked all along and arrivals waiting on it. */
+#define REAP_CHUNKS "64"
+
+/* Free some chunks of one doomed data row, or the row itself once it has
+ * none left; *done when nothing is doomed. */
+static chute_status reap_some(sqlite3 *db, bool *done)
+{
+    *done = false;
+    if (db_exec(db, "BEGIN IMMEDIATE")) return CHUTE_ERR_DB;
+    sqlite3_stmt *s = prep(db, "SELECT data FROM doomed LIMIT 1");
+    int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
+    int64_t data = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    chute_status st = rc == SQLITE_ROW || rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+    if (!st && rc == SQLITE_DONE) *done = true;
+    if (!st && data) {
+        s = prep(db, "DELETE FROM chunks WHERE data=?1 AND idx IN (SELECT idx FROM chunks"
+                     " WHERE data=?1 ORDER BY idx LIMIT " REAP_CHUNKS ")");
+        if (s) sqlite3_bind_int64(s, 1, data);
+        st = run(s);
+        if (!st && sqlite3_changes(db) == 0) {
+            st = drop_data(db, data);
+            s = st ? NULL : prep(db, "DELETE FROM doomed WHERE data=?");
+            if (s) sqlite3_bind_int64(s, 1, data);
+            if (!st) st = run(s);
+        }
+    }
+    if (!st) st = db_exec(db, "COMMIT");
+    if (st) db_exec(db, "ROLLBACK");
+    return st;
+}
+
+static void *reap_loop(void *arg)
+{
+    cache *c = arg;
+    sqlite3 *db = NULL;
+    /* Each batch need not be durable: a crash leaves the rest doomed. */
+    if (db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &db) == CHUTE_OK)
+        (void)db_exec(db, "PRAGMA synchronous=NORMAL");
+    pthread_mutex_lock(&c->reap_mu);
+    while (!c->reap_stopping) {
+        if (!c->reap_wanted) { pthread_cond_wait(&c->reap_cv, &c->reap_mu); continue; }
+        c->reap_wanted = false;
+        bool done = false, failed = !db;
+        while (!done && !failed && !c->reap_stopping) {
+            pthread_mutex_unlock(&c->reap_mu);
+            failed = reap_some(db, &done) != CHUTE_OK;
+            pthread_mutex_lock(&c->reap_mu);
+        }
+        if (failed && !c->reap_stopping) {
+            /* busy or a transient error: try again in a while */
+            struct timespec at;
+            clock_gettime(CLOCK_REALTIME, &at);
+            at.tv_sec += 2;
+            pthread_cond_timedwait(&c->reap_cv, &c->reap_mu, &at);
+            c->reap_wanted = true;
+        }
+    }
+    pthread_mutex_unlock(&c->reap_mu);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* Something is doomed: have the reaper free it (started on first need). */
+static void reaper_wake(cache *c)
+{
+    pthread_mutex_lock(&c->reap_mu);
+    if (!c->reaper_running && !c->reap_stopping)
+        c->reaper_running = pthread_create(&c->reaper, NULL, reap_loop, c) == 0;
+    c->reap_wanted = true;   /* without a thread: left doomed for the next open */
+    pthread_cond_signal(&c->reap_cv);
+    pthread_mutex_unlock(&c->reap_mu);
+}
+
+/* Doom a data row (inside the caller's transaction). */
+static chute_status doom_data(sqlite3 *db, int64_t data)
+{
+    sqlite3_stmt *s = prep(db, "INSERT OR IGNORE INTO doomed(data) VALUES(?)");
     if (s) sqlite3_bind_int64(s, 1, data);
     return run(s);
 }
@@ -731,7 +846,7 @@ static chute_status drop_node(cache *c, const char *peer, const cache_node *n)
         if (st) return st;
         if (busy) return CHUTE_ERR_EXISTS;
     } else if (n->data) {
-        chute_status st = drop_data(c->db, n->data);
+        chute_status st = doom_data(c->db, n->data);
         if (st) return st;
     }
     sqlite3_stmt *s = prep(c->db, "DELETE FROM nodes WHERE id=?");
@@ -753,6 +868,7 @@ chute_status cache_remove(cache *c, const char *peer, const char *path)
         if (st) db_exec(c->db, "ROLLBACK");
     }
     pthread_mutex_unlock(&c->mu);
+    if (!st && !n.is_dir) reaper_wake(c);
     return st;
 }
 
@@ -776,6 +892,7 @@ chute_status cache_rename(cache *c, const char *peer, const char *from,
     if (!*base || strlen(base) > NAMES_MAX) return CHUTE_ERR_ARG;
     pthread_mutex_lock(&c->mu);
     cache_node src, dst_dir, dst;
+    bool replaced = false;   /* a file was replaced: its chunks are doomed */
     chute_status st = walk(c, peer, from, &src);
     if (!st && src.id == 0) st = CHUTE_ERR_ARG;
     if (!st) st = walk(c, peer, parent, &dst_dir);
@@ -794,7 +911,7 @@ chute_status cache_rename(cache *c, const char *peer, const char *from,
         chute_status f = child(c->db, peer, dst_dir.id, base, &dst);
         if (f == CHUTE_OK && dst.id != src.id) {
             if (dst.is_dir != src.is_dir) st = CHUTE_ERR_ARG;
-            else st = drop_node(c, peer, &dst);
+            else if (!(st = drop_node(c, peer, &dst))) replaced = !dst.is_dir;
         } else if (f != CHUTE_OK && f != CHUTE_ERR_NOT_FOUND) {
             st = f;
         }
@@ -811,6 +928,7 @@ chute_status cache_rename(cache *c, const char *peer, const char *from,
         if (st) db_exec(c->db, "ROLLBACK");
     }
     pthread_mutex_unlock(&c->mu);
+    if (!st && replaced) reaper_wake(c);
     return st;
 }
 

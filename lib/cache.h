@@ -94,7 +94,8 @@ chute_status cache_list(cache *c, const char *peer, int64_t dir,
                         cache_list_fn fn, void *arg);
 chute_status cache_read(cache *c, int64_t data, uint64_t size, uint64_t off,
                         void *buf, size_t len, size_t *got);
-/* Remove a file (its chunks are freed) or an empty folder
+/* Remove a file (its chunks are freed in the background, soon after)
+ * or an empty folder
  * (CHUTE_ERR_EXISTS if not empty). */
 chute_status cache_remove(cache *c, const char *peer, const char *path);
 /* Rename within one peer's inbox; an existing target file is replaced, an

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from conftest import wait_until
 from fsfixtures import chute, run  # noqa: F401  (fixture)
 
 
@@ -57,8 +58,9 @@ def test_unlink_frees_the_cache(chute):
     assert "stored: 2" in chute.status()
     os.unlink(chute.inbox / "big")
     assert os.listdir(chute.inbox) == ["small"]
-    assert chunk_rows(chute) == 1
     assert "stored: 1" in chute.status()
+    # the chunks go in the background, soon after (lib/cache.c: the reaper)
+    wait_until(lambda: chunk_rows(chute) == 1, timeout=10, what="the chunks freed")
     chute.receive("d/inner", b"i")
     with pytest.raises(OSError) as e:
         os.rmdir(chute.inbox / "d")
@@ -146,3 +148,20 @@ def test_other_peers_inbox_is_separate(chute):
     chute.receive("mine", b"m")
     assert os.listdir(chute.mnt / "inbox" / "office") == []
     assert os.listdir(chute.inbox) == ["mine"]
+
+
+def test_a_file_unlinked_right_before_unmount_is_freed_after_the_next_mount(chute):
+    """Unlink only dooms a file's chunks; whatever the reaper had not freed
+    when the mount went away is freed by the next mount, and nothing else."""
+    chute.receive("keep", b"k" * 70000)
+    chute.receive("big", os.urandom(48 * 1024 * 1024))
+    assert chunk_rows(chute) == 2 + 768
+    os.unlink(chute.inbox / "big")
+    chute.unmount()
+    chute.mount()
+    assert os.listdir(chute.inbox) == ["keep"]
+    wait_until(lambda: chunk_rows(chute) == 2, timeout=20, what="the doomed chunks freed")
+    assert (chute.inbox / "keep").read_bytes() == b"k" * 70000
+    with chute.inbox_db() as con:
+        assert con.execute("SELECT count(*) FROM doomed").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM data").fetchone()[0] == 1

@@ -294,7 +294,8 @@ static void test_adopts_a_legacy_cache_once(void)
     CHECK_EQ_INT(cache_open(legacy, &old), CHUTE_OK);
     sqlite3 *db;   /* what the old version left: WAL, plus the queue's table */
     CHECK_EQ_INT(sqlite3_open(legacy, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE queue(x);",
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE queue(x);"
+                              " DROP TABLE doomed;",   /* newer than that */
                               NULL, NULL, NULL), SQLITE_OK);
     cache *keep = C;
     C = old;
@@ -439,6 +440,102 @@ static void test_the_journal_keeps_its_blocks_between_commits(void)
     CHECK(stat(j, &sb) == 0 && sb.st_size <= (16 << 20));
 }
 
+/* One number from the cache file, on a connection of the test's own. */
+static long long sql_count(const char *sql)
+{
+    char p[128];
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    sqlite3 *db;
+    sqlite3_stmt *s = NULL;
+    long long n = -1;
+    if (sqlite3_open(p, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* The background reaper: bounded wait for nothing doomed and no orphans. */
+static bool reaped_within(int seconds)
+{
+    for (int i = 0; i < seconds * 100; i++) {
+        if (sql_count("SELECT (SELECT count(*) FROM doomed) + (SELECT count(*) FROM chunks"
+                      " WHERE data NOT IN (SELECT data FROM nodes WHERE data IS NOT NULL))"
+                      " + (SELECT count(*) FROM data WHERE complete=1 AND id NOT IN"
+                      " (SELECT data FROM nodes WHERE data IS NOT NULL))") == 0)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static void test_removing_a_file_frees_its_chunks_in_the_background(void)
+{
+    char out[4096], keep[4096];
+    static uint8_t small[5 * CACHE_CHUNK];
+    randombytes_buf(small, sizeof small);
+    CHECK_EQ_INT(receive("reap-keep", "reap-keep", small, 3 * CACHE_CHUNK, keep), CHUTE_OK);
+    CHECK_EQ_INT(receive_random(C, "reap-big", 24u << 20, out, sizeof out), CHUTE_OK);
+    long long before = sql_count("SELECT count(*) FROM chunks");
+    CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(C, "alice", out, &n), CHUTE_ERR_NOT_FOUND);   /* gone at once */
+    CHECK(reaped_within(20));
+    CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), before - 384);
+    CHECK_EQ_INT(cache_lookup(C, "alice", keep, &n), CHUTE_OK);            /* others stay */
+    uint8_t buf[16];
+    size_t got;
+    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, buf, sizeof buf, &got), CHUTE_OK);
+    CHECK(got == sizeof buf);
+    CHECK_EQ_INT(cache_remove(C, "alice", keep), CHUTE_OK);
+    CHECK(reaped_within(20));
+}
+
+static void test_a_file_replaced_by_rename_is_reaped(void)
+{
+    char a[4096], b[4096];
+    static uint8_t small[5 * CACHE_CHUNK];
+    randombytes_buf(small, sizeof small);
+    long long others = sql_count("SELECT count(*) FROM chunks");
+    CHECK_EQ_INT(receive("reap-a", "reap-a", small, 2 * CACHE_CHUNK, a), CHUTE_OK);
+    CHECK_EQ_INT(receive("reap-b", "reap-b", small, 5 * CACHE_CHUNK, b), CHUTE_OK);
+    CHECK_EQ_INT(cache_rename(C, "alice", a, b), CHUTE_OK);
+    CHECK(reaped_within(20));
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(C, "alice", b, &n), CHUTE_OK);
+    CHECK(n.size == 2 * CACHE_CHUNK);
+    CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), others + 2);
+    CHECK_EQ_INT(cache_remove(C, "alice", b), CHUTE_OK);
+    CHECK(reaped_within(20));
+}
+
+/* A crash (or a close) between the unlink and the reaping leaves rows in
+ * doomed: the next open frees them. */
+static void test_the_next_open_reaps_what_a_crash_left_doomed(void)
+{
+    char out[4096], p[128];
+    static uint8_t small[4 * CACHE_CHUNK];
+    randombytes_buf(small, sizeof small);
+    long long others = sql_count("SELECT count(*) FROM chunks");
+    CHECK_EQ_INT(receive("reap-crash", "reap-crash", small, sizeof small, out), CHUTE_OK);
+    cache_close(C);
+    C = NULL;
+    long long data = sql_count("SELECT max(id) FROM data");
+    char sql[256];
+    snprintf(sql, sizeof sql, "DELETE FROM nodes WHERE data=%lld; INSERT INTO doomed VALUES(%lld)",
+             data, data);
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), others + 4);
+    CHECK_EQ_INT(cache_open(p, &C), CHUTE_OK);
+    CHECK(reaped_within(20));
+    CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), others);
+}
+
 int main(void)
 {
     char p[128];
@@ -456,6 +553,9 @@ int main(void)
     RUN(test_adopts_a_legacy_cache_once);
     RUN(test_a_big_arrival_is_not_kept_in_memory);
     RUN(test_the_journal_keeps_its_blocks_between_commits);
+    RUN(test_removing_a_file_frees_its_chunks_in_the_background);
+    RUN(test_a_file_replaced_by_rename_is_reaped);
+    RUN(test_the_next_open_reaps_what_a_crash_left_doomed);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
     if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
