@@ -28,6 +28,7 @@ import resource
 import selectors
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -617,7 +618,21 @@ class Bench:
             (self.inbox / name).unlink()
         except OSError as e:
             log(f"e2e: cannot delete {name} from home's inbox: {e}")
+        # The unlink only dooms the chunks (lib/cache.c): let the reaper
+        # free them before the next round, not during it.
+        wait_until(lambda: self.doomed_at_home() == 0, timeout=120, interval=0.1)
         subprocess.run(["sync"])
+
+    def doomed_at_home(self):
+        try:
+            con = sqlite3.connect(f"file:{self.homes['home'] / 'inbox.db'}?mode=ro", uri=True,
+                                  timeout=5)
+            try:
+                return con.execute("SELECT count(*) FROM doomed").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return -1
 
     # --- (c) latency ----------------------------------------------------------
     def latency(self, n):
