@@ -283,9 +283,11 @@ static chute_status drop_data(sqlite3 *db, int64_t data)
 /* ---- the reaper ---------------------------------------------------------
  * Removing a file only dooms its data row; a thread frees the chunks in
  * small transactions on a connection of its own. Freed in the unlink
- * itself, 1 GiB took ~7 s here (SQLite reads every overflow page to free
- * it, and Debian's build zeroes each one: secure_delete), with the
- * mount's connection locked all along and arrivals waiting on it. */
+ * itself, 256 MiB took ~1 s here (SQLite reads every overflow page to
+ * free it, and Debian's build zeroes each one: secure_delete), with the
+ * mount's connection locked all along and arrivals waiting on it.
+ * A partial download's chunks are still freed in place: doomed, its
+ * row would count as incoming and be resumed from. */
 #define REAP_CHUNKS "64"
 
 /* Free some chunks of one doomed data row, or the row itself once it has

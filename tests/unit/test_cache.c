@@ -470,12 +470,19 @@ static bool reaped_within(int seconds)
     return false;
 }
 
+/* Receive `chunks` whole chunks of random bytes as item (also its path). */
+static chute_status receive_chunks(const char *item, size_t chunks, char *out)
+{
+    static uint8_t buf[5 * CACHE_CHUNK];
+    if (chunks * CACHE_CHUNK > sizeof buf) return CHUTE_ERR_ARG;
+    randombytes_buf(buf, chunks * CACHE_CHUNK);
+    return receive(item, item, buf, chunks * CACHE_CHUNK, out);
+}
+
 static void test_removing_a_file_frees_its_chunks_in_the_background(void)
 {
     char out[4096], keep[4096];
-    static uint8_t small[5 * CACHE_CHUNK];
-    randombytes_buf(small, sizeof small);
-    CHECK_EQ_INT(receive("reap-keep", "reap-keep", small, 3 * CACHE_CHUNK, keep), CHUTE_OK);
+    CHECK_EQ_INT(receive_chunks("reap-keep", 3, keep), CHUTE_OK);
     CHECK_EQ_INT(receive_random(C, "reap-big", 24u << 20, out, sizeof out), CHUTE_OK);
     long long before = sql_count("SELECT count(*) FROM chunks");
     CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
@@ -495,11 +502,9 @@ static void test_removing_a_file_frees_its_chunks_in_the_background(void)
 static void test_a_file_replaced_by_rename_is_reaped(void)
 {
     char a[4096], b[4096];
-    static uint8_t small[5 * CACHE_CHUNK];
-    randombytes_buf(small, sizeof small);
     long long others = sql_count("SELECT count(*) FROM chunks");
-    CHECK_EQ_INT(receive("reap-a", "reap-a", small, 2 * CACHE_CHUNK, a), CHUTE_OK);
-    CHECK_EQ_INT(receive("reap-b", "reap-b", small, 5 * CACHE_CHUNK, b), CHUTE_OK);
+    CHECK_EQ_INT(receive_chunks("reap-a", 2, a), CHUTE_OK);
+    CHECK_EQ_INT(receive_chunks("reap-b", 5, b), CHUTE_OK);
     CHECK_EQ_INT(cache_rename(C, "alice", a, b), CHUTE_OK);
     CHECK(reaped_within(20));
     cache_node n;
@@ -515,10 +520,8 @@ static void test_a_file_replaced_by_rename_is_reaped(void)
 static void test_the_next_open_reaps_what_a_crash_left_doomed(void)
 {
     char out[4096], p[128];
-    static uint8_t small[4 * CACHE_CHUNK];
-    randombytes_buf(small, sizeof small);
     long long others = sql_count("SELECT count(*) FROM chunks");
-    CHECK_EQ_INT(receive("reap-crash", "reap-crash", small, sizeof small, out), CHUTE_OK);
+    CHECK_EQ_INT(receive_chunks("reap-crash", 4, out), CHUTE_OK);
     cache_close(C);
     C = NULL;
     long long data = sql_count("SELECT max(id) FROM data");
