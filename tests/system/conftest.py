@@ -74,9 +74,10 @@ def wait_until(predicate, timeout=5.0, interval=0.02, what="condition", errors=(
         try:
             last = predicate()
         except errors as e:
-            last = e
-        if last:
-            return last
+            last = e  # kept for the timeout's message; an exception is truthy
+        else:
+            if last:
+                return last
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout * SLOW:.1f}s waiting for {what} (last: {last!r})")
         time.sleep(interval)

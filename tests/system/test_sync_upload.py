@@ -474,20 +474,26 @@ def test_pairtool_status_shows_the_mounts_queue(sync, tmp_path):
 
 def nginx_proxy(tmp, upstream, max_body):
     """nginx on a free loopback port proxying to upstream (the README's
-    settings) with client_max_body_size max_body; returns (url, Popen)."""
+    settings) with client_max_body_size max_body; returns (url, Popen).
+
+    The port is free when free_port() looks but may be taken before nginx
+    binds it, so an nginx that exits on "Address already in use" is started
+    again on another port; and only an answer that nginx itself signed
+    (Server: nginx) counts as nginx being up."""
     exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if not exe:
         pytest.skip("nginx is not installed")
-    d = tmp / "nginx"
-    (d / "tmp").mkdir(parents=True)
-    port = free_port()
     user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};" \
         if os.getuid() == 0 else ""
-    (d / "nginx.conf").write_text(f"""{user}
+    for attempt in range(3):
+        d = tmp / f"nginx{attempt}"
+        (d / "tmp").mkdir(parents=True)
+        port = free_port()
+        (d / "nginx.conf").write_text(f"""{user}
 daemon off;
 worker_processes 1;
 pid {d}/nginx.pid;
-error_log {d}/error.log warn;
+error_log {d}/error.log info;
 events {{ worker_connections 256; }}
 http {{
   access_log off;
@@ -509,39 +515,68 @@ http {{
   }}
 }}
 """)
-    proc = subprocess.Popen([exe, "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: Api(url).get("/v1/health").status == 200, timeout=10,
-               errors=(OSError,), what="nginx in front of the relay")
-    return url, proc
+        proc = subprocess.Popen([exe, "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc.chute_dir = d
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            if proc.poll() is not None:
+                return "exited"
+            r = Api(url, timeout=2).get("/v1/health")
+            return r.status == 200 and (r.header("Server") or "").startswith("nginx")
+
+        got = wait_until(up, timeout=10, errors=(OSError,), what="nginx in front of the relay")
+        if got != "exited":
+            return url, proc
+        if "Address already in use" not in nginx_said(proc):
+            raise AssertionError(f"nginx did not start: {nginx_said(proc)}")
+    raise AssertionError(f"nginx found no free port in 3 tries: {nginx_said(proc)}")
+
+
+def nginx_said(proc):
+    """nginx's state and its error log, for a failure message."""
+    state = "running" if proc.poll() is None else f"exited with {proc.returncode}"
+    try:
+        log = (proc.chute_dir / "error.log").read_text(errors="replace")[-4000:]
+    except OSError as e:
+        log = f"(no error log: {e})"
+    return f"nginx {state}; its error log:\n{log}"
 
 
 def test_proxy_body_limit_makes_patches_smaller_not_the_upload_fail(tmp_path, relay_factory):
     relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
     url, nginx = nginx_proxy(tmp_path, relay.url, "3m")
     try:
-        abroad = Device(tmp_path / "abroad", "abroad", url)
-        home = Device(tmp_path / "home", "home", url)
-        abroad.init()
-        home.init()
-        pair(home, abroad)
-        m = Mount(abroad, tmp_path)
-        m.mount()
-        try:
-            rcv = Receiver(home, relay, tmp_path)
-            sha = write_random(m.outbox / "big.iso", 20 << 20)
-            item = m.row("big.iso")["id"]
-            wait_until(lambda: item in rcv.complete(), timeout=60, what="the item through the proxy")
-            assert rcv.decrypt_sha(item) == sha
-            assert "refuses" in m.stderr() and "bytes at a time" in m.stderr()
-            assert m.row("big.iso")["last_error"] == ""
-        finally:
-            m.unmount()
-            m.check_sanitizers()
+        proxied_upload_arrives(tmp_path, relay, url)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{nginx_said(nginx)}") from e
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+def proxied_upload_arrives(tmp_path, relay, url):
+    """Two devices paired through the proxy at url; a 20 MiB file goes
+    through it in PATCHes under the proxy's body limit and decrypts."""
+    abroad = Device(tmp_path / "abroad", "abroad", url)
+    home = Device(tmp_path / "home", "home", url)
+    abroad.init()
+    home.init()
+    pair(home, abroad)
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    try:
+        rcv = Receiver(home, relay, tmp_path)
+        sha = write_random(m.outbox / "big.iso", 20 << 20)
+        item = m.row("big.iso")["id"]
+        wait_until(lambda: item in rcv.complete(), timeout=60, what="the item through the proxy")
+        assert rcv.decrypt_sha(item) == sha
+        assert "refuses" in m.stderr() and "bytes at a time" in m.stderr()
+        assert m.row("big.iso")["last_error"] == ""
+    finally:
+        m.unmount()
+        m.check_sanitizers()
 
 
 # --- a big file goes while it is still being written (fs/growing.h) -------------
