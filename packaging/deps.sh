@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages Chute needs to build and test, if any are
 # missing. Quiet and fast when everything is there, so `make` can call it
-# every time. Usage: deps.sh [build|check|fuzz|bench|demo|deb|all]  (default: check)
+# every time. Usage: deps.sh [build|check|fuzz|bench|demo|deb|ci|all]  (default: check)
+# ci adds nginx, which `make check` skips its proxy test without.
 set -u
 
 group=${1:-check}
@@ -15,6 +16,7 @@ fuzz="$build clang libclang-rt-14-dev"
 bench="$check nginx-light gocryptfs hyperfine"
 demo="$check"
 deb="$build debhelper dpkg-dev fakeroot lintian"
+ci="$check $fuzz nginx-light"
 
 case "$group" in
   build) want=$build ;;
@@ -23,8 +25,9 @@ case "$group" in
   bench) want=$bench ;;
   demo)  want=$demo ;;
   deb)   want=$deb ;;
+  ci)    want=$ci ;;
   all)   want="$check $fuzz $bench $deb" ;;
-  *) echo "usage: $0 [build|check|fuzz|bench|demo|deb|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|check|fuzz|bench|demo|deb|ci|all]" >&2; exit 2 ;;
 esac
 
 missing=""
