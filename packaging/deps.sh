@@ -2,7 +2,7 @@
 # Installs the Debian packages Chute needs to build and test, if any are
 # missing. Quiet and fast when everything is there, so `make` can call it
 # every time. Usage: deps.sh [build|check|fuzz|bench|demo|deb|ci|all]  (default: check)
-# ci adds nginx, which `make check` skips its proxy test without.
+# ci = check + fuzz + nginx: without nginx, `make check` skips its proxy test.
 set -u
 
 group=${1:-check}

@@ -493,7 +493,7 @@ def nginx_proxy(tmp, upstream, max_body):
 daemon off;
 worker_processes 1;
 pid {d}/nginx.pid;
-error_log {d}/error.log info;
+error_log {d}/error.log notice;
 events {{ worker_connections 256; }}
 http {{
   access_log off;
@@ -517,7 +517,6 @@ http {{
 """)
         proc = subprocess.Popen([exe, "-p", str(d), "-e", str(d / "error.log"), "-c", str(d / "nginx.conf")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        proc.chute_dir = d
         url = f"http://127.0.0.1:{port}"
 
         def up():
@@ -526,7 +525,12 @@ http {{
             r = Api(url, timeout=2).get("/v1/health")
             return r.status == 200 and (r.header("Server") or "").startswith("nginx")
 
-        got = wait_until(up, timeout=10, errors=(OSError,), what="nginx in front of the relay")
+        try:
+            got = wait_until(up, timeout=10, errors=(OSError,), what="nginx in front of the relay")
+        except AssertionError as e:
+            proc.terminate()  # the master stops its worker too; a kill would orphan it
+            proc.wait(timeout=10)
+            raise AssertionError(f"{e}\n{nginx_said(proc)}") from e
         if got != "exited":
             return url, proc
         if "Address already in use" not in nginx_said(proc):
@@ -535,10 +539,10 @@ http {{
 
 
 def nginx_said(proc):
-    """nginx's state and its error log, for a failure message."""
+    """nginx's state and its error log (its -e argument), for a failure message."""
     state = "running" if proc.poll() is None else f"exited with {proc.returncode}"
     try:
-        log = (proc.chute_dir / "error.log").read_text(errors="replace")[-4000:]
+        log = Path(proc.args[proc.args.index("-e") + 1]).read_text(errors="replace")[-4000:]
     except OSError as e:
         log = f"(no error log: {e})"
     return f"nginx {state}; its error log:\n{log}"
