@@ -87,7 +87,7 @@ int inbox_read(chutefs *fs, char *buf, size_t size, off_t off,
     handle *h = (handle *)(uintptr_t)fi->fh;
     if (off < 0) return -EINVAL;
     size_t got;
-    chute_status s = cache_read(fs->c, h->node.data, h->node.size, (uint64_t)off,
+    chute_status s = cache_read(fs->c, &h->node, (uint64_t)off,
                                 buf, size, &got);
     return s ? chutefs_errno(s) : (int)got;
 }

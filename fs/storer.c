@@ -1,17 +1,23 @@
 /* storer.c — see storer.h. */
 #include "storer.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 
 /* 8 MiB in flight, one batch: the downloader goes on decrypting while a
  * batch commits (writing 8 MiB of rows and waiting for their fsync took
  * the storer 10-20 ms here, and with 4 MiB the downloader spent ~2 s of
  * a 1 GiB transfer waiting for a slot). */
 #define SLOTS 128
+/* The download stalled (a relay that paused, an upload being followed):
+ * after this long without a slot, what is stored is committed — durable
+ * for a resume, and the chunk file no longer locked (chunkstore.h). */
+#define IDLE_CHECKPOINT_MS 100
 
 struct storer {
     cache_txn *t;
@@ -32,12 +38,35 @@ static uint8_t *slot_mem(storer *s, unsigned i)
     return s->mem + (size_t)i * STORER_SLOT_BYTES;
 }
 
+/* Wait (mu held) for a slot or the stop; if none comes for
+ * IDLE_CHECKPOINT_MS after something was stored, checkpoint once. */
+static void wait_for_work(storer *s, bool *stored_since)
+{
+    while (!s->count && !s->stopping) {
+        if (!*stored_since || s->failed) { pthread_cond_wait(&s->cv, &s->mu); continue; }
+        struct timespec at;
+        clock_gettime(CLOCK_MONOTONIC, &at);
+        at.tv_nsec += IDLE_CHECKPOINT_MS * 1000000L;
+        if (at.tv_nsec >= 1000000000L) { at.tv_sec++; at.tv_nsec -= 1000000000L; }
+        while (!s->count && !s->stopping &&
+               pthread_cond_timedwait(&s->cv, &s->mu, &at) != ETIMEDOUT) {
+        }
+        if (s->count || s->stopping) return;
+        *stored_since = false;
+        pthread_mutex_unlock(&s->mu);
+        chute_status st = cache_item_checkpoint(s->t);
+        pthread_mutex_lock(&s->mu);
+        if (st && !s->failed) s->failed = st;
+    }
+}
+
 static void *store_loop(void *arg)
 {
     storer *s = arg;
+    bool stored_since = false;   /* appended since the last checkpoint */
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->count && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        wait_for_work(s, &stored_since);
         if (!s->count) break;
         unsigned i = s->head;
         size_t n = s->len[i];
@@ -45,6 +74,7 @@ static void *store_loop(void *arg)
         pthread_mutex_unlock(&s->mu);
         chute_status st = skip ? CHUTE_OK : cache_item_append(s->t, slot_mem(s, i), n);
         pthread_mutex_lock(&s->mu);
+        stored_since = true;
         if (st && !s->failed) s->failed = st;
         s->head = (s->head + 1) % SLOTS;
         s->count--;
@@ -68,7 +98,11 @@ chute_status storer_start(cache_txn *t, storer **out)
     s->mem = mem;
     s->t = t;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&s->thread, NULL, store_loop, s) != 0) {
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);

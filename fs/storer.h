@@ -7,6 +7,10 @@
  * (cache_item_append). Slots are few (bounded memory), taken and stored
  * in order, and wiped when freed: they hold plaintext.
  *
+ * When no slot comes for a moment (the download stalled), the storer
+ * checkpoints what it stored (cache_item_checkpoint): durable for a
+ * resume, and the chunk file no longer held by a half-done batch.
+ *
  * The transaction belongs to the storer from storer_start until
  * storer_drain returns; only then may the caller commit, suspend or abort
  * it. A store failure is a local one (disk, database): it is returned by

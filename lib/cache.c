@@ -1,11 +1,20 @@
 /* cache.c — the inbox cache on SQLite; see cache.h for the model.
  *
- * Tables: nodes (the visible tree per peer: folders and files), data (one
- * row per received or receiving blob; complete=0 while downloading), chunks
- * (64 KiB plaintext pieces of a data row), received (every item ever
- * committed, so a redelivered item is recognised after its file is gone),
- * quarantine (items refused by verification), list_cursor (where the
- * downloader's listing of the relay inbox resumes). */
+ * Two files. inbox.db, the index: nodes (the visible tree per peer:
+ * folders and files), data (one row per received or receiving blob;
+ * complete=0 while downloading; store says where its chunks are), received
+ * (every item ever committed, so a redelivered item is recognised after
+ * its file is gone), quarantine (items refused by verification),
+ * list_cursor (where the downloader's listing of the relay inbox resumes),
+ * doomed (data rows the reaper is to free). inbox-data.db, the chunks
+ * (64 KiB plaintext pieces of a data row: chunkstore.h). Versions before
+ * 0.3 kept the chunks in inbox.db's own chunks table: rows of theirs say
+ * store=0 and are read from there until removed.
+ *
+ * Across the two files there is no transaction, so each change is made in
+ * the order that leaves nothing dangling: a data row before its chunks,
+ * the chunks durable before the node that shows them, and the chunks
+ * deleted before the row. */
 #include "cache.h"
 
 #include <fcntl.h>
@@ -19,16 +28,20 @@
 
 #include "db.h"
 #include "names.h"
-#include "pagecache.h"
-#include "prealloc.h"
+#include "chunkstore.h"
 
 struct cache {
-    sqlite3 *db;
-    char *path;
+    sqlite3 *db;          /* the index, for the mount's names and changes */
+    char *path;           /* inbox.db */
+    char *data_path;      /* inbox-data.db */
     /* The mount's threads share db; multi-statement changes hold mu so no
      * other thread's statement lands inside their transaction. */
     pthread_mutex_t mu;
-    int advice_fd;        /* see advice_fd_acquire; -1: none */
+    /* Reads of file content, opened on first need, under read_mu: a read
+     * waiting for a download's batch holds up no lookup. */
+    pthread_mutex_t read_mu;
+    chunkstore *store;    /* inbox-data.db */
+    chunkstore *legacy;   /* inbox.db's own chunks (data.store=0) */
     /* The reaper frees the chunks of removed files in the background. */
     pthread_mutex_t reap_mu;
     pthread_cond_t reap_cv;
@@ -37,99 +50,19 @@ struct cache {
 };
 
 struct cache_txn {
-    sqlite3 *db;          /* its own connection: a long download never holds
-                             a transaction on the mount's connection */
+    sqlite3 *db;          /* an index connection of its own: a long download
+                             never holds a transaction on the mount's */
+    chunkstore *store;    /* its chunks' writer */
     int64_t data;
     uint64_t total;       /* bytes appended so far */
     int64_t next_idx;
-    sqlite3_stmt *insert; /* the chunk INSERT, prepared once */
     uint8_t *buf;         /* the chunk being filled */
     size_t fill;
-    unsigned batch;       /* chunks written in the open transaction */
-    int advice_fd;        /* the cache's, for dropping what is stored */
-    pagecache_stream stored;
-    off_t grown_to;       /* the file's size at the last batch, for prealloc */
     char peer[256];
 };
 
-/* An fd of the cache file for page-cache advice only (lib/pagecache.h).
- * Closing any fd of a file drops every POSIX lock the process holds on it,
- * SQLite's too, so one such fd per file is shared by every cache open on
- * it and closed with the last of them, when none of their connections is
- * left. A full table only means no advice. */
-#define ADVICE_FILES 16
-static struct {
-    dev_t dev;
-    ino_t ino;
-    int fd;
-    unsigned users;
-} advice_files[ADVICE_FILES];
-static pthread_mutex_t advice_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static int advice_fd_acquire(const char *path)
-{
-    struct stat sb;
-    int fd = -1;
-    pthread_mutex_lock(&advice_mu);
-    if (stat(path, &sb) == 0) {
-        int free_slot = -1;
-        for (int i = 0; i < ADVICE_FILES && fd < 0; i++) {
-            if (!advice_files[i].users) {
-                if (free_slot < 0) free_slot = i;
-            } else if (advice_files[i].dev == sb.st_dev && advice_files[i].ino == sb.st_ino) {
-                advice_files[i].users++;
-                fd = advice_files[i].fd;
-            }
-        }
-        /* For writing (only fallocate writes through it: prealloc.h), or
-         * for reading where the file is read-only to us. */
-        if (fd < 0 && free_slot >= 0 &&
-            ((fd = open(path, O_RDWR | O_CLOEXEC)) >= 0 ||
-             (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)) {
-            if (fstat(fd, &sb) == 0) {
-                advice_files[free_slot].dev = sb.st_dev;
-                advice_files[free_slot].ino = sb.st_ino;
-            }
-            advice_files[free_slot].fd = fd;
-            advice_files[free_slot].users = 1;
-        }
-    }
-    pthread_mutex_unlock(&advice_mu);
-    return fd;
-}
-
-static void advice_fd_release(int fd)
-{
-    if (fd < 0) return;
-    pthread_mutex_lock(&advice_mu);
-    for (int i = 0; i < ADVICE_FILES; i++) {
-        if (advice_files[i].users && advice_files[i].fd == fd) {
-            if (--advice_files[i].users == 0) close(fd);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&advice_mu);
-}
-
-/* A committed batch is on disk (synchronous=NORMAL syncs the database at
- * a commit): what it appended leaves the page cache, so receiving a big
- * file does not fill memory with it. */
-static void release_stored(cache_txn *t)
-{
-    struct stat sb;
-    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0) {
-        pagecache_synced(&t->stored, t->advice_fd, sb.st_size);
-        /* the next batches' pages go into blocks reserved for them */
-        prealloc_grew(t->advice_fd, t->grown_to, sb.st_size);
-        t->grown_to = sb.st_size;
-    }
-}
-
-/* 16 KiB pages (taking effect when the file is made): a 64 KiB chunk is
- * then 5 pages rather than 17, which measured ~30% less CPU per byte
- * stored than 4 KiB pages. */
+/* The index. Its pages are small rows: the default page size. */
 static const char SCHEMA[] =
-    "PRAGMA page_size=16384;"
     "CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY,"
     " peer TEXT NOT NULL, parent INTEGER NOT NULL, name TEXT NOT NULL,"
     " is_dir INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 0,"
@@ -138,9 +71,8 @@ static const char SCHEMA[] =
     " UNIQUE(peer, parent, name));"
     "CREATE TABLE IF NOT EXISTS data (id INTEGER PRIMARY KEY,"
     " peer TEXT NOT NULL, item TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0,"
-    " complete INTEGER NOT NULL DEFAULT 0, UNIQUE(peer, item));"
-    "CREATE TABLE IF NOT EXISTS chunks (data INTEGER NOT NULL,"
-    " idx INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY(data, idx));"
+    " complete INTEGER NOT NULL DEFAULT 0, store INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE(peer, item));"
     "CREATE TABLE IF NOT EXISTS received (peer TEXT NOT NULL,"
     " item TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY(peer, item));"
     "CREATE TABLE IF NOT EXISTS quarantine (peer TEXT NOT NULL,"
@@ -151,14 +83,39 @@ static const char SCHEMA[] =
     /* data rows of removed files whose chunks the reaper has yet to free */
     "CREATE TABLE IF NOT EXISTS doomed (data INTEGER PRIMARY KEY);";
 
-/* 8 MiB of chunks per transaction while receiving: each commit costs
- * fsyncs, and the writer's page cache holds the whole batch so that it
- * never spills (a spill would lock readers out until the commit). */
-#define BATCH_CHUNKS 128
-#define TXN_CACHE_KIB "-12288"
+/* Where a data row's chunks are. */
+#define STORE_INDEX 0   /* inbox.db's chunks table, from before 0.3 */
+#define STORE_DATA  1   /* inbox-data.db */
 
 static void reaper_wake(cache *c);
 static bool has_doomed(sqlite3 *db);
+
+char *cache_data_path(const char *db_path)
+{
+    size_t n = strlen(db_path);
+    bool dot_db = n >= 3 && strcmp(db_path + n - 3, ".db") == 0;
+    size_t base = dot_db ? n - 3 : n;
+    char *p = malloc(base + sizeof "-data.db");
+    if (p) {
+        memcpy(p, db_path, base);
+        strcpy(p + base, dot_db ? "-data.db" : "-data");
+    }
+    return p;
+}
+
+/* An index made before 0.3 has no data.store: its rows' chunks are in it. */
+static chute_status add_store_column(sqlite3 *db)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('data') WHERE name='store'",
+                           -1, &s, NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_ROW) return CHUTE_OK;
+    if (rc != SQLITE_DONE) return CHUTE_ERR_DB;
+    return db_exec(db, "ALTER TABLE data ADD COLUMN store INTEGER NOT NULL DEFAULT 0");
+}
 
 chute_status cache_open(const char *db_path, cache **out)
 {
@@ -166,11 +123,13 @@ chute_status cache_open(const char *db_path, cache **out)
     cache *c = calloc(1, sizeof *c);
     if (!c) return CHUTE_ERR_NOMEM;
     c->path = strdup(db_path);
-    if (!c->path) { free(c); return CHUTE_ERR_NOMEM; }
+    c->data_path = cache_data_path(db_path);
+    if (!c->path || !c->data_path) { free(c->path); free(c->data_path); free(c); return CHUTE_ERR_NOMEM; }
     chute_status st = db_open_journal(db_path, SCHEMA, DB_JOURNAL_ROLLBACK, &c->db);
-    if (st) { free(c->path); free(c); return st; }
-    c->advice_fd = advice_fd_acquire(db_path);
+    if (!st) st = add_store_column(c->db);
+    if (st) { sqlite3_close(c->db); free(c->path); free(c->data_path); free(c); return st; }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->read_mu, NULL);
     pthread_mutex_init(&c->reap_mu, NULL);
     pthread_cond_init(&c->reap_cv, NULL);
     if (has_doomed(c->db)) reaper_wake(c);   /* left by a crash or a close */
@@ -186,12 +145,15 @@ void cache_close(cache *c)
     pthread_cond_signal(&c->reap_cv);
     pthread_mutex_unlock(&c->reap_mu);
     if (c->reaper_running) pthread_join(c->reaper, NULL);
+    chunkstore_close(c->store);
+    chunkstore_close(c->legacy);
     sqlite3_close(c->db);
-    advice_fd_release(c->advice_fd);   /* after the connections: see there */
     pthread_cond_destroy(&c->reap_cv);
     pthread_mutex_destroy(&c->reap_mu);
+    pthread_mutex_destroy(&c->read_mu);
     pthread_mutex_destroy(&c->mu);
     free(c->path);
+    free(c->data_path);
     free(c);
 }
 
@@ -223,8 +185,22 @@ static bool has_doomed(sqlite3 *db)
 chute_status cache_adopt_legacy(cache *c, const char *legacy_path)
 {
     if (!c || !legacy_path) return CHUTE_ERR_ARG;
-    static const char *const tables[] = {"nodes", "data", "chunks", "received",
-                                         "quarantine", "list_cursor"};
+    /* Its chunks stay in the index, as a version before 0.3 kept them:
+     * its data rows say store=0. */
+    static const char *const copies[] = {
+        "INSERT OR IGNORE INTO main.nodes SELECT * FROM legacy.nodes",
+        "INSERT OR IGNORE INTO main.data(id, peer, item, size, complete)"
+        " SELECT id, peer, item, size, complete FROM legacy.data",
+        "CREATE TABLE IF NOT EXISTS main.chunks (data INTEGER NOT NULL,"
+        " idx INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY(data, idx))",
+        "INSERT OR IGNORE INTO main.chunks SELECT * FROM legacy.chunks",
+        "INSERT OR IGNORE INTO main.received SELECT * FROM legacy.received",
+        "INSERT OR IGNORE INTO main.quarantine SELECT * FROM legacy.quarantine",
+        "INSERT OR IGNORE INTO main.list_cursor SELECT * FROM legacy.list_cursor",
+        "DROP TABLE legacy.nodes; DROP TABLE legacy.data; DROP TABLE legacy.chunks;"
+        " DROP TABLE legacy.received; DROP TABLE legacy.quarantine;"
+        " DROP TABLE legacy.list_cursor",
+    };
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *s = prep(c->db, "ATTACH DATABASE ? AS legacy");
     if (s) sqlite3_bind_text(s, 1, legacy_path, -1, SQLITE_STATIC);
@@ -237,12 +213,8 @@ chute_status cache_adopt_legacy(cache *c, const char *legacy_path)
     if (!st && found) st = db_exec(c->db, "BEGIN IMMEDIATE");
     /* Rows first, then the drops: a crash between the two files' commits
      * leaves copies that the next run's OR IGNORE skips. */
-    for (size_t i = 0; !st && found && i < sizeof tables / sizeof *tables; i++) {
-        char sql[160];
-        snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO main.%s SELECT * FROM legacy.%s;"
-                                  "DROP TABLE legacy.%s;", tables[i], tables[i], tables[i]);
-        st = db_exec(c->db, sql);
-    }
+    for (size_t i = 0; !st && found && i < sizeof copies / sizeof *copies; i++)
+        st = db_exec(c->db, copies[i]);
     if (found) {
         if (!st) st = db_exec(c->db, "COMMIT");
         else db_exec(c->db, "ROLLBACK");
@@ -268,14 +240,53 @@ chute_status cache_seen(cache *c, const char *peer, const char *item, bool *seen
     return CHUTE_OK;
 }
 
-/* Delete a data row and its chunks (inside the caller's transaction). */
-static chute_status drop_data(sqlite3 *db, int64_t data)
+/* Where data row `data` keeps its chunks (STORE_DATA if it has no row). */
+static chute_status data_store(sqlite3 *db, int64_t data, int *store)
 {
-    sqlite3_stmt *s = prep(db, "DELETE FROM chunks WHERE data=?");
-    if (s) sqlite3_bind_int64(s, 1, data);
-    chute_status st = run(s);
+    sqlite3_stmt *s = prep(db, "SELECT store FROM data WHERE id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, data);
+    int rc = sqlite3_step(s);
+    *store = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : STORE_DATA;
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+/* Delete at most limit (0: all) chunks of data from where it keeps them:
+ * through chunks (a writer of the data file), or through db, the index,
+ * for a row of an older version. *deleted: whether any went. Not inside a
+ * transaction of db's. */
+static chute_status delete_chunks(sqlite3 *db, chunkstore *chunks, int64_t data, int store,
+                                  unsigned limit, bool *deleted)
+{
+    if (store == STORE_DATA) {
+        unsigned n = 0;
+        chute_status st = chunks ? chunkstore_delete(chunks, data, limit, &n) : CHUTE_ERR_ARG;
+        if (deleted) *deleted = n > 0;
+        return st;
+    }
+    sqlite3_stmt *s = prep(db, limit
+        ? "DELETE FROM chunks WHERE data=?1 AND idx IN (SELECT idx FROM chunks"
+          " WHERE data=?1 ORDER BY idx LIMIT ?2)"
+        : "DELETE FROM chunks WHERE data=?1");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, data);
+    if (limit) sqlite3_bind_int(s, 2, (int)limit);
+    int rc = sqlite3_step(s);
+    if (deleted) *deleted = sqlite3_changes(db) > 0;
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+/* Delete a data row's chunks, then the row: a crash between leaves a row
+ * without chunks, an empty partial the next start drops. */
+static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data)
+{
+    int store;
+    chute_status st = data_store(db, data, &store);
+    if (!st) st = delete_chunks(db, chunks, data, store, 0, NULL);
     if (st) return st;
-    s = prep(db, "DELETE FROM data WHERE id=?");
+    sqlite3_stmt *s = prep(db, "DELETE FROM data WHERE id=?");
     if (s) sqlite3_bind_int64(s, 1, data);
     return run(s);
 }
@@ -288,32 +299,33 @@ static chute_status drop_data(sqlite3 *db, int64_t data)
  * mount's connection locked all along and arrivals waiting on it.
  * A partial download's chunks are still freed in place: doomed, its
  * row would count as incoming and be resumed from. */
-#define REAP_CHUNKS "64"
+#define REAP_CHUNKS 64
 
 /* Free some chunks of one doomed data row, or the row itself once it has
- * none left; *done when nothing is doomed. */
-static chute_status reap_some(sqlite3 *db, bool *done)
+ * none left; *done when nothing is doomed. db: the reaper's index
+ * connection; chunks: its writer of the data file. */
+static chute_status reap_some(sqlite3 *db, chunkstore *chunks, bool *done)
 {
     *done = false;
-    if (db_exec(db, "BEGIN IMMEDIATE")) return CHUTE_ERR_DB;
-    sqlite3_stmt *s = prep(db, "SELECT data FROM doomed LIMIT 1");
+    sqlite3_stmt *s = prep(db, "SELECT d.data, coalesce(x.store, 1) FROM doomed d"
+                               " LEFT JOIN data x ON x.id = d.data LIMIT 1");
     int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
     int64_t data = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    int store = rc == SQLITE_ROW ? sqlite3_column_int(s, 1) : STORE_DATA;
     sqlite3_finalize(s);
-    chute_status st = rc == SQLITE_ROW || rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
-    if (!st && rc == SQLITE_DONE) *done = true;
-    if (!st && data) {
-        s = prep(db, "DELETE FROM chunks WHERE data=?1 AND idx IN (SELECT idx FROM chunks"
-                     " WHERE data=?1 ORDER BY idx LIMIT " REAP_CHUNKS ")");
-        if (s) sqlite3_bind_int64(s, 1, data);
-        st = run(s);
-        if (!st && sqlite3_changes(db) == 0) {
-            st = drop_data(db, data);
-            s = st ? NULL : prep(db, "DELETE FROM doomed WHERE data=?");
-            if (s) sqlite3_bind_int64(s, 1, data);
-            if (!st) st = run(s);
-        }
-    }
+    if (rc == SQLITE_DONE) { *done = true; return CHUTE_OK; }
+    if (rc != SQLITE_ROW) return CHUTE_ERR_DB;
+    bool deleted = false;
+    chute_status st = delete_chunks(db, chunks, data, store, REAP_CHUNKS, &deleted);
+    if (st || deleted) return st;
+    /* No chunk left: the row goes, and its doom. */
+    if (db_exec(db, "BEGIN IMMEDIATE")) return CHUTE_ERR_DB;
+    s = prep(db, "DELETE FROM data WHERE id=?");
+    if (s) sqlite3_bind_int64(s, 1, data);
+    st = run(s);
+    s = st ? NULL : prep(db, "DELETE FROM doomed WHERE data=?");
+    if (s) sqlite3_bind_int64(s, 1, data);
+    if (!st) st = run(s);
     if (!st) st = db_exec(db, "COMMIT");
     if (st) db_exec(db, "ROLLBACK");
     return st;
@@ -323,17 +335,19 @@ static void *reap_loop(void *arg)
 {
     cache *c = arg;
     sqlite3 *db = NULL;
+    chunkstore *chunks = NULL;
     /* Each batch need not be durable: a crash leaves the rest doomed. */
     if (db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &db) == CHUTE_OK)
         (void)db_exec(db, "PRAGMA synchronous=NORMAL");
+    if (db && chunkstore_open_writer(c->data_path, &chunks) != CHUTE_OK) chunks = NULL;
     pthread_mutex_lock(&c->reap_mu);
     while (!c->reap_stopping) {
         if (!c->reap_wanted) { pthread_cond_wait(&c->reap_cv, &c->reap_mu); continue; }
         c->reap_wanted = false;
-        bool done = false, failed = !db;
+        bool done = false, failed = !db || !chunks;
         while (!done && !failed && !c->reap_stopping) {
             pthread_mutex_unlock(&c->reap_mu);
-            failed = reap_some(db, &done) != CHUTE_OK;
+            failed = reap_some(db, chunks, &done) != CHUTE_OK;
             pthread_mutex_lock(&c->reap_mu);
         }
         if (failed && !c->reap_stopping) {
@@ -346,6 +360,7 @@ static void *reap_loop(void *arg)
         }
     }
     pthread_mutex_unlock(&c->reap_mu);
+    chunkstore_close(chunks);
     sqlite3_close(db);
     return NULL;
 }
@@ -369,28 +384,6 @@ static chute_status doom_data(sqlite3 *db, int64_t data)
     return run(s);
 }
 
-/* How many chunks of partial `data` can be kept, at most max: rows 0..n-1
- * all there (committed batches are whole, but be sure). */
-static chute_status kept_chunks(sqlite3 *db, int64_t data, uint64_t max, uint64_t *n)
-{
-    sqlite3_stmt *s = prep(db, "SELECT count(*), coalesce(max(idx) + 1, 0) FROM chunks "
-                               "WHERE data=?");
-    if (!s) return CHUTE_ERR_DB;
-    sqlite3_bind_int64(s, 1, data);
-    chute_status st = CHUTE_ERR_DB;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        int64_t count = sqlite3_column_int64(s, 0), end = sqlite3_column_int64(s, 1);
-        uint64_t have = count == end ? (uint64_t)count : 0;   /* a gap: start over */
-        *n = have < max ? have : max;
-        st = CHUTE_OK;
-    }
-    sqlite3_finalize(s);
-    if (st) return st;
-    s = prep(db, "DELETE FROM chunks WHERE data=? AND idx>=?");
-    if (s) { sqlite3_bind_int64(s, 1, data); sqlite3_bind_int64(s, 2, (sqlite3_int64)*n); }
-    return run(s);
-}
-
 chute_status cache_item_begin(cache *c, const char *peer, const char *item,
                               cache_txn **out)
 {
@@ -408,52 +401,57 @@ chute_status cache_item_resume(cache *c, const char *peer, const char *item,
     t->buf = malloc(CACHE_CHUNK);
     if (!t->buf) { free(t); return CHUTE_ERR_NOMEM; }
     snprintf(t->peer, sizeof t->peer, "%s", peer);
-    t->advice_fd = c->advice_fd;
-    struct stat sb;
-    if (t->advice_fd >= 0 && fstat(t->advice_fd, &sb) == 0)
-        t->stored.released = t->grown_to = sb.st_size;
     chute_status st = db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &t->db);
-    if (st) { free(t->buf); free(t); return st; }
-    st = db_exec(t->db, "PRAGMA cache_size=" TXN_CACHE_KIB);
-    if (!st) t->insert = prep(t->db, "INSERT INTO chunks(data, idx, bytes) VALUES(?,?,?)");
-    if (!st && !t->insert) st = CHUTE_ERR_DB;
+    if (!st) st = chunkstore_open_writer(c->data_path, &t->store);
     if (!st) st = db_exec(t->db, "BEGIN IMMEDIATE");
     if (st) goto fail;
     /* A partial left by a crash or an earlier try: its first chunks go
      * on (up to max_chunks), the rest starts over. */
-    sqlite3_stmt *s = prep(t->db, "SELECT id, complete FROM data WHERE peer=? AND item=?");
+    sqlite3_stmt *s = prep(t->db, "SELECT id, complete, store FROM data WHERE peer=? AND item=?");
     if (!s) { st = CHUTE_ERR_DB; goto rollback; }
     sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, item, -1, SQLITE_STATIC);
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        int64_t old = sqlite3_column_int64(s, 0);
-        int complete = sqlite3_column_int(s, 1);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        t->data = sqlite3_column_int64(s, 0);
+        int complete = sqlite3_column_int(s, 1), store = sqlite3_column_int(s, 2);
         sqlite3_finalize(s);
         if (complete) { st = CHUTE_ERR_EXISTS; goto rollback; }
-        if ((st = kept_chunks(t->db, old, max_chunks, kept))) goto rollback;
-        t->data = old;
-        t->next_idx = (int64_t)*kept;
-        t->total = *kept * CACHE_CHUNK;
-        if ((st = db_exec(t->db, "COMMIT; PRAGMA synchronous=NORMAL"))) goto rollback;
-        *out = t;
-        return CHUTE_OK;
+        if (store != STORE_DATA) {
+            /* An older version's partial, in the index: start it over
+             * in the data file. */
+            max_chunks = 0;
+            s = prep(t->db, "DELETE FROM chunks WHERE data=?1");
+            if (s) sqlite3_bind_int64(s, 1, t->data);
+            if ((st = run(s))) goto rollback;
+            s = prep(t->db, "UPDATE data SET store=1 WHERE id=?");
+            if (s) sqlite3_bind_int64(s, 1, t->data);
+            if ((st = run(s))) goto rollback;
+        }
+    } else {
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE) { st = CHUTE_ERR_DB; goto rollback; }
+        s = prep(t->db, "INSERT INTO data(peer, item, store) VALUES(?, ?, 1)");
+        if (s) {
+            sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 2, item, -1, SQLITE_STATIC);
+        }
+        if ((st = run(s))) goto rollback;
+        t->data = sqlite3_last_insert_rowid(t->db);
+        max_chunks = 0;
     }
-    sqlite3_finalize(s);
-    s = prep(t->db, "INSERT INTO data(peer, item) VALUES(?, ?)");
-    if (s) {
-        sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, item, -1, SQLITE_STATIC);
-    }
-    if ((st = run(s))) goto rollback;
-    t->data = sqlite3_last_insert_rowid(t->db);
-    /* Partial chunks need not be durable one by one; the final commit is. */
-    if ((st = db_exec(t->db, "COMMIT; PRAGMA synchronous=NORMAL"))) goto rollback;
+    if ((st = db_exec(t->db, "COMMIT"))) goto rollback;
+    /* The row first, then its chunks: a new row's id may be one a crash
+     * left chunks of, and those go here. */
+    if ((st = chunkstore_keep_prefix(t->store, t->data, max_chunks, kept))) goto fail;
+    t->next_idx = (int64_t)*kept;
+    t->total = *kept * CACHE_CHUNK;
     *out = t;
     return CHUTE_OK;
 rollback:
     db_exec(t->db, "ROLLBACK");
 fail:
-    sqlite3_finalize(t->insert);
+    chunkstore_close(t->store);
     sqlite3_close(t->db);
     free(t->buf);
     free(t);
@@ -462,25 +460,14 @@ fail:
 
 static chute_status write_chunk(cache_txn *t, const uint8_t *bytes, size_t n)
 {
-    if (t->batch == 0 && db_exec(t->db, "BEGIN IMMEDIATE")) return CHUTE_ERR_DB;
-    sqlite3_stmt *s = t->insert;
-    sqlite3_bind_int64(s, 1, t->data);
-    sqlite3_bind_int64(s, 2, t->next_idx);
-    sqlite3_bind_blob(s, 3, bytes, (int)n, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc == SQLITE_FULL) return CHUTE_ERR_LIMIT;
-    if (rc != SQLITE_DONE) return CHUTE_ERR_DB;
-    t->next_idx++;
-    if (++t->batch == BATCH_CHUNKS) {
-        t->batch = 0;
-        chute_status st = db_exec(t->db, "COMMIT");
-        if (!st) release_stored(t);
-        else if (sqlite3_errcode(t->db) == SQLITE_FULL) st = CHUTE_ERR_LIMIT;
-        return st;
-    }
-    return CHUTE_OK;
+    chute_status st = chunkstore_append(t->store, t->data, t->next_idx, bytes, n);
+    if (!st) t->next_idx++;
+    return st;
+}
+
+chute_status cache_item_checkpoint(cache_txn *t)
+{
+    return t ? chunkstore_commit(t->store) : CHUTE_ERR_ARG;
 }
 
 chute_status cache_item_append(cache_txn *t, const void *buf, size_t len)
@@ -509,7 +496,7 @@ chute_status cache_item_append(cache_txn *t, const void *buf, size_t len)
 
 static void txn_free(cache_txn *t)
 {
-    sqlite3_finalize(t->insert);
+    chunkstore_close(t->store);
     sqlite3_close(t->db);
     free(t->buf);
     free(t);
@@ -520,8 +507,9 @@ static chute_status child(sqlite3 *db, const char *peer, int64_t dir,
                           const char *name, cache_node *out)
 {
     sqlite3_stmt *s = prep(db,
-        "SELECT id, is_dir, size, mode, mtime_sec, mtime_nsec, coalesce(data,0) "
-        "FROM nodes WHERE peer=? AND parent=? AND name=?");
+        "SELECT n.id, n.is_dir, n.size, n.mode, n.mtime_sec, n.mtime_nsec,"
+        " coalesce(n.data,0), coalesce(d.store,1) FROM nodes n LEFT JOIN data d ON d.id=n.data"
+        " WHERE n.peer=? AND n.parent=? AND n.name=?");
     if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, dir);
@@ -537,6 +525,7 @@ static chute_status child(sqlite3 *db, const char *peer, int64_t dir,
             out->mtime_sec = sqlite3_column_int64(s, 4);
             out->mtime_nsec = (uint32_t)sqlite3_column_int(s, 5);
             out->data = sqlite3_column_int64(s, 6);
+            out->data_in_index = sqlite3_column_int(s, 7) == STORE_INDEX;
         }
     } else {
         st = rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB;
@@ -603,14 +592,12 @@ chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
     if (!t) return CHUTE_ERR_ARG;
     if (!m) { cache_item_abort(t); return CHUTE_ERR_ARG; }
     chute_status st = CHUTE_OK;
-    /* Close the open batch, then make the final transaction durable
-     * (synchronous cannot change inside a transaction). */
-    if (t->batch) { st = db_exec(t->db, "COMMIT"); t->batch = 0; }
-    if (!st) st = db_exec(t->db, "PRAGMA synchronous=FULL");
-    if (!st) st = db_exec(t->db, "BEGIN IMMEDIATE");
-    if (!st) t->batch = 1;   /* a transaction is open from here on */
-    if (!st && t->fill) { st = write_chunk(t, t->buf, t->fill); t->fill = 0; }
+    /* The last piece, then every chunk on disk (the batch's commit), and
+     * only then the one index transaction that shows the file. */
+    if (t->fill) { st = write_chunk(t, t->buf, t->fill); t->fill = 0; }
     if (!st && t->total != m->size) st = CHUTE_ERR_MALFORMED;
+    if (!st) st = chunkstore_commit(t->store);
+    if (!st) st = db_exec(t->db, "BEGIN IMMEDIATE");
     /* Split the untrusted path; "" and "." components vanish, everything
      * else is sanitized, the last one is the file. */
     const char *comp[CACHE_MAX_DEPTH];
@@ -657,8 +644,7 @@ chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
     }
     if (!st) st = db_exec(t->db, "COMMIT");
     if (st) {
-        db_exec(t->db, "ROLLBACK");
-        t->batch = 0;
+        if (!sqlite3_get_autocommit(t->db)) db_exec(t->db, "ROLLBACK");
         cache_item_abort(t);
         return st;
     }
@@ -670,31 +656,31 @@ chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
 void cache_item_suspend(cache_txn *t)
 {
     if (!t) return;
-    /* Whole chunks only: a resume starts at a chunk boundary. */
-    if (t->batch && db_exec(t->db, "COMMIT") != CHUTE_OK) db_exec(t->db, "ROLLBACK");
+    /* Whole chunks only: a resume starts at a chunk boundary. A batch
+     * that cannot commit is rolled back: resumed from the one before. */
+    (void)chunkstore_commit(t->store);
     txn_free(t);
 }
 
 void cache_item_abort(cache_txn *t)
 {
     if (!t) return;
-    if (t->batch) db_exec(t->db, "ROLLBACK");
+    chunkstore_rollback(t->store);
     /* Best effort: a partial that cannot be dropped now is dropped by the
-     * next begin of the same item. */
-    if (db_exec(t->db, "BEGIN IMMEDIATE") == CHUTE_OK) {
-        if (drop_data(t->db, t->data) == CHUTE_OK) db_exec(t->db, "COMMIT");
-        else db_exec(t->db, "ROLLBACK");
-    }
+     * next begin of the same item, or the next start. */
+    (void)drop_data(t->db, t->store, t->data);
     txn_free(t);
 }
 
 chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg)
 {
     if (!c) return CHUTE_ERR_ARG;
+    chunkstore *chunks = NULL;
+    chute_status st = chunkstore_open_writer(c->data_path, &chunks);
+    if (st) return st;
     pthread_mutex_lock(&c->mu);
-    chute_status st = db_exec(c->db, "BEGIN IMMEDIATE");
-    sqlite3_stmt *s = st ? NULL : prep(c->db, "SELECT id, peer, item FROM data WHERE complete=0");
-    if (!st && !s) st = CHUTE_ERR_DB;
+    sqlite3_stmt *s = prep(c->db, "SELECT id, peer, item FROM data WHERE complete=0");
+    if (!s) st = CHUTE_ERR_DB;
     /* Collect first: no DELETE while the SELECT walks the table. */
     int64_t *drop = NULL;
     size_t n = 0, cap = 0;
@@ -712,11 +698,10 @@ chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg)
         drop[n++] = sqlite3_column_int64(s, 0);
     }
     sqlite3_finalize(s);
-    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, drop[i]);
+    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i]);
     free(drop);
-    if (!st) st = db_exec(c->db, "COMMIT");
-    if (st) db_exec(c->db, "ROLLBACK");
     pthread_mutex_unlock(&c->mu);
+    chunkstore_close(chunks);
     return st;
 }
 
@@ -759,8 +744,9 @@ chute_status cache_list(cache *c, const char *peer, int64_t dir,
     if (!c || !peer || !fn) return CHUTE_ERR_ARG;
     pthread_mutex_lock(&c->mu);
     sqlite3_stmt *s = prep(c->db,
-        "SELECT name, id, is_dir, size, mode, mtime_sec, mtime_nsec, coalesce(data,0) "
-        "FROM nodes WHERE peer=? AND parent=? ORDER BY name");
+        "SELECT n.name, n.id, n.is_dir, n.size, n.mode, n.mtime_sec, n.mtime_nsec,"
+        " coalesce(n.data,0), coalesce(d.store,1) FROM nodes n LEFT JOIN data d ON d.id=n.data"
+        " WHERE n.peer=? AND n.parent=? ORDER BY n.name");
     chute_status st = CHUTE_ERR_DB;
     if (s) {
         sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
@@ -775,6 +761,7 @@ chute_status cache_list(cache *c, const char *peer, int64_t dir,
                 .mtime_sec = sqlite3_column_int64(s, 5),
                 .mtime_nsec = (uint32_t)sqlite3_column_int(s, 6),
                 .data = sqlite3_column_int64(s, 7),
+                .data_in_index = sqlite3_column_int(s, 8) == STORE_INDEX,
             };
             if (fn((const char *)sqlite3_column_text(s, 0), &n, arg)) { rc = SQLITE_DONE; break; }
         }
@@ -785,44 +772,19 @@ chute_status cache_list(cache *c, const char *peer, int64_t dir,
     return st;
 }
 
-chute_status cache_read(cache *c, int64_t data, uint64_t size, uint64_t off,
+chute_status cache_read(cache *c, const cache_node *n, uint64_t off,
                         void *buf, size_t len, size_t *got)
 {
-    if (!c || !got || (!buf && len)) return CHUTE_ERR_ARG;
+    if (!c || !n || !got || (!buf && len)) return CHUTE_ERR_ARG;
     *got = 0;
-    if (off >= size || len == 0) return CHUTE_OK;
-    if (len > size - off) len = (size_t)(size - off);
-    int64_t first = (int64_t)(off / CACHE_CHUNK);
-    int64_t last = (int64_t)((off + len - 1) / CACHE_CHUNK);
-    pthread_mutex_lock(&c->mu);
-    sqlite3_stmt *s = prep(c->db, "SELECT idx, bytes FROM chunks WHERE data=? "
-                                  "AND idx BETWEEN ? AND ? ORDER BY idx");
-    chute_status st = s ? CHUTE_OK : CHUTE_ERR_DB;
-    if (s) {
-        sqlite3_bind_int64(s, 1, data);
-        sqlite3_bind_int64(s, 2, first);
-        sqlite3_bind_int64(s, 3, last);
-        int64_t want = first;
-        int rc;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-            int64_t idx = sqlite3_column_int64(s, 0);
-            if (idx != want) { st = CHUTE_ERR_IO; break; }  /* a hole */
-            const uint8_t *b = sqlite3_column_blob(s, 1);
-            uint64_t cstart = (uint64_t)idx * CACHE_CHUNK;
-            uint64_t from = off + *got - cstart;
-            size_t avail = (size_t)sqlite3_column_bytes(s, 1);
-            if (from >= avail) { st = CHUTE_ERR_IO; break; }
-            size_t n = avail - (size_t)from;
-            if (n > len - *got) n = len - *got;
-            memcpy((uint8_t *)buf + *got, b + from, n);
-            *got += n;
-            want++;
-        }
-        if (!st && rc != SQLITE_DONE && rc != SQLITE_ROW) st = CHUTE_ERR_DB;
-        if (!st && *got != len) st = CHUTE_ERR_IO;
-        sqlite3_finalize(s);
-    }
-    pthread_mutex_unlock(&c->mu);
+    if (n->is_dir) return CHUTE_ERR_ARG;
+    if (off >= n->size || len == 0) return CHUTE_OK;
+    pthread_mutex_lock(&c->read_mu);
+    chunkstore **from = n->data_in_index ? &c->legacy : &c->store;
+    chute_status st = *from ? CHUTE_OK
+                    : chunkstore_open_reader(n->data_in_index ? c->path : c->data_path, from);
+    if (!st) st = chunkstore_read(*from, n->data, n->size, off, buf, len, got);
+    pthread_mutex_unlock(&c->read_mu);
     return st;
 }
 

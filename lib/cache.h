@@ -8,11 +8,17 @@
  * lives on the same disk as the identity that would decrypt it, so keeping
  * ciphertext protects nothing, while it would cost a decryption per read.
  *
+ * The names (the index, inbox.db) and the chunks (inbox-data.db,
+ * chunkstore.h) are two SQLite files, so that a download, which holds the
+ * chunk file locked for a batch at a time, never holds up a lookup, a
+ * listing or a stat of the inbox.
+ *
  * Receiving is download → verify → commit:
  *
  *   cache_item_begin(peer, item)  an invisible staging area (own connection)
  *   cache_item_append(bytes) ...  written in batches, still invisible
- *   cache_item_commit(meta)       one transaction: the name is sanitized and
+ *   cache_item_commit(meta)       the chunks made durable, then one index
+ *                                 transaction: the name is sanitized and
  *                                 made unique, folders are made, the file
  *                                 appears — or nothing does
  *   cache_item_abort()            throws the partial bytes away
@@ -45,11 +51,16 @@ typedef struct {
     int64_t  mtime_sec;
     uint32_t mtime_nsec;
     int64_t  data;       /* chunk owner, for cache_read */
+    bool     data_in_index;   /* its chunks are in inbox.db (before 0.3) */
 } cache_node;
 
 /* The cache's file in a device folder. Its own file, not the queue's
  * chutefs.db: the cache wants a rollback journal (db.h), the queue WAL. */
 #define CACHE_DB_NAME "inbox.db"
+/* Its chunks' file beside it: for "DIR/inbox.db", "DIR/inbox-data.db". */
+#define CACHE_DATA_NAME "inbox-data.db"
+/* The chunk file that goes with index db_path (malloc'd; NULL: no memory). */
+char *cache_data_path(const char *db_path);
 
 chute_status cache_open(const char *db_path, cache **out);
 void cache_close(cache *c);
@@ -77,6 +88,10 @@ void cache_item_abort(cache_txn *t);
  * appends go on after them. */
 chute_status cache_item_resume(cache *c, const char *peer, const char *item,
                                uint64_t max_chunks, cache_txn **out, uint64_t *kept);
+/* Make what was appended so far durable, whole chunks only (for a resume
+ * after a crash): the storer calls it when the download stalls, so that
+ * the chunk file is not held locked meanwhile. */
+chute_status cache_item_checkpoint(cache_txn *t);
 /* Stop for now, keeping every whole chunk appended (for a resume); a
  * partial last chunk is dropped. Frees t. */
 void cache_item_suspend(cache_txn *t);
@@ -92,7 +107,8 @@ chute_status cache_lookup(cache *c, const char *peer, const char *path,
 typedef int (*cache_list_fn)(const char *name, const cache_node *n, void *arg);
 chute_status cache_list(cache *c, const char *peer, int64_t dir,
                         cache_list_fn fn, void *arg);
-chute_status cache_read(cache *c, int64_t data, uint64_t size, uint64_t off,
+/* Bytes of file n (from cache_lookup or cache_list) at off. */
+chute_status cache_read(cache *c, const cache_node *n, uint64_t off,
                         void *buf, size_t len, size_t *got);
 /* Remove a file (its chunks are freed in the background, soon after)
  * or an empty folder

@@ -1,6 +1,7 @@
 /* db.c — see db.h. */
 #include "db.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -18,7 +19,8 @@ chute_status db_exec(sqlite3 *db, const char *sql)
  * after 0.2 ms at first, backing off to 10 ms, for up to 10 s. */
 static int busy_wait(void *arg, int tries)
 {
-    (void)arg;
+    /* A waiting reader tells the writer (db_busy_signal). */
+    if (arg) atomic_store((atomic_int *)arg, 1);
     long us = tries < 50 ? 200 : tries < 100 ? 1000 : 10000;
     long waited = tries < 50 ? tries * 200L : tries < 100 ? 10000L + (tries - 50) * 1000L
                                                           : 60000L + (tries - 100) * 10000L;
@@ -36,6 +38,12 @@ chute_status db_open(const char *path, const char *schema_sql, sqlite3 **out)
 chute_status db_open_journal(const char *path, const char *schema_sql,
                              db_journal journal, sqlite3 **out)
 {
+    return db_open_signal(path, schema_sql, journal, NULL, out);
+}
+
+chute_status db_open_signal(const char *path, const char *schema_sql, db_journal journal,
+                            atomic_int *waiting, sqlite3 **out)
+{
     if (!path || !out) return CHUTE_ERR_ARG;
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db,
@@ -46,7 +54,7 @@ chute_status db_open_journal(const char *path, const char *schema_sql,
         sqlite3_close(db);
         return rc == SQLITE_NOMEM ? CHUTE_ERR_NOMEM : CHUTE_ERR_DB;
     }
-    sqlite3_busy_handler(db, busy_wait, NULL);
+    sqlite3_busy_handler(db, busy_wait, waiting);
     /* PERSIST rather than TRUNCATE or DELETE: the journal keeps its blocks
      * from one commit to the next, where truncating it made every commit
      * free them (a discard, on a disk mounted so) and the next allocate

@@ -6,6 +6,7 @@
 #define CHUTE_DB_H
 
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #include "status.h"
 
@@ -21,6 +22,13 @@ chute_status db_open(const char *path, const char *schema_sql, sqlite3 **out);
 typedef enum { DB_JOURNAL_WAL = 0, DB_JOURNAL_ROLLBACK } db_journal;
 chute_status db_open_journal(const char *path, const char *schema_sql,
                              db_journal journal, sqlite3 **out);
+
+/* db_open_journal, and each time the connection waits for a lock (the
+ * busy timeout), from its first statement on, it sets *waiting to 1 first:
+ * so a writer that holds a file for long (chunkstore.h) can learn that
+ * someone waits and let go. */
+chute_status db_open_signal(const char *path, const char *schema_sql, db_journal journal,
+                            atomic_int *waiting, sqlite3 **out);
 
 /* Run a statement list without results; CHUTE_ERR_DB on failure. */
 chute_status db_exec(sqlite3 *db, const char *sql);

@@ -26,6 +26,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import threading
@@ -98,6 +99,20 @@ def small_tmpfs(path, size):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], timeout=10)
+
+
+def inbox_cache(home, timeout=10):
+    """A connection to a device's inbox cache: its index (inbox.db), with
+    its chunk file (inbox-data.db) attached, so that "chunks" names the
+    chunk file's table. Neither file is made here: sqlite3.OperationalError
+    until chutefs has made them."""
+    con = sqlite3.connect(f"file:{home / 'inbox.db'}?mode=rw", uri=True, timeout=timeout)
+    try:
+        con.execute("ATTACH DATABASE ? AS data_file", (f"file:{home / 'inbox-data.db'}?mode=rw",))
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def new_item_id():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, SANITIZER_PATTERNS, SLOW, binary, wait_until
+from conftest import BUILD, SANITIZER_PATTERNS, SLOW, binary, inbox_cache, wait_until
 
 TEMP_SUFFIXES = ("~", ".part", ".crdownload", ".tmp")
 
@@ -116,8 +116,9 @@ class Chute:
         return con
 
     def inbox_db(self):
-        """The inbox cache (inbox.db), apart from the queue's chutefs.db."""
-        return sqlite3.connect(str(self.home / "inbox.db"), timeout=10)
+        """The inbox cache: its index (inbox.db), apart from the queue's
+        chutefs.db, with its chunk file (inbox-data.db) attached."""
+        return inbox_cache(self.home)
 
     def rows(self, where="1=1", args=()):
         with self.db() as con:

@@ -65,7 +65,7 @@ def test_a_sealed_big_file_keeps_nothing_reserved_and_keeps_its_times(chute, tmp
 
 
 def test_a_received_big_file_leaves_at_most_two_steps_reserved_in_the_cache(chute):
-    db = chute.home / "inbox.db"
+    db = chute.home / "inbox-data.db"
     chute.receive("big.bin", os.urandom(5 * STEP))
     beyond = allocated(db) - os.stat(db).st_size
     assert beyond <= 2 * STEP + SLACK

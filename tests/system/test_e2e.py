@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from conftest import SLOW, wait_until
+from conftest import SLOW, inbox_cache, wait_until
 from pairtool import Device, pair
 from test_sync_upload import RELAY_ARGS, Mount, free_port
 
@@ -176,7 +176,7 @@ def test_blob_tampered_on_the_relay_is_refused_and_its_sender_is_told(two, tmp_p
 def stored_prefix_chunks(mount):
     """Chunks of unfinished downloads in a mount's inbox cache."""
     try:
-        con = sqlite3.connect(str(mount.home / "inbox.db"), timeout=10)
+        con = inbox_cache(mount.home)
         try:
             return con.execute("SELECT count(*) FROM chunks JOIN data ON chunks.data = data.id "
                                "WHERE data.complete = 0").fetchone()[0]

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZER_PATTERNS, SLOW, Api, GateProxy, binary, metric, small_tmpfs, wait_until
+from conftest import (SANITIZER_PATTERNS, SLOW, Api, GateProxy, binary, inbox_cache, metric,
+                      small_tmpfs, wait_until)
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -83,8 +84,8 @@ class Receiver:
         return (self.mnt / "status").read_text()
 
     def db(self):
-        """The inbox cache (inbox.db): quarantine, received, chunks."""
-        return sqlite3.connect(str(self.home / "inbox.db"), timeout=10)
+        """The inbox cache (inbox.db, inbox-data.db): quarantine, received, chunks."""
+        return inbox_cache(self.home)
 
     def parts(self):
         d = self.home / "spool" / "incoming"
@@ -399,7 +400,7 @@ def stored_chunks(w):
         with w.rx.db() as con:
             return con.execute("SELECT count(*) FROM chunks JOIN data ON chunks.data = data.id "
                                "WHERE data.complete = 0").fetchone()[0]
-    except sqlite3.OperationalError:   # inbox.db not made yet
+    except sqlite3.OperationalError:   # the cache not made yet
         return 0
 
 

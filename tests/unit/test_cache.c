@@ -1,6 +1,8 @@
 /* test_cache.c — receive/commit, invisibility of partials, random reads,
  * hostile paths and collisions, remove, rename, dedup, counts. */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <sys/mman.h>
@@ -8,10 +10,42 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "chunkstore.h"
 #include "unit.h"
 
 static char dir[] = "/tmp/chute-test-cache-XXXXXX";
 static cache *C;
+
+/* The test's own connection to the cache: the index, with the chunk file
+ * attached as "d" (so "chunks" names d.chunks). */
+static sqlite3 *open_sql(void)
+{
+    char p[128], sql[256];
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    snprintf(sql, sizeof sql, "ATTACH DATABASE '%s/c-data.db' AS d", dir);
+    sqlite3 *db = NULL;
+    if (sqlite3_open(p, &db) != SQLITE_OK ||
+        sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+/* One number from the cache, on a connection of the test's own. */
+static long long sql_count(const char *sql)
+{
+    sqlite3 *db = open_sql();
+    sqlite3_stmt *s = NULL;
+    long long n = -1;
+    if (db && sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
 
 static void meta_for(chute_meta *m, const char *path, uint64_t size)
 {
@@ -50,15 +84,15 @@ static void test_commit_and_random_read(void)
     CHECK_EQ_INT(cache_lookup(C, "alice", "big.bin", &n), CHUTE_OK);
     CHECK(!n.is_dir && n.size == len && n.mode == 0640 && n.mtime_sec == 1600000000);
     size_t got;
-    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, dst, len, &got), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, &n, 0, dst, len, &got), CHUTE_OK);
     CHECK(got == len && memcmp(src, dst, len) == 0);
     uint64_t offs[] = {1, CACHE_CHUNK - 1, CACHE_CHUNK, 3 * CACHE_CHUNK + 77, len - 5};
     for (size_t i = 0; i < 5; i++) {
-        CHECK_EQ_INT(cache_read(C, n.data, n.size, offs[i], dst, 100000, &got), CHUTE_OK);
+        CHECK_EQ_INT(cache_read(C, &n, offs[i], dst, 100000, &got), CHUTE_OK);
         size_t want = len - offs[i] < 100000 ? len - offs[i] : 100000;
         CHECK(got == want && memcmp(src + offs[i], dst, got) == 0);
     }
-    CHECK_EQ_INT(cache_read(C, n.data, n.size, len, dst, 10, &got), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, &n, len, dst, 10, &got), CHUTE_OK);
     CHECK_EQ_INT(got, 0);
     free(src); free(dst);
 }
@@ -139,7 +173,7 @@ static void test_remove_rename(void)
     CHECK_EQ_INT(cache_rename(C, "alice", "x.pdf", "x (2).pdf"), CHUTE_OK);  /* replaces */
     size_t got; char b;
     CHECK_EQ_INT(cache_lookup(C, "alice", "x (2).pdf", &n), CHUTE_OK);
-    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, &b, 1, &got), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, &n, 0, &b, 1, &got), CHUTE_OK);
     CHECK(b == '1');
     int count = 0;
     CHECK_EQ_INT(cache_list(C, "alice", 0, count_cb, &count), CHUTE_OK);
@@ -216,7 +250,7 @@ static void test_resume_keeps_whole_chunks(void)
     cache_node n;
     size_t got = 0;
     CHECK_EQ_INT(cache_lookup(C, "alice", "resumed.bin", &n), CHUTE_OK);
-    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, dst, len, &got), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, &n, 0, dst, len, &got), CHUTE_OK);
     CHECK(got == len && memcmp(src, dst, len) == 0);
     /* begin (not resume) starts over */
     CHECK_EQ_INT(cache_item_resume(C, "alice", "res2", 10, &t, &kept), CHUTE_OK);
@@ -234,12 +268,9 @@ static void test_resume_keeps_whole_chunks(void)
  * the next start; received files stay. */
 static void test_drop_partials_keeps_files(void)
 {
-    char p[128];
-    snprintf(p, sizeof p, "%s/c.db", dir);
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO data(id, peer, item) VALUES(900, 'alice', 'cut');"
+    sqlite3 *db = open_sql();
+    CHECK(db != NULL);
+    CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO data(id, peer, item, store) VALUES(900, 'alice', 'cut', 1);"
                                   "INSERT INTO chunks VALUES(900, 0, zeroblob(65536));"
                                   "INSERT INTO chunks VALUES(900, 1, zeroblob(65536));",
                               NULL, NULL, NULL), SQLITE_OK);
@@ -247,7 +278,7 @@ static void test_drop_partials_keeps_files(void)
     CHECK_EQ_INT(cache_counts(C, &k), CHUTE_OK);
     CHECK_EQ_INT(k.incoming, 1);
     uint64_t files = k.stored;
-    CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO data(id, peer, item) VALUES(901, 'alice', 'go-on');"
+    CHECK_EQ_INT(sqlite3_exec(db, "INSERT INTO data(id, peer, item, store) VALUES(901, 'alice', 'go-on', 1);"
                                   "INSERT INTO chunks VALUES(901, 0, zeroblob(65536));",
                               NULL, NULL, NULL), SQLITE_OK);
     CHECK_EQ_INT(cache_drop_partials(C, keep_go_on, NULL), CHUTE_OK);
@@ -270,43 +301,78 @@ static void test_drop_partials_keeps_files(void)
 static void test_uses_a_rollback_journal(void)
 {
     /* WAL would write every received byte twice (db.h). */
-    char p[128];
-    snprintf(p, sizeof p, "%s/c.db", dir);
-    sqlite3 *db;
-    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
-    sqlite3_stmt *s;
-    CHECK_EQ_INT(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
-    /* Only WAL is a property of the file; TRUNCATE is per connection. */
-    CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
+    const char *files[] = {"c.db", "c-data.db"};
+    for (size_t i = 0; i < 2; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        sqlite3 *db;
+        CHECK_EQ_INT(sqlite3_open_v2(p, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_stmt *s;
+        CHECK_EQ_INT(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+        CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+        /* Only WAL is a property of the file; PERSIST is per connection. */
+        CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "wal") != 0);
+        sqlite3_finalize(s);
+        sqlite3_close(db);
+    }
 }
 
-/* A cache of an older version sits in the queue's WAL file: its files,
- * received items and quarantine move over, once, and keep reading. */
+/* The tables of a cache as a version before 0.3 made them, chunks in the
+ * same file, with one file of 3 chunks and 5 bytes (its bytes: data). */
+static const char OLD_SCHEMA[] =
+    "CREATE TABLE nodes (id INTEGER PRIMARY KEY, peer TEXT NOT NULL, parent INTEGER NOT NULL,"
+    " name TEXT NOT NULL, is_dir INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 0,"
+    " mode INTEGER NOT NULL, mtime_sec INTEGER NOT NULL, mtime_nsec INTEGER NOT NULL,"
+    " data INTEGER, UNIQUE(peer, parent, name));"
+    "CREATE TABLE data (id INTEGER PRIMARY KEY, peer TEXT NOT NULL, item TEXT NOT NULL,"
+    " size INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0, UNIQUE(peer, item));"
+    "CREATE TABLE chunks (data INTEGER NOT NULL, idx INTEGER NOT NULL, bytes BLOB NOT NULL,"
+    " PRIMARY KEY(data, idx));"
+    "CREATE TABLE received (peer TEXT NOT NULL, item TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY(peer, item));"
+    "CREATE TABLE quarantine (peer TEXT NOT NULL, item TEXT NOT NULL, reason TEXT NOT NULL,"
+    " at INTEGER NOT NULL, PRIMARY KEY(peer, item));"
+    "CREATE TABLE list_cursor (inbox TEXT PRIMARY KEY, seq INTEGER NOT NULL);";
+
+static bool make_old_cache(const char *path, const char *extra_sql, const uint8_t *data,
+                           size_t len)
+{
+    sqlite3 *db;
+    sqlite3_stmt *s = NULL;
+    bool ok = sqlite3_open(path, &db) == SQLITE_OK &&
+              sqlite3_exec(db, OLD_SCHEMA, NULL, NULL, NULL) == SQLITE_OK &&
+              sqlite3_exec(db, extra_sql, NULL, NULL, NULL) == SQLITE_OK &&
+              sqlite3_exec(db,
+                  "INSERT INTO data VALUES(7, 'alice', 'old1', 196613, 1);"
+                  "INSERT INTO nodes VALUES(3, 'alice', 0, 'kept.bin', 0, 196613, 420,"
+                  " 1600000000, 0, 7);"
+                  "INSERT INTO received VALUES('alice', 'old1', 1600000000);"
+                  "INSERT INTO quarantine VALUES('alice', 'bad1', 'tampered', 1600000000);",
+                  NULL, NULL, NULL) == SQLITE_OK &&
+              sqlite3_prepare_v2(db, "INSERT INTO chunks VALUES(7, ?, ?)", -1, &s, NULL) == SQLITE_OK;
+    for (size_t i = 0; ok && i * CACHE_CHUNK < len; i++) {
+        size_t n = len - i * CACHE_CHUNK < CACHE_CHUNK ? len - i * CACHE_CHUNK : CACHE_CHUNK;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)i);
+        sqlite3_bind_blob(s, 2, data + i * CACHE_CHUNK, (int)n, SQLITE_STATIC);
+        ok = sqlite3_step(s) == SQLITE_DONE;
+        sqlite3_reset(s);
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return ok;
+}
+
+/* A cache of 0.1 sits in the queue's WAL file: its files, received items
+ * and quarantine move over, once, and keep reading. */
 static void test_adopts_a_legacy_cache_once(void)
 {
     char legacy[128], fresh[128];
     snprintf(legacy, sizeof legacy, "%s/legacy.db", dir);
     snprintf(fresh, sizeof fresh, "%s/fresh.db", dir);
-    cache *old;
-    CHECK_EQ_INT(cache_open(legacy, &old), CHUTE_OK);
-    sqlite3 *db;   /* what the old version left: WAL, plus the queue's table */
-    CHECK_EQ_INT(sqlite3_open(legacy, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE queue(x);"
-                              " DROP TABLE doomed;",   /* newer than that */
-                              NULL, NULL, NULL), SQLITE_OK);
-    cache *keep = C;
-    C = old;
     uint8_t data[3 * CACHE_CHUNK + 5];
     randombytes_buf(data, sizeof data);
-    char out[4096];
-    CHECK_EQ_INT(receive("old1", "kept.bin", data, sizeof data, out), CHUTE_OK);
-    CHECK_EQ_INT(cache_quarantine(C, "alice", "bad1", "tampered"), CHUTE_OK);
-    C = keep;
-    cache_close(old);
-
+    CHECK(make_old_cache(legacy, "PRAGMA journal_mode=WAL; CREATE TABLE queue(x);",
+                         data, sizeof data));
     cache *c;
     CHECK_EQ_INT(cache_open(fresh, &c), CHUTE_OK);
     CHECK_EQ_INT(cache_adopt_legacy(c, legacy), CHUTE_OK);
@@ -315,7 +381,7 @@ static void test_adopts_a_legacy_cache_once(void)
     CHECK_EQ_INT(cache_lookup(c, "alice", "kept.bin", &n), CHUTE_OK);
     uint8_t back[sizeof data];
     size_t got = 0;
-    CHECK_EQ_INT(cache_read(c, n.data, n.size, 0, back, sizeof back, &got), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(c, &n, 0, back, sizeof back, &got), CHUTE_OK);
     CHECK(got == sizeof data && memcmp(back, data, got) == 0);
     bool yes = false;
     CHECK_EQ_INT(cache_seen(c, "alice", "old1", &yes), CHUTE_OK);
@@ -324,6 +390,8 @@ static void test_adopts_a_legacy_cache_once(void)
     CHECK(yes);
     cache_close(c);
     /* the old file keeps the queue and loses the cache's tables */
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(legacy, &db), SQLITE_OK);
     sqlite3_stmt *s;
     CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM sqlite_master "
                                         "WHERE type='table'", -1, &s, NULL), SQLITE_OK);
@@ -332,6 +400,64 @@ static void test_adopts_a_legacy_cache_once(void)
     sqlite3_finalize(s);
     sqlite3_close(db);
 }
+
+/* An inbox.db of 0.2 (its chunks in it, no data.store): its files read as
+ * before, a new arrival goes to the chunk file, a resumed partial of its
+ * starts over there, and removing an old file frees its chunks in it. */
+static void test_reads_and_reaps_a_cache_of_0_2(void)
+{
+    char old[128];
+    snprintf(old, sizeof old, "%s/old02.db", dir);
+    uint8_t data[3 * CACHE_CHUNK + 5];
+    randombytes_buf(data, sizeof data);
+    CHECK(make_old_cache(old, "CREATE TABLE doomed (data INTEGER PRIMARY KEY);"
+                              "INSERT INTO data VALUES(8, 'alice', 'half', 0, 0);"
+                              "INSERT INTO chunks VALUES(8, 0, zeroblob(65536));",
+                         data, sizeof data));
+    cache *c;
+    CHECK_EQ_INT(cache_open(old, &c), CHUTE_OK);
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(c, "alice", "kept.bin", &n), CHUTE_OK);
+    CHECK(n.data_in_index);
+    uint8_t back[sizeof data];
+    size_t got = 0;
+    CHECK_EQ_INT(cache_read(c, &n, 0, back, sizeof back, &got), CHUTE_OK);
+    CHECK(got == sizeof data && memcmp(back, data, got) == 0);
+    /* its partial: resumed from nothing, in the chunk file */
+    cache_txn *t;
+    uint64_t kept = 99;
+    CHECK_EQ_INT(cache_item_resume(c, "alice", "half", 10, &t, &kept), CHUTE_OK);
+    CHECK_EQ_INT(kept, 0);
+    CHECK_EQ_INT(cache_item_append(t, data, 5), CHUTE_OK);
+    chute_meta m;
+    meta_for(&m, "half.bin", 5);
+    CHECK_EQ_INT(cache_item_commit(t, &m, NULL, 0), CHUTE_OK);
+    cache_node h;
+    CHECK_EQ_INT(cache_lookup(c, "alice", "half.bin", &h), CHUTE_OK);
+    CHECK(!h.data_in_index);
+    CHECK_EQ_INT(cache_read(c, &h, 0, back, 5, &got), CHUTE_OK);
+    CHECK(got == 5 && memcmp(back, data, 5) == 0);
+    CHECK_EQ_INT(cache_remove(c, "alice", "kept.bin"), CHUTE_OK);
+    cache_close(c);   /* a close waits for nothing: what is doomed stays */
+    CHECK_EQ_INT(cache_open(old, &c), CHUTE_OK);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(old, &db), SQLITE_OK);
+    long long left = -1;
+    for (int i = 0; i < 2000 && left != 0; i++) {   /* the reaper, within 20 s */
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM chunks) +"
+                                   " (SELECT count(*) FROM doomed)", -1, &s, NULL) == SQLITE_OK &&
+            sqlite3_step(s) == SQLITE_ROW)
+            left = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        if (left) usleep(10000);
+    }
+    CHECK_EQ_INT(left, 0);
+    sqlite3_close(db);
+    cache_close(c);
+}
+
+static bool reaped_within(int seconds);
 
 /* Bytes of path in the page cache (mincore over a mapping of it). */
 static off_t resident_bytes(const char *path)
@@ -378,6 +504,7 @@ static void test_a_big_arrival_is_not_kept_in_memory(void)
     char out[4096];
     CHECK_EQ_INT(cache_item_commit(t, &m, out, sizeof out), CHUTE_OK);
     cache_close(other);
+    snprintf(p, sizeof p, "%s/c-data.db", dir);
     off_t in = resident_bytes(p);
     CHECK(in >= 0 && in < (off_t)(len / 2));
     cache_node n;
@@ -385,7 +512,7 @@ static void test_a_big_arrival_is_not_kept_in_memory(void)
     int same = n.size == len;
     for (size_t o = 0; same && o < len; o += 1u << 20) {
         size_t got;
-        same = cache_read(C, n.data, n.size, o, dst, 1u << 20, &got) == CHUTE_OK &&
+        same = cache_read(C, &n, o, dst, 1u << 20, &got) == CHUTE_OK &&
                got == 1u << 20 && memcmp(dst, src + o, got) == 0;
     }
     CHECK(same);
@@ -418,18 +545,18 @@ static chute_status receive_random(cache *c, const char *item, size_t len,
     return cache_item_commit(t, &m, out, cap);
 }
 
-/* The journal keeps its blocks from one batch to the next (PERSIST, db.c):
- * after an arrival of several batches it is still there, its header
- * zeroed — nothing for a crash to roll back — and never over 16 MiB, not
- * even after the one transaction that removes the arrival. */
+/* The chunk file's journal keeps its blocks from one batch to the next
+ * (PERSIST, db.c): after an arrival of several batches it is still there,
+ * its header zeroed — nothing for a crash to roll back — and never over
+ * 16 MiB, not even after the reaper's transactions that free the arrival. */
 static void test_the_journal_keeps_its_blocks_between_commits(void)
 {
-    char p[128], j[160];
-    snprintf(p, sizeof p, "%s/c.db", dir);
-    snprintf(j, sizeof j, "%s-journal", p);
+    char j[160];
+    snprintf(j, sizeof j, "%s/c-data.db-journal", dir);
     char out[4096];
-    CHECK_EQ_INT(receive_random(C, "journal-arrival", 24u << 20, out, sizeof out),
-                 CHUTE_OK);   /* three batches */
+    CHECK(reaped_within(20));   /* the reaper's transactions use the journal too */
+    CHECK_EQ_INT(receive_random(C, "journal-arrival", 3u * CHUNKSTORE_BATCH * CACHE_CHUNK,
+                                out, sizeof out), CHUTE_OK);   /* three batches */
     struct stat sb;
     CHECK(stat(j, &sb) == 0 && sb.st_size > 0 && sb.st_size <= (16 << 20));
     uint8_t head[28], zero[28] = {0};
@@ -440,21 +567,6 @@ static void test_the_journal_keeps_its_blocks_between_commits(void)
     CHECK(stat(j, &sb) == 0 && sb.st_size <= (16 << 20));
 }
 
-/* One number from the cache file, on a connection of the test's own. */
-static long long sql_count(const char *sql)
-{
-    char p[128];
-    snprintf(p, sizeof p, "%s/c.db", dir);
-    sqlite3 *db;
-    sqlite3_stmt *s = NULL;
-    long long n = -1;
-    if (sqlite3_open(p, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
-        sqlite3_step(s) == SQLITE_ROW)
-        n = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return n;
-}
 
 /* The background reaper: bounded wait for nothing doomed and no orphans. */
 static bool reaped_within(int seconds)
@@ -482,6 +594,7 @@ static chute_status receive_chunks(const char *item, size_t chunks, char *out)
 static void test_removing_a_file_frees_its_chunks_in_the_background(void)
 {
     char out[4096], keep[4096];
+    CHECK(reaped_within(20));   /* what the tests before removed */
     CHECK_EQ_INT(receive_chunks("reap-keep", 3, keep), CHUTE_OK);
     CHECK_EQ_INT(receive_random(C, "reap-big", 24u << 20, out, sizeof out), CHUTE_OK);
     long long before = sql_count("SELECT count(*) FROM chunks");
@@ -493,7 +606,7 @@ static void test_removing_a_file_frees_its_chunks_in_the_background(void)
     CHECK_EQ_INT(cache_lookup(C, "alice", keep, &n), CHUTE_OK);            /* others stay */
     uint8_t buf[16];
     size_t got;
-    CHECK_EQ_INT(cache_read(C, n.data, n.size, 0, buf, sizeof buf, &got), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, &n, 0, buf, sizeof buf, &got), CHUTE_OK);
     CHECK(got == sizeof buf);
     CHECK_EQ_INT(cache_remove(C, "alice", keep), CHUTE_OK);
     CHECK(reaped_within(20));
@@ -539,6 +652,97 @@ static void test_the_next_open_reaps_what_a_crash_left_doomed(void)
     CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), others);
 }
 
+/* Chunks in the chunk file, asked without waiting: -1 while it is locked. */
+static long long chunks_now(void)
+{
+    char p[128];
+    snprintf(p, sizeof p, "%s/c-data.db", dir);
+    sqlite3 *db;
+    sqlite3_stmt *s = NULL;
+    long long n = -1;
+    if (sqlite3_open(p, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM chunks", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A download's batch, spilled past its page cache, holds the chunk file
+ * locked; names, listings and counts come from the index meanwhile, and
+ * a checkpoint lets go of the file with what was appended on disk. */
+static void test_names_stay_readable_while_a_batch_holds_the_chunks(void)
+{
+    char out[4096];
+    CHECK_EQ_INT(receive_chunks("listed", 2, out), CHUTE_OK);
+    long long before = chunks_now();
+    cache_txn *t;
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "holding", &t), CHUTE_OK);
+    static uint8_t chunk[CACHE_CHUNK];
+    for (int i = 0; i < 100; i++) CHECK_EQ_INT(cache_item_append(t, chunk, sizeof chunk), CHUTE_OK);
+    CHECK_EQ_INT(chunks_now(), -1);                       /* the file is held */
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(C, "alice", out, &n), CHUTE_OK);
+    int count = 0;
+    CHECK_EQ_INT(cache_list(C, "alice", 0, count_cb, &count), CHUTE_OK);
+    CHECK(count > 0);
+    cache_counts_t k;
+    CHECK_EQ_INT(cache_counts(C, &k), CHUTE_OK);
+    CHECK_EQ_INT(k.incoming, 1);
+    CHECK_EQ_INT(cache_item_checkpoint(t), CHUTE_OK);
+    CHECK_EQ_INT(chunks_now(), before + 100);
+    cache_item_abort(t);
+    CHECK_EQ_INT(chunks_now(), before);
+    CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
+}
+
+typedef struct {
+    cache_node n;
+    atomic_int done;
+    chute_status st;
+    size_t got;
+} reading;
+
+static void *read_in_thread(void *arg)
+{
+    reading *r = arg;
+    uint8_t buf[256];
+    r->st = cache_read(C, &r->n, 0, buf, sizeof buf, &r->got);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/* A read of an inbox file that finds the chunk file held by a download
+ * ends the download's batch at its next chunk, instead of waiting for the
+ * whole batch (or the busy timeout). */
+static void test_a_waiting_reader_ends_the_batch(void)
+{
+    char out[4096];
+    CHECK_EQ_INT(receive_chunks("read-me", 1, out), CHUTE_OK);
+    reading r = {.st = CHUTE_ERR_DB};
+    CHECK_EQ_INT(cache_lookup(C, "alice", out, &r.n), CHUTE_OK);
+    cache_txn *t;
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "long-batch", &t), CHUTE_OK);
+    static uint8_t chunk[CACHE_CHUNK];
+    for (int i = 0; i < 100; i++) CHECK_EQ_INT(cache_item_append(t, chunk, sizeof chunk), CHUTE_OK);
+    CHECK_EQ_INT(chunks_now(), -1);
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, read_in_thread, &r), 0);
+    /* Go on appending, well short of a full batch, until the read is done. */
+    int more = 0;
+    for (; more < 300 && !atomic_load(&r.done); more++) {
+        usleep(5000);
+        CHECK_EQ_INT(cache_item_append(t, chunk, sizeof chunk), CHUTE_OK);
+    }
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(r.st, CHUTE_OK);
+    CHECK_EQ_INT(r.got, 256);
+    CHECK(more < 300);
+    cache_item_abort(t);
+    CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
+}
+
 int main(void)
 {
     char p[128];
@@ -554,11 +758,14 @@ int main(void)
     RUN(test_drop_partials_keeps_files);
     RUN(test_uses_a_rollback_journal);
     RUN(test_adopts_a_legacy_cache_once);
+    RUN(test_reads_and_reaps_a_cache_of_0_2);
     RUN(test_a_big_arrival_is_not_kept_in_memory);
     RUN(test_the_journal_keeps_its_blocks_between_commits);
     RUN(test_removing_a_file_frees_its_chunks_in_the_background);
     RUN(test_a_file_replaced_by_rename_is_reaped);
     RUN(test_the_next_open_reaps_what_a_crash_left_doomed);
+    RUN(test_names_stay_readable_while_a_batch_holds_the_chunks);
+    RUN(test_a_waiting_reader_ends_the_batch);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
     if (system(p) != 0) fprintf(stderr, "cleanup failed\n");

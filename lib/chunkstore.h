@@ -1,0 +1,69 @@
+/* chunkstore.h — the bytes of received files: 64 KiB chunk rows
+ * (data id, index, bytes) in a SQLite file of their own, inbox-data.db
+ * beside the inbox's names (cache.h).
+ *
+ * A download appends its chunks in large batches: each commit of a
+ * rollback journal costs three fsyncs, and on a disk busy with other
+ * writes (the relay's, the sender's, on one machine) each of them waits
+ * for all of those too — 8 MiB batches spent ~1.7 s per GiB in fsync
+ * there, 32 MiB batches with write-behind made a 1 GiB arrival ~7 %
+ * faster end to end (docs/BENCHMARKS.md). A batch bigger than the
+ * writer's page cache spills into the file, and from then on SQLite holds
+ * the file locked until the commit: that is why the bytes have a file of
+ * their own — names, listings and stat never wait for a download — and why
+ * a reader of this file in this process that finds it locked ends the
+ * writer's batch at its next chunk (chunkstore_read). The batch's pages
+ * go to disk as it grows (write-behind), so its commit finds little left
+ * to write, and leave the page cache once committed (pagecache.h).
+ *
+ * A connection is for reading (the mount's reads of inbox files) or for
+ * writing (a download's appends, and deletes: the reaper, aborts). Every
+ * call is on the caller's thread; one connection is used by one thread at
+ * a time. */
+#ifndef CHUTE_CHUNKSTORE_H
+#define CHUTE_CHUNKSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define CHUNKSTORE_CHUNK 65536
+/* Chunks per batch at most: 32 MiB. */
+#define CHUNKSTORE_BATCH 512
+
+typedef struct chunkstore chunkstore;
+
+/* Open (creating) the chunk file at path. */
+chute_status chunkstore_open_reader(const char *path, chunkstore **out);
+chute_status chunkstore_open_writer(const char *path, chunkstore **out);
+/* An open batch is rolled back. NULL is fine. */
+void chunkstore_close(chunkstore *s);
+
+/* ---- reading --------------------------------------------------------- */
+/* len bytes at off of data's file, `size` bytes long in all: its chunks
+ * must all be there (CHUTE_ERR_IO for a hole). */
+chute_status chunkstore_read(chunkstore *s, int64_t data, uint64_t size, uint64_t off,
+                             void *buf, size_t len, size_t *got);
+
+/* ---- writing ----------------------------------------------------------- */
+/* Chunk idx of data (n bytes: CHUNKSTORE_CHUNK but for a file's last), in
+ * the open batch or a new one; the batch commits when full or when a
+ * reader waits for it. CHUTE_ERR_LIMIT: the disk is full. */
+chute_status chunkstore_append(chunkstore *s, int64_t data, int64_t idx,
+                               const void *bytes, size_t n);
+/* Commit the open batch, if any: what was appended is then on disk. */
+chute_status chunkstore_commit(chunkstore *s);
+/* Throw the open batch away, if any. */
+void chunkstore_rollback(chunkstore *s);
+/* How many of data's chunks from the first on are there without a gap,
+ * at most max; every chunk after those is deleted. */
+chute_status chunkstore_keep_prefix(chunkstore *s, int64_t data, uint64_t max,
+                                    uint64_t *kept);
+/* Delete data's chunks, at most `limit` of them (0: all); *deleted (may
+ * be NULL) gets how many went. Not while a batch is open. */
+chute_status chunkstore_delete(chunkstore *s, int64_t data, unsigned limit,
+                               unsigned *deleted);
+
+#endif
