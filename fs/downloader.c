@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "age_keys.h"
+#include "age_stream.h"
 #include "receive.h"
 #include "relay_client.h"
 
@@ -298,7 +299,14 @@ static chute_status receive_item(session *s, const devstate_peer *p,
         sink.off = 0;
     }
     uint64_t had = sink.off;
-    chute_status st = receive_begin(s->c, p->name, li->item, m, &s->id, true, &sink.r);
+    /* If the .part holds the header and nonce, as a resume needs, the
+     * blob's chunks follow them: how many there are. */
+    uint64_t blob_chunks = 0;
+    if (!li->deferred && had && li->size > had &&
+        age_payload_geometry(li->size - had, NULL, &blob_chunks) != CHUTE_OK)
+        blob_chunks = 0;
+    chute_status st = receive_begin(s->c, p->name, li->item, m, &s->id, true, blob_chunks,
+                                    &sink.r);
     if (st) return st;
     st = receive_feed_fd(sink.r, fd, had, reason);
     if (!st && receive_payload_start(sink.r, &sink.payload) == CHUTE_OK && had == sink.payload) {
@@ -312,7 +320,7 @@ static chute_status receive_item(session *s, const devstate_peer *p,
          * or a .part of an older build holding payload): store it anew. */
         receive_abort(sink.r);
         sink.r = NULL;
-        st = receive_begin(s->c, p->name, li->item, m, &s->id, false, &sink.r);
+        st = receive_begin(s->c, p->name, li->item, m, &s->id, false, 0, &sink.r);
         if (!st) st = receive_feed_fd(sink.r, fd, had, reason);
     }
     if (!st) {

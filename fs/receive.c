@@ -117,7 +117,7 @@ static chute_status decrypt_step(receiving *r, age_io *io, bool update, bool *do
 
 chute_status receive_begin(cache *c, const char *peer, const char *item,
                            const chute_meta *m, const age_identity *id,
-                           bool resume, receiving **out)
+                           bool resume, uint64_t blob_chunks, receiving **out)
 {
     *out = NULL;
     receiving *r = calloc(1, sizeof *r);
@@ -128,6 +128,9 @@ chute_status receive_begin(cache *c, const char *peer, const char *item,
      * Without a meta the end is not known: keep all. */
     uint64_t max = !resume ? 0 : !m ? UINT64_MAX / CACHE_CHUNK
                  : m->size ? (m->size - 1) / CACHE_CHUNK : 0;
+    /* Nor the blob's own last: a meta that declares more than the blob
+     * holds would have it skipped, and the blob called truncated. */
+    if (blob_chunks && max > blob_chunks - 1) max = blob_chunks - 1;
     if (!st) st = cache_item_resume(c, peer, item, max, &r->t, &r->stored);
     if (st) r->t = NULL;
     if (!st) st = storer_start(r->t, &r->store);

@@ -10,7 +10,7 @@
  * only if its age header MAC equals the meta's, its plaintext size equals
  * the meta's and every chunk authenticated. The chunks are stored by a
  * thread of their own (fs/storer.h) while the next are decrypted; memory
- * stays bounded (its 4 MiB of slots) whatever the size.
+ * stays bounded (its 8 MiB of slots) whatever the size.
  *
  * Both tell a refusal (the item is bad: *reason says why, for people, and
  * it must be quarantined) from a local failure (*reason stays NULL: disk,
@@ -41,10 +41,12 @@ typedef struct receiving receiving;
  * CHUTE_ERR_EXISTS: the item was
  * committed before. resume: keep the whole chunks an earlier try stored
  * (receive_stored_chunks), to be skipped once the header is fed again
- * (receive_skip_stored); otherwise they are dropped. */
+ * (receive_skip_stored), but never the last one of the meta's size nor,
+ * if blob_chunks (the blob's chunk count, 0: not known) says so, of the
+ * blob's; otherwise they are dropped. */
 chute_status receive_begin(cache *c, const char *peer, const char *item,
                            const chute_meta *m, const age_identity *id,
-                           bool resume, receiving **out);
+                           bool resume, uint64_t blob_chunks, receiving **out);
 uint64_t receive_stored_chunks(const receiving *r);
 /* Where the blob's payload begins; CHUTE_ERR_NOT_FOUND until the header
  * and nonce have been fed. */
