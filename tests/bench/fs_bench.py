@@ -531,13 +531,17 @@ class Bench:
             cp.wait()
         t_cp = time.monotonic()
         arrived = None
+        looks = []   # how long each stat took: does the inbox go on answering?
         if cp.returncode == 0:
             # bounded poll: stat of the inbox entry every ARRIVAL_POLL (each
             # one is a FUSE call into the receiver, which is busy storing:
             # 2 ms polls cost it and this driver about 5 % of a CPU)
             deadline = t_cp + self.timeout_big()
             while time.monotonic() < deadline:
-                if self.visible(name) if receiver else self.state(name) == "on relay":
+                t_look = time.monotonic()
+                there = self.visible(name) if receiver else self.state(name) == "on relay"
+                looks.append(time.monotonic() - t_look)
+                if there:
                     arrived = time.monotonic()
                     break
                 time.sleep(ARRIVAL_POLL)
@@ -568,6 +572,9 @@ class Bench:
         ok = digest == self.src_sha
         if not ok:
             log(f"e2e: {name} in home's inbox has sha256 {digest}, sent {self.src_sha}")
+        if receiver and looks:
+            phases["stat of the inbox entry meanwhile, median/max"] = (
+                statistics.median(looks), max(looks))
         rel = marks.get("on relay")
         dl0, dl1 = marks.get("download"), marks.get("downloaded")
         # the stages overlap (the receiver follows the upload): each row is
@@ -758,7 +765,10 @@ class Bench:
         if t_e2e is not None and not ok:
             row("fs:   arrived with the WRONG sha256", secs(t_e2e), "-", "-")
         for k, v in phases.items():
-            row(f"fs:   {k}", secs(v), "-", "-")
+            if isinstance(v, tuple):   # (median, max) of a latency
+                row(f"fs:   {k}", "%.1f/%.0f ms" % (v[0] * 1000, v[1] * 1000), "-", "-")
+            else:
+                row(f"fs:   {k}", secs(v), "-", "-")
         if n_tot is not None:
             row("fs:   nginx: of which PUT / GET", "-", f"{n_up:.2f}/{n_down:.2f} s", "-")
         cpu = getattr(self, "cpu", None)
