@@ -28,13 +28,13 @@ static const char SCHEMA[] =
     " next_attempt INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
     " updated INTEGER NOT NULL, relay_cancel INTEGER NOT NULL DEFAULT 0,"
     " age_header BLOB, age_nonce BLOB, file_key BLOB,"
-    " growing INTEGER NOT NULL DEFAULT 0);"
+    " growing INTEGER NOT NULL DEFAULT 0, sent INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS queue_by_path ON queue(peer, path, state);"
     "CREATE INDEX IF NOT EXISTS queue_by_state ON queue(state, created);";
 
 #define COLS "id,peer,path,state,size,blob_size,progress,mode,mtime_sec," \
              "mtime_nsec,header_mac,meta,attempts,last_error,next_attempt," \
-             "created,updated,relay_cancel,growing"
+             "created,updated,relay_cancel,growing,sent"
 #define ACTIVE "state IN (0,1,2)"
 /* Active and sealed: what the outbox shows as queued at a path. A growing
  * row belongs to the open file that is sending it (queue.h). */
@@ -50,11 +50,13 @@ static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 /* A queue made before items kept their plaintext (blob sealed at close)
  * lacks the age columns: add them, empty, so its rows still go (as .age);
- * one made before files were sent while written lacks `growing`. */
+ * one made before files were sent while written lacks `growing`, one
+ * before progress was noted during a request `sent`. */
 static chute_status migrate(sqlite3 *db)
 {
-    static const char *const cols[] = {"age_header", "age_nonce", "file_key", "growing"};
-    static const char *const types[] = {"BLOB", "BLOB", "BLOB", "INTEGER NOT NULL DEFAULT 0"};
+    static const char *const cols[] = {"age_header", "age_nonce", "file_key", "growing", "sent"};
+    static const char *const types[] = {"BLOB", "BLOB", "BLOB", "INTEGER NOT NULL DEFAULT 0",
+                                        "INTEGER NOT NULL DEFAULT 0"};
     chute_status st = db_exec(db, "BEGIN IMMEDIATE");
     for (size_t i = 0; !st && i < sizeof cols / sizeof *cols; i++) {
         sqlite3_stmt *s;
@@ -150,6 +152,7 @@ static void load_row(sqlite3_stmt *s, queue_item *it)
     it->updated = sqlite3_column_int64(s, 16);
     it->relay_cancel = sqlite3_column_int(s, 17) != 0;
     it->growing = sqlite3_column_int(s, 18) != 0;
+    it->sent = (uint64_t)sqlite3_column_int64(s, 19);
 }
 
 /* Run a one-row SELECT with text parameters; load the row or NOT_FOUND. */
@@ -203,7 +206,7 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(q->db,
             "INSERT INTO queue(" COLS ",age_header,age_nonce,file_key) "
-            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,?,?,?)",
+            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,0,?,?,?)",
             -1, &s, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     int64_t t = now_s();
@@ -515,8 +518,33 @@ chute_status queue_set_error(queue *q, const char *id, const char *error)
 chute_status queue_set_progress(queue *q, const char *id, uint64_t offset)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
-    return update_by_id(q, "UPDATE queue SET updated=?, progress=? "
-                           "WHERE state=1 AND id=?", id, (int64_t)offset, 0);
+    return update_by_id(q, "UPDATE queue SET updated=?, progress=?2, sent=?2 "
+                           "WHERE state=1 AND id=?3", id, (int64_t)offset, 0);
+}
+
+chute_status queue_set_sent(queue *q, const char *id, uint64_t offset)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    /* Only for status, noted often while a request runs: no fsync (WAL at
+     * NORMAL cannot corrupt; a crash may lose the note, nothing else).
+     * Under the lock no other thread's commit runs at NORMAL. */
+    LOCK(q);
+    chute_status st = db_exec(q->db, "PRAGMA synchronous=NORMAL");
+    sqlite3_stmt *s = NULL;
+    if (!st && sqlite3_prepare_v2(q->db, "UPDATE queue SET sent=? WHERE state=1 AND id=?", -1,
+                                  &s, NULL) != SQLITE_OK)
+        st = CHUTE_ERR_DB;
+    if (!st) {
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)offset);
+        sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        st = rc != SQLITE_DONE ? CHUTE_ERR_DB : sqlite3_changes(q->db) ? CHUTE_OK
+                                                                       : CHUTE_ERR_NOT_FOUND;
+    }
+    sqlite3_finalize(s);
+    if (db_exec(q->db, "PRAGMA synchronous=FULL") != CHUTE_OK && !st) st = CHUTE_ERR_DB;
+    UNLOCK(q);
+    return st;
 }
 
 chute_status queue_mark_uploaded(queue *q, const char *id)

@@ -58,7 +58,9 @@ typedef struct {
     queue_state state;
     uint64_t    size;        /* plaintext bytes */
     uint64_t    blob_size;   /* age file bytes: what is uploaded */
-    uint64_t    progress;    /* blob bytes durable on the relay */
+    uint64_t    progress;    /* blob bytes durable on the relay (acknowledged) */
+    uint64_t    sent;        /* blob bytes handed to the relay so far, the
+                                request under way included (status shows it) */
     uint32_t    mode;
     int64_t     mtime_sec;
     uint32_t    mtime_nsec;
@@ -167,6 +169,9 @@ chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
 /* The same, passing over growing rows (a worker kept for closed files). */
 chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out);
 chute_status queue_set_progress(queue *q, const char *id, uint64_t offset);
+/* While a request runs: how far it has got (not durable yet). NOT_FOUND
+ * as set_progress. */
+chute_status queue_set_sent(queue *q, const char *id, uint64_t offset);
 chute_status queue_mark_uploaded(queue *q, const char *id);
 chute_status queue_mark_failed(queue *q, const char *id, const char *error,
                                int64_t next_attempt);

@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How far an upload has got: what it has sent, the request under way
+ * included, not only what the relay has acknowledged. */
 static unsigned percent(const queue_item *it)
 {
     if (it->blob_size == 0) return 0;
-    uint64_t p = it->progress >= it->blob_size ? 100 : it->progress * 100 / it->blob_size;
+    uint64_t done = it->sent > it->progress ? it->sent : it->progress;
+    uint64_t p = done >= it->blob_size ? 100 : done * 100 / it->blob_size;
     return (unsigned)p;
 }
 
@@ -135,11 +138,13 @@ static int json_item(const queue_item *it, void *arg)
 {
     walk *w = arg;
     char buf[32];
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:I, s:s}",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:s}",
         "id", it->id, "peer", it->peer, "path", it->path,
         "state", report_state_text(it, buf, sizeof buf),
         "size", (json_int_t)it->size, "blob_size", (json_int_t)it->blob_size,
-        "uploaded", (json_int_t)it->progress, "percent", (int)percent(it),
+        "uploaded", (json_int_t)it->progress,
+        "sent", (json_int_t)(it->sent > it->progress ? it->sent : it->progress),
+        "percent", (int)percent(it),
         "attempts", (json_int_t)it->attempts, "last_error", it->last_error);
     if (!o || json_array_append_new(w->arr, o) != 0) { w->err = 1; return 1; }
     return 0;

@@ -638,14 +638,20 @@ class Relay:
 
 class GateProxy:
     """A TCP forwarder from a loopback port to the relay that can hold the
-    bytes flowing back to clients: after hold_after(n), it forwards n more
-    bytes toward clients, then none until release(). The relay stays real;
-    the gate makes "killed after some of the download" a state a test can
-    wait for instead of a race against a fast transfer."""
+    bytes flowing one way (toward="clients": the relay's answers, or
+    "relay": the clients' requests): after hold_after(n), it forwards n
+    more bytes that way, then none until release(); with rate (bytes per
+    second) it forwards them no faster. The relay stays real; the gate
+    makes "killed after some of the download" or "while one request is
+    being sent" a state a test can wait for instead of a race against a
+    fast transfer."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, toward="clients", rate=None):
+        assert toward in ("clients", "relay")
         self.upstream_port = upstream_port
-        self.budget = None            # bytes still allowed toward clients; None: no limit
+        self.toward, self.rate = toward, rate
+        self.forwarded = 0            # bytes gone the gated way
+        self.budget = None            # bytes still allowed that way; None: no limit
         self.cond = threading.Condition()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -689,8 +695,10 @@ class GateProxy:
                 continue
             up.settimeout(None)
             self.links += [client, up]
-            threading.Thread(target=self._pump, args=(client, up, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, client, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, up, self.toward == "relay"),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, client, self.toward == "clients"),
+                             daemon=True).start()
 
     def _allow(self, want):
         """How many of want bytes may go toward the client now (waits, bounded)."""
@@ -714,6 +722,11 @@ class GateProxy:
                         return
                     dst.sendall(data[:n])
                     data = data[n:]
+                    if gated:
+                        with self.cond:
+                            self.forwarded += n
+                        if self.rate:
+                            time.sleep(n / self.rate)
         except OSError:
             pass
         finally:

@@ -7,6 +7,7 @@ from its state DB: list, download, decrypt with stock `age -d` and home's
 exported identity, ack. Every wait is bounded.
 """
 
+import contextlib
 import grp
 import hashlib
 import http.client
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZER_PATTERNS, SLOW, Api, Inbox, binary, wait_until
+from conftest import SANITIZER_PATTERNS, SLOW, Api, GateProxy, Inbox, binary, wait_until
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -319,8 +320,46 @@ def test_relay_down_during_copy_then_back(sync, tmp_path):
     assert "relay: reachable since " in m.status()
 
 
-def test_kill9_while_queued_and_uploading_then_resume_exactly_once(sync, tmp_path):
-    relay, m, rcv, _, _ = sync
+@contextlib.contextmanager
+def gated_sync(tmp_path, relay_factory, rate):
+    """sync, but abroad reaches the relay through a GateProxy that lets its
+    requests through at `rate` bytes/s: (relay, Mount of abroad, Receiver
+    home, the gate)."""
+    relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
+    gate = GateProxy(relay.port, toward="relay", rate=rate)
+    # both through the gate: pairing binds the relay's address
+    abroad = Device(tmp_path / "abroad", "abroad", gate.url)
+    home = Device(tmp_path / "home", "home", gate.url)
+    abroad.init()
+    home.init()
+    pair(home, abroad)
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    try:
+        yield relay, m, Receiver(home, relay, tmp_path), gate
+    finally:
+        m.unmount()
+        gate.close()
+        m.check_sanitizers()
+
+
+@pytest.fixture
+def slow_sync(tmp_path, relay_factory):
+    """Requests at 1 MiB/s: one of a few MiB takes seconds."""
+    with gated_sync(tmp_path, relay_factory, 1 << 20) as s:
+        yield s
+
+
+@pytest.fixture
+def paced_sync(tmp_path, relay_factory):
+    """Requests at 32 MiB/s: a 200 MiB file takes seconds however fast
+    this machine is."""
+    with gated_sync(tmp_path, relay_factory, 32 << 20) as s:
+        yield s
+
+
+def test_kill9_while_queued_and_uploading_then_resume_exactly_once(paced_sync, tmp_path):
+    relay, m, rcv, _ = paced_sync
     big = 200 << 20
     # written under a temporary name and renamed, so none of it goes before
     # the seal (a big file written in place goes while it is written)
@@ -330,14 +369,14 @@ def test_kill9_while_queued_and_uploading_then_resume_exactly_once(sync, tmp_pat
     for n, d in small.items():
         (m.outbox / n).write_bytes(d)
     big_row = m.row("big.bin")
-    # kill while the big one is part way: its progress is what the relay
-    # acknowledged as durable
-    row = wait_until(lambda: (lambda r: r if 0 < r["progress"] < r["blob_size"] else None)(
+    # kill while the big one is part way (its request under way: sent);
+    # its progress is what the relay acknowledged as durable
+    row = wait_until(lambda: (lambda r: r if 0 < r["sent"] < r["blob_size"] else None)(
         m.rows("id=?", (big_row["id"],))[0]), timeout=60, interval=0.005,
         what="the big item part-way up")
     m.kill9()
     durable = m.rows("id=?", (big_row["id"],))[0]["progress"]
-    assert durable >= row["progress"] > 0
+    assert durable >= row["progress"] and durable < row["blob_size"]
     m.mount()
     # the resumed upload never goes back below what was durable
     samples = []
@@ -385,6 +424,39 @@ def test_unlink_cancels_on_relay(sync, tmp_path):
     assert rcv.status(later) in (404, "cancelled")
     assert rcv.complete() == {}
     assert os.listdir(m.outbox) == []
+
+
+def uploading_between(m, name):
+    """The file's state says uploading, with a percentage strictly between
+    0 and 100: bytes noted while its request is still being sent."""
+    st = m.state(name) or ""
+    return st.startswith("uploading ") and st not in ("uploading 0%", "uploading 100%")
+
+
+def test_progress_shows_while_one_request_is_being_sent(slow_sync):
+    relay, m, rcv, gate = slow_sync
+    data = os.urandom(6 << 20)          # one request (under 8 MiB: sent at its close)
+    (m.outbox / "slow.bin").write_bytes(data)
+    wait_until(lambda: uploading_between(m, "slow.bin"), timeout=30 * SLOW,
+               what="a percentage while the request runs")
+    row = m.row("slow.bin")
+    # sent so far, ahead of what the relay has acknowledged as durable
+    assert row["progress"] < row["sent"] < row["blob_size"]
+    assert gate.forwarded < row["blob_size"]            # the request is not through
+    wait_until(lambda: m.state("slow.bin") == "on relay", timeout=60 * SLOW, what="on relay")
+    assert rcv.decrypt_sha(row["id"]) == hashlib.sha256(data).hexdigest()
+
+
+def test_unlink_while_a_request_is_being_sent_cancels_it_then(slow_sync):
+    relay, m, rcv, gate = slow_sync
+    (m.outbox / "oops.bin").write_bytes(os.urandom(6 << 20))
+    wait_until(lambda: uploading_between(m, "oops.bin"), timeout=30 * SLOW,
+               what="the request under way")
+    item = m.row("oops.bin")["id"]
+    os.unlink(m.outbox / "oops.bin")
+    wait_until(lambda: rcv.status(item) == "cancelled", timeout=10, what="relay cancel")
+    assert gate.forwarded < 6 << 20                      # cut short, not sent to its end
+    assert rcv.complete() == {}
 
 
 def test_peer_unpaired_keeps_item_with_clear_error(sync, tmp_path):

@@ -65,7 +65,12 @@ static void test_lifecycle(void)
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
     CHECK(strcmp(got.id, a.id) == 0 && got.state == QUEUE_UPLOADING && got.attempts == 1);
     CHECK_EQ_INT(queue_set_progress(q, a.id, 100), CHUTE_OK);
+    CHECK_EQ_INT(queue_set_sent(q, a.id, 150), CHUTE_OK);   /* a request under way */
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.progress == 100 && got.sent == 150);
     CHECK_EQ_INT(queue_mark_failed(q, a.id, "relay down", 5000), CHUTE_OK);
+    /* only an item being sent takes it: the uploader stops on NOT_FOUND */
+    CHECK_EQ_INT(queue_set_sent(q, a.id, 160), CHUTE_ERR_NOT_FOUND);
     /* a waits until t=5000, so b is next now */
     CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);

@@ -49,6 +49,20 @@ static void test_text_and_json(void)
                  "uploading 42%") == 0);
     json_decref(j);
     free(t);
+    /* a request under way: the bytes sent show, the durable ones stay */
+    CHECK_EQ_INT(queue_set_sent(q, it.id, 150), CHUTE_OK);
+    CHECK_EQ_INT(report_json(q, c, "unknown", &t), CHUTE_OK);
+    j = t ? json_loads(t, 0, NULL) : NULL;
+    json_t *one = json_array_get(json_object_get(j, "pending"), 0);
+    CHECK(one && strcmp(json_string_value(json_object_get(one, "state")), "uploading 75%") == 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(one, "uploaded")), 84);
+    CHECK_EQ_INT(json_integer_value(json_object_get(one, "sent")), 150);
+    json_decref(j);
+    free(t);
+    /* acknowledged: both are the relay's offset again */
+    CHECK_EQ_INT(queue_set_progress(q, it.id, 120), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, it.id, &got), CHUTE_OK);
+    CHECK(got.progress == 120 && got.sent == 120);
     /* a file sent while written: its own section, with what is on the relay */
     queue_item g;
     memset(&g, 0, sizeof g);
