@@ -235,9 +235,10 @@ struct blob_reader {
     int fd;
     uint64_t first;
     pagecache_stream read;
+    pagecache_follower *follower;   /* NULL: not following an upload */
 };
 
-chute_status blob_reader_new(int fd, uint64_t first, blob_reader **out)
+chute_status blob_reader_new(int fd, uint64_t first, bool following, blob_reader **out)
 {
     blob_reader *r = malloc(sizeof *r);
     if (!r) {
@@ -247,6 +248,7 @@ chute_status blob_reader_new(int fd, uint64_t first, blob_reader **out)
     r->fd = fd;
     r->first = first;
     r->read.released = (off_t)first;
+    r->follower = following ? pagecache_follow(fd, (off_t)first) : NULL;
     *out = r;
     return CHUTE_OK;
 }
@@ -259,8 +261,10 @@ ssize_t blob_reader_read(blob_reader *r, uint64_t pos, void *buf, size_t max)
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         log_error("read body: %s", strerror(errno));
-    else
+    else {
         pagecache_read_to(&r->read, r->fd, (off_t)(r->first + pos) + n);
+        pagecache_follow_at(r->follower, (off_t)(r->first + pos) + n);
+    }
     return n;
 }
 
@@ -268,6 +272,7 @@ void blob_reader_free(blob_reader *r)
 {
     if (!r)
         return;
+    pagecache_unfollow(r->follower);
     close(r->fd);
     free(r);
 }

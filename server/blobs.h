@@ -43,10 +43,12 @@ chute_status blob_open_read(blobs *b, const char *inbox, const char *item,
 
 /* A body read in order from an offset, as a download does: what was read
  * leaves the page cache behind the reader (lib/pagecache.h), so serving a
- * big item does not fill the relay's memory. Takes over fd (closed by
+ * big item does not fill the relay's memory. following: the body is still
+ * being uploaded, and this reader follows it: the writer keeps what it has
+ * yet to read in the cache (pagecache_follow). Takes over fd (closed by
  * blob_reader_free). */
 typedef struct blob_reader blob_reader;
-chute_status blob_reader_new(int fd, uint64_t first, blob_reader **out);
+chute_status blob_reader_new(int fd, uint64_t first, bool following, blob_reader **out);
 /* Up to max bytes from first + pos; 0 at the end of the file, -1 on error. */
 ssize_t blob_reader_read(blob_reader *r, uint64_t pos, void *buf, size_t max);
 void blob_reader_free(blob_reader *r);

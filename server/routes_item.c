@@ -727,7 +727,7 @@ static enum MHD_Result download(request *r, const store_item *it)
         /* Read and sent in order, dropping behind (blobs.h) rather than
          * sendfile, which would keep the whole body in the page cache. */
         blob_reader *br;
-        if (blob_reader_new(fd, first, &br) != CHUTE_OK)
+        if (blob_reader_new(fd, first, !complete, &br) != CHUTE_OK)
             return reply_error(r, 500, "out of memory");
         resp = MHD_create_response_from_callback(len, BODY_BLOCK, send_body, br, free_body);
         if (!resp)

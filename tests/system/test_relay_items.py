@@ -948,3 +948,22 @@ def test_a_big_body_does_not_stay_in_the_relays_memory(relay, inbox, sender):
     r = inbox.download(item, f"bytes={9 << 20}-{(30 << 20) + 4}")
     want = hashlib.sha256(data[9 << 20:(30 << 20) + 5]).digest()
     assert r.status == 206 and hashlib.sha256(r.body).digest() == want
+
+
+def test_a_body_its_owner_follows_stays_cached_for_the_owner(relay, inbox, sender):
+    # The owner reads an item still uploading (its durable prefix): the
+    # relay then keeps what the owner has yet to read in the page cache as
+    # the upload goes on, instead of handing it back behind the writer and
+    # reading it from the disk again (lib/pagecache.h, pagecache_follow).
+    item = new_item_id()
+    assert sender.api.put(sender.inbox.item_path(item), {"deferred": True}).status == 201
+    data = random.Random(8).randbytes(48 << 20)
+    assert sender.append(item, 0, data[:8 << 20]).status == 204
+    r = inbox.download(item)                 # the prefix; the follower's hold
+    assert r.status == 200 and r.body == data[:8 << 20]
+    assert sender.append(item, 8 << 20, data[8 << 20:]).status == 204   # within its grace
+    body = relay.data_dir / "items" / f"{inbox.id}.{item}.part"
+    assert _cached_bytes(body) >= 36 << 20   # the 40 MiB after the prefix, but the last steps'
+    r = inbox.download(item, f"bytes={8 << 20}-")
+    assert r.status == 206 and hashlib.sha256(r.body).digest() == \
+        hashlib.sha256(data[8 << 20:]).digest()

@@ -40,16 +40,24 @@ static off_t resident(const char *path, off_t off, off_t len)
     return in;
 }
 
+/* Write [from, to) of a known pattern to fd through pagecache_wrote,
+ * 1 MiB a time. */
+static int write_range(int fd, const uint8_t *pattern, off_t from, off_t to)
+{
+    for (off_t off = from; off < to; off += MiB) {
+        if (pwrite(fd, pattern + off, (size_t)MiB, off) != MiB) return -1;
+        pagecache_wrote(fd, off, off + MiB);
+    }
+    return 0;
+}
+
 /* Write n bytes of a known pattern through pagecache_wrote, 1 MiB a time. */
 static int write_stream(const char *path, off_t n, uint8_t *pattern)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) return -1;
-    for (off_t off = 0; off < n; off += MiB) {
-        if (pwrite(fd, pattern + off, (size_t)MiB, off) != MiB) { close(fd); return -1; }
-        pagecache_wrote(fd, off, off + MiB);
-    }
-    int rc = fsync(fd);
+    int rc = write_range(fd, pattern, 0, n);
+    if (!rc) rc = fsync(fd);
     close(fd);
     return rc;
 }
@@ -152,6 +160,76 @@ static void test_synced_bytes_go_a_step_at_a_time(void)
     free(pattern);
 }
 
+/* A reader following the file from one step in (a fd of its own): the
+ * writer keeps what it has yet to read, drops what lies before it, and
+ * never holds more than the window. */
+static void test_a_followed_file_keeps_what_its_follower_has_yet_to_read(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/followed", dir);
+    off_t n = 10 * STEP;
+    uint8_t *pattern = malloc((size_t)n);
+    if (!pattern) { CHECK(0); return; }
+    randombytes_buf(pattern, (size_t)n);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), rd = open(path, O_RDONLY);
+    CHECK(fd >= 0 && rd >= 0);
+    pagecache_follower *f = pagecache_follow(rd, STEP);
+    CHECK(f != NULL);
+    CHECK_EQ_INT(write_range(fd, pattern, 0, 6 * STEP), 0);
+    if (advice_works) {
+        CHECK_EQ_INT(resident(path, 0, STEP), 0);               /* before the follower */
+        CHECK_EQ_INT(resident(path, STEP, 5 * STEP), 5 * STEP); /* what it has yet to read */
+    }
+    /* lagging more than the window: only the window stays */
+    pagecache_set_follow_window(3 * STEP);
+    CHECK_EQ_INT(write_range(fd, pattern, 6 * STEP, n), 0);
+    if (advice_works) CHECK_EQ_INT(resident(path, 0, 6 * STEP), 0);
+    pagecache_set_follow_window(0);
+    pagecache_unfollow(f);
+    close(rd);
+    CHECK_EQ_INT(fsync(fd), 0);
+    close(fd);
+    CHECK(same_bytes(path, pattern, n));
+    free(pattern);
+}
+
+/* A follower that ended holds for the grace (its next request), then the
+ * writer's next step drops what it held. */
+static void test_a_hold_ends_a_grace_after_its_follower(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/unfollowed", dir);
+    off_t n = 8 * STEP;
+    uint8_t *pattern = malloc((size_t)n);
+    if (!pattern) { CHECK(0); return; }
+    randombytes_buf(pattern, (size_t)n);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), rd = open(path, O_RDONLY);
+    CHECK(fd >= 0 && rd >= 0);
+    pagecache_follower *f = pagecache_follow(rd, 0);
+    CHECK_EQ_INT(write_range(fd, pattern, 0, 4 * STEP), 0);
+    pagecache_unfollow(f);
+    close(rd);
+    CHECK_EQ_INT(write_range(fd, pattern, 4 * STEP, 5 * STEP), 0);
+    if (advice_works) CHECK_EQ_INT(resident(path, 0, 2 * STEP), 2 * STEP);   /* the grace */
+    usleep((PAGECACHE_FOLLOW_GRACE_MS + 100) * 1000);
+    CHECK_EQ_INT(write_range(fd, pattern, 5 * STEP, n), 0);
+    if (advice_works) CHECK_EQ_INT(resident(path, 0, 5 * STEP), 0);
+    CHECK_EQ_INT(fsync(fd), 0);
+    close(fd);
+    CHECK(same_bytes(path, pattern, n));
+    free(pattern);
+}
+
+static void test_the_follow_window_is_a_share_of_memory(void)
+{
+    off_t w = pagecache_follow_window();
+    CHECK(w >= 2 * STEP && w <= ((off_t)512 << 20) && w % STEP == 0);
+    CHECK(pagecache_follow(-1, 0) == NULL);
+    int dev = open("/dev/null", O_RDONLY);
+    CHECK(pagecache_follow(dev, 0) == NULL);                 /* no file: nothing held */
+    close(dev);
+}
+
 static void test_a_bad_fd_is_ignored(void)
 {
     pagecache_stream s = {0};
@@ -175,6 +253,9 @@ int main(void)
     RUN(test_read_in_order_leaves_one_step_behind);
     RUN(test_synced_bytes_go_a_step_at_a_time);
     RUN(test_a_bad_fd_is_ignored);
+    RUN(test_a_followed_file_keeps_what_its_follower_has_yet_to_read);
+    RUN(test_a_hold_ends_a_grace_after_its_follower);
+    RUN(test_the_follow_window_is_a_share_of_memory);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
