@@ -9,10 +9,9 @@
 #include <sys/mman.h>
 #include <time.h>
 
-/* 8 MiB in flight, one batch: the downloader goes on decrypting while a
- * batch commits (writing 8 MiB of rows and waiting for their fsync took
- * the storer 10-20 ms here, and with 4 MiB the downloader spent ~2 s of
- * a 1 GiB transfer waiting for a slot). */
+/* 8 MiB in flight: the downloader goes on decrypting while the storer
+ * waits on a write or a batch's commit (with 4 MiB the downloader spent
+ * ~2 s of a 1 GiB transfer waiting for a slot). */
 #define SLOTS 128
 /* The download stalled (a relay that paused, an upload being followed):
  * after this long without a slot, what is stored is committed — durable
@@ -29,6 +28,7 @@ struct storer {
     size_t len[SLOTS];
     unsigned head, tail, count;   /* filled slots: [head, head+count) mod SLOTS */
     bool taken;                   /* the caller holds slot tail */
+    bool checkpointing;           /* the thread commits, mu released */
     bool stopping;
     chute_status failed;
 };
@@ -53,10 +53,13 @@ static void wait_for_work(storer *s, bool *stored_since)
         }
         if (s->count || s->stopping) return;
         *stored_since = false;
+        s->checkpointing = true;
         pthread_mutex_unlock(&s->mu);
         chute_status st = cache_item_checkpoint(s->t);
         pthread_mutex_lock(&s->mu);
+        s->checkpointing = false;
         if (st && !s->failed) s->failed = st;
+        pthread_cond_broadcast(&s->cv);   /* a drain waits for it */
     }
 }
 
@@ -147,7 +150,9 @@ chute_status storer_put(storer *s, size_t n)
 chute_status storer_drain(storer *s)
 {
     pthread_mutex_lock(&s->mu);
-    while (s->count) pthread_cond_wait(&s->cv, &s->mu);
+    /* and for a checkpoint under way: the caller commits next, on the
+     * same connection, and must learn if the checkpoint failed */
+    while (s->count || s->checkpointing) pthread_cond_wait(&s->cv, &s->mu);
     chute_status st = s->failed;
     pthread_mutex_unlock(&s->mu);
     return st;

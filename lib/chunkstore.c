@@ -104,6 +104,7 @@ struct chunkstore {
     bool writer;
     sqlite3_stmt *insert;         /* the writer's chunk INSERT, prepared once */
     unsigned batch;               /* chunks in the open transaction */
+    chute_status lost;            /* a batch that failed: see chunkstore.h */
     pagecache_stream stored;      /* [0, stored.released) left the page cache */
     off_t grown_to;               /* the file's size when blocks were last reserved */
 };
@@ -231,13 +232,16 @@ static void write_behind(chunkstore *s)
 chute_status chunkstore_commit(chunkstore *s)
 {
     if (!s || !s->writer) return CHUTE_ERR_ARG;
-    if (!s->batch) return CHUTE_OK;
+    if (s->lost || !s->batch) return s->lost;
     s->batch = 0;
     if (db_exec(s->db, "COMMIT") != CHUTE_OK) {
         chute_status st = sqlite3_errcode(s->db) == SQLITE_FULL ? CHUTE_ERR_LIMIT : CHUTE_ERR_DB;
         if (!sqlite3_get_autocommit(s->db)) db_exec(s->db, "ROLLBACK");
-        return st;
+        return s->lost = st;
     }
+    /* A reader that waited for this commit has its turn now: not a
+     * reason to end the next batch early. */
+    if (s->file) atomic_store(&s->file->reader_waiting, 0);
     /* Committed is synced: what the batch appended leaves the page cache. */
     off_t size = file_size(s);
     if (size > 0) {
@@ -258,6 +262,7 @@ chute_status chunkstore_append(chunkstore *s, int64_t data, int64_t idx,
                                const void *bytes, size_t n)
 {
     if (!s || !s->writer || !bytes || n == 0 || n > CHUNKSTORE_CHUNK) return CHUTE_ERR_ARG;
+    if (s->lost) return s->lost;
     if (s->batch == 0 && db_exec(s->db, "BEGIN IMMEDIATE")) return CHUTE_ERR_DB;
     s->batch++;
     sqlite3_bind_int64(s->insert, 1, data);
@@ -268,7 +273,7 @@ chute_status chunkstore_append(chunkstore *s, int64_t data, int64_t idx,
     sqlite3_clear_bindings(s->insert);
     if (rc != SQLITE_DONE) {
         chunkstore_rollback(s);
-        return rc == SQLITE_FULL ? CHUTE_ERR_LIMIT : CHUTE_ERR_DB;
+        return s->lost = rc == SQLITE_FULL ? CHUTE_ERR_LIMIT : CHUTE_ERR_DB;
     }
     if (s->batch % WRITE_BEHIND_CHUNKS == 0) write_behind(s);
     bool waited = s->file && atomic_exchange(&s->file->reader_waiting, 0);

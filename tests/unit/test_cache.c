@@ -2,10 +2,12 @@
  * hostile paths and collisions, remove, rename, dedup, counts. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -743,6 +745,54 @@ static void test_a_waiting_reader_ends_the_batch(void)
     CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
 }
 
+/* A batch whose commit fails takes its chunks with it: the commit of the
+ * file must fail then too, not show a file with a hole (the storer's idle
+ * checkpoint can be that commit, with no chunk left to append after it).
+ * The disk fills here by a file size limit on a cache of its own. */
+static void test_a_batch_lost_in_a_checkpoint_fails_the_file(void)
+{
+    char d[] = "/tmp/chute-test-cache-lost-XXXXXX", p[128], out[4096];
+    cache *c = NULL;
+    if (!mkdtemp(d)) { CHECK(0); return; }
+    snprintf(p, sizeof p, "%s/c.db", d);
+    CHECK_EQ_INT(cache_open(p, &c), CHUTE_OK);
+    cache_txn *t = NULL;
+    CHECK_EQ_INT(cache_item_begin(c, "alice", "lost", &t), CHUTE_OK);
+    static uint8_t chunk[CACHE_CHUNK];
+    for (int i = 0; i < 10; i++) CHECK_EQ_INT(cache_item_append(t, chunk, sizeof chunk), CHUTE_OK);
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/c-data.db", d);
+    CHECK_EQ_INT(stat(p, &sb), 0);
+    struct rlimit was, full = {.rlim_cur = (rlim_t)sb.st_size};
+    void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK_EQ_INT(getrlimit(RLIMIT_FSIZE, &was), 0);
+    full.rlim_max = was.rlim_max;
+    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &full), 0);
+    CHECK(cache_item_checkpoint(t) != CHUTE_OK);        /* the disk is "full" */
+    CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &was), 0);
+    signal(SIGXFSZ, old);
+    /* room again, but the ten chunks are gone: nothing may commit */
+    CHECK(cache_item_append(t, chunk, sizeof chunk) != CHUTE_OK);
+    chute_meta m;
+    meta_for(&m, "lost.bin", 11 * CACHE_CHUNK);
+    CHECK(cache_item_commit(t, &m, out, sizeof out) != CHUTE_OK);
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(c, "alice", "lost.bin", &n), CHUTE_ERR_NOT_FOUND);
+    /* the next try of the item starts over and lands whole */
+    CHECK_EQ_INT(cache_item_begin(c, "alice", "lost", &t), CHUTE_OK);
+    for (int i = 0; i < 10; i++) CHECK_EQ_INT(cache_item_append(t, chunk, sizeof chunk), CHUTE_OK);
+    meta_for(&m, "lost.bin", 10 * CACHE_CHUNK);
+    CHECK_EQ_INT(cache_item_commit(t, &m, out, sizeof out), CHUTE_OK);
+    size_t got = 0;
+    static uint8_t back[CACHE_CHUNK];
+    CHECK_EQ_INT(cache_lookup(c, "alice", "lost.bin", &n), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(c, &n, 9 * CACHE_CHUNK, back, sizeof back, &got), CHUTE_OK);
+    CHECK_EQ_INT(got, CACHE_CHUNK);
+    cache_close(c);
+    snprintf(p, sizeof p, "rm -rf %s", d);
+    if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
+}
+
 int main(void)
 {
     char p[128];
@@ -766,6 +816,7 @@ int main(void)
     RUN(test_the_next_open_reaps_what_a_crash_left_doomed);
     RUN(test_names_stay_readable_while_a_batch_holds_the_chunks);
     RUN(test_a_waiting_reader_ends_the_batch);
+    RUN(test_a_batch_lost_in_a_checkpoint_fails_the_file);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
     if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
