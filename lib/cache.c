@@ -782,7 +782,8 @@ chute_status cache_read(cache *c, const cache_node *n, uint64_t off,
     pthread_mutex_lock(&c->read_mu);
     chunkstore **from = n->data_in_index ? &c->legacy : &c->store;
     chute_status st = *from ? CHUTE_OK
-                    : chunkstore_open_reader(n->data_in_index ? c->path : c->data_path, from);
+                    : n->data_in_index ? chunkstore_open_legacy_reader(c->path, from)
+                    : chunkstore_open_reader(c->data_path, from);
     if (!st) st = chunkstore_read(*from, n->data, n->size, off, buf, len, got);
     pthread_mutex_unlock(&c->read_mu);
     return st;

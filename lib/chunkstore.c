@@ -120,7 +120,7 @@ static off_t file_size(const chunkstore *s)
     return advice_fd(s) >= 0 && fstat(advice_fd(s), &sb) == 0 ? sb.st_size : -1;
 }
 
-static chute_status open_store(const char *path, bool writer, chunkstore **out)
+static chute_status open_store(const char *path, bool writer, bool shared, chunkstore **out)
 {
     if (!path || !out) return CHUTE_ERR_ARG;
     *out = NULL;
@@ -129,7 +129,7 @@ static chute_status open_store(const char *path, bool writer, chunkstore **out)
     s->writer = writer;
     /* The file's entry first: a reader waits for a lock (and says so)
      * from its very first statement, the schema's. */
-    s->file = shared_acquire(path);
+    s->file = shared ? shared_acquire(path) : NULL;
     chute_status st = db_open_signal(path, SCHEMA, DB_JOURNAL_ROLLBACK,
                                      !writer && s->file ? &s->file->reader_waiting : NULL,
                                      &s->db);
@@ -151,12 +151,17 @@ static chute_status open_store(const char *path, bool writer, chunkstore **out)
 
 chute_status chunkstore_open_reader(const char *path, chunkstore **out)
 {
-    return open_store(path, false, out);
+    return open_store(path, false, true, out);
+}
+
+chute_status chunkstore_open_legacy_reader(const char *path, chunkstore **out)
+{
+    return open_store(path, false, false, out);
 }
 
 chute_status chunkstore_open_writer(const char *path, chunkstore **out)
 {
-    return open_store(path, true, out);
+    return open_store(path, true, true, out);
 }
 
 void chunkstore_close(chunkstore *s)

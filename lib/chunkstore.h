@@ -38,6 +38,10 @@ typedef struct chunkstore chunkstore;
 /* Open (creating) the chunk file at path. */
 chute_status chunkstore_open_reader(const char *path, chunkstore **out);
 chute_status chunkstore_open_writer(const char *path, chunkstore **out);
+/* For reading the chunks an older version kept in the index file itself
+ * (inbox.db): no fd of its own on that file, for closing one would drop
+ * the locks the index's connections hold; so no advice either. */
+chute_status chunkstore_open_legacy_reader(const char *path, chunkstore **out);
 /* An open batch is rolled back. NULL is fine. */
 void chunkstore_close(chunkstore *s);
 
