@@ -300,10 +300,11 @@ static chute_status receive_item(session *s, const devstate_peer *p,
     }
     uint64_t had = sink.off;
     /* If the .part holds the header and nonce, as a resume needs, the
-     * blob's chunks follow them: how many there are. */
+     * blob's chunks follow them: how many there are (a payload's length
+     * counts its nonce, the last bytes of the .part). */
     uint64_t blob_chunks = 0;
-    if (!li->deferred && had && li->size > had &&
-        age_payload_geometry(li->size - had, NULL, &blob_chunks) != CHUTE_OK)
+    if (!li->deferred && had >= AGE_NONCE_BYTES && li->size > had &&
+        age_payload_geometry(li->size - had + AGE_NONCE_BYTES, NULL, &blob_chunks) != CHUTE_OK)
         blob_chunks = 0;
     chute_status st = receive_begin(s->c, p->name, li->item, m, &s->id, true, blob_chunks,
                                     &sink.r);
