@@ -12,6 +12,11 @@
 
 struct queue {
     sqlite3 *db;
+    /* A connection of its own for the notes of what a request has sent:
+     * it commits without an fsync (queue_set_sent), and the others must
+     * never. Opened at the first note. */
+    sqlite3 *notes;
+    char *path;
     /* Serializes read-modify-write sequences (claim) across threads; the
      * single statements are atomic anyway. */
     pthread_mutex_t mu;
@@ -86,6 +91,7 @@ chute_status queue_open(const char *db_path, queue **out)
     if (!q) return CHUTE_ERR_NOMEM;
     chute_status st = db_open(db_path, SCHEMA, &q->db);
     if (!st) st = migrate(q->db);
+    if (!st && !(q->path = strdup(db_path))) st = CHUTE_ERR_NOMEM;
     if (st) { sqlite3_close(q->db); free(q); return st; }
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
@@ -100,7 +106,9 @@ chute_status queue_open(const char *db_path, queue **out)
 void queue_close(queue *q)
 {
     if (!q) return;
+    sqlite3_close(q->notes);
     sqlite3_close(q->db);
+    free(q->path);
     pthread_mutex_destroy(&q->mu);
     free(q);
 }
@@ -496,7 +504,7 @@ chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out)
 chute_status queue_requeue_interrupted(queue *q)
 {
     if (!q) return CHUTE_ERR_ARG;
-    sqlite3_stmt *s = prep_change(q, "UPDATE queue SET state=0, updated=? WHERE state=1");
+    sqlite3_stmt *s = prep_change(q, "UPDATE queue SET state=0, sent=progress, updated=? WHERE state=1");
     if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_int64(s, 1, now_s());
     chute_status st = step_change(q, s);
@@ -526,23 +534,26 @@ chute_status queue_set_sent(queue *q, const char *id, uint64_t offset)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
     /* Only for status, noted often while a request runs: no fsync (WAL at
-     * NORMAL cannot corrupt; a crash may lose the note, nothing else).
-     * Under the lock no other thread's commit runs at NORMAL. */
+     * NORMAL cannot corrupt; a crash may lose the note, nothing else). */
     LOCK(q);
-    chute_status st = db_exec(q->db, "PRAGMA synchronous=NORMAL");
+    chute_status st = CHUTE_OK;
+    if (!q->notes && (st = db_open(q->path, NULL, &q->notes)) == CHUTE_OK &&
+        (st = db_exec(q->notes, "PRAGMA synchronous=NORMAL")) != CHUTE_OK) {
+        sqlite3_close(q->notes);
+        q->notes = NULL;
+    }
     sqlite3_stmt *s = NULL;
-    if (!st && sqlite3_prepare_v2(q->db, "UPDATE queue SET sent=? WHERE state=1 AND id=?", -1,
+    if (!st && sqlite3_prepare_v2(q->notes, "UPDATE queue SET sent=? WHERE state=1 AND id=?", -1,
                                   &s, NULL) != SQLITE_OK)
         st = CHUTE_ERR_DB;
     if (!st) {
         sqlite3_bind_int64(s, 1, (sqlite3_int64)offset);
         sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
         int rc = sqlite3_step(s);
-        st = rc != SQLITE_DONE ? CHUTE_ERR_DB : sqlite3_changes(q->db) ? CHUTE_OK
-                                                                       : CHUTE_ERR_NOT_FOUND;
+        st = rc != SQLITE_DONE ? CHUTE_ERR_DB : sqlite3_changes(q->notes) ? CHUTE_OK
+                                                                          : CHUTE_ERR_NOT_FOUND;
     }
     sqlite3_finalize(s);
-    if (db_exec(q->db, "PRAGMA synchronous=FULL") != CHUTE_OK && !st) st = CHUTE_ERR_DB;
     UNLOCK(q);
     return st;
 }
@@ -559,7 +570,7 @@ chute_status queue_mark_failed(queue *q, const char *id, const char *error,
 {
     if (!q || !id) return CHUTE_ERR_ARG;
     sqlite3_stmt *s = prep_change(q,
-            "UPDATE queue SET state=0, last_error=?, next_attempt=?, updated=? "
+            "UPDATE queue SET state=0, sent=progress, last_error=?, next_attempt=?, updated=? "
             "WHERE state=1 AND id=?");
     if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_text(s, 1, error ? error : "", -1, SQLITE_TRANSIENT);

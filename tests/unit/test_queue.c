@@ -74,10 +74,14 @@ static void test_lifecycle(void)
     /* a waits until t=5000, so b is next now */
     CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);
+    CHECK_EQ_INT(queue_set_sent(q, b.id, 70), CHUTE_OK);
     /* b is being sent: no other worker gets it */
     CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_ERR_NOT_FOUND);
-    /* until a restart requeues it, as after a kill */
+    /* until a restart requeues it, as after a kill: what its request had
+     * sent counts no more */
     CHECK_EQ_INT(queue_requeue_interrupted(q), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED && got.sent == got.progress);
     CHECK_EQ_INT(queue_requeue_interrupted(q), CHUTE_OK);     /* none left: still OK */
     CHECK_EQ_INT(queue_claim_next(q, 10, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0 && got.attempts == 2);
@@ -94,7 +98,8 @@ static void test_lifecycle(void)
     CHECK(got.state == QUEUE_DELIVERED);
 
     CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
-    CHECK(strcmp(got.last_error, "relay down") == 0 && got.progress == 100);
+    /* what the failed request sent is not on the relay: only what is */
+    CHECK(strcmp(got.last_error, "relay down") == 0 && got.progress == 100 && got.sent == 100);
     CHECK_EQ_INT(queue_claim_next(q, 5000, &got), CHUTE_OK);
     queue_counts_t k;
     CHECK_EQ_INT(queue_counts(q, &k), CHUTE_OK);
