@@ -51,7 +51,9 @@ typedef struct pagecache_follower pagecache_follower;
 pagecache_follower *pagecache_follow(int fd, off_t pos);
 void pagecache_follow_at(pagecache_follower *f, off_t pos);
 void pagecache_unfollow(pagecache_follower *f);
-/* The most a follower may hold: 1/32 of the RAM, 16 MiB to 512 MiB. */
+/* The most a followed file keeps: 1/32 of the RAM, 16 MiB to 512 MiB,
+ * for each such file (clean pages, which the kernel reclaims at need; a
+ * hold whose slot another file took once it ran out is left to it too). */
 off_t pagecache_follow_window(void);
 /* For tests: another window (bytes, a multiple of the step); 0 restores. */
 void pagecache_set_follow_window(off_t bytes);
