@@ -359,7 +359,7 @@ def paced_sync(tmp_path, relay_factory):
 
 
 def test_kill9_while_queued_and_uploading_then_resume_exactly_once(paced_sync, tmp_path):
-    relay, m, rcv, _ = paced_sync
+    relay, m, rcv, gate = paced_sync
     big = 200 << 20
     # written under a temporary name and renamed, so none of it goes before
     # the seal (a big file written in place goes while it is written)
@@ -369,14 +369,19 @@ def test_kill9_while_queued_and_uploading_then_resume_exactly_once(paced_sync, t
     for n, d in small.items():
         (m.outbox / n).write_bytes(d)
     big_row = m.row("big.bin")
-    # kill while the big one is part way (its request under way: sent);
-    # its progress is what the relay acknowledged as durable
-    row = wait_until(lambda: (lambda r: r if 0 < r["sent"] < r["blob_size"] else None)(
+    # kill while the big one is part way (its request under way: sent),
+    # past the relay's first durable steps of 16 MiB
+    row = wait_until(lambda: (lambda r: r if 48 << 20 <= r["sent"] < r["blob_size"] else None)(
         m.rows("id=?", (big_row["id"],))[0]), timeout=60, interval=0.005,
         what="the big item part-way up")
     m.kill9()
     durable = m.rows("id=?", (big_row["id"],))[0]["progress"]
     assert durable >= row["progress"] and durable < row["blob_size"]
+    # the relay keeps the durable prefix of the request cut off
+    kept = wait_until(lambda: (lambda r: r.json["offset"] if r.status == 200 and
+                               r.json["offset"] >= 16 << 20 else None)(
+        rcv.inbox.status(big_row["id"])), timeout=30, what="the relay's durable prefix")
+    forwarded = gate.forwarded
     m.mount()
     # the resumed upload never goes back below what was durable
     samples = []
@@ -386,6 +391,9 @@ def test_kill9_while_queued_and_uploading_then_resume_exactly_once(paced_sync, t
         return r["state"] >= 2
     wait_until(big_progress, timeout=120, interval=0.01, what="the big item on the relay")
     assert min(samples) >= durable, (durable, samples[:20])
+    # and goes on from the relay's offset: the prefix it kept is not sent again
+    resent = gate.forwarded - forwarded
+    assert resent < row["blob_size"] - kept + (4 << 20), (resent, kept, row["blob_size"])
     listed = wait_listed(rcv, 1 + len(small), timeout=60)
     # exactly once: one relay item per file, ids unique, bytes exact
     rows = m.rows("state IN (0,1,2)")
