@@ -202,18 +202,25 @@ class Receiver:
         assert r.status == 204, r
 
 
+def paired_and_mounted(tmp_path, url):
+    """abroad and home, paired through the relay at url, abroad mounted:
+    (Mount of abroad, home, abroad's name at home, home's name abroad)."""
+    abroad = Device(tmp_path / "abroad", "abroad", url)
+    home = Device(tmp_path / "home", "home", url)
+    abroad.init()
+    home.init()
+    name_at_home, name_abroad = pair(home, abroad)
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    return m, home, name_at_home, name_abroad
+
+
 @pytest.fixture
 def sync(tmp_path, relay_factory):
     """(relay, Mount of abroad, Receiver home, abroad's name at home)."""
     relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
-    abroad = Device(tmp_path / "abroad", "abroad", relay.url)
-    home = Device(tmp_path / "home", "home", relay.url)
-    abroad.init()
-    home.init()
-    name_at_home, name_abroad = pair(home, abroad)
+    m, home, name_at_home, name_abroad = paired_and_mounted(tmp_path, relay.url)
     assert name_abroad == "home"
-    m = Mount(abroad, tmp_path)
-    m.mount()
     try:
         yield relay, m, Receiver(home, relay, tmp_path), home, name_at_home
     finally:
@@ -328,13 +335,7 @@ def gated_sync(tmp_path, relay_factory, rate):
     relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
     gate = GateProxy(relay.port, toward="relay", rate=rate)
     # both through the gate: pairing binds the relay's address
-    abroad = Device(tmp_path / "abroad", "abroad", gate.url)
-    home = Device(tmp_path / "home", "home", gate.url)
-    abroad.init()
-    home.init()
-    pair(home, abroad)
-    m = Mount(abroad, tmp_path)
-    m.mount()
+    m, home, _, _ = paired_and_mounted(tmp_path, gate.url)
     try:
         yield relay, m, Receiver(home, relay, tmp_path), gate
     finally:
@@ -643,13 +644,7 @@ def test_proxy_body_limit_makes_patches_smaller_not_the_upload_fail(tmp_path, re
 def proxied_upload_arrives(tmp_path, relay, url):
     """Two devices paired through the proxy at url; a 20 MiB file goes
     through it in PATCHes under the proxy's body limit and decrypts."""
-    abroad = Device(tmp_path / "abroad", "abroad", url)
-    home = Device(tmp_path / "home", "home", url)
-    abroad.init()
-    home.init()
-    pair(home, abroad)
-    m = Mount(abroad, tmp_path)
-    m.mount()
+    m, home, _, _ = paired_and_mounted(tmp_path, url)
     try:
         rcv = Receiver(home, relay, tmp_path)
         sha = write_random(m.outbox / "big.iso", 20 << 20)

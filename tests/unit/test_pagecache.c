@@ -42,6 +42,14 @@ static off_t resident(const char *path, off_t off, off_t len)
 
 /* Write [from, to) of a known pattern to fd through pagecache_wrote,
  * 1 MiB a time. */
+/* n random bytes, malloc'd; NULL if memory ran out. */
+static uint8_t *random_bytes(off_t n)
+{
+    uint8_t *p = malloc((size_t)n);
+    if (p) randombytes_buf(p, (size_t)n);
+    return p;
+}
+
 static int write_range(int fd, const uint8_t *pattern, off_t from, off_t to)
 {
     for (off_t off = from; off < to; off += MiB) {
@@ -79,9 +87,8 @@ static void test_written_steps_leave_the_cache_and_keep_their_bytes(void)
     char path[128];
     snprintf(path, sizeof path, "%s/written", dir);
     off_t n = 6 * STEP;
-    uint8_t *pattern = malloc((size_t)n);
+    uint8_t *pattern = random_bytes(n);
     if (!pattern) { CHECK(0); return; }
-    randombytes_buf(pattern, (size_t)n);
     CHECK_EQ_INT(write_stream(path, n, pattern), 0);
     if (advice_works) {
         /* Filling step 5 handed back step 3 and, before it, steps 0..2. */
@@ -96,9 +103,8 @@ static void test_a_small_file_stays_cached(void)
     char path[128];
     snprintf(path, sizeof path, "%s/small", dir);
     off_t n = 4 * MiB;
-    uint8_t *pattern = malloc((size_t)n);
+    uint8_t *pattern = random_bytes(n);
     if (!pattern) { CHECK(0); return; }
-    randombytes_buf(pattern, (size_t)n);
     CHECK_EQ_INT(write_stream(path, n, pattern), 0);
     CHECK_EQ_INT(resident(path, 0, n), n);
     CHECK(same_bytes(path, pattern, n));
@@ -140,9 +146,8 @@ static void test_synced_bytes_go_a_step_at_a_time(void)
     char path[128];
     snprintf(path, sizeof path, "%s/synced", dir);
     off_t n = 2 * STEP + 3 * MiB;
-    uint8_t *pattern = malloc((size_t)n);
+    uint8_t *pattern = random_bytes(n);
     if (!pattern) { CHECK(0); return; }
-    randombytes_buf(pattern, (size_t)n);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     pagecache_stream s = {0};
     CHECK(fd >= 0 && pwrite(fd, pattern, (size_t)(STEP - MiB), 0) == STEP - MiB);
@@ -168,9 +173,8 @@ static void test_a_followed_file_keeps_what_its_follower_has_yet_to_read(void)
     char path[128];
     snprintf(path, sizeof path, "%s/followed", dir);
     off_t n = 10 * STEP;
-    uint8_t *pattern = malloc((size_t)n);
+    uint8_t *pattern = random_bytes(n);
     if (!pattern) { CHECK(0); return; }
-    randombytes_buf(pattern, (size_t)n);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), rd = open(path, O_RDONLY);
     CHECK(fd >= 0 && rd >= 0);
     pagecache_follower *f = pagecache_follow(rd, STEP);
@@ -200,9 +204,8 @@ static void test_a_hold_ends_a_grace_after_its_follower(void)
     char path[128];
     snprintf(path, sizeof path, "%s/unfollowed", dir);
     off_t n = 8 * STEP;
-    uint8_t *pattern = malloc((size_t)n);
+    uint8_t *pattern = random_bytes(n);
     if (!pattern) { CHECK(0); return; }
-    randombytes_buf(pattern, (size_t)n);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), rd = open(path, O_RDONLY);
     CHECK(fd >= 0 && rd >= 0);
     pagecache_follower *f = pagecache_follow(rd, 0);
