@@ -25,6 +25,7 @@ typedef struct ofile {
     char *peer;
     char *path;          /* relative to outbox/<peer>/ */
     int opens;
+    int releasing;       /* of those, handles whose release has begun */
     bool dirty;          /* written or truncated since the last seal */
     pid_t changer;       /* the process that did so last (fs/caller.h); 0: unknown */
     bool written;        /* a write landed since it was opened (not just created) */

@@ -419,7 +419,7 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
     }
     /* After a failed write (the writer was told) the file is not what it
      * meant to send: it stays local, never sent cut short. */
-    bool last = of->opens <= last_opens;
+    bool last = of->opens - of->releasing <= last_opens;
     bool go = last && of->dirty && !of->unlinked && !of->write_failed && sendable(of->path);
     char *peer = go ? strdup(of->peer) : NULL, *rel = go ? strdup(of->path) : NULL;
     if (go) of->dirty = false;
@@ -454,10 +454,17 @@ int outbox_flush(chutefs *fs, struct fuse_file_info *fi)
 int outbox_release(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
-    if (maybe_seal(fs, h, 1, false) != 0)
+    /* Releases run on several threads at once: each counts itself out
+     * before it looks, so the last to look sees no other handle left
+     * (and a seal is never missed by two releases each seeing the other). */
+    ofiles_lock(fs->open);
+    h->of->releasing++;
+    ofiles_unlock(fs->open);
+    if (maybe_seal(fs, h, 0, false) != 0)
         fprintf(stderr, "chutefs: a file could not be queued at its last close\n");
     close(h->fd);
     ofiles_lock(fs->open);
+    h->of->releasing--;
     ofiles_release(fs->open, h->of);
     ofiles_unlock(fs->open);
     free(h);

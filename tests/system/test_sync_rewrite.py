@@ -191,6 +191,29 @@ def test_two_handles_writing_after_a_seal_share_one_copy(sync, tmp_path):
     delivered_only(rcv, m, "shared.bin", want)
 
 
+def test_two_handles_released_at_once_requeue_the_file_every_time(sync):
+    relay, m, _, _, _ = sync
+    relay.stop()                       # only the queue is looked at
+    n = 30
+    first = {queued_offline(relay, m, f"pair-{i}.bin", b"v1" * 500)["id"] for i in range(n)}
+    # close(2) does not wait for RELEASE: the two handles' releases often
+    # run at once on two threads, and one of them must seal the change
+    for i in range(n):
+        path = m.outbox / f"pair-{i}.bin"
+        with open(path, "r+b") as a, open(path, "r+b") as b:
+            a.write(b"AAAA")
+            a.flush()
+            b.seek(10)
+            b.write(b"BBBB")
+            b.flush()
+    want = b"AAAA" + (b"v1" * 500)[4:10] + b"BBBB" + (b"v1" * 500)[14:]
+    rows = lambda: m.rows("state IN (0, 1)")
+    wait_until(lambda: len(rows()) == n and not {r["id"] for r in rows()} & first,
+               timeout=20, what=f"all {n} files queued anew")
+    for i in range(n):
+        assert (m.outbox / f"pair-{i}.bin").read_bytes() == want
+
+
 def test_kill9_right_after_close_then_restart_delivers_the_same_bytes(sync, tmp_path):
     relay, m, rcv, _, _ = sync
     sha = write_random(m.outbox / "video.mp4", 40 << 20)
