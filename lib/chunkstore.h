@@ -54,8 +54,9 @@ chute_status chunkstore_read(chunkstore *s, int64_t data, uint64_t size, uint64_
 /* ---- writing ----------------------------------------------------------- */
 /* Chunk idx of data (n bytes: CHUNKSTORE_CHUNK but for a file's last), in
  * the open batch or a new one; the batch commits when full or when a
- * reader waits for it. CHUTE_ERR_LIMIT: the disk is full. */
-/* A batch that failed (its commit, or an append into it) is gone with
+ * reader waits for it. CHUTE_ERR_LIMIT: the disk is full.
+ *
+ * A batch that failed (its commit, or an append into it) is gone with
  * every chunk it held: from then on this connection's appends and commits
  * fail with that status, so a caller that goes on cannot commit a file
  * with a hole in it. */
