@@ -216,6 +216,19 @@ chute_status chunkstore_read(chunkstore *s, int64_t data, uint64_t size, uint64_
 
 /* ---- writing -------------------------------------------------------------- */
 
+static _Atomic unsigned batch_override;
+
+void chunkstore_set_batch(unsigned chunks)
+{
+    atomic_store(&batch_override, chunks);
+}
+
+static unsigned batch_limit(void)
+{
+    unsigned n = atomic_load(&batch_override);
+    return n ? n : CHUNKSTORE_BATCH;
+}
+
 /* Blocks are reserved ahead of a file growing at its end (prealloc.h). */
 static void reserve_ahead(chunkstore *s, off_t size)
 {
@@ -282,7 +295,7 @@ chute_status chunkstore_append(chunkstore *s, int64_t data, int64_t idx,
     }
     if (s->batch % WRITE_BEHIND_CHUNKS == 0) write_behind(s);
     bool waited = s->file && atomic_exchange(&s->file->reader_waiting, 0);
-    if (s->batch >= CHUNKSTORE_BATCH || waited) return chunkstore_commit(s);
+    if (s->batch >= batch_limit() || waited) return chunkstore_commit(s);
     return CHUTE_OK;
 }
 

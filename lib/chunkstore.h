@@ -6,8 +6,10 @@
  * rollback journal costs three fsyncs, and on a disk busy with other
  * writes (the relay's, the sender's, on one machine) each of them waits
  * for all of those too — 8 MiB batches spent ~1.7 s per GiB in fsync
- * there, 32 MiB batches with write-behind made a 1 GiB arrival ~7 %
- * faster end to end (docs/BENCHMARKS.md). A batch bigger than the
+ * there; with 32 MiB ones the storer still waited out ~1.7 s of fsyncs per
+ * GiB and held the downloader up, and with 256 MiB ones a 1 GiB arrival
+ * keeps up with the upload it follows (docs/BENCHMARKS.md). A crash loses
+ * at most the open batch: a resume fetches it again. A batch bigger than the
  * writer's page cache spills into the file, and from then on SQLite holds
  * the file locked until the commit: that is why the bytes have a file of
  * their own — names, listings and stat never wait for a download — and why
@@ -31,7 +33,7 @@
 
 #define CHUNKSTORE_CHUNK 65536
 /* Chunks per batch at most: 32 MiB. */
-#define CHUNKSTORE_BATCH 512
+#define CHUNKSTORE_BATCH 4096
 
 typedef struct chunkstore chunkstore;
 
@@ -62,6 +64,9 @@ chute_status chunkstore_read(chunkstore *s, int64_t data, uint64_t size, uint64_
  * with a hole in it. */
 chute_status chunkstore_append(chunkstore *s, int64_t data, int64_t idx,
                                const void *bytes, size_t n);
+/* For tests: batches of `chunks` at most from the next one on (0:
+ * CHUNKSTORE_BATCH again), so that a test of several batches stays small. */
+void chunkstore_set_batch(unsigned chunks);
 /* Commit the open batch, if any: what was appended is then on disk. */
 chute_status chunkstore_commit(chunkstore *s);
 /* Throw the open batch away, if any. */

@@ -557,8 +557,10 @@ static void test_the_journal_keeps_its_blocks_between_commits(void)
     snprintf(j, sizeof j, "%s/c-data.db-journal", dir);
     char out[4096];
     CHECK(reaped_within(20));   /* the reaper's transactions use the journal too */
-    CHECK_EQ_INT(receive_random(C, "journal-arrival", 3u * CHUNKSTORE_BATCH * CACHE_CHUNK,
+    chunkstore_set_batch(512);   /* 32 MiB batches: three of them, not 768 MiB */
+    CHECK_EQ_INT(receive_random(C, "journal-arrival", 3u * 512 * CACHE_CHUNK,
                                 out, sizeof out), CHUTE_OK);   /* three batches */
+    chunkstore_set_batch(0);
     struct stat sb;
     CHECK(stat(j, &sb) == 0 && sb.st_size > 0 && sb.st_size <= (16 << 20));
     uint8_t head[28], zero[28] = {0};
