@@ -6,7 +6,7 @@
  * rollback journal costs three fsyncs, and on a disk busy with other
  * writes (the relay's, the sender's, on one machine) each of them waits
  * for all of those too — 8 MiB batches spent ~1.7 s per GiB in fsync
- * there; with 32 MiB ones the storer still waited out ~1.7 s of fsyncs per
+ * there; with 32 MiB ones the storer still waited out ~1.6 s of fsyncs per
  * GiB and held the downloader up, and with 256 MiB ones a 1 GiB arrival
  * keeps up with the upload it follows (docs/BENCHMARKS.md). A crash loses
  * at most the open batch: a resume fetches it again. A batch bigger than the
@@ -32,7 +32,7 @@
 #include "status.h"
 
 #define CHUNKSTORE_CHUNK 65536
-/* Chunks per batch at most: 32 MiB. */
+/* Chunks per batch at most: 256 MiB. */
 #define CHUNKSTORE_BATCH 4096
 
 typedef struct chunkstore chunkstore;
