@@ -35,6 +35,9 @@ chute_status receive_open_meta(const char *meta_b64, const devstate_peer *peer,
         st = meta_open(sealed, sealed_len, key, item, my_recipient, m);
         if (st == CHUTE_ERR_AUTH || st == CHUTE_ERR_MALFORMED)
             *reason = "meta does not open with the peer's link key";
+        /* Not retried: the same item would stop every later one forever. */
+        else if (st == CHUTE_ERR_UNSUPPORTED)
+            *reason = "meta version not supported (sent by a newer Chute?)";
     }
     sodium_memzero(key, sizeof key);
     free(sealed);

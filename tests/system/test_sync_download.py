@@ -323,6 +323,8 @@ BAD = {
     "mac": "header MAC differs",
     "size": "size differs",
     "wrong-recipient": "not encrypted to this device",
+    # a version this build cannot read must not hold up the items after it
+    "meta-version": "meta version not supported",
 }
 
 

@@ -196,6 +196,7 @@ static int send_file(const char *home, const char *peer, const char *file, const
         else st = meta_key(p.link_key, key);
     }
     if (!st) st = meta_seal(m, key, item, p.recipient, sealed, sizeof sealed, &sealed_len);
+    if (!st && strcmp(o->variant, "meta-version") == 0) sealed[0] = META_VERSION + 1;
     sodium_memzero(key, sizeof key);
     if (!st) st = damage_blob(blob, o->variant);
     struct stat bs;
@@ -248,7 +249,7 @@ int main(int argc, char **argv)
         }
     }
     static const char *variants[] = {"good", "wrong-key", "flip", "truncate", "mac", "size",
-                                     "wrong-recipient"};
+                                     "wrong-recipient", "meta-version"};
     int known = 0;
     for (size_t i = 0; i < sizeof variants / sizeof *variants; i++)
         known |= strcmp(o.variant, variants[i]) == 0;
