@@ -8,6 +8,7 @@
  * one is in progress. */
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,13 @@ struct upload {
     uint64_t checkpoint;        /* offset last handed to the syncer */
     body_syncer *syncer;        /* makes the checkpoints, off this thread */
     store *store;
+    uint64_t end;               /* where this PATCH's Content-Length ends */
     bool failed;                /* a write failed; the rest is discarded */
     bool disk_full;             /* ... because the data folder is full */
+    /* Set by a checkpoint that found the item no longer uploading
+     * (cancelled, acked, expired, its inbox deleted): the rest of the body
+     * is discarded, not written into a file no quota counts any more. */
+    atomic_bool retired;
     uint64_t reserved;          /* a deferred append's length: counted against the
                                    inbox's byte quota while it is in progress */
     struct upload *next;        /* in the busy list */
@@ -415,7 +421,9 @@ static chute_status checkpoint(void *arg, uint64_t offset)
 {
     struct upload *u = arg;
     chute_status st = blob_writer_sync(u->w);
-    return st ? st : store_item_set_offset(u->store, u->inbox, u->item, offset);
+    if (!st) st = store_item_set_offset(u->store, u->inbox, u->item, offset);
+    if (st == CHUTE_ERR_NOT_FOUND) atomic_store(&u->retired, true);
+    return st;
 }
 
 enum MHD_Result routes_item_patch_begin(request *r)
@@ -444,6 +452,10 @@ enum MHD_Result routes_item_patch_begin(request *r)
         return reply_error(r, 400, "bad Content-Length");
     if (relay_parse_u64(request_header(r, "Upload-Offset"), &off) != CHUTE_OK)
         return reply_error(r, 400, "Upload-Offset required");
+    /* A chunked body would be read past Content-Length, so past what the
+     * quota and the size checks below were given. */
+    if (request_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return reply_error(r, 400, "Transfer-Encoding is not accepted: send Content-Length");
 
     struct upload *u = calloc(1, sizeof *u);
     if (!u)
@@ -466,6 +478,7 @@ enum MHD_Result routes_item_patch_begin(request *r)
     }
     u->deferred = it.deferred;
     u->limit = it.deferred ? r->srv->cfg->max_item_size : it.size;
+    u->end = off + len;             /* append_allowed: at most limit */
     u->checkpoint = off;
     u->store = r->srv->store;
     if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, &u->w) != CHUTE_OK) {
@@ -487,10 +500,10 @@ enum MHD_Result routes_item_patch_begin(request *r)
 void routes_item_patch_data(request *r, const char *data, size_t len)
 {
     struct upload *u = r->upload;
-    if (u->failed)
+    if (u->failed || atomic_load(&u->retired))
         return;
-    chute_status st = len > u->limit - blob_writer_offset(u->w) ? CHUTE_ERR_ARG
-                                                                 : blob_write(u->w, data, len);
+    chute_status st = len > u->end - blob_writer_offset(u->w) ? CHUTE_ERR_ARG
+                                                               : blob_write(u->w, data, len);
     if (st != CHUTE_OK) {
         u->failed = true;
         u->disk_full = st == CHUTE_ERR_LIMIT;

@@ -175,6 +175,66 @@ def test_long_appends_to_a_deferred_item_commit_durable_steps(relay, inbox, send
     assert inbox.download(item).body == chunk * 40
 
 
+def test_a_chunked_patch_is_refused_and_writes_nothing(relay_factory):
+    """A chunked body is read past its Content-Length: past what the quota
+    was checked against. It is refused, and not a byte of it is kept."""
+    api = relay_factory("--inbox-quota-bytes", "1M").api()
+    inbox = api.create_inbox()
+    sender = inbox.add_sender()
+    item = deferred_item(sender)
+    piece = b"x" * 65536
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(32)) + b"0\r\n\r\n"
+    reply = api.raw((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+                     "Content-Type: application/offset+octet-stream\r\n"
+                     "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n"
+                     "Connection: close\r\n\r\n").encode() + body, timeout=10)
+    assert status_line(reply) == 400, reply[:300]
+    assert b"Transfer-Encoding" in reply
+    assert head(sender.api, inbox, item).header("Upload-Offset") == "0"
+    assert inbox.info()["bytes"] == 0
+
+
+def written_bytes(pid):
+    """What the process has passed to write(2) and its kin so far."""
+    with open(f"/proc/{pid}/io") as f:
+        return int(next(l for l in f if l.startswith("wchar:")).split()[1])
+
+
+def test_a_patch_stops_writing_once_its_item_is_cancelled(relay, inbox, sender):
+    """Cancelled mid-append, an item no longer counts against any quota: the
+    rest of the append is read but no longer written (from its next
+    checkpoint, 16 MiB, on) and is answered 409."""
+    item = deferred_item(sender)
+    mib = 1024 * 1024
+    chunk = os.urandom(mib)
+    s = relay.api().raw_socket(timeout=20)
+    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {76 * mib}\r\nConnection: close\r\n\r\n").encode())
+    for _ in range(20):
+        s.sendall(chunk)
+    wait_until(lambda: int(head(sender.api, inbox, item).header("Upload-Offset")) or None,
+               timeout=20, interval=0.05, what="a checkpoint during the upload")
+    assert sender.cancel(item).status == 204
+    for _ in range(16):             # past the next checkpoint, which finds it cancelled
+        s.sendall(chunk)
+    seen = []
+
+    def settled():
+        seen.append(written_bytes(relay.pid))
+        return len(seen) >= 6 and len(set(seen[-6:])) == 1
+    wait_until(settled, timeout=20, interval=0.2, what="the relay to write what it was sent")
+    for _ in range(40):
+        s.sendall(chunk)
+    reply = read_until_close(s, timeout=10)
+    s.close()
+    assert status_line(reply) == 409, reply[:300]
+    assert sender.status(item).json["state"] == "cancelled"
+    assert written_bytes(relay.pid) - seen[-1] < 4 * mib
+
+
 # --- HEAD, status, listing, download ---------------------------------------------
 
 def test_head_of_a_deferred_item_defers_the_length(inbox, sender):
