@@ -40,6 +40,13 @@ int inbox_getattr(chutefs *fs, const char *peer, const char *rel, struct stat *s
     return 0;
 }
 
+int inbox_getattr_open(chutefs *fs, struct fuse_file_info *fi, struct stat *st)
+{
+    (void)fs;
+    fill_stat(&((handle *)(uintptr_t)fi->fh)->node, st);
+    return 0;
+}
+
 typedef struct {
     void *buf;
     fuse_fill_dir_t filler;
@@ -71,7 +78,7 @@ int inbox_open(chutefs *fs, const char *peer, const char *rel,
     handle *h = calloc(1, sizeof *h);
     if (!h) return -ENOMEM;
     h->kind = H_INBOX;
-    chute_status s = cache_lookup(fs->c, peer, rel, &h->node);
+    chute_status s = cache_open_file(fs->c, peer, rel, &h->node);
     if (!s && h->node.is_dir) s = CHUTE_ERR_ARG;
     if (s) { free(h); return s == CHUTE_ERR_ARG ? -EISDIR : chutefs_errno(s); }
     /* A file's bytes never change once committed: the page cache may keep
@@ -94,8 +101,9 @@ int inbox_read(chutefs *fs, char *buf, size_t size, off_t off,
 
 int inbox_release(chutefs *fs, struct fuse_file_info *fi)
 {
-    (void)fs;
-    free((handle *)(uintptr_t)fi->fh);
+    handle *h = (handle *)(uintptr_t)fi->fh;
+    cache_close_file(fs->c, &h->node);
+    free(h);
     return 0;
 }
 

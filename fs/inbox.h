@@ -11,6 +11,8 @@
 #include "chutefs.h"
 
 int inbox_getattr(chutefs *fs, const char *peer, const char *rel, struct stat *st);
+/* Of an open file, by its handle: it may have been removed since. */
+int inbox_getattr_open(chutefs *fs, struct fuse_file_info *fi, struct stat *st);
 int inbox_readdir(chutefs *fs, const char *peer, const char *rel, void *buf,
                   fuse_fill_dir_t filler);
 int inbox_open(chutefs *fs, const char *peer, const char *rel,

@@ -5,6 +5,7 @@
 #include "ops.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -57,8 +58,24 @@ static void dir_stat(struct stat *st)
     st->st_gid = getgid();
 }
 
+static handle *H(struct fuse_file_info *fi) { return (handle *)(uintptr_t)fi->fh; }
+
+/* A file removed while open has no path any more (hard_remove): the calls
+ * on its descriptors come with a NULL path and go by its handle alone. */
+static bool removed_but_open(const char *path, struct fuse_file_info *fi)
+{
+    return !path && fi && fi->fh;
+}
+
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
+    if (removed_but_open(path, fi)) {
+        switch (H(fi)->kind) {
+        case H_OUTBOX: return outbox_getattr(chutefs_get(), "", "", st, fi);
+        case H_INBOX: return inbox_getattr_open(chutefs_get(), fi, st);
+        default: return statusfile_getattr(chutefs_get(), st);
+        }
+    }
     route r;
     int rc = resolve(path, &r);
     if (rc) return rc;
@@ -180,8 +197,6 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     }
 }
 
-static handle *H(struct fuse_file_info *fi) { return (handle *)(uintptr_t)fi->fh; }
-
 static int op_read(const char *path, char *buf, size_t size, off_t off,
                    struct fuse_file_info *fi)
 {
@@ -225,6 +240,9 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
+    if (removed_but_open(path, fi))
+        return H(fi)->kind == H_OUTBOX ? outbox_truncate(chutefs_get(), "", "", size, fi)
+                                       : -EACCES;
     route r;
     int rc = resolve(path, &r);
     if (rc) return rc;

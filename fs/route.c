@@ -8,6 +8,7 @@ int route_parse(const char *path, route *r)
 {
     memset(r, 0, sizeof *r);
     r->rel = "";
+    if (!path) return -ENOENT;   /* a removed file's handle: see ops.c */
     if (strcmp(path, "/") == 0) { r->area = R_ROOT; return 0; }
     if (strcmp(path, "/status") == 0) { r->area = R_STATUS; return 0; }
     const char *rest;

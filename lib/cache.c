@@ -47,7 +47,28 @@ struct cache {
     pthread_cond_t reap_cv;
     pthread_t reaper;
     bool reaper_running, reap_wanted, reap_stopping;
+    bool no_reaper;       /* cache_open_without_reaper */
+    dev_t dev;            /* inbox.db's, to tell its open files (held) */
+    ino_t ino;
 };
+
+/* Data rows open as files (cache_open_file), with how many opens each:
+ * the reapers leave them, removed or not, until their last close. For the
+ * whole process: the mount's downloader has a cache of its own, with its
+ * own reaper. */
+typedef struct { dev_t dev; ino_t ino; int64_t data; unsigned opens; } held_data;
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static held_data *held;
+static size_t n_held, cap_held;
+
+static size_t held_find(const cache *c, int64_t data)
+{
+    size_t i = 0;
+    while (i < n_held && !(held[i].data == data && held[i].dev == c->dev &&
+                           held[i].ino == c->ino))
+        i++;
+    return i;
+}
 
 struct cache_txn {
     sqlite3 *db;          /* an index connection of its own: a long download
@@ -117,7 +138,19 @@ static chute_status add_store_column(sqlite3 *db)
     return db_exec(db, "ALTER TABLE data ADD COLUMN store INTEGER NOT NULL DEFAULT 0");
 }
 
+static chute_status open_cache(const char *db_path, bool reaper, cache **out);
+
 chute_status cache_open(const char *db_path, cache **out)
+{
+    return open_cache(db_path, true, out);
+}
+
+chute_status cache_open_without_reaper(const char *db_path, cache **out)
+{
+    return open_cache(db_path, false, out);
+}
+
+static chute_status open_cache(const char *db_path, bool reaper, cache **out)
 {
     if (!db_path || !out) return CHUTE_ERR_ARG;
     cache *c = calloc(1, sizeof *c);
@@ -132,6 +165,9 @@ chute_status cache_open(const char *db_path, cache **out)
     pthread_mutex_init(&c->read_mu, NULL);
     pthread_mutex_init(&c->reap_mu, NULL);
     pthread_cond_init(&c->reap_cv, NULL);
+    c->no_reaper = !reaper;
+    struct stat sb;
+    if (stat(db_path, &sb) == 0) { c->dev = sb.st_dev; c->ino = sb.st_ino; }
     if (has_doomed(c->db)) reaper_wake(c);   /* left by a crash or a close */
     *out = c;
     return CHUTE_OK;
@@ -304,12 +340,25 @@ static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data)
 /* Free some chunks of one doomed data row, or the row itself once it has
  * none left; *done when nothing is doomed. db: the reaper's index
  * connection; chunks: its writer of the data file. */
-static chute_status reap_some(sqlite3 *db, chunkstore *chunks, bool *done)
+static bool is_held(const cache *c, int64_t data)
+{
+    pthread_mutex_lock(&held_mu);
+    bool yes = held_find(c, data) < n_held;
+    pthread_mutex_unlock(&held_mu);
+    return yes;
+}
+
+static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *done)
 {
     *done = false;
+    /* The first doomed row no one has open (a removed file stays readable
+     * through the descriptors open on it: cache_open_file). None can be
+     * opened anew once doomed, so one found free stays free. */
     sqlite3_stmt *s = prep(db, "SELECT d.data, coalesce(x.store, 1) FROM doomed d"
-                               " LEFT JOIN data x ON x.id = d.data LIMIT 1");
+                               " LEFT JOIN data x ON x.id = d.data ORDER BY d.data");
     int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
+    while (rc == SQLITE_ROW && is_held(c, sqlite3_column_int64(s, 0)))
+        rc = sqlite3_step(s);
     int64_t data = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     int store = rc == SQLITE_ROW ? sqlite3_column_int(s, 1) : STORE_DATA;
     sqlite3_finalize(s);
@@ -347,7 +396,7 @@ static void *reap_loop(void *arg)
         bool done = false, failed = !db || !chunks;
         while (!done && !failed && !c->reap_stopping) {
             pthread_mutex_unlock(&c->reap_mu);
-            failed = reap_some(db, chunks, &done) != CHUTE_OK;
+            failed = reap_some(c, db, chunks, &done) != CHUTE_OK;
             pthread_mutex_lock(&c->reap_mu);
         }
         if (failed && !c->reap_stopping) {
@@ -368,6 +417,7 @@ static void *reap_loop(void *arg)
 /* Something is doomed: have the reaper free it (started on first need). */
 static void reaper_wake(cache *c)
 {
+    if (c->no_reaper) return;   /* left doomed for a mount's cache to free */
     pthread_mutex_lock(&c->reap_mu);
     if (!c->reaper_running && !c->reap_stopping)
         c->reaper_running = pthread_create(&c->reaper, NULL, reap_loop, c) == 0;
@@ -736,6 +786,58 @@ chute_status cache_lookup(cache *c, const char *peer, const char *path,
     chute_status st = walk(c, peer, path, out);
     pthread_mutex_unlock(&c->mu);
     return st;
+}
+
+chute_status cache_open_file(cache *c, const char *peer, const char *path,
+                             cache_node *out)
+{
+    if (!c || !peer || !path || !out) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    chute_status st = walk(c, peer, path, out);
+    /* Held before mu goes: once removed (under mu) it cannot be opened. */
+    if (!st && !out->is_dir && out->data) {
+        pthread_mutex_lock(&held_mu);
+        size_t i = held_find(c, out->data);
+        if (i == n_held && n_held == cap_held) {
+            size_t cap = cap_held ? 2 * cap_held : 8;
+            held_data *h = realloc(held, cap * sizeof *h);
+            if (h) { held = h; cap_held = cap; }
+        }
+        if (i < n_held) {
+            held[i].opens++;
+        } else if (n_held < cap_held) {
+            held[n_held++] = (held_data){c->dev, c->ino, out->data, 1};
+        } else {
+            st = CHUTE_ERR_NOMEM;
+        }
+        pthread_mutex_unlock(&held_mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+void cache_close_file(cache *c, const cache_node *n)
+{
+    if (!c || !n || n->is_dir || !n->data) return;
+    bool last = false, doomed = false;
+    pthread_mutex_lock(&held_mu);
+    size_t i = held_find(c, n->data);
+    if (i < n_held && --held[i].opens == 0) {
+        held[i] = held[--n_held];
+        last = true;
+    }
+    pthread_mutex_unlock(&held_mu);
+    if (last) {
+        pthread_mutex_lock(&c->mu);
+        sqlite3_stmt *s = prep(c->db, "SELECT 1 FROM doomed WHERE data=?");
+        if (s) {
+            sqlite3_bind_int64(s, 1, n->data);
+            doomed = sqlite3_step(s) == SQLITE_ROW;
+            sqlite3_finalize(s);
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (doomed) reaper_wake(c);   /* removed while open: its chunks can go now */
 }
 
 chute_status cache_list(cache *c, const char *peer, int64_t dir,

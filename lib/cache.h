@@ -63,6 +63,10 @@ typedef struct {
 char *cache_data_path(const char *db_path);
 
 chute_status cache_open(const char *db_path, cache **out);
+/* For a look from another process (pairtool status, test tools): removed
+ * files are left for the mount's cache to free, which alone knows which of
+ * them are still open. */
+chute_status cache_open_without_reaper(const char *db_path, cache **out);
 void cache_close(cache *c);
 /* Before 0.2 the cache's tables lived in legacy_path (chutefs.db): move
  * their rows here and drop them there. Idempotent; nothing to do is OK. */
@@ -104,6 +108,12 @@ chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg);
 /* path is relative to inbox/<peer>/ ("" is the peer's folder). */
 chute_status cache_lookup(cache *c, const char *peer, const char *path,
                           cache_node *out);
+/* cache_lookup for opening a file: its bytes stay readable, even once it
+ * is removed (as a removed file stays readable through the descriptors
+ * open on it), until the matching cache_close_file. */
+chute_status cache_open_file(cache *c, const char *peer, const char *path,
+                             cache_node *out);
+void cache_close_file(cache *c, const cache_node *n);
 typedef int (*cache_list_fn)(const char *name, const cache_node *n, void *arg);
 chute_status cache_list(cache *c, const char *peer, int64_t dir,
                         cache_list_fn fn, void *arg);

@@ -47,7 +47,7 @@ static int open_mount_db(const cli_globals *g, queue **q, cache **c)
         return -1;
     if (access(db, F_OK) != 0) return 0;
     chute_status st = queue_open(db, q);
-    if (!st && access(inbox_db, F_OK) == 0) st = cache_open(inbox_db, c);
+    if (!st && access(inbox_db, F_OK) == 0) st = cache_open_without_reaper(inbox_db, c);
     if (st) {
         cli_error("cannot read the mount's queue in %s: %s", db, chute_strstatus(st));
         cache_close(*c);

@@ -6,6 +6,7 @@ import errno
 import os
 import random
 import shutil
+import time
 
 import pytest
 
@@ -67,6 +68,27 @@ def test_unlink_frees_the_cache(chute):
     assert e.value.errno == errno.ENOTEMPTY
     os.unlink(chute.inbox / "d" / "inner")
     os.rmdir(chute.inbox / "d")
+
+
+def test_a_removed_file_stays_readable_while_open(chute):
+    """As on a local disk: rm takes the name at once, but the bytes stay for
+    the descriptors already open on the file until the last one closes —
+    and a file that arrives meanwhile never shows through them."""
+    a = os.urandom(1024 * 1024 + 7)
+    chute.receive("a.bin", a)
+    with open(chute.inbox / "a.bin", "rb") as f:
+        assert f.read(10) == a[:10]
+        os.unlink(chute.inbox / "a.bin")
+        assert os.listdir(chute.inbox) == []
+        b = os.urandom(1024 * 1024 + 7)
+        chute.receive("b.bin", b)   # would get a.bin's data row id once that is freed
+        time.sleep(0.5)             # the reaper's chance to free a.bin (it must not)
+        f.seek(0)
+        assert f.read() == a
+        with chute.inbox_db() as con:
+            assert con.execute("SELECT count(*) FROM doomed").fetchone()[0] == 1
+    wait_until(lambda: chunk_rows(chute) == 17, timeout=10, what="a.bin freed at its close")
+    assert (chute.inbox / "b.bin").read_bytes() == b
 
 
 def test_rename_within_the_inbox(chute):

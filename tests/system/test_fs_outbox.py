@@ -375,6 +375,43 @@ def test_unlink_cancels(chute):
     assert os.listdir(chute.outbox) == []
 
 
+def test_a_file_removed_while_open_keeps_its_descriptor_working(chute):
+    """Removed while open, a file has no path any more: the calls on its
+    descriptor go by the handle (a size check from the kernel, as a seek to
+    the end makes, used to take the whole mount down), and at its close
+    nothing is sent. (fstat, fchmod and futimens get ESTALE from libfuse's
+    high-level API there: it has no path for them and passes no handle.)"""
+    p = chute.outbox / "scratch.bin"
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"x" * 5000)
+        os.unlink(p)
+        assert os.lseek(fd, 0, os.SEEK_END) == 5000
+        os.ftruncate(fd, 3)
+        assert os.lseek(fd, 0, os.SEEK_END) == 3
+        os.write(fd, b"more")
+        assert os.pread(fd, 10, 0) == b"xxxmore"
+    finally:
+        os.close(fd)
+    assert os.listdir(chute.outbox) == []
+    assert chute.active() == []
+    # and the mount is still there
+    (chute.outbox / "after.txt").write_bytes(b"a")
+    assert os.listdir(chute.outbox) == ["after.txt"]
+
+
+def test_a_file_removed_while_open_in_the_inbox_keeps_answering(chute):
+    chute.receive("seen.txt", b"hello")
+    with open(chute.inbox / "seen.txt", "rb") as f:
+        os.unlink(chute.inbox / "seen.txt")
+        assert f.seek(0, os.SEEK_END) == 5
+        f.seek(0)
+        assert f.read() == b"hello"
+    assert os.listdir(chute.inbox) == []
+    chute.receive("next.txt", b"n")
+    assert os.listdir(chute.inbox) == ["next.txt"]
+
+
 def test_xattr_states(chute):
     p = chute.outbox / "s.bin"
     with open(p, "wb") as f:

@@ -100,7 +100,7 @@ static int cmd_receive(int argc, char **argv)
     char db[4096];
     snprintf(db, sizeof db, "%s/" CACHE_DB_NAME, home);
     cache *c;
-    chute_status st = cache_open(db, &c);
+    chute_status st = cache_open_without_reaper(db, &c);
     if (st) return die("cache", st);
     int fd = open(argv[6], O_RDONLY);
     if (fd < 0) { cache_close(c); perror(argv[6]); return 1; }
