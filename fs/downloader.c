@@ -226,6 +226,10 @@ static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sin
         if (st == CHUTE_ERR_PROTOCOL && !li->complete &&
             relay_client_http_status(s->rc) == 416)
             st = CHUTE_OK;
+        /* A download is never "exists" (409) nor "over a limit" (429, 507):
+         * from a proxy or another relay those are failures to retry later,
+         * not an item committed before (acked) or a full disk (restarted). */
+        if (st == CHUTE_ERR_EXISTS || st == CHUTE_ERR_LIMIT) st = CHUTE_ERR_NETWORK;
         note_reach(s->d, st);
         if (st) return st;
         if (p->off == p->size) break;

@@ -8,12 +8,16 @@ uploads it with abroad's send token — or seals one of the hostile variants
 a receiver must refuse. Every wait is bounded.
 """
 import hashlib
+import http.client
+import http.server
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -468,6 +472,99 @@ def gated_world(tmp_path, relay_factory):
         w.rx.unmount()
         gate.close()
         w.rx.check_sanitizers()
+
+
+class StatusProxy:
+    """An HTTP proxy in front of the real relay, for the receiver: while
+    `refuse` holds a status, the downloads of item bytes get it (with a JSON
+    error) instead of the relay's answer; every other request is forwarded
+    as it is. It records the DELETEs it forwards (acks, rejects)."""
+
+    def __init__(self, upstream_port):
+        self.refuse, self.refused, self.deletes = None, 0, []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                if proxy.refuse and self.command == "GET" and re.fullmatch(
+                        r"/v1/inboxes/[^/]+/items/[^/]+/data", self.path.split("?")[0]):
+                    proxy.refused += 1
+                    msg = b'{"error":"answered by the test proxy"}'
+                    self.send_response(proxy.refuse)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                if self.command == "DELETE":
+                    proxy.deletes.append(self.path)
+                up = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
+                try:
+                    up.request(self.command, self.path, body=body, headers={
+                        k: v for k, v in self.headers.items()
+                        if k.lower() not in ("host", "connection")})
+                    r = up.getresponse()
+                    data = r.read()
+                    self.send_response(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in ("content-length", "connection", "transfer-encoding",
+                                             "date", "server"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)) if self.command != "HEAD"
+                                     else r.getheader("Content-Length", "0"))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    up.close()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("status", [409, 507])
+def test_a_strange_answer_to_a_download_is_retried_not_acked(tmp_path, relay_factory, status):
+    """409 means "exists" and 507 "over a limit" elsewhere in the protocol,
+    never for a download: from a proxy or another relay they are failures
+    to retry. Neither acks an item nothing was stored of, nor restarts one."""
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port)
+    world = World(tmp_path, relay, url=proxy.url)
+    try:
+        data = os.urandom(3 * CHUNK + 5)
+        item = world.send(data, name="through.bin")
+        proxy.refuse = status
+        world.rx.mount()
+        wait_until(lambda: proxy.refused >= 2, timeout=20, what="downloads answered by the proxy")
+        assert world.rx.files(world.peer) == {}
+        assert "full" not in world.rx.status()          # not this disk's fault
+        assert not any(item in d for d in proxy.deletes), proxy.deletes
+        assert world.item_state(item) == "pending"
+        with world.rx.db() as con:
+            assert con.execute("SELECT count(*) FROM received").fetchone()[0] == 0
+        proxy.refuse = None
+        wait_until(lambda: stored(world, 1), timeout=30 * SLOW, what="the item once answered")
+        assert world.rx.files(world.peer) == {"through.bin": data}
+        wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="its ack")
+    finally:
+        world.rx.unmount()
+        proxy.close()
+        world.rx.check_sanitizers()
 
 
 def test_receiver_killed_mid_download_resumes_after_the_chunks_it_stored(gated_world):
