@@ -175,21 +175,35 @@ void blob_writer_close(blob_writer *w)
     free(w);
 }
 
-chute_status blob_finish(blobs *b, const char *inbox, const char *item)
+chute_status blob_finish(blobs *b, const char *inbox, const char *item, uint64_t size,
+                         uint64_t *have)
 {
     char part[NAME_MAX_LEN + 1], final[NAME_MAX_LEN + 1];
     body_name(part, sizeof part, inbox, item, true);
     body_name(final, sizeof final, inbox, item, false);
+    *have = 0;
     /* Complete: what was reserved beyond its end goes back (advice). */
     int part_fd = openat(b->dirfd, part, O_WRONLY | O_CLOEXEC);
     if (part_fd >= 0) {
-        (void)prealloc_trim(part_fd);
+        struct stat st;
+        bool short_body = fstat(part_fd, &st) == 0 && (uint64_t)st.st_size < size;
+        if (short_body) *have = (uint64_t)st.st_size;
+        else (void)prealloc_trim(part_fd);
         close(part_fd);
+        if (short_body) {
+            log_error("body %s has %llu of its %llu bytes", part,
+                      (unsigned long long)*have, (unsigned long long)size);
+            return CHUTE_ERR_TRUNCATED;
+        }
     }
     if (renameat(b->dirfd, part, b->dirfd, final) != 0) {
         struct stat st;
         if (errno == ENOENT && fstatat(b->dirfd, final, &st, 0) == 0)
             return CHUTE_OK;        /* finished before a crash */
+        if (errno == ENOENT && size > 0) {
+            log_error("body %s is missing", part);
+            return CHUTE_ERR_TRUNCATED;
+        }
         if (errno == ENOENT) {
             /* A body that never got a byte: create it empty. */
             int fd = openat(b->dirfd, final, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);

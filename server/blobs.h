@@ -32,9 +32,12 @@ chute_status blob_writer_sync(blob_writer *w);
 uint64_t blob_writer_offset(const blob_writer *w);
 void blob_writer_close(blob_writer *w);
 
-/* Make a complete uploading body final (rename, then fsync the folder).
- * Idempotent: succeeds if it is already final. */
-chute_status blob_finish(blobs *b, const char *inbox, const char *item);
+/* Make a complete uploading body of `size` bytes final (rename, then fsync
+ * the folder). Idempotent: succeeds if it is already final. CHUTE_ERR_TRUNCATED
+ * if it has fewer bytes (*have: how many; 0 if the file is gone): never an
+ * empty or short body for an item that says more. */
+chute_status blob_finish(blobs *b, const char *inbox, const char *item, uint64_t size,
+                         uint64_t *have);
 
 /* An fd open for reading the body (final, or uploading when not complete).
  * A missing body of an uploading item reads as empty (*fd = -1). */

@@ -101,10 +101,11 @@ static void slot_name(struct upload *u, const request *r)
 }
 
 /* Make a whole uploading body final and commit its item; wakes listers. */
-static chute_status commit_whole(server *srv, const char *inbox, const char *item)
+static chute_status commit_whole(server *srv, const char *inbox, const char *item,
+                                 uint64_t size)
 {
-    uint64_t seq;
-    chute_status st = blob_finish(srv->blobs, inbox, item);
+    uint64_t seq, have;
+    chute_status st = blob_finish(srv->blobs, inbox, item, size, &have);
     if (st == CHUTE_OK)
         st = store_item_commit(srv->store, inbox, item, &seq);
     if (st == CHUTE_OK) {
@@ -204,7 +205,7 @@ static enum MHD_Result declare_refused(request *r, chute_status st, const store_
  * it is then (a tombstone if it was retired meanwhile: CHUTE_ERR_EXISTS). */
 static chute_status commit_declared(request *r, store_item *it)
 {
-    chute_status st = commit_whole(r->srv, r->route.a, r->route.b);
+    chute_status st = commit_whole(r->srv, r->route.a, r->route.b, it->size);
     if (st == CHUTE_OK) {
         it->state = ITEM_PENDING;
     } else if (st == CHUTE_ERR_NOT_FOUND) {
@@ -528,7 +529,7 @@ static chute_status settle_upload(request *r, uint64_t *offset)
     if (st == CHUTE_OK)
         st = store_item_set_offset(srv->store, u->inbox, u->item, *offset);
     if (st == CHUTE_OK && !u->deferred && *offset == u->limit)
-        st = commit_whole(srv, u->inbox, u->item);
+        st = commit_whole(srv, u->inbox, u->item, u->limit);
     blob_writer_close(u->w);
     busy_release(u);
     free(u);

@@ -45,10 +45,20 @@ static bool body_is_live(void *cls, const char *inbox, const char *item)
 static void finish_item(void *cls, const char *inbox, const char *item)
 {
     parts *p = cls;
-    uint64_t seq;
-    if (blob_finish(p->bl, inbox, item) == CHUTE_OK &&
-        store_item_commit(p->st, inbox, item, &seq) == CHUTE_OK)
+    uint64_t seq, have = 0;
+    store_item it;
+    if (store_item_get(p->st, inbox, item, &it) != CHUTE_OK)
+        return;
+    chute_status st = blob_finish(p->bl, inbox, item, it.size, &have);
+    store_item_clear(&it);
+    if (st == CHUTE_OK && store_item_commit(p->st, inbox, item, &seq) == CHUTE_OK)
         log_info("recovered an item whose commit was interrupted");
+    /* Its bytes did not all survive (a crash of the disk's, not ours): the
+     * offset goes back to what is there, and its sender sends the rest. */
+    else if (st == CHUTE_ERR_TRUNCATED &&
+             store_item_set_offset(p->st, inbox, item, have) == CHUTE_OK)
+        log_warn("an item's body had %llu bytes of its offset; it is uploading again from there",
+                 (unsigned long long)have);
 }
 
 chute_status sweeper_recover(store *st, blobs *bl)

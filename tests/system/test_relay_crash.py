@@ -2,10 +2,14 @@
 restarts consistent; SIGTERM is a clean exit."""
 
 import hashlib
+import os
 import random
 import signal
+import sqlite3
 import threading
 import time
+
+import pytest
 
 from conftest import Inbox, Sender, new_item_id, wait_until
 
@@ -132,6 +136,41 @@ def test_acknowledged_offset_survives_kill_9_exactly(relay_factory):
     inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
     assert sender.offset(item) == (200000, 300000)
     assert sender.append(item, 200000, data[200000:]).status == 204
+    assert inbox.download(item).body == data
+
+
+@pytest.mark.parametrize("lost", ["the whole body", "its tail"])
+def test_a_commit_cut_short_with_its_body_lost_is_uploaded_again(relay_factory, lost):
+    """At start the relay finishes the items whose last append was durable
+    but whose commit was cut short. One whose body did not survive (the
+    disk lost it) used to become a pending item with an empty body, which
+    its receiver could only reject: its offset goes back to what is there
+    instead, and its sender uploads the rest."""
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    data = random.Random(5).randbytes(5000)
+    item = new_item_id()
+    snd.create(item, len(data))
+    assert snd.append(item, 0, data[:3000]).status == 204
+    relay.stop()
+    con = sqlite3.connect(relay.data_dir / "chuted.db")
+    con.execute("UPDATE items SET off = size WHERE id = ?", (item,))   # as if all were durable
+    con.commit()
+    con.close()
+    [part] = [p for p in (relay.data_dir / "items").iterdir() if item in p.name]
+    if lost == "the whole body":
+        part.unlink()
+        have = 0
+    else:
+        os.truncate(part, 1000)
+        have = 1000
+    relay.start()
+    inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
+    assert sender.status(item).json["state"] == "uploading"
+    assert sender.offset(item) == (have, len(data))
+    assert inbox.listed() == []
+    assert sender.append(item, have, data[have:]).status == 204
     assert inbox.download(item).body == data
 
 
