@@ -49,9 +49,12 @@ void seal_cancel(chutefs *fs, const char *peer, const char *rel)
 {
     queue_item *it = malloc(sizeof *it);
     if (!it) return;
+    /* After a seal in progress, whose row would land after our look. */
+    pthread_mutex_lock(&fs->seal_mu);
     if (queue_find_active(fs->q, peer, rel, it) == CHUTE_OK &&
         queue_cancel(fs->q, it->id) == CHUTE_OK)
         sealed_unlink(fs, it->id);   /* the row is cancelled: a leftover is only space */
+    pthread_mutex_unlock(&fs->seal_mu);
     free(it);
     uploader_wake(fs->up);   /* a relay copy may be owed a DELETE */
 }

@@ -519,7 +519,12 @@ static bool send_growing(worker *w, relay_client *c)
     }
     bool sealed = false;
     uint64_t offset = rs.offset, size = 0, chunks = 0;
-    if (!st && queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) st = CHUTE_ERR_REFUSED;
+    /* Cancelled while the create was on its way: the tracker's DELETE may
+     * have come first and found nothing, so the copy just made goes here. */
+    if (!st && queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) {
+        relay_item_cancel(c, p->inbox, p->send_token, it->id);
+        st = CHUTE_ERR_REFUSED;
+    }
     while (!st && !stopping(up)) {
         /* Wait for a few MiB more, or a second, or the end. */
         uint64_t ready = growing_ready(age->header_len, size, &chunks);
