@@ -297,6 +297,14 @@ def read_until_close(s, timeout):
     return b"".join(chunks)
 
 
+def patch_head(path, token, offset, length, extra=""):
+    """The request line and headers of a raw PATCH (an append, §6.5)."""
+    return (f"PATCH {path} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {token}\r\nUpload-Offset: {offset}\r\n"
+            "Content-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {length}\r\n{extra}\r\n").encode()
+
+
 def status_line(raw):
     """The status code of the first response in raw bytes, or None."""
     m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)

@@ -122,14 +122,20 @@ def test_kill_9_during_uploads_keeps_every_acknowledged_item(relay_factory, tmp_
     assert relay.stop() == 0
 
 
-def test_acknowledged_offset_survives_kill_9_exactly(relay_factory):
-    relay = relay_factory()
+def started_upload(relay, data, sent):
+    """A new inbox, a sender, and an item of len(data) with `sent` bytes appended."""
     box = relay.api().create_inbox()
     snd = box.add_sender()
-    data = random.Random(3).randbytes(300000)
     item = new_item_id()
     snd.create(item, len(data))
-    assert snd.append(item, 0, data[:100000]).status == 204
+    assert snd.append(item, 0, data[:sent]).status == 204
+    return box, snd, item
+
+
+def test_acknowledged_offset_survives_kill_9_exactly(relay_factory):
+    relay = relay_factory()
+    data = random.Random(3).randbytes(300000)
+    box, snd, item = started_upload(relay, data, 100000)
     assert snd.append(item, 100000, data[100000:200000]).status == 204
     relay.kill(signal.SIGKILL)
     relay.start()
@@ -147,12 +153,8 @@ def test_a_commit_cut_short_with_its_body_lost_is_uploaded_again(relay_factory, 
     its receiver could only reject: its offset goes back to what is there
     instead, and its sender uploads the rest."""
     relay = relay_factory()
-    box = relay.api().create_inbox()
-    snd = box.add_sender()
     data = random.Random(5).randbytes(5000)
-    item = new_item_id()
-    snd.create(item, len(data))
-    assert snd.append(item, 0, data[:3000]).status == 204
+    box, snd, item = started_upload(relay, data, 3000)
     relay.stop()
     con = sqlite3.connect(relay.data_dir / "chuted.db")
     con.execute("UPDATE items SET off = size WHERE id = ?", (item,))   # as if all were durable

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import (NOT_FOUND, Inbox, Sender, b64, metric, new_item_id, read_until_close,
-                      status_line, wait_until)
+from conftest import (NOT_FOUND, Inbox, Sender, b64, metric, new_item_id, patch_head,
+                      read_until_close, status_line, wait_until)
 from test_relay_longpoll import Poller, waiting
 
 
@@ -156,10 +156,7 @@ def test_long_appends_to_a_deferred_item_commit_durable_steps(relay, inbox, send
     size = 40 * 1024 * 1024
     chunk = os.urandom(1024 * 1024)
     s = relay.api().raw_socket()
-    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
-               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
-               "Content-Type: application/offset+octet-stream\r\n"
-               f"Content-Length: {size}\r\nConnection: close\r\n\r\n").encode())
+    s.sendall(patch_head(inbox.item_path(item), sender.token, 0, size, "Connection: close\r\n"))
     for _ in range(20):
         s.sendall(chunk)
     seen = wait_until(lambda: int(head(sender.api, inbox, item).header("Upload-Offset")) or None,
@@ -184,11 +181,9 @@ def test_a_chunked_patch_is_refused_and_writes_nothing(relay_factory):
     item = deferred_item(sender)
     piece = b"x" * 65536
     body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(32)) + b"0\r\n\r\n"
-    reply = api.raw((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
-                     f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
-                     "Content-Type: application/offset+octet-stream\r\n"
-                     "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n"
-                     "Connection: close\r\n\r\n").encode() + body, timeout=10)
+    reply = api.raw(patch_head(inbox.item_path(item), sender.token, 0, 1,
+                               "Transfer-Encoding: chunked\r\nConnection: close\r\n") + body,
+                    timeout=10)
     assert status_line(reply) == 400, reply[:300]
     assert b"Transfer-Encoding" in reply
     assert head(sender.api, inbox, item).header("Upload-Offset") == "0"
@@ -209,10 +204,8 @@ def test_a_patch_stops_writing_once_its_item_is_cancelled(relay, inbox, sender):
     mib = 1024 * 1024
     chunk = os.urandom(mib)
     s = relay.api().raw_socket(timeout=20)
-    s.sendall((f"PATCH {inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
-               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: 0\r\n"
-               "Content-Type: application/offset+octet-stream\r\n"
-               f"Content-Length: {76 * mib}\r\nConnection: close\r\n\r\n").encode())
+    s.sendall(patch_head(inbox.item_path(item), sender.token, 0, 76 * mib,
+                         "Connection: close\r\n"))
     for _ in range(20):
         s.sendall(chunk)
     wait_until(lambda: int(head(sender.api, inbox, item).header("Upload-Offset")) or None,
