@@ -138,18 +138,6 @@ static chute_status add_store_column(sqlite3 *db)
     return db_exec(db, "ALTER TABLE data ADD COLUMN store INTEGER NOT NULL DEFAULT 0");
 }
 
-static chute_status open_cache(const char *db_path, bool reaper, cache **out);
-
-chute_status cache_open(const char *db_path, cache **out)
-{
-    return open_cache(db_path, true, out);
-}
-
-chute_status cache_open_without_reaper(const char *db_path, cache **out)
-{
-    return open_cache(db_path, false, out);
-}
-
 static chute_status open_cache(const char *db_path, bool reaper, cache **out)
 {
     if (!db_path || !out) return CHUTE_ERR_ARG;
@@ -171,6 +159,16 @@ static chute_status open_cache(const char *db_path, bool reaper, cache **out)
     if (has_doomed(c->db)) reaper_wake(c);   /* left by a crash or a close */
     *out = c;
     return CHUTE_OK;
+}
+
+chute_status cache_open(const char *db_path, cache **out)
+{
+    return open_cache(db_path, true, out);
+}
+
+chute_status cache_open_without_reaper(const char *db_path, cache **out)
+{
+    return open_cache(db_path, false, out);
 }
 
 void cache_close(cache *c)
@@ -337,9 +335,6 @@ static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data)
  * row would count as incoming and be resumed from. */
 #define REAP_CHUNKS 64
 
-/* Free some chunks of one doomed data row, or the row itself once it has
- * none left; *done when nothing is doomed. db: the reaper's index
- * connection; chunks: its writer of the data file. */
 static bool is_held(const cache *c, int64_t data)
 {
     pthread_mutex_lock(&held_mu);
@@ -348,6 +343,9 @@ static bool is_held(const cache *c, int64_t data)
     return yes;
 }
 
+/* Free some chunks of one doomed data row, or the row itself once it has
+ * none left; *done when nothing is doomed. db: the reaper's index
+ * connection; chunks: its writer of the data file. */
 static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *done)
 {
     *done = false;
@@ -788,6 +786,27 @@ chute_status cache_lookup(cache *c, const char *peer, const char *path,
     return st;
 }
 
+/* One more open of data row `data` (see held). */
+static chute_status hold(const cache *c, int64_t data)
+{
+    chute_status st = CHUTE_OK;
+    pthread_mutex_lock(&held_mu);
+    size_t i = held_find(c, data);
+    if (i < n_held) {
+        held[i].opens++;
+    } else {
+        if (n_held == cap_held) {
+            size_t cap = cap_held ? 2 * cap_held : 8;
+            held_data *h = realloc(held, cap * sizeof *h);
+            if (h) { held = h; cap_held = cap; }
+        }
+        if (n_held < cap_held) held[n_held++] = (held_data){c->dev, c->ino, data, 1};
+        else st = CHUTE_ERR_NOMEM;
+    }
+    pthread_mutex_unlock(&held_mu);
+    return st;
+}
+
 chute_status cache_open_file(cache *c, const char *peer, const char *path,
                              cache_node *out)
 {
@@ -795,23 +814,7 @@ chute_status cache_open_file(cache *c, const char *peer, const char *path,
     pthread_mutex_lock(&c->mu);
     chute_status st = walk(c, peer, path, out);
     /* Held before mu goes: once removed (under mu) it cannot be opened. */
-    if (!st && !out->is_dir && out->data) {
-        pthread_mutex_lock(&held_mu);
-        size_t i = held_find(c, out->data);
-        if (i == n_held && n_held == cap_held) {
-            size_t cap = cap_held ? 2 * cap_held : 8;
-            held_data *h = realloc(held, cap * sizeof *h);
-            if (h) { held = h; cap_held = cap; }
-        }
-        if (i < n_held) {
-            held[i].opens++;
-        } else if (n_held < cap_held) {
-            held[n_held++] = (held_data){c->dev, c->ino, out->data, 1};
-        } else {
-            st = CHUTE_ERR_NOMEM;
-        }
-        pthread_mutex_unlock(&held_mu);
-    }
+    if (!st && !out->is_dir && out->data) st = hold(c, out->data);
     pthread_mutex_unlock(&c->mu);
     return st;
 }

@@ -186,11 +186,11 @@ chute_status blob_finish(blobs *b, const char *inbox, const char *item, uint64_t
     int part_fd = openat(b->dirfd, part, O_WRONLY | O_CLOEXEC);
     if (part_fd >= 0) {
         struct stat st;
-        bool short_body = fstat(part_fd, &st) == 0 && (uint64_t)st.st_size < size;
-        if (short_body) *have = (uint64_t)st.st_size;
-        else (void)prealloc_trim(part_fd);
+        bool whole = fstat(part_fd, &st) != 0 || (uint64_t)st.st_size >= size;
+        if (whole) (void)prealloc_trim(part_fd);
         close(part_fd);
-        if (short_body) {
+        if (!whole) {
+            *have = (uint64_t)st.st_size;
             log_error("body %s has %llu of its %llu bytes", part,
                       (unsigned long long)*have, (unsigned long long)size);
             return CHUTE_ERR_TRUNCATED;

@@ -57,7 +57,7 @@ static void finish_item(void *cls, const char *inbox, const char *item)
      * offset goes back to what is there, and its sender sends the rest. */
     else if (st == CHUTE_ERR_TRUNCATED &&
              store_item_set_offset(p->st, inbox, item, have) == CHUTE_OK)
-        log_warn("an item's body had %llu bytes of its offset; it is uploading again from there",
+        log_warn("an item's body was short at start: its sender resumes it from byte %llu",
                  (unsigned long long)have);
 }
 
