@@ -236,6 +236,9 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
     h->fd = rc ? -1 : open(path, (flags & ~O_APPEND) | O_CLOEXEC, mode);
     if (!rc && h->fd < 0) rc = -errno;
     if (!rc && fstat(h->fd, &sb) != 0) rc = -errno;
+    /* A write failed on it before, and it was not emptied since. */
+    bool cut = !rc && !trunc && !created && staging_is_cut(h->fd);
+    if (!rc && trunc) staging_clear_cut(h->fd);
     if (!rc) {
         pid_t who = created || trunc ? caller_process() : 0;   /* not under the lock */
         ofiles_lock(fs->open);
@@ -246,6 +249,7 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
             h->of->changer = who;
         }
         if (h->of && trunc) h->of->write_failed = false;   /* written anew */
+        if (h->of && cut) h->of->write_failed = true;
         if (h->of && h->of->opens == 1) {   /* appends from here on may go early */
             h->of->appending = true;
             h->of->append_end = (unsigned long long)sb.st_size;
@@ -316,6 +320,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     ofiles_lock(fs->open);
     if (n > 0) of->dirty = of->written = true;
     if (n > 0) of->changer = writer;
+    bool cut_now = n < 0 && !of->write_failed;
     if (n < 0) of->write_failed = true;
     growing *grew = NULL;
     bool start = false;
@@ -331,6 +336,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     }
     uint64_t end = of->append_end;
     ofiles_unlock(fs->open);
+    if (cut_now) staging_mark_cut(h->fd);   /* kept past the last close */
     if (grew) {
         growing_grew(grew, end);
         growing_release(fs->growing, grew);
@@ -349,6 +355,7 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         int rc = handle_begin(fs, h, size == 0 ? EMPTY : CHANGE);
         if (rc) return rc;
         rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
+        if (!rc && size == 0) staging_clear_cut(h->fd);
         pid_t who = caller_process();
         ofiles_lock(fs->open);
         if (!rc) {
@@ -371,6 +378,7 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
     if (!rc && S_ISREG(sb.st_mode) && sb.st_nlink > 1)   /* a queued item's plaintext */
         rc = staging_unshare(fs, path, size != 0);
     if (!rc && truncate(path, size) != 0) rc = -errno;
+    if (!rc && size == 0) staging_clear_cut_at(path);
     if (!rc && lstat(path, &sb) != 0) rc = -errno;
     /* truncate(2) by name is a complete change: if nobody has the file
      * open, it is sealed now; otherwise at the last close (its handles
@@ -384,9 +392,8 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
     ofiles_unlock(fs->open);
     ofiles_content_unlock(fs->open);
     seal_grow_cancel(fs, stopped);
-    if (rc) return rc;
-    if (!of && sendable(rel) && seal_file(fs, peer, rel) != CHUTE_OK) return -EIO;
-    return 0;
+    if (rc || of || !sendable(rel) || staging_is_cut_at(path)) return rc;
+    return seal_file(fs, peer, rel) == CHUTE_OK ? 0 : -EIO;
 }
 
 /* Seal if this is the last handle and the file changed. Called from flush
@@ -553,6 +560,9 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
         return 0;
     }
     if (of) return 0;
+    /* A file cut short by a failed write stays local under its new name
+     * (rsync --partial renames it so after a full disk). */
+    if (staging_is_cut_at(dst)) return 0;
     /* The send happens now: "x.part" → "x", or a queued file renamed
      * (a new item under the new name; one at the target is replaced). */
     return seal_file(fs, peer, to) == CHUTE_OK ? 0 : -EIO;
@@ -612,7 +622,12 @@ static int state_of(chutefs *fs, const char *peer, const char *rel, char *out, s
     ofiles_lock(fs->open);
     ofile *of = ofiles_find(fs->open, peer, rel);
     bool writing = of && of->dirty;
+    bool open_cut = of && of->write_failed;
     ofiles_unlock(fs->open);
+    if (open_cut || (!of && staging_is_cut_at(path))) {
+        snprintf(out, cap, "write failed");   /* stays local until emptied */
+        return 0;
+    }
     queue_item *it = malloc(sizeof *it);
     if (!it) return -ENOMEM;
     char buf[32];

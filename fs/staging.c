@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 int staging_path(chutefs *fs, const char *peer, const char *rel, char *out,
@@ -36,6 +37,41 @@ void sealed_unlink(chutefs *fs, const char *id)
         if (sealed_path(fs, id, exts[i], path, sizeof path) == 0 &&
             unlink(path) != 0 && errno != ENOENT)
             fprintf(stderr, "chutefs: cannot delete %s: %s\n", path, strerror(errno));
+}
+
+#define CUT_XATTR "user.chute.cut"
+
+void staging_mark_cut(int fd)
+{
+    if (fsetxattr(fd, CUT_XATTR, "1", 1, 0) != 0)
+        fprintf(stderr, "chutefs: cannot mark a file whose write failed: %s "
+                "(it is kept from being sent only while it is open)\n", strerror(errno));
+}
+
+bool staging_is_cut(int fd)
+{
+    char v;
+    return fgetxattr(fd, CUT_XATTR, &v, sizeof v) >= 0;
+}
+
+bool staging_is_cut_at(const char *path)
+{
+    char v;
+    return lgetxattr(path, CUT_XATTR, &v, sizeof v) >= 0;
+}
+
+void staging_clear_cut(int fd)
+{
+    if (fremovexattr(fd, CUT_XATTR) != 0 && errno != ENODATA && errno != ENOTSUP)
+        fprintf(stderr, "chutefs: cannot clear a file's write-failed mark: %s\n",
+                strerror(errno));
+}
+
+void staging_clear_cut_at(const char *path)
+{
+    if (lremovexattr(path, CUT_XATTR) != 0 && errno != ENODATA && errno != ENOTSUP)
+        fprintf(stderr, "chutefs: cannot clear a file's write-failed mark: %s\n",
+                strerror(errno));
 }
 
 /* Copy all of src into dst: in the kernel where it can, else by hand. */

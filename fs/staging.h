@@ -32,6 +32,18 @@ void sealed_unlink(chutefs *fs, const char *id);
  * sweep). */
 int staging_unshare(chutefs *fs, const char *path, bool keep_content);
 
+/* A staging file a write to failed (a full disk) does not hold what was
+ * written. The mark, an xattr on its inode, keeps it from being sealed
+ * through closes, renames and remounts, until it is emptied. Setting it
+ * can fail (a filesystem without user xattrs); the open file's record
+ * (ofiles.h) still holds it until the last close. */
+void staging_mark_cut(int fd);
+bool staging_is_cut(int fd);
+bool staging_is_cut_at(const char *path);
+/* It was truncated to 0: written anew from here. */
+void staging_clear_cut(int fd);
+void staging_clear_cut_at(const char *path);
+
 /* fsync a folder so a rename or create in it is durable. */
 int fsync_dir(const char *dir);
 

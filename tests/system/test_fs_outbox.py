@@ -574,7 +574,7 @@ def test_full_disk_in_the_outbox_fails_the_copy_and_queues_nothing(small_chute, 
     # nothing half-written is queued: the entry stays local, unsent
     assert c.active() == []
     assert "outgoing: 0\n" in c.status()
-    assert os.getxattr(c.outbox / "big.iso", "user.chute.state") == b"writing"
+    assert os.getxattr(c.outbox / "big.iso", "user.chute.state") == b"write failed"
     # deleting it frees the room; the next file goes as usual
     os.unlink(c.outbox / "big.iso")
     small = os.urandom(100_000)
@@ -601,10 +601,41 @@ def test_a_file_whose_write_failed_is_never_sent_cut_short(small_chute, tmp_path
     finally:
         os.close(fd)
     assert c.active() == []
-    assert os.getxattr(c.outbox / "cut.bin", "user.chute.state") == b"writing"
+    assert os.getxattr(c.outbox / "cut.bin", "user.chute.state") == b"write failed"
     # written anew from the start (O_TRUNC), it goes
     data = os.urandom(200_000)
     with open(c.outbox / "cut.bin", "wb") as f:
         f.write(data)
     assert c.active_paths() == ["cut.bin"]
     assert c.decrypt(c.item("cut.bin")["id"]) == data
+
+
+
+def test_rsync_partial_after_a_full_disk_sends_nothing_cut(small_chute, tmp_path):
+    # rsync --partial renames its cut temporary file to the real name when a
+    # write fails: the rename must not send what was never wholly written.
+    c = small_chute
+    ballast = c.home / "ballast"
+    ballast.write_bytes(b"\0" * (3 << 20))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "movie.mkv").write_bytes(os.urandom(12 << 20))   # more than the state folder holds
+    r = run("rsync", "--partial", src / "movie.mkv", str(c.outbox) + "/", check=False)
+    assert r.returncode != 0
+    assert b"No space left on device" in r.stderr
+    assert os.path.exists(c.outbox / "movie.mkv")       # rsync kept the partial file
+    assert c.active() == []
+    assert os.getxattr(c.outbox / "movie.mkv", "user.chute.state") == b"write failed"
+    # with room again, a rename of it or a truncate by name does not send it
+    ballast.unlink()
+    os.rename(c.outbox / "movie.mkv", c.outbox / "movie2.mkv")
+    assert c.active() == []
+    os.truncate(c.outbox / "movie2.mkv", 1000)
+    assert c.active() == []
+    # emptied, then written anew, it goes
+    os.truncate(c.outbox / "movie2.mkv", 0)
+    data = os.urandom(300_000)
+    with open(c.outbox / "movie2.mkv", "ab") as f:
+        f.write(data)
+    assert c.active_paths() == ["movie2.mkv"]
+    assert c.decrypt(c.item("movie2.mkv")["id"]) == data
