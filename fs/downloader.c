@@ -37,6 +37,16 @@
  * items committed meanwhile: checked this often. */
 #define FOLLOW_YIELD_MS       2000
 #define SWEEP_MAX             1000
+/* Items from a sender that is no peer of ours (yet): PROTOCOL §7.5 lets
+ * the joiner store the peer, and send, a moment before the inviter stores
+ * it. The cursor kept on disk stays below the first such item, so a
+ * restart lists them again; while one is new, the listing polls every
+ * UNCLAIMED_WAIT_S seconds (not LIST_WAIT_S) and re-reads the peers, so a
+ * peer stored meanwhile gets its items at once. At most UNCLAIMED_MAX are
+ * remembered by id; more are still counted. */
+#define UNCLAIMED_MAX         1024
+#define UNCLAIMED_WAIT_S      2
+#define UNCLAIMED_WATCH_S     120
 /* Less free than this where the cache lives: a local failure is a full disk. */
 #define DISK_LOW_BYTES        (16u << 20)
 
@@ -64,6 +74,14 @@ typedef struct {
     devstate_peer *peers;
     size_t n_peers;
     uint64_t listed_to;           /* the cursor of the listing being worked through */
+    struct unclaimed {
+        char item[RELAY_ID_MAX], sender[RELAY_ID_MAX];
+    } *unclaimed;                 /* UNCLAIMED_MAX slots, made at the first */
+    size_t n_unclaimed;
+    unsigned long unclaimed_more; /* beyond those */
+    bool has_floor;
+    uint64_t floor;               /* the cursor just below the first of them */
+    time_t last_unclaimed;        /* CLOCK_MONOTONIC seconds: when one was new */
 } session;
 
 /* ---- sleeping and backing off ------------------------------------------- */
@@ -122,6 +140,51 @@ static const devstate_peer *peer_of_sender(const session *s, const char *sender)
         if (sender[0] && strcmp(s->peers[i].granted_sender, sender) == 0)
             return &s->peers[i];
     return NULL;
+}
+
+static time_t monotonic_s(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec;
+}
+
+/* li's sender is no current peer: remember it, once, and keep the cursor
+ * on disk below it. Not ours to delete (unpaired since, or the pairing
+ * race above): it stays on the relay. */
+static void leave_unclaimed(session *s, const relay_listed_item *li)
+{
+    for (size_t i = 0; i < s->n_unclaimed; i++)
+        if (strcmp(s->unclaimed[i].item, li->item) == 0) return;
+    if (!s->unclaimed) s->unclaimed = calloc(UNCLAIMED_MAX, sizeof *s->unclaimed);
+    if (s->unclaimed && s->n_unclaimed < UNCLAIMED_MAX) {
+        struct unclaimed *u = &s->unclaimed[s->n_unclaimed++];
+        snprintf(u->item, sizeof u->item, "%s", li->item);
+        snprintf(u->sender, sizeof u->sender, "%s", li->sender);
+    } else {
+        s->unclaimed_more++;
+    }
+    uint64_t below = li->seq ? li->seq - 1 : 0;
+    if (!s->has_floor || below < s->floor) s->floor = below;
+    s->has_floor = true;
+    s->last_unclaimed = monotonic_s();
+    atomic_store(&s->d->unclaimed, s->n_unclaimed + s->unclaimed_more);
+    fprintf(stderr, "chutefs: item %s is from sender %s, no current peer: "
+                    "left on the relay\n", li->item, li->sender);
+}
+
+/* With the peers just read: is one of the items left now a peer's? Then
+ * forget them all; the caller lists again from the floor. */
+static bool unclaimed_now_claimed(session *s)
+{
+    bool claimed = s->unclaimed_more > 0;   /* not remembered: look again */
+    for (size_t i = 0; !claimed && i < s->n_unclaimed; i++)
+        claimed = peer_of_sender(s, s->unclaimed[i].sender) != NULL;
+    if (!claimed) return false;
+    s->n_unclaimed = 0;
+    s->unclaimed_more = 0;
+    atomic_store(&s->d->unclaimed, 0);
+    return true;
 }
 
 static int part_path(const session *s, const char *item, char *out, size_t cap)
@@ -353,11 +416,7 @@ static chute_status download_item(session *s, const relay_listed_item *li)
     }
     const devstate_peer *p = peer_of_sender(s, li->sender);
     if (!p) {
-        /* Unpaired since, or the M6 window of PROTOCOL §7.5: not ours to
-         * delete. */
-        fprintf(stderr, "chutefs: item %s is from sender %s, no current peer: "
-                        "left on the relay\n", li->item, li->sender);
-        atomic_fetch_add(&s->d->unclaimed, 1);
+        leave_unclaimed(s, li);
         return CHUTE_OK;
     }
     bool seen = false, quarantined = false;
@@ -478,6 +537,7 @@ static chute_status session_open(session *s, downloader *d)
 static void session_close(session *s)
 {
     devstate_peers_free(s->peers, s->n_peers);
+    free(s->unclaimed);
     relay_client_free(s->rc);
     cache_close(s->c);
     devstate_close(s->ds);
@@ -490,19 +550,24 @@ static void session_close(session *s)
 static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up)
 {
     relay_item_list l;
+    bool watching = s->n_unclaimed + s->unclaimed_more > 0 &&
+                    monotonic_s() - s->last_unclaimed < UNCLAIMED_WATCH_S;
     /* Catch up without waiting (this also tells status at once whether the
      * relay answers); long-poll only once nothing is left. */
+    int wait = !*caught_up ? 0 : watching ? UNCLAIMED_WAIT_S : LIST_WAIT_S;
     chute_status st = relay_items_list(s->rc, s->dev.inbox, s->dev.owner_token, *cursor,
-                                       *caught_up ? LIST_WAIT_S : 0, 1, &l);
+                                       wait, 1, &l);
     note_reach(s->d, st);
     if (st) return st;
     *caught_up = l.count == 0;
-    if (l.count) {
+    bool again = false;
+    if (l.count || s->n_unclaimed + s->unclaimed_more > 0) {
         /* Pairings change under a running mount: read the peers afresh. */
         devstate_peers_free(s->peers, s->n_peers);
         s->peers = NULL;
         s->n_peers = 0;
         st = devstate_list_peers(s->ds, &s->peers, &s->n_peers);
+        again = !st && unclaimed_now_claimed(s);
     }
     s->listed_to = l.cursor;
     /* Whole items first: one still uploading must not hold them up. The
@@ -514,6 +579,12 @@ static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up
             if (!st && l.items[i].seq > *cursor) *cursor = l.items[i].seq;
         }
     if (!st && !atomic_load(&s->d->stop) && l.cursor > *cursor) *cursor = l.cursor;
+    if (again) {   /* their sender is a peer now: list them again */
+        fprintf(stderr, "chutefs: items left for want of a peer: listing them again\n");
+        *cursor = s->floor;
+        s->has_floor = false;
+        *caught_up = false;
+    }
     relay_item_list_free(&l);
     return st;
 }
@@ -569,8 +640,9 @@ static void *downloader_main(void *arg)
     bool caught_up = false;
     while (!atomic_load(&d->stop)) {
         st = list_and_fetch(&s, &cursor, &caught_up);
-        if (cursor != saved && cache_set_list_cursor(s.c, s.dev.inbox, cursor) == CHUTE_OK)
-            saved = cursor;
+        uint64_t keep = s.has_floor && s.floor < cursor ? s.floor : cursor;
+        if (keep != saved && cache_set_list_cursor(s.c, s.dev.inbox, keep) == CHUTE_OK)
+            saved = keep;
         if (atomic_load(&d->stop)) break;
         note_failing(d, st, s.rc);
         if (!st) { failures = 0; continue; }

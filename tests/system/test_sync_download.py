@@ -369,6 +369,35 @@ def test_item_from_an_unpaired_sender_stays_on_the_relay(world):
     assert "unclaimed: 1 " in world.rx.status()
     assert world.item_state(item) == "pending"
     assert not (world.rx.mnt / "inbox" / world.peer).exists()
+    # a restart counts it again, once
+    world.rx.unmount()
+    world.rx.mount()
+    wait_until(lambda: "unclaimed: 1 " in world.rx.status(), timeout=10,
+               what="the item counted after the restart")
+    time.sleep(0.5)
+    assert "unclaimed: 1 " in world.rx.status()
+
+
+def test_item_from_a_peer_stored_a_moment_later_arrives(world):
+    # The joiner stores the peer, and may send, before the inviter has read
+    # M6 and stored it (PROTOCOL 7.5): the item waits for the peer to appear,
+    # it is not passed by for good.
+    state = world.home.home / "state.db"
+    with sqlite3.connect(state, timeout=5) as con:
+        row = con.execute("SELECT * FROM peers").fetchone()
+        con.execute("DELETE FROM peers")
+    con.close()
+    world.rx.mount()
+    item = world.send(b"first file after pairing", name="hello.txt")
+    wait_until(lambda: "unclaimed: 1 " in world.rx.status(), timeout=10,
+               what="the item left for want of a peer")
+    with sqlite3.connect(state, timeout=5) as con:
+        con.execute(f"INSERT INTO peers VALUES ({','.join('?' * len(row))})", row)
+    con.close()
+    wait_until(lambda: world.rx.files(world.peer) == {"hello.txt": b"first file after pairing"},
+               timeout=15, what="the item once its sender is a peer")
+    assert world.item_state(item) == "delivered"
+    assert "unclaimed:" not in world.rx.status()
 
 
 # --- crashes ----------------------------------------------------------------------
