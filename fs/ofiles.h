@@ -33,6 +33,12 @@ typedef struct ofile {
                             what was written, so it is not sealed until it
                             is truncated to 0 and written anew */
     bool unlinked;
+    /* Its item was delivered while it was open: the inode sent (the one
+     * below) is deleted at the last close if it is still at the path,
+     * unchanged and not queued again. */
+    bool delivered;
+    dev_t delivered_dev;
+    ino_t delivered_ino;
     ino_t ino;           /* the inode at the staging path, as the mount last put it */
     /* Sent while written (fs/growing.h): only while every write since the
      * file was opened went to its end, one at a time. */

@@ -458,6 +458,26 @@ int outbox_flush(chutefs *fs, struct fuse_file_info *fi)
     return maybe_seal(fs, h, 1, true);
 }
 
+/* After the last close of a file whose item was delivered meanwhile: it
+ * leaves the outbox now, as it would have then — unless it was opened
+ * again, changed (a write made a new inode or queued it: linked twice)
+ * or replaced since. */
+static void drop_delivered(chutefs *fs, const char *peer, const char *rel,
+                           const struct stat *sent)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    if (staging_path(fs, peer, rel, path, sizeof path) != 0) return;
+    ofiles_content_excl(fs->open);
+    ofiles_lock(fs->open);
+    bool open_again = ofiles_find(fs->open, peer, rel) != NULL;
+    ofiles_unlock(fs->open);
+    if (!open_again && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink == 1 &&
+        sb.st_dev == sent->st_dev && sb.st_ino == sent->st_ino)
+        unlink(path);
+    ofiles_content_unlock(fs->open);
+}
+
 int outbox_release(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
@@ -472,9 +492,17 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
     close(h->fd);
     ofiles_lock(fs->open);
     h->of->releasing--;
-    ofiles_release(fs->open, h->of);
+    ofile *of = h->of;
+    bool gone = of->opens == 1 && of->delivered && !of->unlinked && !of->dirty &&
+                !of->write_failed;
+    struct stat sent = { .st_dev = of->delivered_dev, .st_ino = of->delivered_ino };
+    char *peer = gone ? strdup(of->peer) : NULL, *rel = gone ? strdup(of->path) : NULL;
+    ofiles_release(fs->open, of);
     ofiles_unlock(fs->open);
     free(h);
+    if (peer && rel) drop_delivered(fs, peer, rel, &sent);
+    free(peer);
+    free(rel);
     return 0;
 }
 
@@ -689,9 +717,23 @@ int outbox_listxattr(chutefs *fs, const char *peer, const char *rel,
     return (int)len;
 }
 
+/* Is the staging file sb the one item it sent? Its sealed plaintext is a
+ * hard link to that inode (plain, if it was still there); an item queued
+ * by an earlier version has none, and is known by size and mtime. */
+static bool is_what_was_sent(const struct stat *sb, const struct stat *plain,
+                             const queue_item *it)
+{
+    if (plain) return sb->st_dev == plain->st_dev && sb->st_ino == plain->st_ino;
+    return (uint64_t)sb->st_size == it->size && sb->st_mtim.tv_sec == it->mtime_sec &&
+           sb->st_mtim.tv_nsec == it->mtime_nsec;
+}
+
 void outbox_delivered(chutefs *fs, const queue_item *it)
 {
     char path[PATH_MAX];
+    struct stat plain, sb;
+    bool have_plain = sealed_path(fs, it->id, ".plain", path, sizeof path) == 0 &&
+                      stat(path, &plain) == 0;
     sealed_unlink(fs, it->id);
     queue_item *newer = malloc(sizeof *newer);
     if (!newer) return;
@@ -699,10 +741,20 @@ void outbox_delivered(chutefs *fs, const queue_item *it)
     free(newer);
     ofiles_content_excl(fs->open);
     ofiles_lock(fs->open);
-    bool open_now = ofiles_find(fs->open, it->peer, it->path) != NULL;
+    ofile *of = ofiles_find(fs->open, it->peer, it->path);
+    if (of && !replaced && have_plain) {   /* it goes at its last close */
+        of->delivered = true;
+        of->delivered_dev = plain.st_dev;
+        of->delivered_ino = plain.st_ino;
+    }
+    bool open_now = of != NULL;
     ofiles_unlock(fs->open);
+    /* Not a newer file at the same path that is not queued (its write
+     * failed, or its seal): that one stays. */
     if (!replaced && !open_now &&
-        staging_path(fs, it->peer, it->path, path, sizeof path) == 0)
+        staging_path(fs, it->peer, it->path, path, sizeof path) == 0 &&
+        lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        is_what_was_sent(&sb, have_plain ? &plain : NULL, it))
         unlink(path);
     ofiles_content_unlock(fs->open);
 }

@@ -8,6 +8,7 @@ exported identity, ack. Every wait is bounded.
 """
 
 import contextlib
+import errno
 import grp
 import hashlib
 import http.client
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZER_PATTERNS, SLOW, Api, GateProxy, Inbox, binary, wait_until
+from conftest import (SANITIZER_PATTERNS, SLOW, Api, GateProxy, Inbox, binary, small_tmpfs,
+                      wait_until)
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -869,3 +871,61 @@ def test_files_being_written_do_not_hold_up_a_closed_one(sync, writers):
         if r["path"].startswith("recording-"):
             i = int(r["path"][len("recording-")])
             assert rcv.decrypt_sha(r["id"]) == growing[i].h.hexdigest()
+
+
+def test_delivery_leaves_a_newer_unsent_file_at_the_same_path(tmp_path, relay_factory):
+    # "notes.txt" is on the relay; meanwhile it is written anew and the disk
+    # fills, so the new one stays local, unsent. The old one's delivery must
+    # not delete the new one.
+    relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}")
+    with small_tmpfs(tmp_path / "abroad", "16m"):
+        m, home, _, _ = paired_and_mounted(tmp_path, relay.url)
+        try:
+            rcv = Receiver(home, relay, tmp_path)
+            (m.outbox / "notes.txt").write_bytes(os.urandom(100_000))
+            item = next(iter(wait_listed(rcv, 1)))
+            ballast = m.home / "ballast"
+            ballast.write_bytes(b"\0" * (14 << 20))
+            fd = os.open(m.outbox / "notes.txt", os.O_WRONLY | os.O_TRUNC)
+            try:
+                with pytest.raises(OSError) as e:
+                    for _ in range(16):
+                        os.write(fd, os.urandom(1 << 20))
+                assert e.value.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+            ballast.unlink()
+            assert m.state("notes.txt") == "write failed"
+            rcv.ack(item)
+            wait_until(lambda: m.rows("id=? AND state=3", (item,)), timeout=30,
+                       what="the old item seen delivered")
+            time.sleep(0.5)
+            assert m.state("notes.txt") == "write failed"
+            assert os.path.getsize(m.outbox / "notes.txt") > 0
+        finally:
+            m.unmount()
+            m.check_sanitizers()
+
+
+def test_a_file_open_when_delivered_leaves_the_outbox_at_its_close(sync, tmp_path):
+    relay, m, rcv, _, _ = sync
+    (m.outbox / "photo.jpg").write_bytes(os.urandom(50_000))
+    item = next(iter(wait_listed(rcv, 1)))
+    with open(m.outbox / "photo.jpg", "rb") as viewer:   # a file manager's preview
+        rcv.ack(item)
+        wait_until(lambda: m.rows("id=? AND state=3", (item,)), timeout=30,
+                   what="the item seen delivered")
+        assert m.state("photo.jpg") == "delivered"
+        assert len(viewer.read()) == 50_000
+    wait_until(lambda: not (m.outbox / "photo.jpg").exists(), timeout=10,
+               what="the delivered file to leave the outbox")
+    # one written after its delivery, while still open, stays: it is new
+    (m.outbox / "draft.txt").write_bytes(b"one")
+    item = next(iter(wait_listed(rcv, 1)))
+    with open(m.outbox / "draft.txt", "r+b") as f:
+        rcv.ack(item)
+        wait_until(lambda: m.rows("id=? AND state=3", (item,)), timeout=30,
+                   what="the item seen delivered")
+        f.write(b"two")
+    assert (m.outbox / "draft.txt").read_bytes() == b"two"
+    assert m.state("draft.txt") in ("queued", "uploading 0%", "on relay")
