@@ -41,6 +41,8 @@ static const char *base_of(const char *rel)
 
 static bool sendable(const char *rel) { return !names_is_temporary(base_of(rel)); }
 
+static bool writable(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
+
 /* ---- sending while written (growing.h) ---------------------------------
  * Under ofiles_lock: f is no longer only appended to. Its early send, if
  * any, is handed to the caller, to be cancelled (seal_grow_cancel) once
@@ -244,6 +246,7 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
         ofiles_lock(fs->open);
         h->of = ofiles_acquire(fs->open, peer, rel);
         if (h->of) h->of->ino = sb.st_ino;   /* what is at the path now */
+        if (h->of && writable(flags)) h->of->writers++;
         if (h->of && (created || trunc)) {
             h->of->dirty = true;
             h->of->changer = who;
@@ -425,8 +428,11 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
         return 0;
     }
     /* After a failed write (the writer was told) the file is not what it
-     * meant to send: it stays local, never sent cut short. */
-    bool last = of->opens - of->releasing <= last_opens;
+     * meant to send: it stays local, never sent cut short. The last writer
+     * to close seals; a reader's close seals only what no writer holds
+     * (a truncate or rename by name while it was open). */
+    int writers_left = of->writers - of->writers_releasing;
+    bool last = writable(h->flags) ? writers_left <= last_opens : writers_left == 0;
     bool go = last && of->dirty && !of->unlinked && !of->write_failed && sendable(of->path);
     char *peer = go ? strdup(of->peer) : NULL, *rel = go ? strdup(of->path) : NULL;
     if (go) of->dirty = false;
@@ -486,12 +492,17 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
      * (and a seal is never missed by two releases each seeing the other). */
     ofiles_lock(fs->open);
     h->of->releasing++;
+    if (writable(h->flags)) h->of->writers_releasing++;
     ofiles_unlock(fs->open);
     if (maybe_seal(fs, h, 0, false) != 0)
         fprintf(stderr, "chutefs: a file could not be queued at its last close\n");
     close(h->fd);
     ofiles_lock(fs->open);
     h->of->releasing--;
+    if (writable(h->flags)) {
+        h->of->writers_releasing--;
+        h->of->writers--;
+    }
     ofile *of = h->of;
     bool gone = of->opens == 1 && of->delivered && !of->unlinked && !of->dirty &&
                 !of->write_failed;

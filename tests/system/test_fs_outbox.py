@@ -639,3 +639,25 @@ def test_rsync_partial_after_a_full_disk_sends_nothing_cut(small_chute, tmp_path
         f.write(data)
     assert c.active_paths() == ["movie2.mkv"]
     assert c.decrypt(c.item("movie2.mkv")["id"]) == data
+
+
+def test_a_reader_open_does_not_hold_up_the_writers_seal(chute):
+    # A preview or `tail -f` has the file open while it is written: the
+    # writer's close seals it all the same.
+    data = os.urandom(70_000)
+    with open(chute.outbox / "log.txt", "wb") as w:
+        w.write(data[:1000])
+        w.flush()
+        with open(chute.outbox / "log.txt", "rb") as r:
+            w.write(data[1000:])
+            w.close()
+            assert chute.active_paths() == ["log.txt"]
+            assert os.getxattr(chute.outbox / "log.txt", "user.chute.state") != b"writing"
+            assert r.read() == data
+    assert chute.decrypt(chute.item("log.txt")["id"]) == data
+    # a truncate by name while only a reader has it open seals at its close
+    with open(chute.outbox / "log.txt", "rb") as r:
+        os.truncate(chute.outbox / "log.txt", 100)
+        assert chute.item("log.txt")["size"] == 70_000
+    wait_until(lambda: chute.item("log.txt")["size"] == 100, timeout=5,
+               what="the truncated file queued at the reader's close")
