@@ -29,6 +29,8 @@ struct blobs {
 
 struct blob_writer {
     int fd;
+    int dirfd;              /* the blobs' folder (borrowed) */
+    bool created;           /* this writer made the file: its name is not durable yet */
     uint64_t offset;
     uint64_t unchecked;     /* bytes written since free space was checked */
 };
@@ -95,7 +97,13 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
     blob_writer *w = malloc(sizeof *w);
     if (!w)
         return CHUTE_ERR_NOMEM;
-    w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    w->dirfd = b->dirfd;
+    w->created = false;
+    w->fd = openat(b->dirfd, name, O_WRONLY | O_CLOEXEC);
+    if (w->fd < 0 && errno == ENOENT) {
+        w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        w->created = w->fd >= 0;
+    }
     if (w->fd < 0) {
         log_error("open body %s: %s", name, strerror(errno));
         free(w);
@@ -162,6 +170,13 @@ chute_status blob_writer_sync(blob_writer *w)
         log_error("fdatasync body: %s", strerror(errno));
         return CHUTE_ERR_IO;
     }
+    /* A new file's bytes are durable, its name only once the folder is
+     * (POSIX; ext4 happens to do both): before an offset counts on it. */
+    if (w->created && fsync(w->dirfd) != 0) {
+        log_error("fsync the items folder: %s", strerror(errno));
+        return CHUTE_ERR_IO;
+    }
+    w->created = false;
     return CHUTE_OK;
 }
 

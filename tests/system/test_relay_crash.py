@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -322,3 +323,45 @@ def test_sigint_exits_zero_too(relay_factory):
     relay = relay_factory()
     relay.api().create_inbox()
     assert relay.kill(signal.SIGINT) == 0
+
+
+def traced(pid):
+    """Is every thread of pid under a tracer?"""
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for t in tasks:
+        with open(f"/proc/{pid}/task/{t}/status") as f:
+            if "TracerPid:\t0\n" in f.read():
+                return False
+    return bool(tasks)
+
+
+def test_a_new_bodys_name_is_durable_before_its_first_offset_is(relay_factory, tmp_path):
+    """POSIX makes a new file's name durable with its folder, not with the
+    file: the 204 of the first append must come after both are synced."""
+    relay = relay_factory()
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    item = new_item_id()
+    data = random.Random(5).randbytes(300000)
+    snd.create(item, len(data))
+    trace = tmp_path / "strace.log"
+    tracer = subprocess.Popen(["strace", "-f", "-y", "-s", "4096", "-qq", "-e", "trace=fsync,fdatasync",
+                               "-o", str(trace), "-p", str(relay.proc.pid)],
+                              stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: traced(relay.proc.pid) or tracer.poll() is not None,
+                   timeout=10, what="strace to attach to every thread")
+        assert tracer.poll() is None, tracer.stderr.read()
+        assert snd.append(item, 0, data[:100000]).status == 204
+        assert snd.append(item, 100000, data[100000:200000]).status == 204
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=10)
+    # "PID fdatasync(7</…/items/INBOX.ITEM.part>) = 0", "PID fsync(5</…/items>) = 0"
+    calls = [ln.split(None, 1)[1] for ln in trace.read_text().splitlines() if "sync(" in ln]
+    part = [i for i, ln in enumerate(calls) if f".{item}.part>) = 0" in ln]
+    folder = [i for i, ln in enumerate(calls)
+              if ln.startswith("fsync(") and ln.endswith("/items>) = 0")]
+    assert part and folder, calls
+    assert part[0] < folder[0], calls       # the name after the bytes, before the 204
+    assert len(folder) == 1, calls          # once: the second append's file exists
