@@ -44,6 +44,10 @@ static const char SCHEMA[] =
 /* Active and sealed: what the outbox shows as queued at a path. A growing
  * row belongs to the open file that is sending it (queue.h). */
 #define SEALED ACTIVE " AND growing=0"
+/* A delivered or cancelled item's key is of no more use: forgotten, so a
+ * copy of the relay's ciphertext and, later, of this file together do not
+ * give the plaintext back. */
+#define FORGET_KEY "age_header=NULL, age_nonce=NULL, file_key=NULL"
 
 /* Every public call holds mu: the connection is shared by the mount's
  * threads, and a statement of one thread must never land inside another
@@ -79,6 +83,9 @@ static chute_status migrate(sqlite3 *db)
         snprintf(sql, sizeof sql, "ALTER TABLE queue ADD COLUMN %s %s", cols[i], types[i]);
         st = db_exec(db, sql);
     }
+    /* Keys an earlier version kept after the item was done with. */
+    if (!st) st = db_exec(db, "UPDATE queue SET " FORGET_KEY
+                              " WHERE state IN (3,4) AND file_key IS NOT NULL");
     if (!st) st = db_exec(db, "COMMIT");
     if (st) db_exec(db, "ROLLBACK");
     return st;
@@ -90,6 +97,8 @@ chute_status queue_open(const char *db_path, queue **out)
     queue *q = calloc(1, sizeof *q);
     if (!q) return CHUTE_ERR_NOMEM;
     chute_status st = db_open(db_path, SCHEMA, &q->db);
+    /* What is deleted or overwritten (keys above) is zeroed in the file. */
+    if (!st) st = db_exec(q->db, "PRAGMA secure_delete=ON");
     if (!st) st = migrate(q->db);
     if (!st && !(q->path = strdup(db_path))) st = CHUTE_ERR_NOMEM;
     if (st) { sqlite3_close(q->db); free(q); return st; }
@@ -412,8 +421,8 @@ static chute_status cancel_locked(queue *q, const char *id)
     return update_by_id(q,
         /* Any attempt may have created the item on the relay, even one
          * that failed back to queued: the relay copy is owed a DELETE. */
-        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=? "
-        "WHERE " ACTIVE " AND id=?", id, 0, 0);
+        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=?, "
+        FORGET_KEY " WHERE " ACTIVE " AND id=?", id, 0, 0);
 }
 
 chute_status queue_cancel(queue *q, const char *id)
@@ -583,8 +592,8 @@ chute_status queue_mark_failed(queue *q, const char *id, const char *error,
 chute_status queue_mark_delivered(queue *q, const char *id)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
-    return update_by_id(q, "UPDATE queue SET updated=?, state=3 "
-                           "WHERE state IN (1,2) AND id=?", id, 0, 0);
+    return update_by_id(q, "UPDATE queue SET updated=?, state=3, " FORGET_KEY
+                           " WHERE state IN (1,2) AND id=?", id, 0, 0);
 }
 
 chute_status queue_next_relay_cancel(queue *q, queue_item *out)

@@ -364,6 +364,58 @@ static void test_growing_rows_of_an_earlier_run_are_cancelled(void)
     queue_close(q);
 }
 
+/* Once delivered or cancelled, an item's key is gone from the file, and
+ * a queue an earlier version left with such keys loses them at open. */
+static void test_delivered_and_cancelled_items_forget_their_key(void)
+{
+    queue *q = fresh_named("forget");
+    queue_item a, b, c, got;
+    queue_age in, out;
+    memset(&in, 0, sizeof in);
+    in.header_len = 100;
+    randombytes_buf(in.header, in.header_len);
+    randombytes_buf(in.nonce, sizeof in.nonce);
+    randombytes_buf(in.file_key, sizeof in.file_key);
+    item(&a, "home", "delivered.txt");
+    item(&b, "home", "cancelled.txt");
+    item(&c, "home", "queued.txt");
+    CHECK_EQ_INT(queue_insert(q, &a, &in, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, &in, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &c, &in, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0);
+    CHECK_EQ_INT(queue_mark_uploaded(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_mark_delivered(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_cancel(q, b.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_get_age(q, a.id, &out), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_get_age(q, b.id, &out), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_get_age(q, c.id, &out), CHUTE_OK);   /* still owed */
+    queue_close(q);
+
+    char p[96];
+    snprintf(p, sizeof p, "%s/forget.db", dbpath);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
+    int keys = -1;
+    sqlite3_stmt *s;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM queue WHERE file_key IS NOT NULL",
+                                    -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW) keys = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    CHECK_EQ_INT(keys, 1);
+    /* as an earlier version left it: a delivered row with its key */
+    sqlite3_stmt *u;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "UPDATE queue SET state=3 WHERE id=?", -1, &u, NULL),
+                 SQLITE_OK);
+    sqlite3_bind_text(u, 1, c.id, -1, SQLITE_STATIC);
+    CHECK_EQ_INT(sqlite3_step(u), SQLITE_DONE);
+    sqlite3_finalize(u);
+    sqlite3_close(db);
+    q = fresh_named("forget");
+    CHECK_EQ_INT(queue_get_age(q, c.id, &out), CHUTE_ERR_NOT_FOUND);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -377,6 +429,7 @@ int main(void)
     RUN(test_queue_of_the_previous_version_is_migrated_not_lost);
     RUN(test_growing_row_is_claimed_hidden_then_sealed_in_place);
     RUN(test_growing_rows_of_an_earlier_run_are_cancelled);
+    RUN(test_delivered_and_cancelled_items_forget_their_key);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
