@@ -117,7 +117,7 @@ struct uploader {
     devstate_peer tpeer;
     poll_entry *polls;
     size_t npolls;
-    int64_t cancel_next_ms, probe_next_ms;
+    int64_t probe_next_ms;
     worker workers[UPLOADER_WORKERS];
 };
 
@@ -689,11 +689,13 @@ static void *worker_main(void *arg)
 
 /* ---- tracker: cancels, deliveries, probe, sweep --------------------------------- */
 
-static void do_cancels(uploader *up, int64_t now, uint32_t *fails)
+/* Each owed DELETE backs off on its own row (queue_relay_cancel_failed):
+ * one whose relay is gone must not hold up the others. */
+static void do_cancels(uploader *up)
 {
-    if (now < up->cancel_next_ms) return;
     for (int i = 0; i < CANCELS_PER_ROUND; i++) {
-        if (queue_next_relay_cancel(up->fs->q, &up->tit) != CHUTE_OK) break;
+        if (queue_next_relay_cancel(up->fs->q, (int64_t)time(NULL), &up->tit) != CHUTE_OK)
+            break;
         queue_item *it = &up->tit;
         chute_status st = peers_get(up->fs->peers, it->peer, &up->tpeer);
         if (st == CHUTE_ERR_NOT_FOUND) {
@@ -712,13 +714,12 @@ static void do_cancels(uploader *up, int64_t now, uint32_t *fails)
          * expired already. Either way nothing is left for us to delete. */
         if (c && (st == CHUTE_OK || st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_EXISTS)) {
             queue_relay_cancel_done(up->fs->q, it->id);
-            *fails = 0;
             continue;
         }
-        (*fails)++;
-        up->cancel_next_ms = now + (int64_t)backoff_delay_ms(*fails, NET_BASE_MS, NET_CAP_MS,
-                                                          randombytes_random());
-        break;
+        uint64_t delay = backoff_delay_ms((uint32_t)it->attempts + 1, NET_BASE_MS, NET_CAP_MS,
+                                          randombytes_random());
+        queue_relay_cancel_failed(up->fs->q, it->id,
+                                  (int64_t)time(NULL) + (int64_t)((delay + 999) / 1000));
     }
 }
 
@@ -937,7 +938,7 @@ static void *tracker_main(void *arg)
     if (!boot(up)) return NULL;
     int64_t started = now_ms();
     bool swept = false;
-    uint32_t cancel_fails = 0, probes = 0;
+    uint32_t probes = 0;
         for (;;) {
         pthread_mutex_lock(&up->mu);
         uint64_t gen = up->track_gen;
@@ -946,7 +947,7 @@ static void *tracker_main(void *arg)
         if (stop) break;
         int64_t now = now_ms();
         do_probe(up, now, &probes);
-        do_cancels(up, now, &cancel_fails);
+        do_cancels(up);
         do_deliveries(up, now);
         if (!swept && now - started >= SWEEP_AFTER_MS) {
             sweep_orphans(up);

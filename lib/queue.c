@@ -422,7 +422,7 @@ static chute_status cancel_locked(queue *q, const char *id)
         /* Any attempt may have created the item on the relay, even one
          * that failed back to queued: the relay copy is owed a DELETE. */
         "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=?, "
-        FORGET_KEY " WHERE " ACTIVE " AND id=?", id, 0, 0);
+        "attempts=0, next_attempt=0, " FORGET_KEY " WHERE " ACTIVE " AND id=?", id, 0, 0);
 }
 
 chute_status queue_cancel(queue *q, const char *id)
@@ -596,11 +596,32 @@ chute_status queue_mark_delivered(queue *q, const char *id)
                            " WHERE state IN (1,2) AND id=?", id, 0, 0);
 }
 
-chute_status queue_next_relay_cancel(queue *q, queue_item *out)
+chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out)
 {
     if (!q || !out) return CHUTE_ERR_ARG;
-    return select_one(q, "SELECT " COLS " FROM queue WHERE state=4 AND relay_cancel=1 "
-                         "ORDER BY updated LIMIT 1", out, NULL, NULL);
+    sqlite3_stmt *s;
+    LOCK(q);
+    if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE state=4 AND relay_cancel=1 "
+                                  "AND next_attempt<=? ORDER BY next_attempt, updated LIMIT 1",
+                           -1, &s, NULL) != SQLITE_OK) {
+        UNLOCK(q);
+        return CHUTE_ERR_DB;
+    }
+    sqlite3_bind_int64(s, 1, now);
+    int rc = sqlite3_step(s);
+    chute_status st = rc == SQLITE_ROW ? CHUTE_OK
+                      : rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB;
+    if (!st) load_row(s, out);
+    sqlite3_finalize(s);
+    UNLOCK(q);
+    return st;
+}
+
+chute_status queue_relay_cancel_failed(queue *q, const char *id, int64_t next_attempt)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    return update_by_id(q, "UPDATE queue SET updated=?, next_attempt=?2, attempts=attempts+1 "
+                           "WHERE state=4 AND relay_cancel=1 AND id=?3", id, next_attempt, 0);
 }
 
 chute_status queue_relay_cancel_done(queue *q, const char *id)

@@ -179,10 +179,13 @@ chute_status queue_mark_delivered(queue *q, const char *id);
 /* A problem with an item already on the relay (expired there, refused):
  * recorded as its last error; the item stays "on relay". */
 chute_status queue_set_error(queue *q, const char *id, const char *error);
-/* The next cancelled item whose relay copy must be deleted, and the mark
- * that it has been. */
-chute_status queue_next_relay_cancel(queue *q, queue_item *out);
+/* The next cancelled item whose relay copy must be deleted and whose
+ * next_attempt <= now (unix seconds), and the mark that it has been. */
+chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out);
 chute_status queue_relay_cancel_done(queue *q, const char *id);
+/* Its DELETE failed: counted in attempts, tried again at next_attempt, so
+ * one that keeps failing (its relay is gone) does not hold up the others. */
+chute_status queue_relay_cancel_failed(queue *q, const char *id, int64_t next_attempt);
 
 /* Calls fn for every active item, oldest first; fn returning non-zero stops
  * the walk. Used by the status file and `pairtool status`. */

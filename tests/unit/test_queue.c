@@ -1,5 +1,6 @@
 /* test_queue.c — queue states, claim order, cancel, move, attrs, reopen. */
 #include <sodium.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -115,15 +116,15 @@ static void test_cancel(void)
     queue_insert(q, &a, NULL, NULL); queue_insert(q, &b, NULL, NULL);
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);            /* never sent */
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_ERR_NOT_FOUND);
-    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_ERR_NOT_FOUND);   /* nothing left */
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_ERR_NOT_FOUND);   /* nothing left */
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);
     CHECK_EQ_INT(queue_cancel(q, b.id), CHUTE_OK);            /* mid-upload */
     CHECK_EQ_INT(queue_set_progress(q, b.id, 1), CHUTE_ERR_NOT_FOUND);
-    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);
     CHECK_EQ_INT(queue_relay_cancel_done(q, b.id), CHUTE_OK);
-    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_ERR_NOT_FOUND);
     queue_close(q);
 }
@@ -142,7 +143,7 @@ static void test_failed_attempt_owes_relay_cancel(void)
     CHECK_EQ_INT(queue_update_attrs(q, a.id, 0600, 1, 0, (const uint8_t *)"m", 1),
                  CHUTE_ERR_REFUSED);
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);
-    CHECK_EQ_INT(queue_next_relay_cancel(q, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
     CHECK(strcmp(got.id, a.id) == 0);
     queue_close(q);
 }
@@ -416,6 +417,34 @@ static void test_delivered_and_cancelled_items_forget_their_key(void)
     queue_close(q);
 }
 
+/* A DELETE owed on a relay that keeps failing waits on its own row; the
+ * next owed one goes meanwhile. */
+static void test_a_failing_relay_cancel_does_not_hold_up_the_others(void)
+{
+    queue *q = fresh_named("cancels");
+    queue_item a, b, got;
+    item(&a, "away", "a.txt");
+    item(&b, "home", "b.txt");
+    queue_insert(q, &a, NULL, NULL);
+    queue_insert(q, &b, NULL, NULL);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_cancel(q, b.id), CHUTE_OK);
+    int64_t now = time(NULL);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0);
+    CHECK_EQ_INT(queue_relay_cancel_failed(q, a.id, now + 60), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    CHECK_EQ_INT(queue_relay_cancel_done(q, b.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now + 60, &got), CHUTE_OK);   /* its turn again */
+    CHECK(strcmp(got.id, a.id) == 0);
+    CHECK_EQ_INT(got.attempts, 1);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -430,6 +459,7 @@ int main(void)
     RUN(test_growing_row_is_claimed_hidden_then_sealed_in_place);
     RUN(test_growing_rows_of_an_earlier_run_are_cancelled);
     RUN(test_delivered_and_cancelled_items_forget_their_key);
+    RUN(test_a_failing_relay_cancel_does_not_hold_up_the_others);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
