@@ -378,20 +378,31 @@ static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *d
     return st;
 }
 
+/* The reaper's own connections, opened where missing: an open can fail
+ * (a batch of an arrival holds the chunk file longer than the busy
+ * timeout), and is tried again at the next pass. */
+static bool reaper_connect(cache *c, sqlite3 **db, chunkstore **chunks)
+{
+    /* Each batch need not be durable: a crash leaves the rest doomed. */
+    if (!*db && db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, db) == CHUTE_OK)
+        (void)db_exec(*db, "PRAGMA synchronous=NORMAL");
+    if (*db && !*chunks && chunkstore_open_writer(c->data_path, chunks) != CHUTE_OK)
+        *chunks = NULL;
+    return *db && *chunks;
+}
+
 static void *reap_loop(void *arg)
 {
     cache *c = arg;
     sqlite3 *db = NULL;
     chunkstore *chunks = NULL;
-    /* Each batch need not be durable: a crash leaves the rest doomed. */
-    if (db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &db) == CHUTE_OK)
-        (void)db_exec(db, "PRAGMA synchronous=NORMAL");
-    if (db && chunkstore_open_writer(c->data_path, &chunks) != CHUTE_OK) chunks = NULL;
     pthread_mutex_lock(&c->reap_mu);
     while (!c->reap_stopping) {
         if (!c->reap_wanted) { pthread_cond_wait(&c->reap_cv, &c->reap_mu); continue; }
         c->reap_wanted = false;
-        bool done = false, failed = !db || !chunks;
+        pthread_mutex_unlock(&c->reap_mu);
+        bool done = false, failed = !reaper_connect(c, &db, &chunks);
+        pthread_mutex_lock(&c->reap_mu);
         while (!done && !failed && !c->reap_stopping) {
             pthread_mutex_unlock(&c->reap_mu);
             failed = reap_some(c, db, chunks, &done) != CHUTE_OK;

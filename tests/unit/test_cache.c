@@ -656,6 +656,30 @@ static void test_the_next_open_reaps_what_a_crash_left_doomed(void)
     CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), others);
 }
 
+/* The reaper's first open of the chunk file can fail (an arrival's batch
+ * holds it past the busy timeout; here it is briefly not a database at
+ * all): a later pass opens it again and frees what was removed. */
+static void test_the_reaper_opens_again_after_a_failed_open(void)
+{
+    char a[4096], b[4096], p[128], data[128], away[160];
+    CHECK(reaped_within(20));
+    CHECK_EQ_INT(receive_chunks("reap-retry-a", 2, a), CHUTE_OK);
+    CHECK_EQ_INT(receive_chunks("reap-retry-b", 2, b), CHUTE_OK);
+    long long before = sql_count("SELECT count(*) FROM chunks");
+    cache_close(C);   /* a cache whose reaper has not started yet */
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    CHECK_EQ_INT(cache_open(p, &C), CHUTE_OK);
+    snprintf(data, sizeof data, "%s/c-data.db", dir);
+    snprintf(away, sizeof away, "%s.away", data);
+    CHECK(rename(data, away) == 0 && mkdir(data, 0700) == 0);
+    CHECK_EQ_INT(cache_remove(C, "alice", a), CHUTE_OK);   /* the reaper starts, cannot open */
+    usleep(300 * 1000);
+    CHECK(rmdir(data) == 0 && rename(away, data) == 0);
+    CHECK_EQ_INT(cache_remove(C, "alice", b), CHUTE_OK);
+    CHECK(reaped_within(10));
+    CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), before - 4);
+}
+
 /* Chunks in the chunk file, asked without waiting: -1 while it is locked. */
 static long long chunks_now(void)
 {
@@ -816,6 +840,7 @@ int main(void)
     RUN(test_removing_a_file_frees_its_chunks_in_the_background);
     RUN(test_a_file_replaced_by_rename_is_reaped);
     RUN(test_the_next_open_reaps_what_a_crash_left_doomed);
+    RUN(test_the_reaper_opens_again_after_a_failed_open);
     RUN(test_names_stay_readable_while_a_batch_holds_the_chunks);
     RUN(test_a_waiting_reader_ends_the_batch);
     RUN(test_a_batch_lost_in_a_checkpoint_fails_the_file);
