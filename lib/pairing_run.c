@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -25,9 +26,19 @@ typedef struct {
     uint64_t after;            /* highest seq read from the other side */
     int last_type;             /* type of the last message read, -1 none */
     int network_grace_s;
+    int step_timeout_s;
     pairing_result *out;
     const pairing_ui *ui;
+    const atomic_int *stop;    /* pairing_options.stop; NULL once cleaning up */
+    bool ended;                /* a terminal message (ABORT, a refusal) was sent or read */
+    bool closed;               /* we closed the session */
+    bool claim_seen;           /* inviter: the relay said the code was claimed */
 } channel;
+
+static bool stopped(const channel *ch)
+{
+    return ch->stop && atomic_load(ch->stop) != 0;
+}
 
 static void say_why(channel *ch, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -75,6 +86,8 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
     /* Each round either long-polls (>= 1 s) or naps, so the count is
      * bounded by the deadline; the cap is a second fence. */
     for (unsigned round = 0; round < 100000; round++) {
+        if (stopped(ch))
+            return CHUTE_ERR_REFUSED;   /* wait_failed says why */
         double now = now_s();
         if (now >= deadline) {
             *timed_out = 1;
@@ -89,6 +102,8 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
         double started = now_s();
         chute_status st = relay_pair_receive(ch->c, &ch->side, ch->after, wait, &in);
         if (st == CHUTE_ERR_NETWORK) {
+            if (stopped(ch))
+                return CHUTE_ERR_REFUSED;
             if (net_down_since == 0)
                 net_down_since = now_s();
             if (now_s() - net_down_since >= ch->network_grace_s)
@@ -129,6 +144,18 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
             return CHUTE_OK;
         }
         relay_pair_inbox_free(&in);
+        /* Claimed, and no HELLO: a guess, or a joiner that stopped. The
+         * code is used up; the other side gets a step, not the code's
+         * whole lifetime (§4.3: a wrong guess shows). */
+        if (before_claim && !ch->claim_seen) {
+            char state[RELAY_STATE_MAX];
+            if (relay_pair_state(ch->c, &ch->side, state, NULL) == CHUTE_OK &&
+                strcmp(state, "claimed") == 0) {
+                ch->claim_seen = true;
+                if (deadline > now_s() + ch->step_timeout_s)
+                    deadline = now_s() + ch->step_timeout_s;
+            }
+        }
         /* An empty answer that came back early (a relay that does not
          * hold the request) must not turn into a busy loop. */
         if (now_s() - started < 0.5)
@@ -146,7 +173,7 @@ static chute_status send_msg(channel *ch, const uint8_t *msg, size_t len)
     double give_up = now_s() + ch->network_grace_s;
     for (unsigned attempt = 0; attempt < 1000; attempt++) {
         chute_status st = relay_pair_send(ch->c, &ch->side, msg, len, NULL);
-        if (st != CHUTE_ERR_NETWORK || now_s() >= give_up)
+        if (st != CHUTE_ERR_NETWORK || now_s() >= give_up || stopped(ch))
             return st;
         nap_ms(250);
     }
@@ -159,6 +186,7 @@ static void send_abort(channel *ch, uint8_t reason)
     uint8_t m[PAIRING_ABORT_BYTES];
     pairing_abort_msg(reason, m);
     (void)send_msg(ch, m, sizeof m);
+    ch->ended = true;
 }
 
 /* Best effort: undo a send token handed out during a run that failed. */
@@ -174,6 +202,10 @@ static void revoke_quietly(relay_client *c, const devstate_device *me,
 static chute_status wait_failed(channel *ch, chute_status st, int timed_out,
                                 const char *waiting_for)
 {
+    if (stopped(ch)) {
+        say_why(ch, "Stopped while waiting for %s. Nothing was stored.", waiting_for);
+        return CHUTE_ERR_REFUSED;
+    }
     if (timed_out)
         say_why(ch, "Timed out waiting for %s.", waiting_for);
     else if (st == CHUTE_ERR_NETWORK)
@@ -193,6 +225,7 @@ static chute_status wait_failed(channel *ch, chute_status st, int timed_out,
 static void close_session(channel *ch)
 {
     (void)relay_pair_close(ch->c, &ch->side);
+    ch->closed = ch->ended = true;
 }
 
 /* The other side sent ABORT (or something we did not expect): explain.
@@ -335,12 +368,6 @@ static void options_fill(const pairing_options *in, pairing_options *o)
         o->network_grace_s = 5;
 }
 
-static int approve(const pairing_ui *ui, const char *role_text, const char *name,
-                   const char *sas)
-{
-    return ui && ui->approve ? ui->approve(ui->ctx, role_text, name, sas) : 0;
-}
-
 /* Tell the other side we refused and wait (briefly) for it to read it. */
 static void linger(channel *ch)
 {
@@ -354,6 +381,39 @@ static void linger(channel *ch)
     }
 }
 
+/* A run that fails: a signal no longer cuts the requests that clean up;
+ * the other side is told (ABORT 03, §7.7) unless a terminal message went
+ * either way already; the inviter, who owns the session, lets the other
+ * side read what it sent, then closes it — a joiner's accept after that
+ * finds no session and stores nothing. */
+static void end_failed(channel *ch, pairing_role me)
+{
+    relay_client_set_stop(ch->c, NULL);
+    ch->stop = NULL;
+    if (!ch->ended)
+        send_abort(ch, PABORT_CANCELLED);
+    if (me != PAIRING_INVITER || ch->closed)
+        return;
+    if (ch->after > 0)
+        linger(ch);   /* a joiner is there: let it read why */
+    close_session(ch);
+}
+
+/* The person's answer to "pair with ...?": 1 yes, 0 no; no answer in
+ * time, or a stop, is a failure of its own (why set). */
+static int ask(channel *ch, const pairing_ui *ui, const char *role_text, const char *name,
+               const char *sas, int within_s)
+{
+    int yes = ui && ui->approve ? ui->approve(ui->ctx, role_text, name, sas, within_s) : 0;
+    if (yes >= 0 && !stopped(ch))
+        return yes;
+    if (stopped(ch))
+        say_why(ch, "Stopped before an answer. Nothing was stored.");
+    else
+        say_why(ch, "No answer within %d s. Nothing was stored.", within_s);
+    return -1;
+}
+
 /* ---- the inviting side -------------------------------------------------- */
 
 chute_status pairing_invite(devstate *ds, const devstate_device *me,
@@ -363,14 +423,16 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     memset(out, 0, sizeof *out);
     pairing_options opt;
     options_fill(opt_in, &opt);
-    channel ch = { .c = c, .network_grace_s = opt.network_grace_s, .out = out, .ui = ui,
-                   .last_type = -1 };
+    channel ch = { .c = c, .network_grace_s = opt.network_grace_s,
+                   .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
+                   .last_type = -1, .stop = opt.stop };
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
         say_why(&ch, "This device's relay URL is not usable: %s.", why);
         return CHUTE_ERR_ARG;
     }
+    relay_client_set_stop(c, opt.stop);
 
     chute_status st = relay_pair_allocate(c, opt.ttl_s, &ch.side);
     if (st != CHUTE_OK) {
@@ -413,7 +475,18 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     /* 1. the joiner's HELLO: someone claimed the code */
     st = await_msg(&ch, code_deadline, 1, msg, sizeof msg, &len, &timed_out);
     if (st != CHUTE_OK) {
-        if (timed_out || (st == CHUTE_ERR_EXPIRED && now_s() >= code_deadline - 1)) {
+        char state[RELAY_STATE_MAX];
+        if (timed_out && !ch.claim_seen &&
+            relay_pair_state(c, &ch.side, state, NULL) == CHUTE_OK &&
+            strcmp(state, "claimed") == 0)
+            ch.claim_seen = true;
+        if (ch.claim_seen && !stopped(&ch) && (timed_out || st == CHUTE_ERR_EXPIRED)) {
+            say_why(&ch, "Someone used the code but went no further (a device that "
+                    "stopped, or a guess). That code is used up now; run `pairtool "
+                    "invite` again for a new one.");
+            st = CHUTE_ERR_EXPIRED;
+        } else if (!stopped(&ch) &&
+                   (timed_out || (st == CHUTE_ERR_EXPIRED && now_s() >= code_deadline - 1))) {
             say_why(&ch, "The code expired before anyone used it. Run `pairtool invite` "
                     "again for a new code.");
             st = CHUTE_ERR_EXPIRED;
@@ -480,9 +553,16 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     /* 4. a person decides */
     pairing_payload mine;
     memset(&mine, 0, sizeof mine);
-    if (!approve(ui, "the device joining you", theirs.device.name, out->sas)) {
+    int yes = ask(&ch, ui, "the device joining you", theirs.device.name, out->sas,
+                  opt.human_timeout_s);
+    if (yes < 0) {
+        st = CHUTE_ERR_REFUSED;
+        goto fail;
+    }
+    if (!yes) {
         mine.decision = PAIRING_REFUSE;
         (void)send_payload(&ch, &p, PMSG_INVITER_DECISION, &mine);
+        ch.ended = true;
         say_why(&ch, "You refused \"%s\". Nothing was stored.", theirs.device.name);
         st = CHUTE_ERR_REFUSED;
         linger(&ch);
@@ -530,6 +610,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     return CHUTE_OK;
 
 fail:
+    end_failed(&ch, PAIRING_INVITER);
     revoke_quietly(c, me, &granted);
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);
@@ -547,14 +628,16 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     memset(out, 0, sizeof *out);
     pairing_options opt;
     options_fill(opt_in, &opt);
-    channel ch = { .c = c, .network_grace_s = opt.network_grace_s, .out = out, .ui = ui,
-                   .last_type = -1 };
+    channel ch = { .c = c, .network_grace_s = opt.network_grace_s,
+                   .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
+                   .last_type = -1, .stop = opt.stop };
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
         say_why(&ch, "This device's relay URL is not usable: %s.", why);
         return CHUTE_ERR_ARG;
     }
+    relay_client_set_stop(c, opt.stop);
     paircode code;
     if (!code_text || paircode_parse(code_text, strlen(code_text), &code, &why) != CHUTE_OK) {
         say_why(&ch, "That is not a pair code: %s", why ? why : "empty");
@@ -679,9 +762,16 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     /* 5. our person decides; store only after our accept is on the relay */
     pairing_payload decision;
     memset(&decision, 0, sizeof decision);
-    if (!approve(ui, "the device that invited you", theirs.device.name, out->sas)) {
+    int yes = ask(&ch, ui, "the device that invited you", theirs.device.name, out->sas,
+                  opt.human_timeout_s);
+    if (yes < 0) {
+        st = CHUTE_ERR_REFUSED;
+        goto fail;
+    }
+    if (!yes) {
         decision.decision = PAIRING_REFUSE;
         (void)send_payload(&ch, &p, PMSG_JOINER_DECISION, &decision);
+        ch.ended = true;
         say_why(&ch, "You declined \"%s\". Nothing was stored.", theirs.device.name);
         st = CHUTE_ERR_REFUSED;
         goto fail;
@@ -700,6 +790,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     return CHUTE_OK;
 
 fail:
+    end_failed(&ch, PAIRING_JOINER);
     revoke_quietly(c, me, &granted);
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);

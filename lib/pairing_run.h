@@ -10,6 +10,8 @@
 #ifndef CHUTE_PAIRING_RUN_H
 #define CHUTE_PAIRING_RUN_H
 
+#include <stdatomic.h>
+
 #include "devstate.h"
 #include "pairing.h"
 #include "relay_client.h"
@@ -20,11 +22,12 @@ typedef struct {
     void (*show_code)(void *ctx, const char *code, long long expires);
     /* A line of progress for people ("waiting for the other device…"). */
     void (*note)(void *ctx, const char *text);
-    /* Both: accept `peer_name` whose screen shows `sas`? 1 yes, 0 no.
-     * `role_text` says who asks ("the device joining you", "the device
-     * that invited you"). */
+    /* Both: accept `peer_name` whose screen shows `sas`? 1 yes, 0 no, -1
+     * no answer within `within_s` seconds (or the question was cut short
+     * by opt->stop). `role_text` says who asks ("the device joining you",
+     * "the device that invited you"). */
     int (*approve)(void *ctx, const char *role_text, const char *peer_name,
-                   const char *sas);
+                   const char *sas, int within_s);
     void *ctx;
 } pairing_ui;
 
@@ -33,6 +36,10 @@ typedef struct {
     int step_timeout_s;     /* a step the other program answers by itself; 0: 60 */
     int human_timeout_s;    /* a step a person answers on the other side; 0: 600 */
     int network_grace_s;    /* how long an unreachable relay is retried mid-run; 0: 5 */
+    /* Set (by a signal handler, say) to stop: the run ends as a failure,
+     * cleaning up first — the other side is told, the inviter closes the
+     * session, a registered send token is revoked. NULL: never. */
+    const atomic_int *stop;
 } pairing_options;
 
 typedef struct {
@@ -42,13 +49,18 @@ typedef struct {
     char why[320];                        /* on failure: a sentence for people */
 } pairing_result;
 
-/* Failures (why says more):
+/* A failed run tells the other side where it can (ABORT 03, §7.7), so it
+ * need not wait out its timeout, and the inviter closes the session: a
+ * joiner's late accept then finds it gone and stores nothing.
+ *
+ * Failures (why says more):
  *   CHUTE_ERR_AUTH      wrong code, or a message was tampered with
  *   CHUTE_ERR_EXPIRED   the code expired, was used already, a wait timed out,
  *                       or the session ended under us
  *   CHUTE_ERR_NOT_FOUND the relay knows no such code (join)
  *   CHUTE_ERR_MALFORMED the code does not parse (join)
- *   CHUTE_ERR_REFUSED   one side said no
+ *   CHUTE_ERR_REFUSED   one side said no, or this side's person did not
+ *                       answer in time, or opt->stop was set
  *   CHUTE_ERR_NETWORK   the relay could not be reached or died
  *   CHUTE_ERR_PROTOCOL  the other side or the relay broke the protocol
  *   others              local trouble (database, memory) */

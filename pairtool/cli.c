@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef HAVE_LIBQRENCODE
@@ -94,20 +97,63 @@ relay_client *cli_relay_client(const devstate_device *me, long timeout_ms)
     return c;
 }
 
-int cli_ask_yes(const char *question)
+static int is_yes(char *line)
 {
-    fprintf(stderr, "%s [y/N] ", question);
-    fflush(stderr);
-    char line[64];
-    if (!fgets(line, sizeof line, stdin)) {
-        fputc('\n', stderr);
-        return 0;
-    }
     line[strcspn(line, "\r\n")] = '\0';
     char *s = line;
     while (*s == ' ' || *s == '\t')
         s++;
     return strcasecmp(s, "y") == 0 || strcasecmp(s, "yes") == 0;
+}
+
+int cli_ask_yes_within(const char *question, int within_s)
+{
+    /* An Enter pressed while waiting, or a "y" typed before the name and
+     * check were shown, is not an answer to this question. */
+    if (isatty(STDIN_FILENO))
+        (void)tcflush(STDIN_FILENO, TCIFLUSH);
+    fprintf(stderr, "%s [y/N] ", question);
+    fflush(stderr);
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    char line[64];
+    size_t n = 0;
+    /* One byte per read(2): nothing after the line is taken from stdin. */
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long left_ms = (long long)within_s * 1000 -
+                            ((now.tv_sec - start.tv_sec) * 1000LL +
+                             (now.tv_nsec - start.tv_nsec) / 1000000);
+        if (left_ms <= 0) {
+            fputc('\n', stderr);
+            return -1;
+        }
+        struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+        int r = poll(&pfd, 1, left_ms > 60000 ? 60000 : (int)left_ms);
+        if (r < 0) {
+            fputc('\n', stderr);
+            return -1;   /* EINTR: a signal; anything else: no answer either */
+        }
+        if (r == 0)
+            continue;
+        char ch;
+        ssize_t got = read(STDIN_FILENO, &ch, 1);
+        if (got < 0 && errno == EINTR) {
+            fputc('\n', stderr);
+            return -1;
+        }
+        if (got <= 0) {   /* EOF: no */
+            fputc('\n', stderr);
+            break;
+        }
+        if (ch == '\n')
+            break;
+        if (n < sizeof line - 1)
+            line[n++] = ch;
+    }
+    line[n] = '\0';
+    return is_yes(line);
 }
 
 long cli_parse_duration(const char *s)

@@ -30,9 +30,11 @@ devstate *cli_open_device(const cli_globals *g, devstate_device *me);
 /* A relay client for this device's relay (its CA file and pin). */
 relay_client *cli_relay_client(const devstate_device *me, long timeout_ms);
 
-/* Ask a yes/no question on stderr, read the answer from stdin; EOF or
- * anything but y/yes is no. */
-int cli_ask_yes(const char *question);
+/* Ask a yes/no question on stderr and read the answer from stdin, within
+ * within_s seconds: 1 yes, 0 no (EOF, or anything but y/yes), -1 no answer
+ * in time or a signal cut the wait short. Only what is typed after the
+ * question counts: a terminal's line typed earlier is discarded. */
+int cli_ask_yes_within(const char *question, int within_s);
 
 /* "90", "90s", "10m", "2h", "1d" → seconds (> 0); -1 if it does not parse. */
 long cli_parse_duration(const char *s);

@@ -1,5 +1,7 @@
 /* cmd_pair.c — pairtool invite and join: the people's side of §7. */
 #include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -63,7 +65,7 @@ static void ui_note(void *ctx, const char *text)
 }
 
 static int ui_approve(void *ctx, const char *role_text, const char *peer_name,
-                      const char *sas)
+                      const char *sas, int within_s)
 {
     ui_ctx *u = ctx;
     cli_note("Pairing with \"%s\" (%s).", peer_name, role_text);
@@ -74,7 +76,32 @@ static int ui_approve(void *ctx, const char *role_text, const char *peer_name,
     }
     char q[160];
     snprintf(q, sizeof q, "Pair with \"%s\"?", peer_name);
-    return cli_ask_yes(q);
+    return cli_ask_yes_within(q, within_s);
+}
+
+/* Ctrl-C, a closed terminal or a kill: the run ends as a failure and
+ * cleans up (the other side told, the send token it made revoked). A
+ * second one kills at once (SA_RESETHAND). No SA_RESTART: the prompt's
+ * poll returns. */
+static atomic_int interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    atomic_store(&interrupted, 1);
+}
+
+static void catch_interrupts(pairing_options *opt)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    (void)sigaction(SIGINT, &sa, NULL);
+    (void)sigaction(SIGTERM, &sa, NULL);
+    (void)sigaction(SIGHUP, &sa, NULL);
+    opt->stop = &interrupted;
 }
 
 /* --timeout: the step timeout, and ten times it for a person's answer. */
@@ -151,6 +178,7 @@ int cmd_invite(const cli_globals *g, int argc, char **argv)
     if (client) {
         pairing_ui ui = { ui_show_code, ui_note, ui_approve, &u };
         pairing_result res;
+        catch_interrupts(&opt);
         chute_status st = pairing_invite(ds, &me, client, &opt, &ui, &res);
         rc = st == CHUTE_OK ? report_success(&res) : report_failure(st, &res);
         relay_client_free(client);
@@ -196,6 +224,7 @@ int cmd_join(const cli_globals *g, int argc, char **argv)
     if (client) {
         pairing_ui ui = { NULL, ui_note, ui_approve, &u };
         pairing_result res;
+        catch_interrupts(&opt);
         chute_status st = pairing_join(ds, &me, client, code, &opt, &ui, &res);
         rc = st == CHUTE_OK ? report_success(&res) : report_failure(st, &res);
         if (st == CHUTE_ERR_MALFORMED)

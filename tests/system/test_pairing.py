@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import stat
@@ -290,6 +291,103 @@ def test_the_joiner_declines(devices):
     assert rc == 1 and "declined" in err
     assert no_peers(a, b)
     assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+def stderr_until(proc, needle, timeout=20):
+    """Read a running process's stderr until it holds needle; returns it all."""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    fd = proc.stderr.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout * SLOW
+    try:
+        while needle.encode() not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError(f"never said {needle!r}: {buf!r}")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(f"ended before saying {needle!r}: {buf!r}")
+            buf += chunk
+    finally:
+        sel.close()
+    return buf.decode(errors="replace")
+
+
+def test_an_accept_after_the_inviter_gave_up_stores_nothing(devices):
+    # The inviter waits for the joiner's person for a while, then gives up
+    # and closes the session: a "y" typed after that must not pair one side.
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes", "--timeout", "1s")          # 10 s for a person's answer
+    j = b.join_process(inv.code)
+    stderr_until(j, "[y/N]")
+    rc, _, err = inv.finish(timeout=40)
+    assert rc == 1 and "Timed out" in err
+    j.stdin.write("y\n")
+    j.stdin.flush()
+    out, jerr = j.communicate(timeout=60 * SLOW)
+    assert j.returncode == 1, jerr
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+def test_no_answer_in_time_is_no_pairing_and_the_other_side_is_told(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes")                              # waits 600 s for B's person
+    j = b.join_process(inv.code, "--timeout", "1s")      # asks for 10 s; nobody answers
+    stderr_until(j, "[y/N]")
+    j.wait(timeout=40 * SLOW)                            # stdin stays open, unanswered
+    jerr = j.stderr.read()
+    assert j.returncode == 1 and "No answer within 10 s" in jerr, jerr
+    rc, _, err = inv.finish(timeout=30)                  # told, not left waiting
+    assert rc == 1 and "cancelled" in err, err
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+@pytest.mark.parametrize("who", ["inviter", "joiner"])
+def test_a_signal_mid_pairing_stops_it_cleanly_and_revokes_its_grant(devices, who):
+    a, b = devices("home", "laptop")
+    if who == "inviter":
+        # A approved and waits for B's person; A is stopped.
+        inv = a.invite("--yes")
+        j = b.join_process(inv.code)
+        stderr_until(j, "[y/N]")
+        assert senders_on_inbox(a) == 1
+        t0 = time.monotonic()
+        inv.proc.send_signal(signal.SIGTERM)
+        rc, _, err = inv.finish(timeout=30)
+        assert rc == 1 and "Stopped" in err
+        assert time.monotonic() - t0 < 15 * SLOW
+        j.stdin.write("y\n")
+        j.stdin.flush()
+        out, jerr = j.communicate(timeout=60 * SLOW)
+        assert j.returncode == 1, jerr
+    else:
+        # B sent its details and waits for A's person; B is stopped.
+        inv = a.invite()
+        j = b.join_process(inv.code, "--yes")
+        inv.wait_for_stderr("[y/N]")
+        assert senders_on_inbox(b) == 1
+        j.send_signal(signal.SIGTERM)
+        out, jerr = j.communicate(timeout=30 * SLOW)
+        assert j.returncode == 1 and "Stopped" in jerr, jerr
+        inv.answer("y\n")
+        rc, _, err = inv.finish(timeout=30)
+        assert rc == 1 and "cancelled" in err, err
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+def test_a_code_claimed_and_left_says_so(devices, prelay):
+    (a,) = devices("home")
+    inv = a.invite("--yes", "--ttl", "6s")
+    nameplate = inv.code.split("-", 1)[0]
+    r = prelay.api().post(f"/v1/pair/{nameplate}/claim", {})   # and no HELLO
+    assert r.status == 200, r
+    rc, _, err = inv.finish(timeout=40)
+    assert rc == 1 and "Someone used the code but went no further" in err, err
+    assert no_peers(a) and senders_on_inbox(a) == 0
 
 
 # --- the relay failing or lying -------------------------------------------------------
