@@ -44,6 +44,9 @@
 #define MIN_CHUNK_BYTES    (1u << 20)
 /* Retry delays (ms). Network: the relay may be back any moment. Refused:
  * someone must act (pair again, free quota) — no point asking often. */
+/* The words of a network failure: items with them go again at once when
+ * the relay answers (queue_retry_now), not at the end of their backoff. */
+#define UNREACHABLE        "relay unreachable: "
 #define NET_BASE_MS        1000u
 #define NET_CAP_MS         (5u * 60 * 1000)
 #define REFUSED_BASE_MS    (15u * 60 * 1000)
@@ -156,11 +159,17 @@ static void note_relay(uploader *up, relay_client *c, chute_status st)
         if (down) log_msg("relay unreachable: %s", relay_client_error(c));
         else log_msg("relay reachable");
     }
+    pthread_mutex_unlock(&up->mu);
+    /* Back after an outage: what waited for it goes now, however long its
+     * backoff grew meanwhile. */
+    if (back && queue_retry_now(up->fs->q, UNREACHABLE) != CHUTE_OK)
+        log_msg("cannot make the waiting items go now");
     if (back) {
+        pthread_mutex_lock(&up->mu);
         up->work_gen++;
         pthread_cond_broadcast(&up->work_cv);
+        pthread_mutex_unlock(&up->mu);
     }
-    pthread_mutex_unlock(&up->mu);
 }
 
 /* ---- connections ------------------------------------------------------------ */
@@ -438,7 +447,7 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             st = hs;
         }
         if (st == CHUTE_ERR_NETWORK)
-            fail_item(it, q, WAIT_NETWORK, "relay unreachable: %s", relay_client_error(c));
+            fail_item(it, q, WAIT_NETWORK, UNREACHABLE "%s", relay_client_error(c));
         else if (st == CHUTE_ERR_LIMIT)
             fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
         else if (st == CHUTE_ERR_NOT_FOUND)
@@ -505,7 +514,7 @@ static bool send_growing(worker *w, relay_client *c)
     note_relay(up, c, st);
     queue_age *age = st ? NULL : malloc(sizeof *age);
     if (st == CHUTE_ERR_NETWORK) {
-        fail_item(it, q, WAIT_NETWORK, "relay unreachable: %s", relay_client_error(c));
+        fail_item(it, q, WAIT_NETWORK, UNREACHABLE "%s", relay_client_error(c));
     } else if (st == CHUTE_ERR_NOT_FOUND) {
         mark_gone(up, it->peer);
         fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
@@ -614,7 +623,7 @@ static void upload_item(worker *w)
         fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
         goto out;
     case CHUTE_ERR_NETWORK:
-        fail_item(it, q, WAIT_NETWORK, "relay unreachable: %s", relay_client_error(c));
+        fail_item(it, q, WAIT_NETWORK, UNREACHABLE "%s", relay_client_error(c));
         goto out;
     default:
         fail_item(it, q, WAIT_NETWORK, "relay refused the item: %s", relay_client_error(c));

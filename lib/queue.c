@@ -596,6 +596,18 @@ chute_status queue_mark_delivered(queue *q, const char *id)
                            " WHERE state IN (1,2) AND id=?", id, 0, 0);
 }
 
+chute_status queue_retry_now(queue *q, const char *error_prefix)
+{
+    if (!q || !error_prefix) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q, "UPDATE queue SET next_attempt=0 WHERE state=0 AND "
+                                     "next_attempt>0 AND substr(last_error,1,?1)=?2");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int(s, 1, (int)strlen(error_prefix));
+    sqlite3_bind_text(s, 2, error_prefix, -1, SQLITE_STATIC);
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;   /* none waiting is fine */
+}
+
 chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out)
 {
     if (!q || !out) return CHUTE_ERR_ARG;

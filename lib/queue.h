@@ -179,6 +179,10 @@ chute_status queue_mark_delivered(queue *q, const char *id);
 /* A problem with an item already on the relay (expired there, refused):
  * recorded as its last error; the item stays "on relay". */
 chute_status queue_set_error(queue *q, const char *id, const char *error);
+/* The relay answers again: queued items waiting out a backoff whose last
+ * error begins with error_prefix (the uploader's words for an unreachable
+ * relay) may go now. Others (refused, over quota) keep their wait. */
+chute_status queue_retry_now(queue *q, const char *error_prefix);
 /* The next cancelled item whose relay copy must be deleted and whose
  * next_attempt <= now (unix seconds), and the mark that it has been. */
 chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out);

@@ -929,3 +929,21 @@ def test_a_file_open_when_delivered_leaves_the_outbox_at_its_close(sync, tmp_pat
         f.write(b"two")
     assert (m.outbox / "draft.txt").read_bytes() == b"two"
     assert m.state("draft.txt") in ("queued", "uploading 0%", "on relay")
+
+
+def test_relay_back_after_a_long_outage_sends_at_once_not_after_the_backoff(sync):
+    relay, m, rcv, _, _ = sync
+    relay.stop()
+    data = os.urandom(20_000)
+    (m.outbox / "postcard.jpg").write_bytes(data)
+    wait_until(lambda: "last error: relay unreachable" in m.status(), timeout=20,
+               what="the failed attempt in status")
+    # as after hours down: the next try is ten minutes away
+    con = sqlite3.connect(str(m.home / "chutefs.db"), timeout=10)
+    with con:
+        con.execute("UPDATE queue SET next_attempt=? WHERE path='postcard.jpg' AND state=0",
+                    (int(time.time()) + 600,))
+    con.close()
+    relay.start()
+    item = next(iter(wait_listed(rcv, 1, timeout=45)))   # the probe sees it back within 30 s
+    assert rcv.decrypt_sha(item) == hashlib.sha256(data).hexdigest()
