@@ -927,7 +927,7 @@ static bool boot(uploader *up)
     if (me) { devstate_device_wipe(me); free(me); }
     if (!st) st = queue_requeue_interrupted(up->fs->q);
     if (st) {
-        log_msg("uploader cannot start: %s", chute_strstatus(st));
+        log_msg("uploader cannot start: %s; trying again", chute_strstatus(st));
         devstate_close(ds);
         return false;
     }
@@ -941,10 +941,28 @@ static bool boot(uploader *up)
     return true;
 }
 
+/* Sleep ms unless stop comes first; false if stopping. */
+static bool tracker_nap(uploader *up, uint64_t ms)
+{
+    struct timespec ts;
+    deadline_in(&ts, (int64_t)ms);
+    pthread_mutex_lock(&up->mu);
+    while (!up->stopping)
+        if (pthread_cond_timedwait(&up->track_cv, &up->mu, &ts) != 0) break;
+    bool go = !up->stopping;
+    pthread_mutex_unlock(&up->mu);
+    return go;
+}
+
 static void *tracker_main(void *arg)
 {
     uploader *up = arg;
-    if (!boot(up)) return NULL;
+    /* A state DB that is busy or unreadable for a moment must not stop
+     * every upload of this mount for good: boot is tried again. */
+    for (uint32_t tries = 1; !boot(up); tries++)
+        if (!tracker_nap(up, backoff_delay_ms(tries, NET_BASE_MS, PROBE_CAP_MS,
+                                              randombytes_random())))
+            return NULL;
     int64_t started = now_ms();
     bool swept = false;
     uint32_t probes = 0;
