@@ -141,8 +141,9 @@ int inbox_rename(chutefs *fs, const char *peer, const char *from, const char *to
         if (dst.is_dir && !src.is_dir) return -EISDIR;
         if (!dst.is_dir && src.is_dir) return -ENOTDIR;
     }
-    s = cache_rename(fs->c, peer, from, to);
-    if (s == CHUTE_ERR_EXISTS) return -ENOTEMPTY;
+    bool noreplace = flags & RENAME_NOREPLACE;
+    s = cache_rename(fs->c, peer, from, to, noreplace);
+    if (s == CHUTE_ERR_EXISTS) return noreplace ? -EEXIST : -ENOTEMPTY;
     if (s == CHUTE_ERR_ARG) return -EINVAL;
     return chutefs_errno(s);
 }

@@ -183,6 +183,46 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     return -EACCES;
 }
 
+/* mknod(2) of a file is a create; a FIFO or device cannot travel. */
+static int op_mknod(const char *path, mode_t mode, dev_t dev)
+{
+    (void)dev;
+    route r;
+    int rc = resolve(path, &r);
+    if (rc == -ENOENT && route_parse(path, &r) == 0 && r.area != R_OUT) return -EACCES;
+    if (rc) return rc;
+    if (r.area != R_OUT || !*r.rel) return -EACCES;
+    if (!S_ISREG(mode)) return -EPERM;
+    struct fuse_file_info fi;
+    memset(&fi, 0, sizeof fi);
+    fi.flags = O_WRONLY | O_EXCL;
+    chutefs *fs = chutefs_get();
+    if ((rc = outbox_create(fs, r.peer, r.rel, mode & 07777, &fi))) return rc;
+    return outbox_release(fs, &fi);   /* queued as an empty file, like touch */
+}
+
+/* Links: only files and folders travel (outbox); the inbox takes nothing. */
+static int refuse_link(const char *path)
+{
+    route r;
+    int rc = resolve(path, &r);
+    if (rc == -ENOENT && route_parse(path, &r) == 0 && r.area != R_OUT) return -EACCES;
+    if (rc) return rc;
+    return r.area == R_OUT && *r.rel ? -EPERM : -EACCES;
+}
+
+static int op_symlink(const char *target, const char *path)
+{
+    (void)target;
+    return refuse_link(path);
+}
+
+static int op_link(const char *from, const char *to)
+{
+    (void)from;
+    return refuse_link(to);
+}
+
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
     route r;
@@ -348,6 +388,9 @@ const struct fuse_operations chutefs_ops = {
     .unlink = op_unlink,
     .rename = op_rename,
     .create = op_create,
+    .mknod = op_mknod,
+    .symlink = op_symlink,
+    .link = op_link,
     .open = op_open,
     .read = op_read,
     .write = op_write,

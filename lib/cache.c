@@ -954,23 +954,26 @@ chute_status cache_remove(cache *c, const char *peer, const char *path)
 }
 
 /* Split "a/b/c" into parent "a/b" and base "c" (in buf). */
+/* The last component of path, its parent in parent; NULL if the parent
+ * does not fit (cut, it could name another folder). */
 static const char *split_base(const char *path, char *parent, size_t cap)
 {
     const char *slash = strrchr(path, '/');
     size_t pl = slash ? (size_t)(slash - path) : 0;
-    if (pl >= cap) pl = cap - 1;
+    if (pl >= cap) return NULL;
     memcpy(parent, path, pl);
     parent[pl] = '\0';
     return slash ? slash + 1 : path;
 }
 
 chute_status cache_rename(cache *c, const char *peer, const char *from,
-                          const char *to)
+                          const char *to, bool noreplace)
 {
     if (!c || !peer || !from || !to) return CHUTE_ERR_ARG;
     char parent[META_PATH_MAX + 1];
     const char *base = split_base(to, parent, sizeof parent);
-    if (!*base || strlen(base) > NAMES_MAX) return CHUTE_ERR_ARG;
+    if (!base || strlen(base) > NAMES_MAX) return CHUTE_ERR_LIMIT;
+    if (!*base) return CHUTE_ERR_ARG;
     pthread_mutex_lock(&c->mu);
     cache_node src, dst_dir, dst;
     bool replaced = false;   /* a file was replaced: its chunks are doomed */
@@ -991,7 +994,8 @@ chute_status cache_rename(cache *c, const char *peer, const char *from,
     if (!st) {
         chute_status f = child(c->db, peer, dst_dir.id, base, &dst);
         if (f == CHUTE_OK && dst.id != src.id) {
-            if (dst.is_dir != src.is_dir) st = CHUTE_ERR_ARG;
+            if (noreplace) st = CHUTE_ERR_EXISTS;
+            else if (dst.is_dir != src.is_dir) st = CHUTE_ERR_ARG;
             else if (!(st = drop_node(c, peer, &dst))) replaced = !dst.is_dir;
         } else if (f != CHUTE_OK && f != CHUTE_ERR_NOT_FOUND) {
             st = f;

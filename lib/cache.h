@@ -125,10 +125,13 @@ chute_status cache_read(cache *c, const cache_node *n, uint64_t off,
  * (CHUTE_ERR_EXISTS if not empty). */
 chute_status cache_remove(cache *c, const char *peer, const char *path);
 /* Rename within one peer's inbox; an existing target file is replaced, an
- * existing empty target folder too; CHUTE_ERR_EXISTS for a non-empty one,
- * CHUTE_ERR_ARG for a folder into itself or type mismatch. */
+ * existing empty target folder too; CHUTE_ERR_EXISTS for a non-empty one
+ * (or any target at all with noreplace: checked in the same transaction,
+ * so an arrival at that name meanwhile is never replaced), CHUTE_ERR_ARG
+ * for a folder into itself or type mismatch, CHUTE_ERR_LIMIT for a target
+ * path or name too long. */
 chute_status cache_rename(cache *c, const char *peer, const char *from,
-                          const char *to);
+                          const char *to, bool noreplace);
 
 typedef struct {
     uint64_t stored;          /* files in the inbox */

@@ -4,6 +4,7 @@ and renamed, refuse changes, and carry sanitized, collision-free names."""
 
 import errno
 import os
+import stat
 import random
 import shutil
 import time
@@ -133,7 +134,29 @@ def test_changes_are_refused(chute):
     with pytest.raises(OSError) as e:
         os.rmdir(chute.inbox)
     assert e.value.errno == errno.EPERM
+    for call in (lambda: os.symlink("ro.txt", chute.inbox / "ln"),
+                 lambda: os.link(p, chute.inbox / "ln"),
+                 lambda: os.mkfifo(chute.inbox / "fifo"),
+                 lambda: os.mknod(chute.inbox / "node", stat.S_IFREG | 0o644)):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EACCES, call
     assert p.read_bytes() == b"read only"
+
+
+def test_links_and_special_files_are_refused_in_the_outbox(chute):
+    (chute.outbox / "real.txt").write_bytes(b"real")
+    for call in (lambda: os.symlink("real.txt", chute.outbox / "ln"),
+                 lambda: os.link(chute.outbox / "real.txt", chute.outbox / "hard"),
+                 lambda: os.mkfifo(chute.outbox / "fifo")):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EPERM      # only files and folders travel
+    assert sorted(os.listdir(chute.outbox)) == ["real.txt"]
+    # mknod(2) of a plain file is a create: an empty file, queued as touch does
+    os.mknod(chute.outbox / "empty", stat.S_IFREG | 0o600)
+    assert (chute.outbox / "empty").read_bytes() == b""
+    assert sorted(chute.active_paths()) == ["empty", "real.txt"]
 
 
 def test_hostile_names_are_sanitized(chute):

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "names.h"
 #include "chunkstore.h"
 #include "unit.h"
 
@@ -167,12 +168,28 @@ static void test_remove_rename(void)
     CHECK(after.stored == before.stored - 1);
     CHECK(after.stored_bytes == before.stored_bytes - (5 * CACHE_CHUNK + 123));
     CHECK_EQ_INT(cache_remove(C, "alice", "_.."), CHUTE_ERR_EXISTS);
-    CHECK_EQ_INT(cache_rename(C, "alice", "a_b", "renamed"), CHUTE_OK);
+    CHECK_EQ_INT(cache_rename(C, "alice", "a_b", "renamed", false), CHUTE_OK);
     CHECK_EQ_INT(cache_lookup(C, "alice", "renamed", &n), CHUTE_OK);
-    CHECK_EQ_INT(cache_rename(C, "alice", "renamed", "_../moved"), CHUTE_OK);
+    CHECK_EQ_INT(cache_rename(C, "alice", "renamed", "_../moved", false), CHUTE_OK);
     CHECK_EQ_INT(cache_lookup(C, "alice", "_../moved", &n), CHUTE_OK);
-    CHECK_EQ_INT(cache_rename(C, "alice", "_..", "_../etc/x"), CHUTE_ERR_ARG);
-    CHECK_EQ_INT(cache_rename(C, "alice", "x.pdf", "x (2).pdf"), CHUTE_OK);  /* replaces */
+    CHECK_EQ_INT(cache_rename(C, "alice", "_..", "_../etc/x", false), CHUTE_ERR_ARG);
+    CHECK_EQ_INT(cache_rename(C, "alice", "x.pdf", "x (2).pdf", false), CHUTE_OK);  /* replaces */
+    /* mv -n: the target is looked at in the rename's own transaction */
+    CHECK_EQ_INT(cache_rename(C, "alice", "_../moved", "x (2).pdf", true), CHUTE_ERR_EXISTS);
+    CHECK_EQ_INT(cache_lookup(C, "alice", "_../moved", &n), CHUTE_OK);   /* nothing moved */
+    /* a target path or name too long is refused, never cut to fit */
+    static char deep[META_PATH_MAX + 16];
+    memset(deep, 'd', sizeof deep - 1);
+    memcpy(deep, "_../", 4);
+    deep[sizeof deep - 3] = '/';
+    deep[sizeof deep - 2] = 'x';
+    deep[sizeof deep - 1] = '\0';
+    CHECK_EQ_INT(cache_rename(C, "alice", "_../moved", deep, false), CHUTE_ERR_LIMIT);
+    char longname[NAMES_MAX + 2];
+    memset(longname, 'y', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    CHECK_EQ_INT(cache_rename(C, "alice", "_../moved", longname, false), CHUTE_ERR_LIMIT);
+    CHECK_EQ_INT(cache_lookup(C, "alice", "_../moved", &n), CHUTE_OK);
     size_t got; char b;
     CHECK_EQ_INT(cache_lookup(C, "alice", "x (2).pdf", &n), CHUTE_OK);
     CHECK_EQ_INT(cache_read(C, &n, 0, &b, 1, &got), CHUTE_OK);
@@ -622,7 +639,7 @@ static void test_a_file_replaced_by_rename_is_reaped(void)
     long long others = sql_count("SELECT count(*) FROM chunks");
     CHECK_EQ_INT(receive_chunks("reap-a", 2, a), CHUTE_OK);
     CHECK_EQ_INT(receive_chunks("reap-b", 5, b), CHUTE_OK);
-    CHECK_EQ_INT(cache_rename(C, "alice", a, b), CHUTE_OK);
+    CHECK_EQ_INT(cache_rename(C, "alice", a, b, false), CHUTE_OK);
     CHECK(reaped_within(20));
     cache_node n;
     CHECK_EQ_INT(cache_lookup(C, "alice", b, &n), CHUTE_OK);
