@@ -48,6 +48,35 @@ static size_t utf8_cut(const char *s, size_t len, size_t max)
     return cut;
 }
 
+/* Characters that change how a name shows without showing themselves:
+ * bidi overrides and marks ("invoice\u202Efdp.exe" shows as
+ * "invoiceexe.pdf"), line and paragraph separators, the soft hyphen, the
+ * zero-width space, word joiner and BOM — the set PROTOCOL §7.4 keeps out
+ * of device names, less ZWNJ and ZWJ, which emoji and some scripts need. */
+static bool is_hidden_control(unsigned cp)
+{
+    return cp == 0xAD || cp == 0x061C || cp == 0x200B || cp == 0x200E || cp == 0x200F ||
+           (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2060 && cp <= 0x2069) ||
+           cp == 0xFEFF;
+}
+
+/* White space of any width, trimmed at both ends: "y\u00A0" beside "y"
+ * would be a twin nobody can tell apart. */
+static bool is_space(unsigned cp)
+{
+    return cp == ' ' || cp == '\t' || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* The (valid UTF-8) code point that ends at s[len]: its start. */
+static size_t last_start(const char *s, size_t len)
+{
+    size_t i = len - 1;
+    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
+    return i;
+}
+
 chute_status names_sanitize(const char *in, size_t in_len,
                             char out[NAMES_MAX + 1])
 {
@@ -60,8 +89,9 @@ chute_status names_sanitize(const char *in, size_t in_len,
         unsigned cp;
         size_t n = utf8_seq(p + i, in_len - i, &cp);
         if (n == 0) { out[o++] = '_'; i++; continue; }
-        /* C0, DEL, C1 controls, and the path separators of any OS. */
-        if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0) ||
+        /* C0, DEL, C1 controls, hidden ones, and the path separators of
+         * any OS. */
+        if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0) || is_hidden_control(cp) ||
             cp == '/' || cp == '\\') {
             out[o++] = '_'; i += n; continue;
         }
@@ -71,10 +101,17 @@ chute_status names_sanitize(const char *in, size_t in_len,
     }
     out[o] = '\0';
     /* Trim surrounding white space: "  x " would look like "x" to people
-     * and make confusable twins. */
+     * and make confusable twins. out is valid UTF-8 here. */
     size_t start = 0;
-    while (start < o && (out[start] == ' ' || out[start] == '\t')) start++;
-    while (o > start && (out[o - 1] == ' ' || out[o - 1] == '\t')) o--;
+    unsigned cp;
+    for (size_t n; start < o && (n = utf8_seq((unsigned char *)out + start, o - start, &cp)) &&
+                   is_space(cp);)
+        start += n;
+    while (o > start) {
+        size_t at = last_start(out, o);
+        if (!utf8_seq((unsigned char *)out + at, o - at, &cp) || !is_space(cp)) break;
+        o = at;
+    }
     memmove(out, out + start, o - start);
     o -= start;
     out[o] = '\0';

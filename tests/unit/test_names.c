@@ -94,12 +94,32 @@ static void test_temporary(void)
     CHECK(!names_is_temporary(""));
 }
 
+/* Names that would show as something they are not. */
+static void test_hidden_controls_and_wide_spaces(void)
+{
+    char o[NAMES_MAX + 1];
+#define SAN(lit) san(lit, sizeof lit - 1, o)
+    SAN("invoice\u202Efdp.exe"); CHECK(strcmp(o, "invoice_fdp.exe") == 0);   /* RLO */
+    SAN("a\u2066b\u2069"); CHECK(strcmp(o, "a_b_") == 0);                   /* isolates */
+    SAN("a\u200Fb\u200Bc"); CHECK(strcmp(o, "a_b_c") == 0);                 /* RLM, ZWSP */
+    SAN("line\u2028two"); CHECK(strcmp(o, "line_two") == 0);
+    SAN("\uFEFFbom"); CHECK(strcmp(o, "_bom") == 0);
+    SAN("y\u00A0"); CHECK(strcmp(o, "y") == 0);                              /* NBSP */
+    SAN("\u3000\u2003y\u202F"); CHECK(strcmp(o, "y") == 0);
+    SAN("\u00A0\u00A0"); CHECK(strcmp(o, "unnamed") == 0);
+    SAN("a\u00A0b"); CHECK(strcmp(o, "a\u00A0b") == 0);                     /* inside: kept */
+    /* joiners that emoji and scripts need stay */
+    SAN("\U0001F468\u200D\U0001F469.jpg"); CHECK(strcmp(o, "\U0001F468\u200D\U0001F469.jpg") == 0);
+#undef SAN
+}
+
 int main(void)
 {
     RUN(test_plain_names_unchanged);
     RUN(test_traversal);
     RUN(test_controls_and_empty);
     RUN(test_invalid_utf8);
+    RUN(test_hidden_controls_and_wide_spaces);
     RUN(test_long_names_bounded_on_boundary);
     RUN(test_variants);
     RUN(test_temporary);
