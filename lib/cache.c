@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "db.h"
 #include "names.h"
 #include "chunkstore.h"
@@ -619,18 +621,25 @@ static chute_status insert_node(sqlite3 *db, const char *peer, int64_t parent,
 
 /* Place one sanitized component under dir: folders reuse an existing
  * folder of that name; anything else takes the first free variant. */
+#define PLACE_IN_ORDER 999   /* " (2)" … " (1000)" */
+
 static chute_status place(sqlite3 *db, const char *peer, int64_t dir,
                           const char *name, bool is_dir, char *used,
                           cache_node *found, bool *exists)
 {
     char cand[NAMES_MAX + 1];
     snprintf(cand, sizeof cand, "%s", name);
-    for (unsigned n = 2;; n++) {
+    /* " (2)" … " (1000)" in order; past that (a folder with a thousand
+     * files of one name) a random number, so a commit never walks the
+     * whole run under the write lock, nor fails for want of a name. */
+    for (unsigned tries = 0;; tries++) {
         chute_status st = child(db, peer, dir, cand, found);
         if (st == CHUTE_ERR_NOT_FOUND) { *exists = false; break; }
         if (st) return st;
         if (is_dir && found->is_dir) { *exists = true; break; }
-        if (n > 100000) return CHUTE_ERR_LIMIT;
+        if (tries >= PLACE_IN_ORDER + 64) return CHUTE_ERR_LIMIT;   /* not in practice */
+        unsigned n = tries < PLACE_IN_ORDER ? tries + 2
+                                            : PLACE_IN_ORDER + 2 + randombytes_uniform(1u << 30);
         if ((st = names_variant(name, n, cand))) return st;
     }
     snprintf(used, NAMES_MAX + 1, "%s", cand);

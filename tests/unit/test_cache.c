@@ -50,6 +50,15 @@ static long long sql_count(const char *sql)
     return n;
 }
 
+/* Run sql on a connection of the test's own; SQLite's result code. */
+static int sql_exec(const char *sql)
+{
+    sqlite3 *db = open_sql();
+    int rc = db ? sqlite3_exec(db, sql, NULL, NULL, NULL) : SQLITE_ERROR;
+    sqlite3_close(db);
+    return rc;
+}
+
 static void meta_for(chute_meta *m, const char *path, uint64_t size)
 {
     memset(m, 0, sizeof *m);
@@ -697,6 +706,28 @@ static void test_the_reaper_opens_again_after_a_failed_open(void)
     CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), before - 4);
 }
 
+/* A folder with 100,000 files of one name: the next arrival still gets a
+ * name of its own, after a bounded search, and overwrites none. */
+static void test_a_hundred_thousand_files_of_one_name_leave_room_for_one_more(void)
+{
+    char out[4096];
+    uint8_t one = '1';
+    CHECK_EQ_INT(receive("same-0", "same.txt", &one, 1, out), CHUTE_OK);
+    CHECK(strcmp(out, "same.txt") == 0);
+    /* " (2)" … " (100001)" taken, as that many arrivals would have */
+    CHECK_EQ_INT(sql_exec("WITH RECURSIVE k(n) AS (SELECT 2 UNION ALL SELECT n + 1 FROM k"
+                          " WHERE n < 100001) INSERT INTO nodes(peer, parent, name, is_dir, mode,"
+                          " mtime_sec, mtime_nsec) SELECT 'alice', (SELECT parent FROM nodes"
+                          " WHERE peer='alice' AND name='same.txt'), 'same (' || n || ').txt',"
+                          " 0, 420, 0, 0 FROM k"), SQLITE_OK);
+    CHECK_EQ_INT(receive("same-next", "same.txt", &one, 1, out), CHUTE_OK);
+    CHECK(strncmp(out, "same (", 6) == 0);
+    cache_node n;
+    CHECK_EQ_INT(cache_lookup(C, "alice", out, &n), CHUTE_OK);
+    CHECK(n.size == 1);
+    CHECK(sql_count("SELECT count(*) FROM nodes WHERE peer='alice' AND name LIKE 'same%'") == 100002);
+}
+
 /* Chunks in the chunk file, asked without waiting: -1 while it is locked. */
 static long long chunks_now(void)
 {
@@ -858,6 +889,7 @@ int main(void)
     RUN(test_a_file_replaced_by_rename_is_reaped);
     RUN(test_the_next_open_reaps_what_a_crash_left_doomed);
     RUN(test_the_reaper_opens_again_after_a_failed_open);
+    RUN(test_a_hundred_thousand_files_of_one_name_leave_room_for_one_more);
     RUN(test_names_stay_readable_while_a_batch_holds_the_chunks);
     RUN(test_a_waiting_reader_ends_the_batch);
     RUN(test_a_batch_lost_in_a_checkpoint_fails_the_file);
