@@ -500,7 +500,10 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         goto fail;
     }
     if ((st = pairing_check_hello(msg, len)) != CHUTE_OK) {
-        say_why(&ch, "The joining device speaks another version of the pairing protocol.");
+        if (st == CHUTE_ERR_UNSUPPORTED)
+            say_why(&ch, "The joining device speaks another version of the pairing protocol.");
+        else
+            say_why(&ch, "The joining device sent a malformed hello.");
         send_abort(&ch, PABORT_PROTOCOL);
         st = CHUTE_ERR_PROTOCOL;
         goto fail;
@@ -691,6 +694,12 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         goto fail;
     }
     uint8_t reply[PAIRING_CPACE2_BYTES];
+    if (len != PAIRING_CPACE1_BYTES) {   /* a wrong length is ABORT 02 (§7.3) */
+        say_why(&ch, "The inviting device sent a malformed key message.");
+        send_abort(&ch, PABORT_PROTOCOL);
+        st = CHUTE_ERR_PROTOCOL;
+        goto fail;
+    }
     st = pairing_joiner_cpace2(&p, msg, len, reply);
     if (st != CHUTE_OK) {
         say_why(&ch, "The inviting device's key message is malformed (or was tampered with).");
@@ -711,6 +720,12 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     }
     if (pairing_msg_type(msg, len) != PMSG_CONFIRM) {
         st = unexpected(&ch, msg, len, PAIRING_JOINER, "the inviting device to confirm the code");
+        goto fail;
+    }
+    if (len != PAIRING_CONFIRM_BYTES) {
+        say_why(&ch, "The inviting device sent a malformed confirmation.");
+        send_abort(&ch, PABORT_PROTOCOL);
+        st = CHUTE_ERR_PROTOCOL;
         goto fail;
     }
     st = pairing_joiner_finish(&p, msg, len);

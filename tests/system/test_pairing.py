@@ -569,6 +569,31 @@ def test_joiner_times_out_when_the_inviter_goes_silent(devices, prelay):
     assert no_peers(b) and senders_on_inbox(b) == 0
 
 
+def test_a_key_message_of_the_wrong_length_is_a_protocol_error(devices, prelay):
+    """§7.3: a wrong length ends the run with ABORT 02, not 01 (a wrong
+    code); the test plays the inviter through the relay API."""
+    (b,) = devices("laptop")
+    r = prelay.api().post("/v1/pair", {})
+    assert r.status == 201, r
+    session = r.json["session"]
+    me = prelay.api().with_token(r.json["token"])
+    j = b.join_process(r.json["nameplate"] + "-abcd-efgh", "--yes")
+    def first_message():
+        got = me.get(f"/v1/pair/{session}/messages?after=0&wait=2")   # a claim wakes it too
+        assert got.status == 200, got
+        return got.json["messages"]
+    hello = wait_until(first_message, timeout=20, what="the joiner's HELLO")[0]
+    assert base64.b64decode(hello["body"])[0] == 0x01
+    short = base64.b64encode(b"\x02" + b"\0" * 10).decode()   # CPACE1 is 81 bytes
+    assert me.post(f"/v1/pair/{session}/messages", {"body": short}).status == 201
+    out, err = j.communicate(timeout=30 * SLOW)
+    assert j.returncode == 1 and "malformed key message" in err, err
+    after = [m for m in me.get(f"/v1/pair/{session}/messages?after={hello['seq'] + 1}"
+                               ).json["messages"]]
+    assert [base64.b64decode(m["body"]) for m in after] == [b"\x7f\x02"]
+    assert no_peers(b) and senders_on_inbox(b) == 0
+
+
 # --- TLS: --cacert and --pin are kept and used --------------------------------------------
 
 def public_key_pin(crt):
