@@ -227,6 +227,17 @@ static void fail_item(const queue_item *it, queue *q, wait_kind kind, const char
                 why, (unsigned long long)((delay + 999) / 1000));
 }
 
+/* An answer none of the cases above expects: a 4xx is a refusal that will
+ * not pass soon (MOUNT.md: 15 min → 6 h), anything else (a local error,
+ * no HTTP status) is retried as a network error. Its words: the relay's,
+ * or this side's status when no request was made. */
+static wait_kind other_failure(relay_client *c, chute_status st, const char **why)
+{
+    long http = relay_client_http_status(c);
+    *why = http ? relay_client_error(c) : chute_strstatus(st);
+    return http >= 400 && http < 500 ? WAIT_REFUSED : WAIT_NETWORK;
+}
+
 static const char *limit_text(relay_client *c)
 {
     switch (relay_client_http_status(c)) {
@@ -453,9 +464,11 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
         else if (st == CHUTE_ERR_NOT_FOUND)
             fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)",
                       it->peer);
-        else
-            fail_item(it, q, WAIT_NETWORK, "relay refused the upload: %s",
-                      relay_client_error(c));
+        else {
+            const char *why;
+            wait_kind k = other_failure(c, st, &why);
+            fail_item(it, q, k, "relay refused the upload: %s", why);
+        }
         break;
     }
     *bp = b;
@@ -625,9 +638,12 @@ static void upload_item(worker *w)
     case CHUTE_ERR_NETWORK:
         fail_item(it, q, WAIT_NETWORK, UNREACHABLE "%s", relay_client_error(c));
         goto out;
-    default:
-        fail_item(it, q, WAIT_NETWORK, "relay refused the item: %s", relay_client_error(c));
+    default: {
+        const char *why;
+        wait_kind k = other_failure(c, st, &why);
+        fail_item(it, q, k, "relay refused the item: %s", why);
         goto out;
+    }
     }
     /* Show where a resumed upload starts; stop if the user deleted it. */
     if (queue_set_progress(q, it->id, rs.offset) == CHUTE_ERR_NOT_FOUND) {

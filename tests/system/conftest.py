@@ -19,6 +19,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import re
@@ -791,3 +792,65 @@ def pytest_configure(config):
         "deselect with -m 'not deb'")
     config.addinivalue_line(
         "markers", "big: moves a gigabyte end to end; deselect with -m 'not big'")
+
+
+class StatusProxy:
+    """An HTTP proxy in front of the real relay: while `refuse` holds a
+    status, the requests `match(method, path)` picks get it (with a JSON
+    error) instead of the relay's answer; every other request is forwarded
+    as it is. It records the DELETEs it forwards (acks, rejects)."""
+
+    def __init__(self, upstream_port, match):
+        self.refuse, self.refused, self.deletes = None, 0, []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                if proxy.refuse and match(self.command, self.path.split("?")[0]):
+                    proxy.refused += 1
+                    msg = b'{"error":"answered by the test proxy"}'
+                    self.send_response(proxy.refuse)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                if self.command == "DELETE":
+                    proxy.deletes.append(self.path)
+                up = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
+                try:
+                    up.request(self.command, self.path, body=body, headers={
+                        k: v for k, v in self.headers.items()
+                        if k.lower() not in ("host", "connection")})
+                    r = up.getresponse()
+                    data = r.read()
+                    self.send_response(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in ("content-length", "connection", "transfer-encoding",
+                                             "date", "server"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)) if self.command != "HEAD"
+                                     else r.getheader("Content-Length", "0"))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    up.close()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

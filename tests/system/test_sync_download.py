@@ -8,8 +8,6 @@ uploads it with abroad's send token — or seals one of the hostile variants
 a receiver must refuse. Every wait is bounded.
 """
 import hashlib
-import http.client
-import http.server
 import json
 import os
 import random
@@ -17,14 +15,13 @@ import re
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (SANITIZER_PATTERNS, SLOW, Api, GateProxy, binary, inbox_cache, metric,
-                      small_tmpfs, wait_until)
+from conftest import (SANITIZER_PATTERNS, SLOW, Api, GateProxy, StatusProxy, binary, inbox_cache,
+                      metric, small_tmpfs, wait_until)
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -503,67 +500,9 @@ def gated_world(tmp_path, relay_factory):
         w.rx.check_sanitizers()
 
 
-class StatusProxy:
-    """An HTTP proxy in front of the real relay, for the receiver: while
-    `refuse` holds a status, the downloads of item bytes get it (with a JSON
-    error) instead of the relay's answer; every other request is forwarded
-    as it is. It records the DELETEs it forwards (acks, rejects)."""
-
-    def __init__(self, upstream_port):
-        self.refuse, self.refused, self.deletes = None, 0, []
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def forward(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else None
-                if proxy.refuse and self.command == "GET" and re.fullmatch(
-                        r"/v1/inboxes/[^/]+/items/[^/]+/data", self.path.split("?")[0]):
-                    proxy.refused += 1
-                    msg = b'{"error":"answered by the test proxy"}'
-                    self.send_response(proxy.refuse)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(msg)))
-                    self.end_headers()
-                    self.wfile.write(msg)
-                    return
-                if self.command == "DELETE":
-                    proxy.deletes.append(self.path)
-                up = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
-                try:
-                    up.request(self.command, self.path, body=body, headers={
-                        k: v for k, v in self.headers.items()
-                        if k.lower() not in ("host", "connection")})
-                    r = up.getresponse()
-                    data = r.read()
-                    self.send_response(r.status)
-                    for k, v in r.getheaders():
-                        if k.lower() not in ("content-length", "connection", "transfer-encoding",
-                                             "date", "server"):
-                            self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)) if self.command != "HEAD"
-                                     else r.getheader("Content-Length", "0"))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    up.close()
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def item_data(method, path):
+    """The downloads of an item's bytes."""
+    return method == "GET" and re.fullmatch(r"/v1/inboxes/[^/]+/items/[^/]+/data", path)
 
 
 @pytest.mark.parametrize("status", [409, 507])
@@ -572,7 +511,7 @@ def test_a_strange_answer_to_a_download_is_retried_not_acked(tmp_path, relay_fac
     never for a download: from a proxy or another relay they are failures
     to retry. Neither acks an item nothing was stored of, nor restarts one."""
     relay = relay_factory(*RELAY_ARGS)
-    proxy = StatusProxy(relay.port)
+    proxy = StatusProxy(relay.port, item_data)
     world = World(tmp_path, relay, url=proxy.url)
     try:
         data = os.urandom(3 * CHUNK + 5)

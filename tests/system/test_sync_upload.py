@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (SANITIZER_PATTERNS, SLOW, Api, GateProxy, Inbox, binary, small_tmpfs,
-                      wait_until)
+from conftest import (SANITIZER_PATTERNS, SLOW, Api, GateProxy, Inbox, StatusProxy, binary,
+                      small_tmpfs, wait_until)
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -947,3 +947,26 @@ def test_relay_back_after_a_long_outage_sends_at_once_not_after_the_backoff(sync
     relay.start()
     item = next(iter(wait_listed(rcv, 1, timeout=45)))   # the probe sees it back within 30 s
     assert rcv.decrypt_sha(item) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_refusal_the_uploader_does_not_know_waits_long_with_its_reason(tmp_path, relay_factory):
+    # A 403 (say, from a proxy in front of the relay) will not pass in a
+    # second: the item waits as refusals do, 15 min or more, and says why.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: method == "PUT")
+    proxy.refuse = 403
+    try:
+        m, _, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        try:
+            (m.outbox / "doc.txt").write_bytes(b"refused")
+            row = wait_until(lambda: [r for r in m.rows("path='doc.txt' AND state=0")
+                                      if r["last_error"]], timeout=20,
+                             what="the refusal recorded")[0]
+            assert row["last_error"] == "relay refused the item: answered by the test proxy"
+            assert row["next_attempt"] - time.time() > 7 * 60   # 15 min, jittered down to half
+            assert "answered by the test proxy" in m.status()
+        finally:
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()
