@@ -779,7 +779,7 @@ static int cmp_poll(const void *a, const void *b)
 static void refresh_polls(uploader *up, int64_t now)
 {
     id_list l = {0};
-    if (queue_each_active(up->fs->q, collect_uploaded, &l) != CHUTE_OK || l.oom) {
+    if (queue_each_uploaded(up->fs->q, collect_uploaded, &l) != CHUTE_OK || l.oom) {
         free(l.ids);
         return;
     }

@@ -678,6 +678,12 @@ chute_status queue_each_growing(queue *q, queue_visit_fn fn, void *arg)
                          " ORDER BY created, rowid", fn, arg);
 }
 
+chute_status queue_each_uploaded(queue *q, queue_visit_fn fn, void *arg)
+{
+    return each_where(q, "SELECT " COLS " FROM queue WHERE state=2 AND growing=0"
+                         " ORDER BY created, rowid", fn, arg);
+}
+
 chute_status queue_counts(queue *q, queue_counts_t *out)
 {
     if (!q || !out) return CHUTE_ERR_ARG;

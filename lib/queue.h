@@ -197,6 +197,9 @@ typedef int (*queue_visit_fn)(const queue_item *it, void *arg);
 chute_status queue_each_active(queue *q, queue_visit_fn fn, void *arg);
 /* The same for the growing rows: files being sent while written. */
 chute_status queue_each_growing(queue *q, queue_visit_fn fn, void *arg);
+/* The same for the sealed items whole on the relay, awaiting delivery:
+ * through the state index, so its cost does not grow with the queued. */
+chute_status queue_each_uploaded(queue *q, queue_visit_fn fn, void *arg);
 
 typedef struct {
     uint64_t queued, uploading, uploaded, delivered, cancelled;

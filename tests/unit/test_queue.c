@@ -445,6 +445,33 @@ static void test_a_failing_relay_cancel_does_not_hold_up_the_others(void)
     queue_close(q);
 }
 
+/* The delivery checks walk only what is whole on the relay. */
+static int count_visit(const queue_item *it, void *arg)
+{
+    (void)it;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void test_each_uploaded_walks_only_items_on_the_relay(void)
+{
+    queue *q = fresh_named("uploaded");
+    queue_item a, b, c, got;
+    item(&a, "home", "a"); item(&b, "home", "b"); item(&c, "home", "c");
+    queue_insert(q, &a, NULL, NULL);
+    queue_insert(q, &b, NULL, NULL);
+    queue_insert(q, &c, NULL, NULL);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_mark_uploaded(q, got.id), CHUTE_OK);
+    int n = 0;
+    CHECK_EQ_INT(queue_each_uploaded(q, count_visit, &n), CHUTE_OK);
+    CHECK_EQ_INT(n, 1);
+    n = 0;
+    CHECK_EQ_INT(queue_each_active(q, count_visit, &n), CHUTE_OK);
+    CHECK_EQ_INT(n, 3);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -460,6 +487,7 @@ int main(void)
     RUN(test_growing_rows_of_an_earlier_run_are_cancelled);
     RUN(test_delivered_and_cancelled_items_forget_their_key);
     RUN(test_a_failing_relay_cancel_does_not_hold_up_the_others);
+    RUN(test_each_uploaded_walks_only_items_on_the_relay);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
