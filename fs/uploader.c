@@ -112,6 +112,12 @@ struct uploader {
     pthread_mutex_t ds_mu;
     /* The relay as last seen, under mu. */
     relay_seen relay;
+    /* While it does not answer, the workers claim nothing until hold_until
+     * (1 s doubling to 30 s, `holds` in a row), rather than every item
+     * whose own backoff came due: with thousands queued, each claim and
+     * failure is two fsyncs. An answer ends it; the probe asks meanwhile. */
+    int64_t hold_until_ms;
+    uint32_t holds;
     /* tracker */
     pthread_t tracker;
     bool tracker_started;
@@ -153,6 +159,15 @@ static void note_relay(uploader *up, relay_client *c, chute_status st)
     relay_reach_note(&up->fs->reach, !down, relay_client_error(c));
     bool back = false;
     pthread_mutex_lock(&up->mu);
+    if (down) {
+        if (up->holds < 32) up->holds++;
+        up->hold_until_ms = now_ms() + (int64_t)backoff_delay_ms(up->holds, NET_BASE_MS,
+                                                                 PROBE_CAP_MS,
+                                                                 randombytes_random());
+    } else {
+        up->holds = 0;
+        up->hold_until_ms = 0;
+    }
     if (up->relay != now) {
         back = now == RELAY_REACHABLE;
         up->relay = now;
@@ -684,8 +699,18 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&up->mu);
         uint64_t gen = up->work_gen;
         bool stop = up->stopping;
+        int64_t hold = up->hold_until_ms - now_ms();
         pthread_mutex_unlock(&up->mu);
         if (stop) break;
+        if (hold > 0) {   /* the relay does not answer: wait, or for it to be back */
+            struct timespec ts;
+            deadline_in(&ts, hold);
+            pthread_mutex_lock(&up->mu);
+            while (!up->stopping && gen == up->work_gen)
+                if (pthread_cond_timedwait(&up->work_cv, &up->mu, &ts) != 0) break;
+            pthread_mutex_unlock(&up->mu);
+            continue;
+        }
         /* Files still being written may take all workers but one: a
          * long recording must not hold closed files up. */
         bool growing_ok = atomic_fetch_add(&up->growing_sends, 1) < UPLOADER_WORKERS - 1;
