@@ -243,14 +243,17 @@ static void fail_item(const queue_item *it, queue *q, wait_kind kind, const char
 }
 
 /* An answer none of the cases above expects: a 4xx is a refusal that will
- * not pass soon (MOUNT.md: 15 min → 6 h), anything else (a local error,
- * no HTTP status) is retried as a network error. Its words: the relay's,
- * or this side's status when no request was made. */
+ * not pass soon (MOUNT.md: 15 min → 6 h) — but a 409 (another request of
+ * the item still running on the relay, conflicts that outlasted the
+ * re-asks) or a 408 passes in a moment; those and anything else (a local
+ * error, no HTTP status) are retried as a network error. Its words: the
+ * relay's, or this side's status when no request was made. */
 static wait_kind other_failure(relay_client *c, chute_status st, const char **why)
 {
     long http = relay_client_http_status(c);
     *why = http ? relay_client_error(c) : chute_strstatus(st);
-    return http >= 400 && http < 500 ? WAIT_REFUSED : WAIT_NETWORK;
+    bool refusal = http >= 400 && http < 500 && http != 408 && http != 409;
+    return refusal ? WAIT_REFUSED : WAIT_NETWORK;
 }
 
 static const char *limit_text(relay_client *c)
