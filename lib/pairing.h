@@ -72,7 +72,7 @@ typedef struct {
     uint8_t commit[CPACE_SAS_COMMIT_BYTES];
     uint8_t prs[16];                           /* the code's secret */
     size_t prs_len;
-    uint8_t ci[256];
+    uint8_t ci[600];   /* lv_cat of the label, an origin of up to 511 bytes, a nameplate */
     size_t ci_len;
     uint8_t channel_key[PAIRING_KEY_BYTES];
     uint8_t link_key[PAIRING_KEY_BYTES];

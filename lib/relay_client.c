@@ -1000,7 +1000,7 @@ chute_status relay_pair_claim(relay_client *c, const char *nameplate,
                               relay_pair_side *out)
 {
     memset(out, 0, sizeof *out);
-    if (!segment_ok(nameplate) || strlen(nameplate) >= RELAY_NAMEPLATE_MAX)
+    if (!segment_ok(nameplate) || strlen(nameplate) >= RELAY_NAMEPLATE_BUF)
         return CHUTE_ERR_ARG;
     char path[PATH_MAX_LEN];
     snprintf(path, sizeof path, "/v1/pair/%s/claim", nameplate);

@@ -35,7 +35,7 @@
  * to 64 characters; nameplates up to 6 digits. Sizes include the NUL. */
 #define RELAY_ID_MAX        65
 #define RELAY_TOKEN_MAX     65
-#define RELAY_NAMEPLATE_MAX 16
+#define RELAY_NAMEPLATE_BUF 17   /* a nameplate: up to 16 characters (PROTOCOL §4.1) and NUL */
 #define RELAY_STATE_MAX     16
 #define RELAY_ERROR_MAX     256
 #define RELAY_URL_MAX       512
@@ -199,7 +199,7 @@ chute_status relay_item_download(relay_client *c, const char *inbox,
 /* ---- pairing rendezvous (§6.7) --------------------------------------- */
 
 typedef struct {
-    char nameplate[RELAY_NAMEPLATE_MAX];   /* "" for the joining side */
+    char nameplate[RELAY_NAMEPLATE_BUF];   /* "" for the joining side */
     char session[RELAY_ID_MAX];
     char token[RELAY_TOKEN_MAX];
     long long expires;

@@ -105,6 +105,28 @@ static void test_other_nameplate_or_relay_fails(void)
     pairing_wipe(&b);
 }
 
+/* The longest origin a device keeps (511 bytes) and the longest nameplate
+ * a code carries (16 characters) still pair. */
+static void test_the_longest_origin_and_nameplate_pair(void)
+{
+    static char origin[512];
+    memcpy(origin, "https://", 8);
+    memset(origin + 8, 'a', sizeof origin - 9);
+    origin[sizeof origin - 1] = '\0';
+    const char *plate = "0123456789abcdef";
+    pairing a, b;
+    uint8_t m1[PAIRING_CPACE1_BYTES], m2[PAIRING_CPACE2_BYTES], m3[PAIRING_CONFIRM_BYTES];
+    CHECK_EQ_INT(pairing_init(&a, PAIRING_INVITER, "k7qmx2dp", origin, plate), CHUTE_OK);
+    CHECK_EQ_INT(pairing_init(&b, PAIRING_JOINER, "k7qmx2dp", origin, plate), CHUTE_OK);
+    CHECK_EQ_INT(pairing_inviter_cpace1(&a, m1), CHUTE_OK);
+    CHECK_EQ_INT(pairing_joiner_cpace2(&b, m1, sizeof m1, m2), CHUTE_OK);
+    CHECK_EQ_INT(pairing_inviter_confirm(&a, m2, sizeof m2, m3), CHUTE_OK);
+    CHECK_EQ_INT(pairing_joiner_finish(&b, m3, sizeof m3), CHUTE_OK);
+    CHECK(pairing_sas(&a) && pairing_sas(&b) && strcmp(pairing_sas(&a), pairing_sas(&b)) == 0);
+    pairing_wipe(&a);
+    pairing_wipe(&b);
+}
+
 static void test_every_flipped_bit_fails(void)
 {
     /* Every byte of every CPace message, one bit each: never a success. */
@@ -315,6 +337,7 @@ int main(void)
     RUN(test_runs_differ);
     RUN(test_wrong_code_fails_at_the_inviter);
     RUN(test_other_nameplate_or_relay_fails);
+    RUN(test_the_longest_origin_and_nameplate_pair);
     RUN(test_every_flipped_bit_fails);
     RUN(test_steps_out_of_order_are_refused);
     RUN(test_message_encodings);

@@ -37,6 +37,9 @@ static void test_nothing_listening_is_a_network_error(void)
     relay_pair_side side;
     CHECK_EQ_INT(relay_pair_allocate(c, 60, &side), CHUTE_ERR_NETWORK);
     CHECK_EQ_INT(relay_pair_claim(c, "123", &side), CHUTE_ERR_NETWORK);
+    /* a nameplate of 16 characters, the most a code carries, is sent */
+    CHECK_EQ_INT(relay_pair_claim(c, "0123456789abcdef", &side), CHUTE_ERR_NETWORK);
+    CHECK_EQ_INT(relay_pair_claim(c, "0123456789abcdefg", &side), CHUTE_ERR_ARG);
     relay_client_free(c);
 }
 
