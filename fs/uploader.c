@@ -693,6 +693,17 @@ static void deadline_in(struct timespec *ts, int64_t ms)
     if (ts->tv_nsec >= 1000000000) { ts->tv_sec++; ts->tv_nsec -= 1000000000; }
 }
 
+/* Sleep ms, or until a wake (work_gen moved past gen) or a stop. */
+static void worker_nap(uploader *up, uint64_t gen, int64_t ms)
+{
+    struct timespec ts;
+    deadline_in(&ts, ms);
+    pthread_mutex_lock(&up->mu);
+    while (!up->stopping && gen == up->work_gen)
+        if (pthread_cond_timedwait(&up->work_cv, &up->mu, &ts) != 0) break;
+    pthread_mutex_unlock(&up->mu);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -706,12 +717,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&up->mu);
         if (stop) break;
         if (hold > 0) {   /* the relay does not answer: wait, or for it to be back */
-            struct timespec ts;
-            deadline_in(&ts, hold);
-            pthread_mutex_lock(&up->mu);
-            while (!up->stopping && gen == up->work_gen)
-                if (pthread_cond_timedwait(&up->work_cv, &up->mu, &ts) != 0) break;
-            pthread_mutex_unlock(&up->mu);
+            worker_nap(up, gen, hold);
             continue;
         }
         /* Files still being written may take all workers but one: a
@@ -730,12 +736,7 @@ static void *worker_main(void *arg)
         if (st != CHUTE_ERR_NOT_FOUND)
             log_msg("queue: %s", chute_strstatus(st));
         /* Nothing due: sleep until a seal wakes us or the retry tick. */
-        struct timespec ts;
-        deadline_in(&ts, TICK_MS);
-        pthread_mutex_lock(&up->mu);
-        while (!up->stopping && gen == up->work_gen)
-            if (pthread_cond_timedwait(&up->work_cv, &up->mu, &ts) != 0) break;
-        pthread_mutex_unlock(&up->mu);
+        worker_nap(up, gen, TICK_MS);
     }
     return NULL;
 }
