@@ -44,9 +44,11 @@
 #define MIN_CHUNK_BYTES    (1u << 20)
 /* Retry delays (ms). Network: the relay may be back any moment. Refused:
  * someone must act (pair again, free quota) — no point asking often. */
-/* The words of a network failure: items with them go again at once when
- * the relay answers (queue_retry_now), not at the end of their backoff. */
+/* The words of a request that got no answer: items with them go again at
+ * once when the relay answers (queue_retry_now), not at the end of their
+ * backoff. A 5xx is an answer: that item keeps its backoff. */
 #define UNREACHABLE        "relay unreachable: "
+#define RELAY_FAILED       "relay failed: "
 #define NET_BASE_MS        1000u
 #define NET_CAP_MS         (5u * 60 * 1000)
 #define REFUSED_BASE_MS    (15u * 60 * 1000)
@@ -254,6 +256,11 @@ static wait_kind other_failure(relay_client *c, chute_status st, const char **wh
     *why = http ? relay_client_error(c) : chute_strstatus(st);
     bool refusal = http >= 400 && http < 500 && http != 408 && http != 409;
     return refusal ? WAIT_REFUSED : WAIT_NETWORK;
+}
+
+static const char *no_answer_words(relay_client *c)
+{
+    return relay_client_http_status(c) ? RELAY_FAILED : UNREACHABLE;
 }
 
 static const char *limit_text(relay_client *c)
@@ -476,7 +483,7 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             st = hs;
         }
         if (st == CHUTE_ERR_NETWORK)
-            fail_item(it, q, WAIT_NETWORK, UNREACHABLE "%s", relay_client_error(c));
+            fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
         else if (st == CHUTE_ERR_LIMIT)
             fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
         else if (st == CHUTE_ERR_NOT_FOUND)
@@ -545,7 +552,7 @@ static bool send_growing(worker *w, relay_client *c)
     note_relay(up, c, st);
     queue_age *age = st ? NULL : malloc(sizeof *age);
     if (st == CHUTE_ERR_NETWORK) {
-        fail_item(it, q, WAIT_NETWORK, UNREACHABLE "%s", relay_client_error(c));
+        fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
     } else if (st == CHUTE_ERR_NOT_FOUND) {
         mark_gone(up, it->peer);
         fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
@@ -654,7 +661,7 @@ static void upload_item(worker *w)
         fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
         goto out;
     case CHUTE_ERR_NETWORK:
-        fail_item(it, q, WAIT_NETWORK, UNREACHABLE "%s", relay_client_error(c));
+        fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
         goto out;
     default: {
         const char *why;
@@ -772,8 +779,12 @@ static void do_cancels(uploader *up)
         }
         uint64_t delay = backoff_delay_ms((uint32_t)it->attempts + 1, NET_BASE_MS, NET_CAP_MS,
                                           randombytes_random());
-        queue_relay_cancel_failed(up->fs->q, it->id,
-                                  (int64_t)time(NULL) + (int64_t)((delay + 999) / 1000));
+        if (queue_relay_cancel_failed(up->fs->q, it->id,
+                                      (int64_t)time(NULL) + (int64_t)((delay + 999) / 1000)) !=
+            CHUTE_OK)
+            break;   /* not recorded: it would come first again at once */
+        /* No answer at all: the others would wait on the same relay too. */
+        if (c && st == CHUTE_ERR_NETWORK && relay_client_http_status(c) == 0) break;
     }
 }
 

@@ -970,3 +970,26 @@ def test_a_refusal_the_uploader_does_not_know_waits_long_with_its_reason(tmp_pat
             m.check_sanitizers()
     finally:
         proxy.close()
+
+
+def test_an_item_the_relay_fails_keeps_its_backoff_while_the_relay_answers(tmp_path,
+                                                                          relay_factory):
+    # A 500 for one item's bytes is an answer, not an outage: the relay's
+    # coming "back" must not send that item again at once, round after round.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: method == "PATCH")
+    proxy.refuse = 500
+    try:
+        m, _, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        try:
+            (m.outbox / "flaky.bin").write_bytes(os.urandom(100_000))
+            time.sleep(12)
+            row = m.rows("path='flaky.bin' AND state IN (0,1)")[0]
+            assert row["last_error"].startswith("relay failed: "), row["last_error"]
+            # backoff 1, 2, 4, 8 s (each jittered down to half at most): 5 tries at most
+            assert 2 <= row["attempts"] <= 6, row["attempts"]
+        finally:
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()
