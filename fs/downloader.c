@@ -82,6 +82,7 @@ typedef struct {
     bool has_floor;
     uint64_t floor;               /* the cursor just below the first of them */
     time_t last_unclaimed;        /* CLOCK_MONOTONIC seconds: when one was new */
+    uint8_t peers_fp[16];         /* the granted senders as last read, hashed */
 } session;
 
 /* ---- sleeping and backing off ------------------------------------------- */
@@ -173,11 +174,33 @@ static void leave_unclaimed(session *s, const relay_listed_item *li)
                     "left on the relay\n", li->item, li->sender);
 }
 
-/* With the peers just read: is one of the items left now a peer's? Then
- * forget them all; the caller lists again from the floor. */
-static bool unclaimed_now_claimed(session *s)
+/* Read the peers afresh; true if their granted senders changed since the
+ * last read. */
+static chute_status reread_peers(session *s, bool *changed)
 {
-    bool claimed = s->unclaimed_more > 0;   /* not remembered: look again */
+    devstate_peers_free(s->peers, s->n_peers);
+    s->peers = NULL;
+    s->n_peers = 0;
+    chute_status st = devstate_list_peers(s->ds, &s->peers, &s->n_peers);
+    if (st) return st;
+    uint8_t fp[sizeof s->peers_fp];
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, sizeof fp);
+    for (size_t i = 0; i < s->n_peers; i++)
+        crypto_generichash_update(&h, (const uint8_t *)s->peers[i].granted_sender,
+                                  strlen(s->peers[i].granted_sender) + 1);
+    crypto_generichash_final(&h, fp, sizeof fp);
+    *changed = memcmp(fp, s->peers_fp, sizeof fp) != 0;
+    memcpy(s->peers_fp, fp, sizeof fp);
+    return CHUTE_OK;
+}
+
+/* With the peers just read: is one of the items left now a peer's? Then
+ * forget them all; the caller lists again from the floor. Past the ones
+ * remembered, only a change of peers is a reason to look again. */
+static bool unclaimed_now_claimed(session *s, bool peers_changed)
+{
+    bool claimed = s->unclaimed_more > 0 && peers_changed;
     for (size_t i = 0; !claimed && i < s->n_unclaimed; i++)
         claimed = peer_of_sender(s, s->unclaimed[i].sender) != NULL;
     if (!claimed) return false;
@@ -563,11 +586,9 @@ static chute_status list_and_fetch(session *s, uint64_t *cursor, bool *caught_up
     bool again = false;
     if (l.count || s->n_unclaimed + s->unclaimed_more > 0) {
         /* Pairings change under a running mount: read the peers afresh. */
-        devstate_peers_free(s->peers, s->n_peers);
-        s->peers = NULL;
-        s->n_peers = 0;
-        st = devstate_list_peers(s->ds, &s->peers, &s->n_peers);
-        again = !st && unclaimed_now_claimed(s);
+        bool changed = false;
+        st = reread_peers(s, &changed);
+        again = !st && unclaimed_now_claimed(s, changed);
     }
     s->listed_to = l.cursor;
     /* Whole items first: one still uploading must not hold them up. The
