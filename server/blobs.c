@@ -30,7 +30,7 @@ struct blobs {
 struct blob_writer {
     int fd;
     int dirfd;              /* the blobs' folder (borrowed) */
-    bool created;           /* this writer made the file: its name is not durable yet */
+    bool created;           /* no offset acknowledged yet: its name may not be durable */
     uint64_t offset;
     uint64_t unchecked;     /* bytes written since free space was checked */
 };
@@ -99,11 +99,7 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
         return CHUTE_ERR_NOMEM;
     w->dirfd = b->dirfd;
     w->created = false;
-    w->fd = openat(b->dirfd, name, O_WRONLY | O_CLOEXEC);
-    if (w->fd < 0 && errno == ENOENT) {
-        w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        w->created = w->fd >= 0;
-    }
+    w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (w->fd < 0) {
         log_error("open body %s: %s", name, strerror(errno));
         free(w);
@@ -130,6 +126,10 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
         return rc;
     }
     w->offset = offset;
+    /* Nothing acknowledged yet: whichever request made the file, its name
+     * is made durable with the first offset (an earlier request may have
+     * ended before its sync). */
+    w->created = offset == 0;
     w->unchecked = CHECK_EVERY;     /* check before the first write */
     *out = w;
     return CHUTE_OK;
