@@ -240,7 +240,6 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
     if (!rc && fstat(h->fd, &sb) != 0) rc = -errno;
     /* A write failed on it before, and it was not emptied since. */
     bool cut = !rc && !trunc && !created && staging_is_cut(h->fd);
-    if (!rc && trunc) staging_clear_cut(h->fd);
     if (!rc) {
         pid_t who = created || trunc ? caller_process() : 0;   /* not under the lock */
         ofiles_lock(fs->open);
@@ -251,7 +250,12 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
             h->of->dirty = true;
             h->of->changer = who;
         }
-        if (h->of && trunc) h->of->write_failed = false;   /* written anew */
+        /* The mark follows write_failed under the lock, so a failed write
+         * and an emptying on two handles leave the two in agreement. */
+        if (h->of && trunc) {   /* written anew */
+            h->of->write_failed = false;
+            staging_clear_cut(h->fd);
+        }
         if (h->of && cut) h->of->write_failed = true;
         if (h->of && h->of->opens == 1) {   /* appends from here on may go early */
             h->of->appending = true;
@@ -323,7 +327,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     ofiles_lock(fs->open);
     if (n > 0) of->dirty = of->written = true;
     if (n > 0) of->changer = writer;
-    bool cut_now = n < 0 && !of->write_failed;
+    if (n < 0 && !of->write_failed) staging_mark_cut(h->fd);   /* kept past the last close */
     if (n < 0) of->write_failed = true;
     growing *grew = NULL;
     bool start = false;
@@ -339,7 +343,6 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     }
     uint64_t end = of->append_end;
     ofiles_unlock(fs->open);
-    if (cut_now) staging_mark_cut(h->fd);   /* kept past the last close */
     if (grew) {
         growing_grew(grew, end);
         growing_release(fs->growing, grew);
@@ -358,14 +361,16 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         int rc = handle_begin(fs, h, size == 0 ? EMPTY : CHANGE);
         if (rc) return rc;
         rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
-        if (!rc && size == 0) staging_clear_cut(h->fd);
         pid_t who = caller_process();
         ofiles_lock(fs->open);
         if (!rc) {
             h->of->dirty = true;
             h->of->changer = who;
         }
-        if (!rc && size == 0) h->of->write_failed = false;
+        if (!rc && size == 0) {
+            h->of->write_failed = false;
+            staging_clear_cut(h->fd);
+        }
         /* To its own size changes nothing (some copiers end so). */
         growing *stopped = (uint64_t)size == h->of->append_end && !rc ? NULL
                            : stop_growing(h->of);
