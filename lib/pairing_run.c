@@ -569,6 +569,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         say_why(&ch, "You refused \"%s\". Nothing was stored.", theirs.device.name);
         st = CHUTE_ERR_REFUSED;
         linger(&ch);
+        close_session(&ch);   /* lingered once: end_failed need not again */
         goto fail;
     }
     st = relay_sender_add(c, me->inbox, me->owner_token, &granted);
