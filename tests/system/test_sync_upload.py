@@ -949,47 +949,45 @@ def test_relay_back_after_a_long_outage_sends_at_once_not_after_the_backoff(sync
     assert rcv.decrypt_sha(item) == hashlib.sha256(data).hexdigest()
 
 
-def test_a_refusal_the_uploader_does_not_know_waits_long_with_its_reason(tmp_path, relay_factory):
-    # A 403 (say, from a proxy in front of the relay) will not pass in a
-    # second: the item waits as refusals do, 15 min or more, and says why.
+@contextlib.contextmanager
+def answered_by_proxy(tmp_path, relay_factory, method, status):
+    """abroad mounted behind a StatusProxy that answers every `method`
+    request with `status`: the Mount."""
     relay = relay_factory(*RELAY_ARGS)
-    proxy = StatusProxy(relay.port, lambda method, path: method == "PUT")
-    proxy.refuse = 403
+    proxy = StatusProxy(relay.port, lambda m_, path: m_ == method)
+    proxy.refuse = status
     try:
         m, _, _, _ = paired_and_mounted(tmp_path, proxy.url)
         try:
-            (m.outbox / "doc.txt").write_bytes(b"refused")
-            row = wait_until(lambda: [r for r in m.rows("path='doc.txt' AND state=0")
-                                      if r["last_error"]], timeout=20,
-                             what="the refusal recorded")[0]
-            assert row["last_error"] == "relay refused the item: answered by the test proxy"
-            assert row["next_attempt"] - time.time() > 7 * 60   # 15 min, jittered down to half
-            assert "answered by the test proxy" in m.status()
+            yield m
         finally:
             m.unmount()
             m.check_sanitizers()
     finally:
         proxy.close()
+
+
+def test_a_refusal_the_uploader_does_not_know_waits_long_with_its_reason(tmp_path, relay_factory):
+    # A 403 (say, from a proxy in front of the relay) will not pass in a
+    # second: the item waits as refusals do, 15 min or more, and says why.
+    with answered_by_proxy(tmp_path, relay_factory, "PUT", 403) as m:
+        (m.outbox / "doc.txt").write_bytes(b"refused")
+        row = wait_until(lambda: [r for r in m.rows("path='doc.txt' AND state=0")
+                                  if r["last_error"]], timeout=20,
+                         what="the refusal recorded")[0]
+        assert row["last_error"] == "relay refused the item: answered by the test proxy"
+        assert row["next_attempt"] - time.time() > 7 * 60   # 15 min, jittered down to half
+        assert "answered by the test proxy" in m.status()
 
 
 def test_an_item_the_relay_fails_keeps_its_backoff_while_the_relay_answers(tmp_path,
                                                                           relay_factory):
     # A 500 for one item's bytes is an answer, not an outage: the relay's
     # coming "back" must not send that item again at once, round after round.
-    relay = relay_factory(*RELAY_ARGS)
-    proxy = StatusProxy(relay.port, lambda method, path: method == "PATCH")
-    proxy.refuse = 500
-    try:
-        m, _, _, _ = paired_and_mounted(tmp_path, proxy.url)
-        try:
-            (m.outbox / "flaky.bin").write_bytes(os.urandom(100_000))
-            time.sleep(12)
-            row = m.rows("path='flaky.bin' AND state IN (0,1)")[0]
-            assert row["last_error"].startswith("relay failed: "), row["last_error"]
-            # backoff 1, 2, 4, 8 s (each jittered down to half at most): 5 tries at most
-            assert 2 <= row["attempts"] <= 6, row["attempts"]
-        finally:
-            m.unmount()
-            m.check_sanitizers()
-    finally:
-        proxy.close()
+    with answered_by_proxy(tmp_path, relay_factory, "PATCH", 500) as m:
+        (m.outbox / "flaky.bin").write_bytes(os.urandom(100_000))
+        time.sleep(12)
+        row = m.rows("path='flaky.bin' AND state IN (0,1)")[0]
+        assert row["last_error"].startswith("relay failed: "), row["last_error"]
+        # backoff 1, 2, 4, 8 s (each jittered down to half at most): 5 tries at most
+        assert 2 <= row["attempts"] <= 6, row["attempts"]
