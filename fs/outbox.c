@@ -254,7 +254,7 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
          * and an emptying on two handles leave the two in agreement. */
         if (h->of && trunc) {   /* written anew */
             h->of->write_failed = false;
-            staging_clear_cut(h->fd);
+            if (!created) staging_clear_cut(h->fd);   /* a new file has no mark */
         }
         if (h->of && cut) h->of->write_failed = true;
         if (h->of && h->of->opens == 1) {   /* appends from here on may go early */

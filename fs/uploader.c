@@ -797,7 +797,6 @@ typedef struct {
 static int collect_uploaded(const queue_item *it, void *arg)
 {
     id_list *l = arg;
-    if (it->state != QUEUE_UPLOADED) return 0;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         void *n = realloc(l->ids, cap * sizeof *l->ids);
