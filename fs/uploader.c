@@ -296,6 +296,18 @@ static bool stopping(uploader *up)
     return s;
 }
 
+/* The user deleted w's item while this worker was sending it: the relay
+ * copy goes too. The tracker's DELETE may have come before our create and
+ * found nothing, so this one counts; if it does not get through, the row
+ * owes it again and the tracker retries it with its backoff. */
+static void cancel_own_copy(worker *w, relay_client *c)
+{
+    chute_status st = relay_item_cancel(c, w->peer.inbox, w->peer.send_token, w->it.id);
+    note_relay(w->up, c, st);
+    if (st == CHUTE_OK || st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_EXISTS) return;
+    if (queue_relay_cancel_owed(w->up->fs->q, w->it.id) == CHUTE_OK) wake_tracker(w->up);
+}
+
 /* The item is already whole on the relay, or delivered: record that. */
 static void settle_from_relay(worker *w, const char *state)
 {
@@ -445,7 +457,7 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
         chute_status st = relay_item_append_source(c, p->inbox, p->send_token, it->id,
                                                    offset, len, fill_and_note, &snd, &got);
         if (snd.gone) {   /* deleted while sent: the relay copy goes too */
-            relay_item_cancel(c, p->inbox, p->send_token, it->id);
+            cancel_own_copy(w, c);
             break;
         }
         if (st == CHUTE_ERR_IO && b.err) {   /* our side: the sealed copy would not read */
@@ -459,7 +471,7 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             offset = got;
             if (queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) {
                 /* The user deleted it meanwhile: the relay copy goes too. */
-                relay_item_cancel(c, p->inbox, p->send_token, it->id);
+                cancel_own_copy(w, c);
                 break;
             }
             continue;
@@ -569,7 +581,7 @@ static bool send_growing(worker *w, relay_client *c)
     /* Cancelled while the create was on its way: the tracker's DELETE may
      * have come first and found nothing, so the copy just made goes here. */
     if (!st && queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) {
-        relay_item_cancel(c, p->inbox, p->send_token, it->id);
+        cancel_own_copy(w, c);
         st = CHUTE_ERR_REFUSED;
     }
     while (!st && !stopping(up)) {
@@ -672,7 +684,7 @@ static void upload_item(worker *w)
     }
     /* Show where a resumed upload starts; stop if the user deleted it. */
     if (queue_set_progress(q, it->id, rs.offset) == CHUTE_ERR_NOT_FOUND) {
-        relay_item_cancel(c, p->inbox, p->send_token, it->id);
+        cancel_own_copy(w, c);
         goto out;
     }
     if (append_blob(w, c, rs.offset) && queue_mark_uploaded(q, it->id) == CHUTE_OK)

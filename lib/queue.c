@@ -636,6 +636,13 @@ chute_status queue_relay_cancel_failed(queue *q, const char *id, int64_t next_at
                            "WHERE state=4 AND relay_cancel=1 AND id=?3", id, next_attempt, 0);
 }
 
+chute_status queue_relay_cancel_owed(queue *q, const char *id)
+{
+    if (!q || !id) return CHUTE_ERR_ARG;
+    return update_by_id(q, "UPDATE queue SET updated=?, relay_cancel=1, next_attempt=0 "
+                           "WHERE state=4 AND id=?", id, 0, 0);
+}
+
 chute_status queue_relay_cancel_done(queue *q, const char *id)
 {
     if (!q || !id) return CHUTE_ERR_ARG;

@@ -190,6 +190,10 @@ chute_status queue_relay_cancel_done(queue *q, const char *id);
 /* Its DELETE failed: counted in attempts, tried again at next_attempt, so
  * one that keeps failing (its relay is gone) does not hold up the others. */
 chute_status queue_relay_cancel_failed(queue *q, const char *id, int64_t next_attempt);
+/* A cancelled item's relay copy is owed a DELETE again, due now: the
+ * tracker's DELETE came before the worker's create and found nothing, and
+ * the worker's own DELETE of the copy it made did not get through. */
+chute_status queue_relay_cancel_owed(queue *q, const char *id);
 
 /* Calls fn for every active item, oldest first; fn returning non-zero stops
  * the walk. Used by the status file and `pairtool status`. */

@@ -798,10 +798,13 @@ class StatusProxy:
     """An HTTP proxy in front of the real relay: while `refuse` holds a
     status, the requests `match(method, path)` picks get it (with a JSON
     error) instead of the relay's answer; every other request is forwarded
-    as it is. It records the DELETEs it forwards (acks, rejects)."""
+    as it is. It records the DELETEs it forwards (acks, rejects). While
+    `hold(method, path)` is true of a request, it waits (60 s at most) for
+    `release` to be set before going on; `held` counts those."""
 
     def __init__(self, upstream_port, match):
         self.refuse, self.refused, self.deletes = None, 0, []
+        self.hold, self.held, self.release = None, 0, threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -813,6 +816,9 @@ class StatusProxy:
             def forward(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
+                if proxy.hold and proxy.hold(self.command, self.path.split("?")[0]):
+                    proxy.held += 1
+                    proxy.release.wait(60)
                 if proxy.refuse and match(self.command, self.path.split("?")[0]):
                     proxy.refused += 1
                     msg = b'{"error":"answered by the test proxy"}'

@@ -991,3 +991,41 @@ def test_an_item_the_relay_fails_keeps_its_backoff_while_the_relay_answers(tmp_p
         assert row["last_error"].startswith("relay failed: "), row["last_error"]
         # backoff 1, 2, 4, 8 s (each jittered down to half at most): 5 tries at most
         assert 2 <= row["attempts"] <= 6, row["attempts"]
+
+
+def test_a_copy_created_after_its_cancel_is_deleted_when_the_first_delete_fails(
+        tmp_path, relay_factory):
+    # The user deletes a file while its create is on the way: the tracker's
+    # DELETE comes first and finds nothing (404, done), then the create
+    # lands. The worker deletes that copy itself; when that DELETE does not
+    # get through either, the copy must still go, not wait out its TTL.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: method == "DELETE")
+    try:
+        m, home, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        rcv = Receiver(home, relay, tmp_path)
+        try:
+            proxy.hold = lambda method, path: method == "PUT" and "/items/" in path
+            (m.outbox / "oops.txt").write_bytes(b"not for you")
+            wait_until(lambda: proxy.held >= 1, what="the create on its way")
+            item = m.row("oops.txt")["id"]
+            os.unlink(m.outbox / "oops.txt")
+            wait_until(lambda: proxy.deletes and
+                       m.rows("id=?", (item,))[0]["relay_cancel"] == 0,
+                       what="the tracker's DELETE done: nothing there yet")
+            assert rcv.status(item) == 404
+            proxy.refuse = 503                    # the worker's DELETE fails
+            proxy.release.set()
+            wait_until(lambda: proxy.refused >= 1, what="the worker's DELETE, refused")
+            assert rcv.status(item) == "uploading"   # the copy the create made
+            proxy.refuse = None
+            wait_until(lambda: rcv.status(item) == "cancelled", timeout=20,
+                       what="the copy deleted after all")
+            assert m.rows("id=?", (item,))[0]["relay_cancel"] == 0
+            assert os.listdir(m.outbox) == []
+        finally:
+            proxy.release.set()
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()

@@ -148,6 +148,28 @@ static void test_failed_attempt_owes_relay_cancel(void)
     queue_close(q);
 }
 
+/* A worker's create can land after the tracker's DELETE found nothing:
+ * the copy it made is owed a DELETE again, even after the cancel was done. */
+static void test_a_relay_copy_made_after_its_cancel_is_owed_a_delete_again(void)
+{
+    queue *q = fresh_named("owed");
+    queue_item a, b, got;
+    item(&a, "p", "late-create"); item(&b, "p", "still-queued");
+    queue_insert(q, &a, NULL, NULL); queue_insert(q, &b, NULL, NULL);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_relay_cancel_done(q, a.id), CHUTE_OK);   /* 404: not there yet */
+    CHECK_EQ_INT(queue_relay_cancel_owed(q, a.id), CHUTE_OK);   /* then the create landed */
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0 && got.relay_cancel && got.state == QUEUE_CANCELLED);
+    /* only a cancelled row can owe one: an active one is not touched */
+    CHECK_EQ_INT(queue_relay_cancel_owed(q, b.id), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED && !got.relay_cancel);
+    queue_close(q);
+}
+
 static void test_insert_replaces(void)
 {
     queue *q = fresh();
@@ -479,6 +501,7 @@ int main(void)
     RUN(test_lifecycle);
     RUN(test_cancel);
     RUN(test_failed_attempt_owes_relay_cancel);
+    RUN(test_a_relay_copy_made_after_its_cancel_is_owed_a_delete_again);
     RUN(test_move_attrs_reopen);
     RUN(test_insert_replaces);
     RUN(test_age_parts_round_trip_and_legacy_rows_have_none);
