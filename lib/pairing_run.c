@@ -458,14 +458,16 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         close_session(&ch);
         return CHUTE_ERR_PROTOCOL;
     }
-    /* The code's deadline in our monotonic clock: the relay's expiry,
-     * measured from now on the wall clock. */
-    double expires_in = (double)(ch.side.expires - (long long)time(NULL));
-    if (expires_in < 1)
-        expires_in = 1;
-    double code_deadline = now_s() + expires_in;
+    /* The code's deadline in our monotonic clock: the seconds the relay
+     * says it has left (our wall clock may not be the relay's); from its
+     * absolute expiry only for a relay that does not say. */
+    long long left = ch.side.ttl >= 0 ? ch.side.ttl
+                                      : ch.side.expires - (long long)time(NULL);
+    if (left < 1)
+        left = 1;
+    double code_deadline = now_s() + (double)left;
     if (ui && ui->show_code)
-        ui->show_code(ui->ctx, code, ch.side.expires);
+        ui->show_code(ui->ctx, code, left);
     sodium_memzero(code, sizeof code);
 
     uint8_t msg[PAIRING_MSG_MAX];

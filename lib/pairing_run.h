@@ -18,8 +18,9 @@
 #include "status.h"
 
 typedef struct {
-    /* Inviter: the code to show, as soon as it exists, and when it expires. */
-    void (*show_code)(void *ctx, const char *code, long long expires);
+    /* Inviter: the code to show, as soon as it exists, and the seconds it
+     * works for. */
+    void (*show_code)(void *ctx, const char *code, long long seconds_left);
     /* A line of progress for people ("waiting for the other device…"). */
     void (*note)(void *ctx, const char *text);
     /* Both: accept `peer_name` whose screen shows `sas`? 1 yes, 0 no, -1

@@ -986,6 +986,7 @@ chute_status relay_pair_allocate(relay_client *c, long ttl_s,
     if (st == CHUTE_OK)
         st = get_str(c, j, "token", out->token, sizeof out->token);
     out->expires = get_int(j, "expires", 0);
+    out->ttl = get_int(j, "ttl", -1);
     json_decref(j);
     if (st == CHUTE_OK && (!segment_ok(out->nameplate) || !segment_ok(out->session))) {
         set_error(c, "relay sent a malformed nameplate or session");
@@ -1013,6 +1014,7 @@ chute_status relay_pair_claim(relay_client *c, const char *nameplate,
     if (st == CHUTE_OK)
         st = get_str(c, j, "token", out->token, sizeof out->token);
     out->expires = get_int(j, "expires", 0);
+    out->ttl = get_int(j, "ttl", -1);
     json_decref(j);
     if (st == CHUTE_OK && !segment_ok(out->session)) {
         set_error(c, "relay sent a malformed session");

@@ -202,7 +202,8 @@ typedef struct {
     char nameplate[RELAY_NAMEPLATE_BUF];   /* "" for the joining side */
     char session[RELAY_ID_MAX];
     char token[RELAY_TOKEN_MAX];
-    long long expires;
+    long long expires;   /* on the relay's clock */
+    long long ttl;       /* seconds it had left when the relay answered; -1: not said */
 } relay_pair_side;
 
 /* ttl_s 0: the relay's default. */

@@ -42,14 +42,13 @@ typedef struct {
     int yes;
 } ui_ctx;
 
-static void ui_show_code(void *ctx, const char *code, long long expires)
+static void ui_show_code(void *ctx, const char *code, long long left)
 {
     (void)ctx;
     /* The code alone on stdout's first line, at once: scripts read it
      * while we keep waiting. */
     printf("%s\n", code);
     fflush(stdout);
-    long long left = expires - (long long)time(NULL);
     cli_qr_to_stderr(code);
     cli_note("Pair code: %s", code);
     cli_note("On the other device run:  pairtool join %s", code);

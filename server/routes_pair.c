@@ -78,9 +78,11 @@ static enum MHD_Result allocate(request *r)
         return reply_error(r, 503, "no free nameplate");
     if (st != CHUTE_OK)
         return reply_error(r, 500, "cannot allocate a nameplate");
-    return reply_json(r, 201, json_pack("{s:s,s:s,s:s,s:I}", "nameplate", nameplate,
+    /* ttl too: a client whose clock is not ours times the code from it. */
+    return reply_json(r, 201, json_pack("{s:s,s:s,s:s,s:I,s:I}", "nameplate", nameplate,
                                         "session", session, "token", token,
-                                        "expires", (json_int_t)expires));
+                                        "expires", (json_int_t)expires,
+                                        "ttl", (json_int_t)ttl));
 }
 
 static enum MHD_Result claim(request *r)
@@ -96,8 +98,8 @@ static enum MHD_Result claim(request *r)
     uint8_t hash[32];
     int64_t expires;
     make_token(token, hash);
-    chute_status st = store_pair_claim(srv->store, r->route.a, hash, (int64_t)time(NULL),
-                                       session, &expires);
+    int64_t now = (int64_t)time(NULL);
+    chute_status st = store_pair_claim(srv->store, r->route.a, hash, now, session, &expires);
     if (st == CHUTE_ERR_NOT_FOUND)
         return reply_error(r, 404, "not found");
     if (st == CHUTE_ERR_EXISTS)
@@ -110,8 +112,9 @@ static enum MHD_Result claim(request *r)
         return reply_error(r, 500, "cannot claim the nameplate");
     /* The inviter may be long-polling for the claim. */
     wake_both(srv, session);
-    return reply_json(r, 200, json_pack("{s:s,s:s,s:I}", "session", session, "token", token,
-                                        "expires", (json_int_t)expires));
+    return reply_json(r, 200, json_pack("{s:s,s:s,s:I,s:I}", "session", session, "token", token,
+                                        "expires", (json_int_t)expires,
+                                        "ttl", (json_int_t)(expires > now ? expires - now : 0)));
 }
 
 static enum MHD_Result gone(request *r, const char *reason)

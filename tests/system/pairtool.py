@@ -40,9 +40,19 @@ class Device:
         self.name = name
         self.relay_url = relay_url
         self.exe = str(binary("pairtool"))
+        self.wrap = []      # a command every pairtool runs under (faketime)
 
     def cmd(self, *args):
-        return [self.exe, "-H", str(self.home), *[str(a) for a in args]]
+        return [*self.wrap, self.exe, "-H", str(self.home), *[str(a) for a in args]]
+
+    def clock_off_by(self, offset):
+        """Every later pairtool of this device sees the wall clock moved by
+        offset (faketime's "+2h", "-90m"); its monotonic clock is left alone."""
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        self.wrap = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1",
+                     # libfaketime is preloaded ahead of a sanitized build's runtime
+                     f"ASAN_OPTIONS={asan + ':' if asan else ''}verify_asan_link_order=0",
+                     "faketime", "-f", offset]
 
     def run(self, *args, input=None, timeout=30, check=False):
         r = subprocess.run(self.cmd(*args), input=input, capture_output=True,

@@ -242,6 +242,24 @@ def test_an_expired_code_does_not_work(devices):
     assert no_peers(a, b)
 
 
+@pytest.mark.parametrize("offset", ["+2h", "-2h"])
+def test_a_device_whose_clock_is_hours_off_still_pairs(devices, offset):
+    # The code's time comes from the seconds the relay says it has left,
+    # not from the relay's absolute expiry read on another clock: ahead,
+    # the inviter gave up after a second; behind, it would wait 3 hours.
+    a, b = devices("home", "laptop")
+    a.clock_off_by(offset)
+    b.clock_off_by(offset)
+    inv = a.invite("--yes")
+    time.sleep(2)                          # past the second a clock ahead left it
+    r = b.join(inv.code, "--yes")
+    rc, _, err = inv.finish(timeout=30)
+    assert rc == 0, err
+    assert r.returncode == 0, r.stderr
+    assert "for 60 minutes" in err
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+
+
 def test_an_unknown_code_is_not_found(devices):
     (b,) = devices("laptop")
     r = b.join("999999-abcd-efgh", "--yes")

@@ -53,10 +53,11 @@ def test_allocate_gives_nameplate_session_token_and_expiry(api):
     r = api.post("/v1/pair", {})
     assert r.status == 201, r
     j = r.json
-    assert set(j) == {"nameplate", "session", "token", "expires"}
+    assert set(j) == {"nameplate", "session", "token", "expires", "ttl"}
     assert re.fullmatch(r"[0-9]{1,6}", j["nameplate"])
     assert B64URL_ID.match(j["session"]) and B64URL_TOKEN.match(j["token"])
     assert now + 3600 - 5 <= j["expires"] <= now + 3600 + 5
+    assert j["ttl"] == 3600        # what a client with another clock times the code by
 
 
 def test_allocate_with_empty_body_uses_defaults(api):
@@ -94,10 +95,11 @@ def test_claim_joins_the_inviters_session(api):
     r = claim(api, a["nameplate"])
     assert r.status == 200, r
     j = r.json
-    assert set(j) == {"session", "token", "expires"}
+    assert set(j) == {"session", "token", "expires", "ttl"}
     assert j["session"] == a["session"]
     assert B64URL_TOKEN.match(j["token"]) and j["token"] != a["token"]
     assert j["expires"] == a["expires"]
+    assert 3600 - 5 <= j["ttl"] <= 3600
 
 
 def test_second_claim_is_gone_with_reason_claimed(api):
