@@ -45,7 +45,8 @@ typedef struct {
 /* What the header callback picks out. */
 typedef struct {
     uint64_t upload_offset, upload_length;
-    int has_offset, has_length, deferred;
+    uint64_t range_start;      /* Content-Range: bytes <range_start>-... */
+    int has_offset, has_length, deferred, has_range;
 } rheaders;
 
 /* A streamed upload: fill gives the bytes at upload position pos. */
@@ -57,13 +58,20 @@ typedef struct {
 } rupload;
 
 /* Streamed download into a sink. An error answer's body is JSON for us,
- * not data for the sink: it goes to errbody instead. */
+ * not data for the sink: it goes to errbody instead. The sink gets the
+ * bytes from `first` to `last` and no others, whatever range the answer
+ * holds: a proxy may answer a Range with 200 and the whole body. */
 typedef struct {
     relay_sink_fn sink;
     void *ctx;
     int stopped;
     CURL *curl;
-    void *errbody;   /* rbuf */
+    void *errbody;       /* rbuf */
+    const rheaders *hdrs;
+    uint64_t first, last;
+    int placed;          /* the answer's first byte has been placed */
+    int wrong_range;     /* it starts past first: a gap, not our bytes */
+    uint64_t pos;        /* offset in the item of the next byte received */
 } rdownload;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -172,10 +180,34 @@ static size_t on_download(char *ptr, size_t size, size_t nmemb, void *userdata)
     curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
     if (code < 200 || code >= 300)
         return on_body(ptr, size, nmemb, d->errbody);
-    if (d->sink(d->ctx, (const uint8_t *)ptr, n) != 0) {
+    if (!d->placed) {
+        d->placed = 1;
+        d->pos = code == 206 && d->hdrs && d->hdrs->has_range ? d->hdrs->range_start : 0;
+        if (code == 206 && !(d->hdrs && d->hdrs->has_range)) d->pos = UINT64_MAX;
+        if (d->pos > d->first) {
+            d->wrong_range = 1;
+            return 0;
+        }
+    }
+    /* Before first (a range ignored) or past last: not for the sink. */
+    const uint8_t *p = (const uint8_t *)ptr;
+    size_t left = n;
+    if (d->pos < d->first) {
+        uint64_t skip = d->first - d->pos;
+        size_t k = skip < left ? (size_t)skip : left;
+        p += k;
+        left -= k;
+        d->pos += k;
+    }
+    if (left && d->last != UINT64_MAX) {
+        uint64_t room = d->pos > d->last ? 0 : d->last - d->pos + 1;
+        if (left > room) left = (size_t)room;
+    }
+    if (left && d->sink(d->ctx, p, left) != 0) {
         d->stopped = 1;
         return 0;
     }
+    d->pos += left;
     return n;
 }
 
@@ -213,6 +245,24 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
         h->has_length = 1;
     else if (header_u64(buf, n, "Upload-Defer-Length", &v) && v == 1)
         h->deferred = 1;
+    else if (n > 20 && strncasecmp(buf, "Content-Range:", 14) == 0) {
+        /* "Content-Range: bytes a-b/N": where the body starts */
+        size_t i = 14;
+        while (i < n && (buf[i] == ' ' || buf[i] == '\t')) i++;
+        if (n - i > 6 && strncasecmp(buf + i, "bytes ", 6) == 0) {
+            i += 6;
+            uint64_t a = 0;
+            size_t digits = 0;
+            while (i < n && buf[i] >= '0' && buf[i] <= '9' && digits < 20) {
+                a = a * 10 + (uint64_t)(buf[i++] - '0');
+                digits++;
+            }
+            if (digits && digits < 20 && i < n && buf[i] == '-') {
+                h->range_start = a;
+                h->has_range = 1;
+            }
+        }
+    }
     return n;
 }
 
@@ -414,6 +464,7 @@ static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
     if (rq->download) {
         rq->download->curl = h;
         rq->download->errbody = body;
+        rq->download->hdrs = hdrs;
         SET(CURLOPT_WRITEFUNCTION, on_download);
         SET(CURLOPT_WRITEDATA, rq->download);
         /* 16 KiB pieces (curl's default) mean 64 sink calls per MiB: a
@@ -465,6 +516,9 @@ static chute_status perform(relay_client *c, const rrequest *rq, rbuf *body,
         } else if (rq->download && rq->download->stopped) {
             set_error(c, "download stopped by its sink");
             st = CHUTE_ERR_IO;
+        } else if (rq->download && rq->download->wrong_range) {
+            set_error(c, "the answer holds bytes from past the offset asked for");
+            st = CHUTE_ERR_NETWORK;
         } else if (rq->upload && rq->upload->failed) {
             set_error(c, "reading the upload's source failed");
             st = CHUTE_ERR_IO;
@@ -952,7 +1006,7 @@ chute_status relay_item_download(relay_client *c, const char *inbox,
             snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, first, last);
         range_p = range;
     }
-    rdownload dl = { .sink = sink, .ctx = ctx };
+    rdownload dl = { .sink = sink, .ctx = ctx, .first = first, .last = last };
     rrequest rq = { .method = "GET", .path = path, .token = owner_token,
                     .range = range_p, .download = &dl };
     rbuf errbody = {0};

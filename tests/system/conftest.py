@@ -800,11 +800,15 @@ class StatusProxy:
     error) instead of the relay's answer; every other request is forwarded
     as it is. It records the DELETEs it forwards (acks, rejects). While
     `hold(method, path)` is true of a request, it waits (60 s at most) for
-    `release` to be set before going on; `held` counts those."""
+    `release` to be set before going on; `held` counts those. With
+    `drop_range`, the requests `match` picks lose their Range header (the
+    relay answers 200 with the whole body, as a proxy may); `ranges_dropped`
+    counts those."""
 
     def __init__(self, upstream_port, match):
         self.refuse, self.refused, self.deletes = None, 0, []
         self.hold, self.held, self.release = None, 0, threading.Event()
+        self.drop_range, self.ranges_dropped = False, 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -830,11 +834,15 @@ class StatusProxy:
                     return
                 if self.command == "DELETE":
                     proxy.deletes.append(self.path)
+                drop = ["host", "connection"]
+                if proxy.drop_range and "Range" in self.headers and \
+                        match(self.command, self.path.split("?")[0]):
+                    proxy.ranges_dropped += 1
+                    drop.append("range")
                 up = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=120)
                 try:
                     up.request(self.command, self.path, body=body, headers={
-                        k: v for k, v in self.headers.items()
-                        if k.lower() not in ("host", "connection")})
+                        k: v for k, v in self.headers.items() if k.lower() not in drop})
                     r = up.getresponse()
                     data = r.read()
                     self.send_response(r.status)

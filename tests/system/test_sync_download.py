@@ -535,6 +535,34 @@ def test_a_strange_answer_to_a_download_is_retried_not_acked(tmp_path, relay_fac
         world.rx.check_sanitizers()
 
 
+def test_a_range_answered_with_the_whole_body_costs_bytes_not_the_item(tmp_path,
+                                                                      relay_factory):
+    """A proxy may answer a Range with 200 and the whole body (PROTOCOL
+    §6.6 allows it). The receiver following an upload asks from where it
+    got to: it must skip what it has, not take the body's first bytes for
+    the chunk it asked for and quarantine a good item as tampered."""
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, item_data)
+    proxy.drop_range = True
+    world = World(tmp_path, relay, url=proxy.url)
+    try:
+        src, digest = big_file(world.tmp, 24)
+        world.rx.mount()
+        with world.send_paused(src, 16 << 20) as sender:
+            wait_until(lambda: stored_chunks(world) >= 128, timeout=20 * SLOW,
+                       what="the durable prefix to be downloaded")
+            assert sender.resume() == 0
+        wait_until(lambda: stored(world, 1), timeout=60 * SLOW, what="the whole item")
+        assert proxy.ranges_dropped >= 1              # a resumed request did go whole
+        assert sha_of(world.inbox / "big.bin") == digest
+        assert "quarantined: 0\n" in world.rx.status()
+        assert not any("reject" in d for d in proxy.deletes), proxy.deletes
+    finally:
+        world.rx.unmount()
+        proxy.close()
+        world.rx.check_sanitizers()
+
+
 def test_receiver_killed_mid_download_resumes_after_the_chunks_it_stored(gated_world):
     world = gated_world
     src, digest = big_file(world.tmp, 100)
