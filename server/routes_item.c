@@ -545,8 +545,14 @@ static enum MHD_Result finish_patch(request *r)
     chute_status st = settle_upload(r, &offset);
     if (st == CHUTE_ERR_NOT_FOUND) {
         store_item it;
+        /* Still uploading, yet no longer ours to write: its sender was
+         * revoked meanwhile, and a revoked token gets 404 everywhere. */
         if (store_item_get(r->srv->store, r->route.a, r->route.b, &it) != CHUTE_OK)
             return reply_error(r, 404, "not found");
+        if (it.state == ITEM_UPLOADING) {
+            store_item_clear(&it);
+            return reply_error(r, 404, "not found");
+        }
         enum MHD_Result rc = conflict_offset(r, "the item is no longer uploading", &it);
         store_item_clear(&it);
         return rc;

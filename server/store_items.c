@@ -426,9 +426,15 @@ out:
     return st;
 }
 
+/* An upload's progress, declare and commit need its sender still granted:
+ * a PATCH begun before the owner revoked it must not complete after. */
+#define SENDER_GRANTED \
+    " AND EXISTS (SELECT 1 FROM senders WHERE senders.id = items.sender" \
+    " AND senders.inbox = items.inbox)"
+
 static const char SQL_DECLARE[] =
     "UPDATE items SET size = ?3, meta = ?4, deferred = 0"
-    " WHERE inbox = ?1 AND id = ?2 AND state = 0 AND deferred = 1";
+    " WHERE inbox = ?1 AND id = ?2 AND state = 0 AND deferred = 1" SENDER_GRANTED;
 
 static chute_status set_declared(store *s, const char *inbox, const char *item,
                                  const store_item_new *n)
@@ -503,7 +509,7 @@ out:
 
 static const char SQL_SET_OFFSET[] =
     "UPDATE items SET off = ?3 WHERE inbox = ?1 AND id = ?2 AND state = 0"
-    " AND (deferred = 1 OR ?3 <= size)";
+    " AND (deferred = 1 OR ?3 <= size)" SENDER_GRANTED;
 
 chute_status store_item_set_offset(store *s, const char *inbox, const char *item,
                                    uint64_t offset)
@@ -529,7 +535,7 @@ chute_status store_item_set_offset(store *s, const char *inbox, const char *item
 
 static const char SQL_COMMIT[] =
     "UPDATE items SET state = 1, seq = ?3 WHERE inbox = ?1 AND id = ?2 AND state = 0"
-    " AND off = size AND deferred = 0";
+    " AND off = size AND deferred = 0" SENDER_GRANTED;
 
 chute_status store_item_commit(store *s, const char *inbox, const char *item,
                                uint64_t *seq)

@@ -764,6 +764,28 @@ def test_an_item_retired_during_its_upload_stays_retired(api, inbox, sender, who
     assert inbox.download(item).status == 404
 
 
+def test_a_sender_revoked_during_its_upload_cannot_finish_it(api, inbox, sender):
+    # §6.4: from the revoke on, the send token gets 404 everywhere; a PATCH
+    # begun before must not commit its item after.
+    from conftest import metric, read_until_close, status_line
+    data = os.urandom(1024 * 1024)
+    item = new_item_id()
+    sender.create(item, len(data))
+    s = start_patch(api, inbox, sender, item, len(data), data[:1000])
+    wait_until(lambda: metric(api.metrics(), "chute_uploads_in_flight") == 1, timeout=5,
+               what="the upload in flight")
+    assert inbox.owner.delete(f"{inbox.path}/senders/{sender.id}").status == 204
+    try:
+        s.sendall(data[1000:])
+    except OSError:
+        pass  # the relay may cut the upload short
+    reply = read_until_close(s, timeout=5)
+    s.close()
+    assert status_line(reply) == 404, reply[:300]
+    assert inbox.listed() == []
+    assert sender.status(item).status == 404
+
+
 def test_deleting_an_inbox_during_an_upload_leaves_nothing_behind(relay, api, inbox, sender):
     from conftest import metric, read_until_close, status_line
     marker = b"orphan-marker-" + new_item_id().encode()
