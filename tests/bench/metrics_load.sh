@@ -2,6 +2,7 @@
 # usage: metrics_load.sh CHUTED — a relay holding 300,000 item rows (tombstones,
 # written straight into its store) while 32 clients scrape /metrics for 6 s:
 # how long GET /v1/health waits meanwhile (the stats scan holds the store lock).
+set -u
 B=$1; D=$(mktemp -d); P=$((20000 + RANDOM % 10000))
 $B --listen 127.0.0.1:$P --data $D --log-level error & pid=$!
 sleep 0.5; kill $pid; wait $pid 2>/dev/null
