@@ -31,6 +31,7 @@ struct blob_writer {
     int fd;
     int dirfd;              /* the blobs' folder (borrowed) */
     bool created;           /* no offset acknowledged yet: its name may not be durable */
+    bool sync_failed;       /* a sync failed: no later one may vouch for the bytes */
     uint64_t offset;
     uint64_t unchecked;     /* bytes written since free space was checked */
 };
@@ -99,6 +100,7 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
         return CHUTE_ERR_NOMEM;
     w->dirfd = b->dirfd;
     w->created = false;
+    w->sync_failed = false;
     w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (w->fd < 0) {
         log_error("open body %s: %s", name, strerror(errno));
@@ -166,8 +168,13 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
 
 chute_status blob_writer_sync(blob_writer *w)
 {
+    /* Linux reports a writeback error once and marks the lost pages clean:
+     * a later fdatasync returns 0 without the bytes being on disk. */
+    if (w->sync_failed)
+        return CHUTE_ERR_IO;
     if (fdatasync(w->fd) != 0) {
         log_error("fdatasync body: %s", strerror(errno));
+        w->sync_failed = true;
         return CHUTE_ERR_IO;
     }
     /* A new file's bytes are durable, its name only once the folder is
