@@ -288,6 +288,12 @@ static chute_status data_store(sqlite3 *db, int64_t data, int *store)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
 }
 
+/* Chunks freed per transaction, by the reaper and by a dropped partial:
+ * freeing a big file in one would hold the chunk file from every reader
+ * for seconds (SQLite reads each overflow page to free it, and zeroes it:
+ * secure_delete), and an inbox read waiting past the busy timeout fails. */
+#define REAP_CHUNKS 64
+
 /* Delete at most limit (0: all) chunks of data from where it keeps them:
  * through chunks (a writer of the data file), or through db, the index,
  * for a row of an older version. *deleted: whether any went. Not inside a
@@ -314,17 +320,29 @@ static chute_status delete_chunks(sqlite3 *db, chunkstore *chunks, int64_t data,
     return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
 }
 
-/* Delete a data row's chunks, then the row: a crash between leaves a row
- * without chunks, an empty partial the next start drops. */
-static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data)
+/* Delete a data row's chunks, REAP_CHUNKS at a time, then the row: a
+ * crash between leaves a row with fewer chunks or none, a partial the next
+ * start drops. mu, if given, is held for each step and let go between
+ * them: db is the mount's connection, which its lookups wait on. */
+static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data,
+                              pthread_mutex_t *mu)
 {
     int store;
+    if (mu) pthread_mutex_lock(mu);
     chute_status st = data_store(db, data, &store);
-    if (!st) st = delete_chunks(db, chunks, data, store, 0, NULL);
+    if (mu) pthread_mutex_unlock(mu);
+    for (bool more = true; !st && more;) {
+        if (mu) pthread_mutex_lock(mu);
+        st = delete_chunks(db, chunks, data, store, REAP_CHUNKS, &more);
+        if (mu) pthread_mutex_unlock(mu);
+    }
     if (st) return st;
+    if (mu) pthread_mutex_lock(mu);
     sqlite3_stmt *s = prep(db, "DELETE FROM data WHERE id=?");
     if (s) sqlite3_bind_int64(s, 1, data);
-    return run(s);
+    st = run(s);
+    if (mu) pthread_mutex_unlock(mu);
+    return st;
 }
 
 /* ---- the reaper ---------------------------------------------------------
@@ -333,9 +351,8 @@ static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data)
  * itself, 256 MiB took ~1 s here (SQLite reads every overflow page to
  * free it, and Debian's build zeroes each one: secure_delete), with the
  * mount's connection locked all along and arrivals waiting on it.
- * A partial download's chunks are still freed in place: doomed, its
- * row would count as incoming and be resumed from. */
-#define REAP_CHUNKS 64
+ * A partial download's chunks are still freed in place (doomed, its row
+ * would count as incoming and be resumed from), REAP_CHUNKS at a time. */
 
 static bool is_held(const cache *c, int64_t data)
 {
@@ -736,7 +753,7 @@ void cache_item_abort(cache_txn *t)
     chunkstore_rollback(t->store);
     /* Best effort: a partial that cannot be dropped now is dropped by the
      * next begin of the same item, or the next start. */
-    (void)drop_data(t->db, t->store, t->data);
+    (void)drop_data(t->db, t->store, t->data, NULL);
     txn_free(t);
 }
 
@@ -766,9 +783,10 @@ chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg)
         drop[n++] = sqlite3_column_int64(s, 0);
     }
     sqlite3_finalize(s);
-    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i]);
-    free(drop);
     pthread_mutex_unlock(&c->mu);
+    /* Only the downloader resumes partials, and it has not begun. */
+    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i], &c->mu);
+    free(drop);
     chunkstore_close(chunks);
     return st;
 }

@@ -819,6 +819,57 @@ static void test_a_waiting_reader_ends_the_batch(void)
     CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
 }
 
+typedef struct {
+    cache_node n;
+    atomic_int stop, dropping, during;   /* during: reads begun and ended while dropping */
+} reading_on;
+
+static void *read_until_stopped(void *arg)
+{
+    reading_on *r = arg;
+    uint8_t buf[256];
+    size_t got;
+    while (!atomic_load(&r->stop)) {
+        int began = atomic_load(&r->dropping);
+        chute_status st = cache_read(C, &r->n, 0, buf, sizeof buf, &got);
+        if (began && atomic_load(&r->dropping) && st == CHUTE_OK) atomic_fetch_add(&r->during, 1);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+/* Dropping a big partial (its sender cancelled it, a chunk failed) frees
+ * its chunks a few at a time: inbox reads get in between, instead of
+ * waiting for the whole free (seconds per GiB) or failing at the busy
+ * timeout. */
+static void test_dropping_a_big_partial_lets_readers_in(void)
+{
+    char out[4096];
+    CHECK_EQ_INT(receive_chunks("read-while-dropped", 1, out), CHUTE_OK);
+    reading_on r;
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(cache_lookup(C, "alice", out, &r.n), CHUTE_OK);
+    cache_txn *t;
+    CHECK_EQ_INT(cache_item_begin(C, "alice", "big-partial", &t), CHUTE_OK);
+    static uint8_t chunk[CACHE_CHUNK];
+    for (int i = 0; i < 2048; i++) {   /* 128 MiB */
+        chunk[0] = (uint8_t)i;
+        CHECK_EQ_INT(cache_item_append(t, chunk, sizeof chunk), CHUTE_OK);
+    }
+    CHECK_EQ_INT(cache_item_checkpoint(t), CHUTE_OK);
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, read_until_stopped, &r), 0);
+    usleep(20000);
+    atomic_store(&r.dropping, 1);
+    cache_item_abort(t);
+    atomic_store(&r.dropping, 0);
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    CHECK(atomic_load(&r.during) >= 3);
+    CHECK_EQ_INT(sql_count("SELECT count(*) FROM data WHERE complete=0"), 0);
+    CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
+}
+
 /* A batch whose commit fails takes its chunks with it: the commit of the
  * file must fail then too, not show a file with a hole (the storer's idle
  * checkpoint can be that commit, with no chunk left to append after it).
@@ -892,6 +943,7 @@ int main(void)
     RUN(test_a_hundred_thousand_files_of_one_name_leave_room_for_one_more);
     RUN(test_names_stay_readable_while_a_batch_holds_the_chunks);
     RUN(test_a_waiting_reader_ends_the_batch);
+    RUN(test_dropping_a_big_partial_lets_readers_in);
     RUN(test_a_batch_lost_in_a_checkpoint_fails_the_file);
     cache_close(C);
     snprintf(p, sizeof p, "rm -rf %s", dir);
