@@ -37,6 +37,10 @@
  * items committed meanwhile: checked this often. */
 #define FOLLOW_YIELD_MS       2000
 #define SWEEP_MAX             1000
+/* A partial left while its upload went on (stalled, too long, giving way)
+ * whose item is then cancelled or expires is never listed again: the
+ * sweep of .parts runs between rounds too, at most this often. */
+#define SWEEP_EVERY_MS        30000
 /* Items from a sender that is no peer of ours (yet): PROTOCOL §7.5 lets
  * the joiner store the peer, and send, a moment before the inviter stores
  * it. The cursor kept on disk stays below the first such item, so a
@@ -533,6 +537,15 @@ static bool has_part(const char *peer, const char *item, void *arg)
            access(path, F_OK) == 0;
 }
 
+/* The .parts of items the relay no longer offers, then the cache's
+ * partials left without a .part. Only while no download is open. */
+static void drop_abandoned(session *s)
+{
+    sweep_parts(s);
+    if (cache_drop_partials(s->c, has_part, s) != CHUTE_OK)
+        fprintf(stderr, "chutefs: cannot drop partial downloads from the cache\n");
+}
+
 /* ---- the thread --------------------------------------------------------- */
 
 static chute_status session_open(session *s, downloader *d)
@@ -652,9 +665,8 @@ static void *downloader_main(void *arg)
     }
     /* No download runs yet: .parts nobody will finish go, and the cache's
      * partials without a .part (a resume needs its header). */
-    sweep_parts(&s);
-    if (cache_drop_partials(s.c, has_part, &s) != CHUTE_OK)
-        fprintf(stderr, "chutefs: cannot drop partial downloads from the cache\n");
+    drop_abandoned(&s);
+    int64_t next_sweep = mono_ms() + SWEEP_EVERY_MS;
     uint64_t cursor = 0, saved = 0;
     if (cache_list_cursor(s.c, s.dev.inbox, &cursor) == CHUTE_OK) saved = cursor;
     unsigned failures = 0;
@@ -666,6 +678,11 @@ static void *downloader_main(void *arg)
             saved = keep;
         if (atomic_load(&d->stop)) break;
         note_failing(d, st, s.rc);
+        /* Between rounds no download is open either. */
+        if (!st && mono_ms() >= next_sweep) {
+            drop_abandoned(&s);
+            next_sweep = mono_ms() + SWEEP_EVERY_MS;
+        }
         if (!st) { failures = 0; continue; }
         if (failures == 0 || st != CHUTE_ERR_NETWORK) log_failing(d, st, s.rc);
         if (!nap(d, backoff_ms(failures))) break;

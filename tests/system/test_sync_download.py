@@ -736,6 +736,30 @@ def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(wor
     assert "dropped the partial download of item " + item in world.rx.stderr()
 
 
+def test_partial_download_of_an_item_cancelled_while_mounted_is_dropped(world):
+    # Left while its upload stalled, then cancelled by its sender: the item
+    # is never listed again, so the running mount must drop the partial
+    # itself (the sweep between rounds, every 30 s), not keep it until the
+    # next start.
+    src, _ = big_file(world.tmp, 16)
+    world.rx.mount()
+    with world.send_paused(src, 12 << 20):
+        wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
+                   what="the durable prefix to be downloaded")
+        (item,) = [i["item"] for i in listed_items(world)]
+        wait_until(lambda: "incoming: 1\n" in world.rx.status(), timeout=10,
+                   what="the partial counted as incoming")
+        time.sleep(7)                 # not growing for 5 s: left for its commit
+        (row,) = [r for r in world.abroad.peer_rows() if r["name"] == world.to]
+        r = Api(world.relay.url, row["send_token"]).delete(
+            f"/v1/inboxes/{row['inbox']}/items/{item}")
+        assert r.status == 204, r
+    wait_until(lambda: world.rx.parts() == [] and stored_chunks(world) == 0,
+               timeout=75 * SLOW, what="the abandoned download to be dropped")
+    assert "incoming: 0\n" in world.rx.status()
+    assert "dropped the partial download of item " + item in world.rx.stderr()
+
+
 def test_tampered_upload_in_progress_is_quarantined_before_it_is_whole(world):
     src, _ = big_file(world.tmp, 16)
     world.rx.mount()
