@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 struct blobs {
     char *dir;          /* DATA/items */
     int dirfd;
+    atomic_uint writers;   /* open blob_writers: each may write before it checks */
 };
 
 /* Bodies never take the last MIN_FREE bytes of the filesystem: SQLite needs
@@ -30,20 +32,24 @@ struct blobs {
 struct blob_writer {
     int fd;
     int dirfd;              /* the blobs' folder (borrowed) */
+    atomic_uint *writers;   /* the blobs' count of open writers (borrowed) */
     bool created;           /* no offset acknowledged yet: its name may not be durable */
     bool sync_failed;       /* a sync failed: no later one may vouch for the bytes */
     uint64_t offset;
     uint64_t unchecked;     /* bytes written since free space was checked */
 };
 
-/* CHUTE_ERR_LIMIT when the next CHECK_EVERY bytes could eat into MIN_FREE. */
-static chute_status check_space(int fd, size_t len)
+/* CHUTE_ERR_LIMIT when the next CHECK_EVERY bytes (and len) of every open
+ * writer could eat into MIN_FREE: each writes that much before it checks
+ * again, so one alone must leave room for all of them. */
+static chute_status check_space(int fd, size_t len, unsigned writers)
 {
     struct statvfs vfs;
     if (fstatvfs(fd, &vfs) != 0)
         return CHUTE_OK;            /* cannot tell: let write() decide */
     uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-    return avail < (uint64_t)MIN_FREE + CHECK_EVERY + len ? CHUTE_ERR_LIMIT : CHUTE_OK;
+    uint64_t ahead = ((uint64_t)CHECK_EVERY + len) * (writers ? writers : 1);
+    return avail < (uint64_t)MIN_FREE + ahead ? CHUTE_ERR_LIMIT : CHUTE_OK;
 }
 
 /* "<inbox>.<item>" or "<inbox>.<item>.part" */
@@ -99,6 +105,7 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
     if (!w)
         return CHUTE_ERR_NOMEM;
     w->dirfd = b->dirfd;
+    w->writers = &b->writers;
     w->created = false;
     w->sync_failed = false;
     w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -133,6 +140,7 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
      * ended before its sync). */
     w->created = offset == 0;
     w->unchecked = CHECK_EVERY;     /* check before the first write */
+    atomic_fetch_add(w->writers, 1);
     *out = w;
     return CHUTE_OK;
 }
@@ -142,7 +150,7 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
     const char *p = buf;
     w->unchecked += len;
     if (w->unchecked >= CHECK_EVERY) {
-        if (check_space(w->fd, len) != CHUTE_OK) {
+        if (check_space(w->fd, len, atomic_load(w->writers)) != CHUTE_OK) {
             log_warn("data folder nearly full: refusing more body bytes");
             return CHUTE_ERR_LIMIT;
         }
@@ -193,6 +201,7 @@ void blob_writer_close(blob_writer *w)
 {
     if (!w)
         return;
+    atomic_fetch_sub(w->writers, 1);
     close(w->fd);
     free(w);
 }

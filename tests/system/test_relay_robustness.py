@@ -325,6 +325,38 @@ def test_a_full_disk_gets_an_error_not_a_crash_or_a_half_item(relay_factory, sma
     assert api.health().status == 200
 
 
+def test_many_uploads_at_once_leave_the_last_256k_free(relay_factory, tmp_path):
+    # Each upload checks the free space only every 256 KiB it writes: 32 at
+    # once must still leave SQLite the room to record the acks and deletes
+    # that free space again (PROTOCOL §6.8), not eat into it together.
+    import threading
+    with small_tmpfs(tmp_path / "small-disk", "24m") as d:
+        relay = relay_factory(data_dir=d / "data")
+        api = relay.api()
+        inbox = api.create_inbox()
+        sender = inbox.add_sender()
+        data = os.urandom(1024 * 1024)
+        items = [new_item_id() for _ in range(32)]
+        for item in items:
+            assert sender.create(item, len(data)).status == 201
+        answers = []
+
+        def upload(item):
+            answers.append(sender.append(item, 0, data).status)
+        threads = [threading.Thread(target=upload, args=(i,)) for i in items]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60 * SLOW)
+        assert sorted(set(answers)) in ([204, 507], [507]), answers
+        vfs = os.statvfs(d)
+        assert vfs.f_bavail * vfs.f_frsize >= 256 * 1024, vfs.f_bavail * vfs.f_frsize
+        # what went whole can still be acked, and a cancel still recorded
+        assert all(inbox.ack(i).status == 204 for i in inbox.listed_ids())
+        assert all(sender.cancel(i).status in (204, 409) for i in items)
+        assert api.health().status == 200
+
+
 def test_405_names_the_allowed_methods(api, inbox):
     r = api.post("/v1/health", b"")
     assert r.status == 405 and "GET" in r.header("Allow", ""), r
