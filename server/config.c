@@ -50,6 +50,7 @@ static const opt_def opts[] = {
     { "max-conns", T_COUNT, F(max_conns), "connections in all (4096)" },
     { "pair-allocs-per-min", T_COUNT, F(pair_allocs_per_min), "nameplate allocations per IP per minute (10)" },
     { "pair-claims-per-min", T_COUNT, F(pair_claims_per_min), "nameplate claims per IP per minute (10)" },
+    { "inbox-creates-per-min", T_COUNT, F(inbox_creates_per_min), "inboxes created per IP per minute (10)" },
     { "idle-timeout", T_DURATION, F(idle_timeout), "close a connection silent this long (30s)" },
     { "max-wait", T_DURATION, F(max_wait), "longest long-poll (60s)" },
 };
@@ -76,6 +77,7 @@ void config_defaults(relay_config *c)
     c->max_conns = 4096;
     c->pair_allocs_per_min = 10;
     c->pair_claims_per_min = 10;
+    c->inbox_creates_per_min = 10;
     c->idle_timeout = 30;
     c->max_wait = 60;
     c->pair_max_messages = 16;

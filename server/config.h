@@ -21,7 +21,7 @@ typedef struct {
     uint64_t item_ttl, tombstone_ttl, pair_ttl, max_pair_ttl;
     uint64_t max_item_size, max_meta, inbox_quota_items, inbox_quota_bytes;
     uint64_t max_body, max_header, max_conns_per_ip, max_conns;
-    uint64_t pair_allocs_per_min, pair_claims_per_min;
+    uint64_t pair_allocs_per_min, pair_claims_per_min, inbox_creates_per_min;
     uint64_t idle_timeout, max_wait;
     /* not in §6.8 but fixed by it: messages per pairing session and bytes
      * per message body */

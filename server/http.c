@@ -184,6 +184,26 @@ enum MHD_Result reply_error_with(request *r, unsigned status, const char *msg,
     return reply_json(r, status, o);
 }
 
+enum MHD_Result reply_too_many(request *r, const char *what, uint64_t retry_after)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many %s; retry later", what);
+    json_t *o = json_pack("{s:s,s:I}", "error", msg, "retry_after", (json_int_t)retry_after);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    struct MHD_Response *resp =
+        text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    char ra[24];
+    snprintf(ra, sizeof ra, "%llu", (unsigned long long)retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    return reply_response(r, 429, resp);
+}
+
 enum MHD_Result reply_error(request *r, unsigned status, const char *msg)
 {
     return reply_error_with(r, status, msg, NULL);

@@ -79,6 +79,9 @@ enum MHD_Result reply_error(request *r, unsigned status, const char *msg);
 enum MHD_Result reply_error_with(request *r, unsigned status, const char *msg,
                                  struct json_t *extra);
 enum MHD_Result reply_empty(request *r, unsigned status);
+/* 429 with Retry-After and {"error": "too many <what>; retry later",
+ * "retry_after": S}. */
+enum MHD_Result reply_too_many(request *r, const char *what, uint64_t retry_after);
 /* Queue a prepared response (destroyed here). */
 enum MHD_Result reply_response(request *r, unsigned status, struct MHD_Response *resp);
 

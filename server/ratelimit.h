@@ -1,4 +1,5 @@
-/* ratelimit.h — per-client-IP token buckets for pairing attempts.
+/* ratelimit.h — per-client-IP token buckets for pairing attempts and
+ * inbox creation.
  *
  * Each (IP, kind) has a bucket of `per_min` tokens refilled continuously at
  * per_min per minute. The table has a fixed size: a flood of addresses
@@ -12,7 +13,7 @@
 
 #include "status.h"
 
-typedef enum { RL_PAIR_ALLOC = 0, RL_PAIR_CLAIM } rl_kind;
+typedef enum { RL_PAIR_ALLOC = 0, RL_PAIR_CLAIM, RL_INBOX_CREATE } rl_kind;
 typedef struct ratelimit ratelimit;
 
 chute_status ratelimit_create(ratelimit **out);

@@ -5,6 +5,7 @@
 
 #include "blobs.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "routes.h"
 
 static enum MHD_Result create_inbox(request *r)
@@ -13,6 +14,12 @@ static enum MHD_Result create_inbox(request *r)
         return reply_error(r, 401, "access token required");
     if (relay_parse_empty_object((const uint8_t *)r->body, r->body_len) != CHUTE_OK)
         return reply_error(r, 400, "body must be empty or a JSON object");
+    /* Each inbox brings a quota of its own: without a limit, a loop of
+     * creates would be one client's way around every quota. */
+    uint64_t retry;
+    if (!ratelimit_take(r->srv->ratelimit, request_client_addr(r), RL_INBOX_CREATE,
+                        r->srv->cfg->inbox_creates_per_min, &retry))
+        return reply_too_many(r, "inboxes created", retry);
     char id[RELAY_ID_CHARS + 1], token[RELAY_TOKEN_CHARS + 1];
     uint8_t hash[32];
     make_id(id);

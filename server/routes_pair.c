@@ -30,25 +30,6 @@ static const char *pair_state_name(pair_state st)
     return st == PAIR_WAITING ? "waiting" : st == PAIR_CLAIMED ? "claimed" : "closed";
 }
 
-static enum MHD_Result too_many(request *r, uint64_t retry_after)
-{
-    json_t *o = json_pack("{s:s,s:I}", "error", "too many pairing attempts; retry later",
-                          "retry_after", (json_int_t)retry_after);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    struct MHD_Response *resp =
-        text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    char ra[24];
-    snprintf(ra, sizeof ra, "%llu", (unsigned long long)retry_after);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-    return reply_response(r, 429, resp);
-}
-
 static enum MHD_Result allocate(request *r)
 {
     server *srv = r->srv;
@@ -62,7 +43,7 @@ static enum MHD_Result allocate(request *r)
     uint64_t retry;
     if (!ratelimit_take(srv->ratelimit, request_client_addr(r), RL_PAIR_ALLOC,
                         cfg->pair_allocs_per_min, &retry))
-        return too_many(r, retry);
+        return reply_too_many(r, "pairing attempts", retry);
     if (!has_ttl)
         ttl = cfg->pair_ttl;
     if (ttl > cfg->max_pair_ttl)
@@ -93,7 +74,7 @@ static enum MHD_Result claim(request *r)
     uint64_t retry;
     if (!ratelimit_take(srv->ratelimit, request_client_addr(r), RL_PAIR_CLAIM,
                         srv->cfg->pair_claims_per_min, &retry))
-        return too_many(r, retry);
+        return reply_too_many(r, "pairing attempts", retry);
     char session[RELAY_ID_CHARS + 1], token[RELAY_TOKEN_CHARS + 1];
     uint8_t hash[32];
     int64_t expires;

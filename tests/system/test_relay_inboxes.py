@@ -56,6 +56,20 @@ def test_create_inbox_returns_id_and_owner_token(api):
         assert B64URL_TOKEN.match(j["owner_token"]), j
 
 
+def test_creating_inboxes_is_rate_limited_per_client(relay_factory):
+    # Each inbox brings its own quota: a loop of creates must not be one
+    # client's way around every quota.
+    relay = relay_factory("--inbox-creates-per-min", "3")
+    api = relay.api()
+    for _ in range(3):
+        assert api.post("/v1/inboxes", b"", token=None).status == 201
+    r = api.post("/v1/inboxes", b"", token=None)
+    assert r.status == 429, r
+    assert int(r.header("Retry-After")) >= 1 and r.json["retry_after"] >= 1
+    assert "inboxes" in r.json["error"]
+    assert api.health().status == 200
+
+
 def test_every_inbox_gets_its_own_id_and_token(api):
     boxes = [api.create_inbox() for _ in range(5)]
     assert len({b.id for b in boxes}) == 5
