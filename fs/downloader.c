@@ -422,6 +422,18 @@ static chute_status receive_item(session *s, const devstate_peer *p,
         st = fetch_blob(s, li, &sink, later);
         if (sink.reason) *reason = sink.reason;
     }
+    if (st && *reason && had) {
+        /* Refused after a resume: the .part is our copy, and a crash can
+         * leave it damaged (its chunks committed, its own bytes never
+         * written out). Not proof against the item: once more from its
+         * start, which quarantines it if the relay's bytes are bad. */
+        fprintf(stderr, "chutefs: the partial download of item %s is damaged or refused "
+                "(%s); fetching it again from its start\n", li->item, *reason);
+        receive_abort(sink.r);
+        *reason = NULL;
+        if (ftruncate(fd, 0) != 0) return CHUTE_ERR_IO;
+        return receive_item(s, p, li, m, fd, later, final, cap, reason);   /* had: 0 */
+    }
     if (*later || st == CHUTE_ERR_NETWORK) {   /* cut short: keep what is stored */
         receive_suspend(sink.r);
         return st;

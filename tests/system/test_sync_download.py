@@ -586,6 +586,30 @@ def test_receiver_killed_mid_download_resumes_after_the_chunks_it_stored(gated_w
     assert world.rx.parts() == [] and stored_chunks(world) == 0
 
 
+def test_a_partial_download_whose_part_file_was_damaged_is_fetched_again(gated_world):
+    # A crash can leave the .part (the age header, written but not synced)
+    # damaged while the chunks after it were committed: that is this
+    # device's fault, not the item's; it must be fetched again, not
+    # quarantined and rejected on the relay.
+    world = gated_world
+    src, digest = big_file(world.tmp, 40)
+    item = world.send(src=src, name="big.bin")
+    world.gate.hold_after(24 << 20)
+    world.rx.mount()
+    wait_until(lambda: world.gate.held() and stored_chunks(world) >= 128, timeout=60,
+               what="8 MiB stored and the download held")
+    world.rx.kill9()
+    (part,) = world.rx.parts()
+    part.write_bytes(b"\0" * part.stat().st_size)      # what a lost write-back leaves
+    world.gate.release()
+    world.rx.mount()
+    wait_until(lambda: stored(world, 1), timeout=60 * SLOW, what="the item after the restart")
+    assert sha_of(world.inbox / "big.bin") == digest
+    assert f"the partial download of item {item} is damaged or refused" in world.rx.stderr()
+    assert "quarantined: 0\n" in world.rx.status()
+    wait_until(lambda: world.item_state(item) == "delivered", timeout=10, what="the ack")
+
+
 def test_relay_killed_mid_download_is_resumed(world):
     src, digest = big_file(world.tmp, 200)
     item = world.send(src=src, name="big.bin")
