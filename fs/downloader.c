@@ -37,6 +37,10 @@
  * items committed meanwhile: checked this often. */
 #define FOLLOW_YIELD_MS       2000
 #define SWEEP_MAX             1000
+/* A followed item whose bytes are all here waits this long, at most, for
+ * the relay to commit it before it is left for its commit's listing. */
+#define COMMIT_WAIT_TRIES     20
+#define COMMIT_WAIT_MS        50
 /* A partial left while its upload went on (stalled, too long, giving way)
  * whose item is then cancelled or expires is never listed again: the
  * sweep of .parts runs between rounds too, at most this often. */
@@ -268,6 +272,23 @@ static chute_status follow_state(session *s, const relay_listed_item *li)
     return strcmp(now.state, "pending") == 0 ? CHUTE_ERR_EXISTS : CHUTE_ERR_NOT_FOUND;
 }
 
+/* Every byte of an item listed while it was uploading is here: it is
+ * finished only once the relay has committed it. Between its last byte
+ * and its commit the sender may be revoked, or the commit fail, and then
+ * it must not be shown. A moment's wait (the commit follows the last
+ * byte within milliseconds), else it is left for its commit's listing. */
+static chute_status await_commit(session *s, const relay_listed_item *li, bool *later)
+{
+    for (int i = 0; i < COMMIT_WAIT_TRIES; i++) {
+        chute_status st = follow_state(s, li);
+        if (st == CHUTE_ERR_EXISTS) return CHUTE_OK;      /* committed: finish it */
+        if (st == CHUTE_ERR_NOT_FOUND) return st;         /* gone */
+        if (!nap(s->d, COMMIT_WAIT_MS)) return CHUTE_ERR_NETWORK;   /* stopping */
+    }
+    *later = true;
+    return CHUTE_OK;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -322,7 +343,10 @@ static chute_status fetch_blob(session *s, const relay_listed_item *li, part_sin
         if (st == CHUTE_ERR_EXISTS || st == CHUTE_ERR_LIMIT) st = CHUTE_ERR_NETWORK;
         note_reach(s->d, st);
         if (st) return st;
-        if (p->off == p->size) break;
+        if (p->off == p->size) {
+            if (li->complete) break;
+            return await_commit(s, li, later);
+        }
         if (li->complete) return CHUTE_ERR_NETWORK;   /* cut short: resume */
         if (p->off > before) {
             idle = 0;
@@ -510,7 +534,7 @@ static chute_status download_item(session *s, const relay_listed_item *li)
  * while this device was away, or acked by a run that died before deleting
  * it) would stay forever: the item is never listed again. One status
  * request per file, at most SWEEP_MAX; a relay that does not answer ends
- * the sweep (the next start tries again). */
+ * the sweep (the next one, within SWEEP_EVERY_MS, tries again). */
 static void sweep_parts(session *s)
 {
     DIR *dir = opendir(s->d->incoming);

@@ -774,7 +774,7 @@ static void do_cancels(uploader *up)
         if (st == CHUTE_ERR_NOT_FOUND) {
             /* Forgotten peer: no token to cancel with, and its relay
              * grant is gone with it. */
-            queue_relay_cancel_done(up->fs->q, it->id);
+            queue_relay_cancel_done(up->fs->q, it->id, it->attempts);
             continue;
         }
         relay_client *c = st == CHUTE_OK ? conn_for(up, &up->tcn, up->tpeer.relay_url) : NULL;
@@ -786,7 +786,7 @@ static void do_cancels(uploader *up)
         /* 404: never created, or the token is revoked; 409: delivered or
          * expired already. Either way nothing is left for us to delete. */
         if (c && (st == CHUTE_OK || st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_EXISTS)) {
-            queue_relay_cancel_done(up->fs->q, it->id);
+            queue_relay_cancel_done(up->fs->q, it->id, it->attempts);
             continue;
         }
         uint64_t delay = backoff_delay_ms((uint32_t)it->attempts + 1, NET_BASE_MS, NET_CAP_MS,

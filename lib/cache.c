@@ -784,7 +784,7 @@ chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg)
     }
     sqlite3_finalize(s);
     pthread_mutex_unlock(&c->mu);
-    /* Only the downloader resumes partials, and it has not begun. */
+    /* Only the downloader resumes partials, and it has none open now. */
     for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i], &c->mu);
     free(drop);
     chunkstore_close(chunks);

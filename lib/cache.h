@@ -100,7 +100,8 @@ chute_status cache_item_checkpoint(cache_txn *t);
  * partial last chunk is dropped. Frees t. */
 void cache_item_suspend(cache_txn *t);
 /* Drop the partials for which keep (may be NULL) says no — downloads no
- * one will resume. Only while no cache_txn is open: the downloader's start. */
+ * one will resume. Only while no cache_txn is open: the downloader's start,
+ * and between its rounds. */
 typedef bool (*cache_keep_fn)(const char *peer, const char *item, void *arg);
 chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg);
 

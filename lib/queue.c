@@ -639,15 +639,15 @@ chute_status queue_relay_cancel_failed(queue *q, const char *id, int64_t next_at
 chute_status queue_relay_cancel_owed(queue *q, const char *id)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
-    return update_by_id(q, "UPDATE queue SET updated=?, relay_cancel=1, next_attempt=0 "
-                           "WHERE state=4 AND id=?", id, 0, 0);
+    return update_by_id(q, "UPDATE queue SET updated=?, relay_cancel=1, next_attempt=0, "
+                           "attempts=attempts+1 WHERE state=4 AND id=?", id, 0, 0);
 }
 
-chute_status queue_relay_cancel_done(queue *q, const char *id)
+chute_status queue_relay_cancel_done(queue *q, const char *id, uint32_t attempts)
 {
     if (!q || !id) return CHUTE_ERR_ARG;
     return update_by_id(q, "UPDATE queue SET updated=?, relay_cancel=0 "
-                           "WHERE state=4 AND id=?", id, 0, 0);
+                           "WHERE state=4 AND attempts=?2 AND id=?3", id, attempts, 0);
 }
 
 static chute_status each_where(queue *q, const char *sql, queue_visit_fn fn, void *arg)

@@ -186,13 +186,19 @@ chute_status queue_retry_now(queue *q, const char *error_prefix);
 /* The next cancelled item whose relay copy must be deleted and whose
  * next_attempt <= now (unix seconds), and the mark that it has been. */
 chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out);
-chute_status queue_relay_cancel_done(queue *q, const char *id);
+/* Done, if the row still owes what the caller was handed: `attempts` as
+ * queue_next_relay_cancel gave it. A row owed again meanwhile
+ * (queue_relay_cancel_owed counts an attempt) stays owed:
+ * CHUTE_ERR_NOT_FOUND. */
+chute_status queue_relay_cancel_done(queue *q, const char *id, uint32_t attempts);
 /* Its DELETE failed: counted in attempts, tried again at next_attempt, so
  * one that keeps failing (its relay is gone) does not hold up the others. */
 chute_status queue_relay_cancel_failed(queue *q, const char *id, int64_t next_attempt);
 /* A cancelled item's relay copy is owed a DELETE again, due now: the
  * tracker's DELETE came before the worker's create and found nothing, and
- * the worker's own DELETE of the copy it made did not get through. */
+ * the worker's own DELETE of the copy it made did not get through. Counts
+ * an attempt, so a tracker's done for the earlier DELETE does not settle
+ * it. */
 chute_status queue_relay_cancel_owed(queue *q, const char *id);
 
 /* Calls fn for every active item, oldest first; fn returning non-zero stops

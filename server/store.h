@@ -109,9 +109,15 @@ chute_status store_item_declare(store *s, const char *inbox, const char *item,
                                 const char *sender, const store_item_new *n,
                                 bool *declared, store_item *out);
 /* Record a durable offset of an uploading item (at most its size unless it
- * is deferred). CHUTE_ERR_NOT_FOUND when the item is no longer uploading. */
+ * is deferred). CHUTE_ERR_NOT_FOUND when the item is no longer uploading,
+ * or its sender no longer granted (revoked during the upload). */
 chute_status store_item_set_offset(store *s, const char *inbox, const char *item,
                                    uint64_t offset);
+/* Lower an uploading item's offset to what its body really holds (at
+ * start, after the disk lost its end), whether or not its sender is still
+ * granted; CHUTE_ERR_NOT_FOUND when it is not above. */
+chute_status store_item_rewind_offset(store *s, const char *inbox, const char *item,
+                                      uint64_t offset);
 /* Commit an uploading, declared item whose offset reached its size: it gets
  * the next sequence number. CHUTE_ERR_NOT_FOUND when it is not in that state. */
 chute_status store_item_commit(store *s, const char *inbox, const char *item,

@@ -511,12 +511,17 @@ static const char SQL_SET_OFFSET[] =
     "UPDATE items SET off = ?3 WHERE inbox = ?1 AND id = ?2 AND state = 0"
     " AND (deferred = 1 OR ?3 <= size)" SENDER_GRANTED;
 
-chute_status store_item_set_offset(store *s, const char *inbox, const char *item,
-                                   uint64_t offset)
+/* At start, a body found shorter than its offset (the disk lost its end):
+ * the offset only goes back, whoever its sender is now. */
+static const char SQL_REWIND_OFFSET[] =
+    "UPDATE items SET off = ?3 WHERE inbox = ?1 AND id = ?2 AND state = 0 AND off > ?3";
+
+static chute_status update_offset(store *s, const char *sql, const char *inbox,
+                                  const char *item, uint64_t offset)
 {
     db_lock(s);
     chute_status st = CHUTE_OK;
-    sqlite3_stmt *q = db_stmt(s, SQL_SET_OFFSET);
+    sqlite3_stmt *q = db_stmt(s, sql);
     if (!q) {
         st = CHUTE_ERR_DB;
     } else {
@@ -531,6 +536,18 @@ chute_status store_item_set_offset(store *s, const char *inbox, const char *item
     }
     db_unlock(s);
     return st;
+}
+
+chute_status store_item_set_offset(store *s, const char *inbox, const char *item,
+                                   uint64_t offset)
+{
+    return update_offset(s, SQL_SET_OFFSET, inbox, item, offset);
+}
+
+chute_status store_item_rewind_offset(store *s, const char *inbox, const char *item,
+                                      uint64_t offset)
+{
+    return update_offset(s, SQL_REWIND_OFFSET, inbox, item, offset);
 }
 
 static const char SQL_COMMIT[] =

@@ -56,7 +56,7 @@ static void finish_item(void *cls, const char *inbox, const char *item)
     /* Its bytes did not all survive (a crash of the disk's, not ours): the
      * offset goes back to what is there, and its sender sends the rest. */
     else if (st == CHUTE_ERR_TRUNCATED &&
-             store_item_set_offset(p->st, inbox, item, have) == CHUTE_OK)
+             store_item_rewind_offset(p->st, inbox, item, have) == CHUTE_OK)
         log_warn("an item's body was short at start: its sender resumes it from byte %llu",
                  (unsigned long long)have);
 }

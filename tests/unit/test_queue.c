@@ -123,7 +123,7 @@ static void test_cancel(void)
     CHECK_EQ_INT(queue_set_progress(q, b.id, 1), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);
-    CHECK_EQ_INT(queue_relay_cancel_done(q, b.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_relay_cancel_done(q, b.id, got.attempts), CHUTE_OK);
     CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_ERR_NOT_FOUND);
     queue_close(q);
@@ -159,10 +159,19 @@ static void test_a_relay_copy_made_after_its_cancel_is_owed_a_delete_again(void)
     CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
     CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);
     CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
-    CHECK_EQ_INT(queue_relay_cancel_done(q, a.id), CHUTE_OK);   /* 404: not there yet */
+    CHECK_EQ_INT(queue_relay_cancel_done(q, a.id, got.attempts), CHUTE_OK);   /* 404: not there yet */
     CHECK_EQ_INT(queue_relay_cancel_owed(q, a.id), CHUTE_OK);   /* then the create landed */
     CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
     CHECK(strcmp(got.id, a.id) == 0 && got.relay_cancel && got.state == QUEUE_CANCELLED);
+    /* the other order: the tracker's 404 handled only after the worker's
+     * DELETE failed and owed it again; that done must not settle it */
+    uint32_t seen = got.attempts;
+    CHECK_EQ_INT(queue_relay_cancel_owed(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_relay_cancel_done(q, a.id, seen), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0 && got.relay_cancel);
+    CHECK_EQ_INT(queue_relay_cancel_done(q, a.id, got.attempts), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, time(NULL), &got), CHUTE_ERR_NOT_FOUND);
     /* only a cancelled row can owe one: an active one is not touched */
     CHECK_EQ_INT(queue_relay_cancel_owed(q, b.id), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
@@ -459,7 +468,7 @@ static void test_a_failing_relay_cancel_does_not_hold_up_the_others(void)
     CHECK_EQ_INT(queue_relay_cancel_failed(q, a.id, now + 60), CHUTE_OK);
     CHECK_EQ_INT(queue_next_relay_cancel(q, now, &got), CHUTE_OK);
     CHECK(strcmp(got.id, b.id) == 0);
-    CHECK_EQ_INT(queue_relay_cancel_done(q, b.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_relay_cancel_done(q, b.id, got.attempts), CHUTE_OK);
     CHECK_EQ_INT(queue_next_relay_cancel(q, now, &got), CHUTE_ERR_NOT_FOUND);
     CHECK_EQ_INT(queue_next_relay_cancel(q, now + 60, &got), CHUTE_OK);   /* its turn again */
     CHECK(strcmp(got.id, a.id) == 0);
