@@ -563,17 +563,24 @@ def test_a_range_answered_with_the_whole_body_costs_bytes_not_the_item(tmp_path,
         world.rx.check_sanitizers()
 
 
+def killed_mid_download(world, mib, hold_mib, stored_mib):
+    """A mib MiB item sent, the receiver killed with -9 once stored_mib of
+    it are stored and the relay's answers held after hold_mib (so the kill
+    finds a download half stored however fast this machine is): (item,
+    sha256 of the source). The gate stays held until the test releases it."""
+    src, digest = big_file(world.tmp, mib)
+    item = world.send(src=src, name="big.bin")
+    world.gate.hold_after(hold_mib << 20)
+    world.rx.mount()
+    wait_until(lambda: world.gate.held() and stored_chunks(world) >= stored_mib * 16,
+               timeout=60, what=f"{stored_mib} MiB stored and the download held")
+    world.rx.kill9()
+    return item, digest
+
+
 def test_receiver_killed_mid_download_resumes_after_the_chunks_it_stored(gated_world):
     world = gated_world
-    src, digest = big_file(world.tmp, 100)
-    item = world.send(src=src, name="big.bin")
-    # the relay's answers stop after 48 MiB, so the kill finds a download
-    # half stored however fast this machine is
-    world.gate.hold_after(48 << 20)
-    world.rx.mount()
-    wait_until(lambda: world.gate.held() and stored_chunks(world) >= 256, timeout=60,
-               what="16 MiB stored and the download held")
-    world.rx.kill9()
+    item, digest = killed_mid_download(world, 100, 48, 16)
     kept = stored_chunks(world)
     assert kept < 1600
     assert 0 < part_size(world) < 4096       # the age header only: the rest is in the cache
@@ -592,13 +599,7 @@ def test_a_partial_download_whose_part_file_was_damaged_is_fetched_again(gated_w
     # device's fault, not the item's; it must be fetched again, not
     # quarantined and rejected on the relay.
     world = gated_world
-    src, digest = big_file(world.tmp, 40)
-    item = world.send(src=src, name="big.bin")
-    world.gate.hold_after(24 << 20)
-    world.rx.mount()
-    wait_until(lambda: world.gate.held() and stored_chunks(world) >= 128, timeout=60,
-               what="8 MiB stored and the download held")
-    world.rx.kill9()
+    item, digest = killed_mid_download(world, 40, 24, 8)
     (part,) = world.rx.parts()
     part.write_bytes(b"\0" * part.stat().st_size)      # what a lost write-back leaves
     world.gate.release()
@@ -734,21 +735,31 @@ def test_stalled_upload_does_not_hold_up_other_items(world):
     assert sha_of(world.inbox / "big.bin") == digest
 
 
+def prefix_stored(world):
+    """Wait until the durable prefix of the one item listed (an upload in
+    progress) is stored; its id."""
+    wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
+               what="the durable prefix to be downloaded")
+    (item,) = [i["item"] for i in listed_items(world)]
+    return item
+
+
+def cancel_as_sender(world, item):
+    """The sending device gives up on item: DELETE with its send token."""
+    (row,) = [r for r in world.abroad.peer_rows() if r["name"] == world.to]
+    r = Api(world.relay.url, row["send_token"]).delete(
+        f"/v1/inboxes/{row['inbox']}/items/{item}")
+    assert r.status == 204, r
+
+
 def test_partial_download_of_an_item_cancelled_meanwhile_is_dropped_at_start(world):
     src, _ = big_file(world.tmp, 16)
     world.rx.mount()
     with world.send_paused(src, 12 << 20):
-        # the header in the .part, the first 8 MiB batch in the cache
-        wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
-                   what="the durable prefix to be downloaded")
-        (item,) = [i["item"] for i in listed_items(world)]
+        item = prefix_stored(world)   # the header in the .part, 8 MiB in the cache
         world.rx.kill9()                      # leaves the .part and cache rows
         assert stored_chunks(world) > 0 and part_size(world) > 0
-        # the sender gives up on it while home is away
-        (row,) = [r for r in world.abroad.peer_rows() if r["name"] == world.to]
-        r = Api(world.relay.url, row["send_token"]).delete(
-            f"/v1/inboxes/{row['inbox']}/items/{item}")
-        assert r.status == 204, r
+        cancel_as_sender(world, item)         # while home is away
     world.rx.mount()
     # the .part first, then the cache rows that have no .part any more
     wait_until(lambda: world.rx.parts() == [] and stored_chunks(world) == 0,
@@ -768,16 +779,11 @@ def test_partial_download_of_an_item_cancelled_while_mounted_is_dropped(world):
     src, _ = big_file(world.tmp, 16)
     world.rx.mount()
     with world.send_paused(src, 12 << 20):
-        wait_until(lambda: stored_chunks(world) > 0, timeout=20 * SLOW,
-                   what="the durable prefix to be downloaded")
-        (item,) = [i["item"] for i in listed_items(world)]
+        item = prefix_stored(world)
         wait_until(lambda: "incoming: 1\n" in world.rx.status(), timeout=10,
                    what="the partial counted as incoming")
         time.sleep(7)                 # not growing for 5 s: left for its commit
-        (row,) = [r for r in world.abroad.peer_rows() if r["name"] == world.to]
-        r = Api(world.relay.url, row["send_token"]).delete(
-            f"/v1/inboxes/{row['inbox']}/items/{item}")
-        assert r.status == 204, r
+        cancel_as_sender(world, item)
     wait_until(lambda: world.rx.parts() == [] and stored_chunks(world) == 0,
                timeout=75 * SLOW, what="the abandoned download to be dropped")
     assert "incoming: 0\n" in world.rx.status()
