@@ -322,27 +322,17 @@ static chute_status delete_chunks(sqlite3 *db, chunkstore *chunks, int64_t data,
 
 /* Delete a data row's chunks, REAP_CHUNKS at a time, then the row: a
  * crash between leaves a row with fewer chunks or none, a partial the next
- * start drops. mu, if given, is held for each step and let go between
- * them: db is the mount's connection, which its lookups wait on. */
-static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data,
-                              pthread_mutex_t *mu)
+ * start drops. */
+static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data)
 {
     int store;
-    if (mu) pthread_mutex_lock(mu);
     chute_status st = data_store(db, data, &store);
-    if (mu) pthread_mutex_unlock(mu);
-    for (bool more = true; !st && more;) {
-        if (mu) pthread_mutex_lock(mu);
+    for (bool more = true; !st && more;)
         st = delete_chunks(db, chunks, data, store, REAP_CHUNKS, &more);
-        if (mu) pthread_mutex_unlock(mu);
-    }
     if (st) return st;
-    if (mu) pthread_mutex_lock(mu);
     sqlite3_stmt *s = prep(db, "DELETE FROM data WHERE id=?");
     if (s) sqlite3_bind_int64(s, 1, data);
-    st = run(s);
-    if (mu) pthread_mutex_unlock(mu);
-    return st;
+    return run(s);
 }
 
 /* ---- the reaper ---------------------------------------------------------
@@ -753,7 +743,7 @@ void cache_item_abort(cache_txn *t)
     chunkstore_rollback(t->store);
     /* Best effort: a partial that cannot be dropped now is dropped by the
      * next begin of the same item, or the next start. */
-    (void)drop_data(t->db, t->store, t->data, NULL);
+    (void)drop_data(t->db, t->store, t->data);
     txn_free(t);
 }
 
@@ -783,10 +773,9 @@ chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg)
         drop[n++] = sqlite3_column_int64(s, 0);
     }
     sqlite3_finalize(s);
-    pthread_mutex_unlock(&c->mu);
-    /* Only the downloader resumes partials, and it has none open now. */
-    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i], &c->mu);
+    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i]);
     free(drop);
+    pthread_mutex_unlock(&c->mu);
     chunkstore_close(chunks);
     return st;
 }

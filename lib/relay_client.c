@@ -182,8 +182,9 @@ static size_t on_download(char *ptr, size_t size, size_t nmemb, void *userdata)
         return on_body(ptr, size, nmemb, d->errbody);
     if (!d->placed) {
         d->placed = 1;
-        d->pos = code == 206 && d->hdrs && d->hdrs->has_range ? d->hdrs->range_start : 0;
-        if (code == 206 && !(d->hdrs && d->hdrs->has_range)) d->pos = UINT64_MAX;
+        /* A 206 starts where its Content-Range says (one that does not say
+         * is of no use); a 200 is the whole body. */
+        d->pos = code != 206 ? 0 : d->hdrs->has_range ? d->hdrs->range_start : UINT64_MAX;
         if (d->pos > d->first) {
             d->wrong_range = 1;
             return 0;
@@ -211,18 +212,15 @@ static size_t on_download(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static int header_u64(const char *line, size_t n, const char *name,
-                      uint64_t *out)
+/* The decimal number at line[*i], after blanks; *i moves past it. */
+static int take_u64(const char *line, size_t n, size_t *i, uint64_t *out)
 {
-    size_t k = strlen(name);
-    if (n <= k + 1 || strncasecmp(line, name, k) != 0 || line[k] != ':')
-        return 0;
     char tmp[32];
-    size_t i = k + 1, j = 0;
-    while (i < n && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    while (i < n && line[i] >= '0' && line[i] <= '9' && j + 1 < sizeof tmp)
-        tmp[j++] = line[i++];
+    size_t j = 0;
+    while (*i < n && (line[*i] == ' ' || line[*i] == '\t'))
+        (*i)++;
+    while (*i < n && line[*i] >= '0' && line[*i] <= '9' && j + 1 < sizeof tmp)
+        tmp[j++] = line[(*i)++];
     if (j == 0)
         return 0;
     tmp[j] = '\0';
@@ -232,6 +230,34 @@ static int header_u64(const char *line, size_t n, const char *name,
         return 0;
     *out = v;
     return 1;
+}
+
+/* Where the value of header `name` starts in line; 0: another header. */
+static size_t header_value(const char *line, size_t n, const char *name)
+{
+    size_t k = strlen(name);
+    if (n <= k + 1 || strncasecmp(line, name, k) != 0 || line[k] != ':')
+        return 0;
+    return k + 1;
+}
+
+static int header_u64(const char *line, size_t n, const char *name,
+                      uint64_t *out)
+{
+    size_t i = header_value(line, n, name);
+    return i && take_u64(line, n, &i, out);
+}
+
+/* "Content-Range: bytes a-b/N": a, where the body starts. */
+static int header_range_start(const char *line, size_t n, uint64_t *out)
+{
+    size_t i = header_value(line, n, "Content-Range");
+    while (i && i < n && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    if (!i || n - i < 6 || strncasecmp(line + i, "bytes ", 6) != 0)
+        return 0;
+    i += 6;
+    return take_u64(line, n, &i, out) && i < n && line[i] == '-';
 }
 
 static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
@@ -245,24 +271,8 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
         h->has_length = 1;
     else if (header_u64(buf, n, "Upload-Defer-Length", &v) && v == 1)
         h->deferred = 1;
-    else if (n > 20 && strncasecmp(buf, "Content-Range:", 14) == 0) {
-        /* "Content-Range: bytes a-b/N": where the body starts */
-        size_t i = 14;
-        while (i < n && (buf[i] == ' ' || buf[i] == '\t')) i++;
-        if (n - i > 6 && strncasecmp(buf + i, "bytes ", 6) == 0) {
-            i += 6;
-            uint64_t a = 0;
-            size_t digits = 0;
-            while (i < n && buf[i] >= '0' && buf[i] <= '9' && digits < 20) {
-                a = a * 10 + (uint64_t)(buf[i++] - '0');
-                digits++;
-            }
-            if (digits && digits < 20 && i < n && buf[i] == '-') {
-                h->range_start = a;
-                h->has_range = 1;
-            }
-        }
-    }
+    else if (header_range_start(buf, n, &h->range_start))
+        h->has_range = 1;
     return n;
 }
 
