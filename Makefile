@@ -118,10 +118,11 @@ PROGRAMS  := $(if $(SERVER_SRC),$(BUILD)/chuted) \
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/t/%,$(UNIT_SRC))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOLS_SRC))
 BENCH_BINS:= $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+FAULT_SHIM:= $(BUILD)/shim/libfaults.so
 
 .PHONY: all check unit system fuzz bench demo install clean deb
 .SECONDARY:
-all: $(LIBCHUTE) $(PROGRAMS) $(TOOL_BINS)
+all: $(LIBCHUTE) $(PROGRAMS) $(TOOL_BINS) $(FAULT_SHIM)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -148,6 +149,13 @@ $(BUILD)/t/test_syncer: $(BUILD)/obj/server/syncer.o
 $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@
+# The fault-injection preload of the system tests: no sanitizer (it runs
+# ahead of the runtime) and no 64-bit file-offset renames (it defines both
+# pwrite and pwrite64 itself).
+$(FAULT_SHIM): tests/shim/faults.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+	  -fPIC -shared -Wl,-z,relro,-z,now $< -ldl -o $@
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@

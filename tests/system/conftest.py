@@ -67,6 +67,21 @@ def binary(name):
     pytest.fail(f"{path} is missing: run `make` (CHUTE_BUILD={BUILD})")
 
 
+def faults_env(**rules):
+    """Environment for a process that preloads the fault shim
+    (tests/shim/faults.c) with rules, e.g. fdatasync="item:1" sets
+    CHUTE_FAULT_FDATASYNC=item:1."""
+    shim = BUILD / "shim" / "libfaults.so"
+    if not shim.is_file():
+        pytest.fail(f"{shim} is missing: run `make` (CHUTE_BUILD={BUILD})")
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    # The shim is preloaded ahead of a sanitized build's runtime.
+    env = {"LD_PRELOAD": str(shim),
+           "ASAN_OPTIONS": f"{asan + ':' if asan else ''}verify_asan_link_order=0"}
+    env.update({f"CHUTE_FAULT_{k.upper()}": str(v) for k, v in rules.items()})
+    return env
+
+
 def wait_until(predicate, timeout=5.0, interval=0.02, what="condition", errors=()):
     """Poll predicate() until it returns a truthy value; bounded in time.
     Exceptions listed in `errors` count as a falsy answer."""

@@ -1,0 +1,158 @@
+/* faults.c — an LD_PRELOAD library that makes chosen syscalls fail, for
+ * the system tests of error paths no honest disk produces on demand.
+ *
+ * Set in the environment of the process under test:
+ *   CHUTE_FAULT_FDATASYNC=<text>:<n>
+ *       the first n fsync/fdatasync calls on files whose path contains
+ *       <text> fail with EIO (the page cache keeps the bytes, as after a
+ *       real writeback error);
+ *   CHUTE_FAULT_WAL_AFTER_RENAME=<text>
+ *       after the first successful rename from or to a name containing
+ *       <text>, the
+ *       next write to a SQLite WAL file fails with EIO, once: the commit
+ *       that follows a file's rename fails, as on a disk that fills or
+ *       errs between the two.
+ * Without them every call goes straight through. Not for production. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static char sync_text[256];
+static atomic_int sync_left;
+static char rename_text[256];
+static atomic_bool rename_armed;    /* waiting for the rename */
+static atomic_bool wal_armed;       /* the next WAL write fails */
+
+static void load_config(void)
+{
+    const char *v = getenv("CHUTE_FAULT_FDATASYNC");
+    const char *colon = v ? strrchr(v, ':') : NULL;
+    if (colon && (size_t)(colon - v) < sizeof sync_text) {
+        memcpy(sync_text, v, (size_t)(colon - v));
+        atomic_store(&sync_left, atoi(colon + 1));
+    }
+    v = getenv("CHUTE_FAULT_WAL_AFTER_RENAME");
+    if (v && *v && strlen(v) < sizeof rename_text) {
+        strcpy(rename_text, v);
+        atomic_store(&rename_armed, true);
+    }
+}
+
+static void *next_fn(const char *name)
+{
+    void *f = dlsym(RTLD_NEXT, name);
+    if (!f) {
+        fprintf(stderr, "faults: no %s after this library\n", name);
+        abort();
+    }
+    return f;
+}
+
+/* Whether fd's path contains text (or, with suffix, ends with it). */
+static bool fd_path_has(int fd, const char *text, bool suffix)
+{
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n < 0)
+        return false;
+    path[n] = '\0';
+    size_t tl = strlen(text);
+    if (suffix)
+        return (size_t)n >= tl && strcmp(path + n - tl, text) == 0;
+    return strstr(path, text) != NULL;
+}
+
+static bool sync_fails(int fd)
+{
+    pthread_once(&once, load_config);
+    if (atomic_load(&sync_left) <= 0 || !fd_path_has(fd, sync_text, false))
+        return false;
+    if (atomic_fetch_sub(&sync_left, 1) <= 0)
+        return false;
+    errno = EIO;
+    return true;
+}
+
+static bool wal_write_fails(int fd)
+{
+    pthread_once(&once, load_config);
+    if (!atomic_load(&wal_armed) || !fd_path_has(fd, "-wal", true))
+        return false;
+    if (!atomic_exchange(&wal_armed, false))
+        return false;
+    errno = EIO;
+    return true;
+}
+
+static void note_rename(int rc, const char *from, const char *to)
+{
+    pthread_once(&once, load_config);
+    if (rc == 0 && atomic_load(&rename_armed) &&
+        (strstr(from, rename_text) || strstr(to, rename_text)) &&
+        atomic_exchange(&rename_armed, false))
+        atomic_store(&wal_armed, true);
+}
+
+int fsync(int fd)
+{
+    static int (*real)(int);
+    if (!real) real = next_fn("fsync");
+    return sync_fails(fd) ? -1 : real(fd);
+}
+
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    if (!real) real = next_fn("fdatasync");
+    return sync_fails(fd) ? -1 : real(fd);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    static ssize_t (*real)(int, const void *, size_t, off_t);
+    if (!real) real = next_fn("pwrite");
+    return wal_write_fails(fd) ? -1 : real(fd, buf, n, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
+{
+    static ssize_t (*real)(int, const void *, size_t, off64_t);
+    if (!real) real = next_fn("pwrite64");
+    return wal_write_fails(fd) ? -1 : real(fd, buf, n, off);
+}
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    static ssize_t (*real)(int, const void *, size_t);
+    if (!real) real = next_fn("write");
+    return wal_write_fails(fd) ? -1 : real(fd, buf, n);
+}
+
+int rename(const char *from, const char *to)
+{
+    static int (*real)(const char *, const char *);
+    if (!real) real = next_fn("rename");
+    int rc = real(from, to);
+    note_rename(rc, from, to);
+    return rc;
+}
+
+int renameat(int fromfd, const char *from, int tofd, const char *to)
+{
+    static int (*real)(int, const char *, int, const char *);
+    if (!real) real = next_fn("renameat");
+    int rc = real(fromfd, from, tofd, to);
+    note_rename(rc, from, to);
+    return rc;
+}

@@ -1,0 +1,31 @@
+"""Error paths no honest disk produces on demand, made with the fault shim
+(tests/shim/faults.c preloaded into chuted): the relay never vouches for
+bytes it could not make durable, and an item whose commit failed can
+still be finished."""
+
+import os
+
+from conftest import faults_env, new_item_id
+
+MiB = 1 << 20
+
+
+def test_failed_fdatasync_is_not_vouched_for_by_a_later_one(relay_factory):
+    # Linux reports a writeback error once: the next fdatasync of the same
+    # file returns 0 although the pages were lost. So after one failure no
+    # checkpoint of that upload may commit an offset.
+    item = new_item_id()
+    relay = relay_factory(env=faults_env(fdatasync=f"{item}:1"))
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    data = os.urandom(56 * MiB)           # three checkpoints of 16 MiB, then the end
+    assert snd.create(item, len(data)).status == 201
+    r = snd.append(item, 0, data, timeout=60)
+    assert r.status == 500, r
+    assert snd.offset(item) == (0, len(data))
+    # The disk is well again: the sender resends from the relay's offset.
+    r = snd.append(item, 0, data, timeout=60)
+    assert r.status == 204, r
+    got = box.download(item)
+    assert got.status == 200 and got.body == data
+
