@@ -362,8 +362,6 @@ static enum MHD_Result reply_head(request *r, const store_item *it)
     return reply_response(r, 200, resp);
 }
 
-/* Whether a deferred item's inbox has room for len more bytes; answers
- * 507 (or 500) otherwise. Its durable offset is counted already. */
 /* Whether the inbox's byte quota has room for u's deferred append of len
  * bytes, counting the other deferred appends in progress there too (each
  * checked alone, concurrent ones could overshoot it together); if so, u
@@ -427,6 +425,21 @@ static chute_status checkpoint(void *arg, uint64_t offset)
     return st;
 }
 
+/* An empty PATCH at the end of an item whose bytes are all durable but
+ * whose commit failed (after its body was made final, perhaps): commit it
+ * now. Reopening the body to append nothing would find it gone. */
+static enum MHD_Result commit_durable(request *r, struct upload *u, uint64_t size)
+{
+    chute_status st = commit_whole(r->srv, u->inbox, u->item, size);
+    busy_release(u);
+    free(u);
+    if (st == CHUTE_OK)
+        return reply_offset(r, 204, size);
+    if (st == CHUTE_ERR_NOT_FOUND)      /* its sender was revoked meanwhile */
+        return reply_error(r, 404, "not found");
+    return reply_error(r, 500, "cannot commit the item");
+}
+
 enum MHD_Result routes_item_patch_begin(request *r)
 {
     enum MHD_Result rc;
@@ -472,6 +485,8 @@ enum MHD_Result routes_item_patch_begin(request *r)
         store_item_clear(&it);
         ok = append_allowed(r, u, &it, off, len, &rc);
     }
+    if (ok && !it.deferred && len == 0 && off == it.size)
+        return commit_durable(r, u, it.size);
     if (!ok) {
         busy_release(u);
         free(u);

@@ -82,7 +82,9 @@ chute_status db_finish(store *s, chute_status st)
 {
     if (st == CHUTE_OK) {
         if (!db_exec(s, "COMMIT")) {
-            db_exec(s, "ROLLBACK");
+            /* An I/O error in COMMIT has rolled back already. */
+            if (!sqlite3_get_autocommit(s->db))
+                db_exec(s, "ROLLBACK");
             return CHUTE_ERR_DB;
         }
         return CHUTE_OK;

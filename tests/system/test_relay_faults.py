@@ -29,3 +29,28 @@ def test_failed_fdatasync_is_not_vouched_for_by_a_later_one(relay_factory):
     got = box.download(item)
     assert got.status == 200 and got.body == data
 
+
+def test_failed_commit_after_the_body_is_final_completes_on_an_empty_patch(relay_factory):
+    # The last PATCH's bytes are durable and the body renamed final, then
+    # the store's commit fails. The sender asks for the offset (all of it)
+    # and sends the nothing that is left: that must commit the item, not
+    # reopen a body that is no longer there.
+    item = new_item_id()
+    relay = relay_factory(env=faults_env(wal_after_rename=item))
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    data = os.urandom(300 * 1024)
+    assert snd.create(item, len(data)).status == 201
+    r = snd.append(item, 0, data)
+    assert r.status == 500, r
+    assert "cannot store" in r.json["error"]
+    assert snd.offset(item) == (len(data), len(data))
+    assert item not in box.listed_ids()
+    r = snd.append(item, len(data), b"")
+    assert r.status == 204, r
+    assert int(r.header("Upload-Offset")) == len(data)
+    assert item in box.listed_ids()
+    got = box.download(item)
+    assert got.status == 200 and got.body == data
+    # Nothing was left behind to be swept: one body, the final one.
+    assert not [p for p in relay.data_files() if p.name.endswith(".part")]

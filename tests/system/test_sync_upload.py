@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (SANITIZER_PATTERNS, SLOW, Api, GateProxy, Inbox, StatusProxy, binary,
-                      small_tmpfs, wait_until)
+                      faults_env, small_tmpfs, wait_until)
 from pairtool import Device, pair
 
 RELAY_ARGS = ("--pair-allocs-per-min", "1000", "--pair-claims-per-min", "1000")
@@ -501,6 +501,29 @@ def test_relay_killed_mid_upload_resumes_intact(sync, tmp_path):
     assert rcv.decrypt_sha(item) == digest
     rcv.ack(item)
     wait_until(lambda: os.listdir(m.outbox) == [], timeout=30, what="delivered")
+
+
+def test_an_item_whose_relay_commit_failed_is_committed_by_the_retry(tmp_path, relay_factory):
+    # The relay's store fails the commit just after the body was made final
+    # (a disk error between the two): the relay holds every byte of an item
+    # still "uploading". The uploader's retry must get it committed, not
+    # find all the bytes there, call it sent and wait for a delivery that
+    # cannot come.
+    relay = relay_factory(*RELAY_ARGS, listen=f"127.0.0.1:{free_port()}",
+                          env=faults_env(wal_after_rename=".part"))
+    m, home, _, _ = paired_and_mounted(tmp_path, relay.url)
+    try:
+        rcv = Receiver(home, relay, tmp_path)
+        data = os.urandom(300_000)
+        (m.outbox / "doc.pdf").write_bytes(data)
+        item = m.row("doc.pdf")["id"]
+        assert list(wait_listed(rcv, 1, timeout=30)) == [item]
+        assert rcv.decrypt_sha(item) == hashlib.sha256(data).hexdigest()
+        assert "COMMIT: disk I/O error" in relay.stderr()   # the injected failure happened
+        assert "cannot rollback" not in relay.stderr()
+    finally:
+        m.unmount()
+        m.check_sanitizers()
 
 
 def test_orphaned_sealed_files_are_swept_after_start(sync, tmp_path):
