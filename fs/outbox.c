@@ -453,9 +453,12 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
     int rc = 0;
     if (!peer || !rel) { rc = -ENOMEM; seal_grow_cancel(fs, g); }
     else if (seal_file_grown(fs, peer, rel, g, size) != CHUTE_OK) rc = -EIO;
-    if (rc) {   /* not queued: the next close tries again */
+    if (rc) {   /* not queued: the next close tries again, unless a failed
+                 * fsync marked the file (seal.c): then it stays local */
+        bool cut = staging_is_cut(h->fd);
         ofiles_lock(fs->open);
         of->dirty = true;
+        if (cut) of->write_failed = true;
         ofiles_unlock(fs->open);
     }
     free(peer);
@@ -535,6 +538,14 @@ int outbox_fsync(chutefs *fs, int datasync, struct fuse_file_info *fi)
     ofiles_content_unlock(fs->open);
     if (rc) return rc;
     rc = (datasync ? fdatasync(fd) : fsync(fd)) == 0 ? 0 : -errno;
+    if (rc) {
+        /* The bytes may be lost, and a later fsync would not say so: the
+         * file is treated as one whose write failed (seal.c, presync). */
+        ofiles_lock(fs->open);
+        if (!h->of->write_failed) staging_mark_cut(fd);
+        h->of->write_failed = true;
+        ofiles_unlock(fs->open);
+    }
     close(fd);
     return rc;
 }

@@ -83,12 +83,21 @@ static chute_status make_age(const devstate_peer *p, queue_age *age,
 }
 
 /* fsync what was written, before the seal holds writers up: the second
- * fsync, after the link, then has little left to do. */
+ * fsync, after the link, then has little left to do.
+ *
+ * A file whose fsync failed is marked as a failed write is (staging.h)
+ * and never sealed: Linux reports a writeback error once and drops the
+ * lost pages, so the next fsync would pass and the seal send what the
+ * disk holds, not what was written. */
 static chute_status presync(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return CHUTE_ERR_IO;
-    chute_status st = fsync(fd) == 0 ? CHUTE_OK : CHUTE_ERR_IO;
+    chute_status st = staging_is_cut(fd) ? CHUTE_ERR_REFUSED : CHUTE_OK;
+    if (!st && fsync(fd) != 0) {
+        staging_mark_cut(fd);
+        st = CHUTE_ERR_IO;
+    }
     close(fd);
     return st;
 }
@@ -110,12 +119,18 @@ static chute_status link_plain(chutefs *fs, const char *path, const char *id,
     if (fd < 0) fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     chute_status st = fd >= 0 && fstat(fd, sb) == 0 ? CHUTE_OK : CHUTE_ERR_IO;
     if (!st && !S_ISREG(sb->st_mode)) st = CHUTE_ERR_ARG;
+    if (!st && staging_is_cut(fd)) st = CHUTE_ERR_REFUSED;   /* since presync */
     if (!st && writable) (void)prealloc_trim(fd);   /* advice: keeps its times */
     if (!st && link(path, plain) != 0) st = CHUTE_ERR_IO;
     ofiles_content_unlock(fs->open);
-    if (!st && (fsync(fd) != 0 || fsync_dir(fs->sealed) != 0)) {
-        st = CHUTE_ERR_IO;
-        unlink(plain);
+    if (!st) {
+        if (fsync(fd) != 0) {
+            staging_mark_cut(fd);           /* as in presync */
+            st = CHUTE_ERR_IO;
+        } else if (fsync_dir(fs->sealed) != 0) {
+            st = CHUTE_ERR_IO;
+        }
+        if (st) unlink(plain);
     }
     if (fd >= 0) close(fd);
     return st;

@@ -2,7 +2,7 @@
  * the system tests of error paths no honest disk produces on demand.
  *
  * Set in the environment of the process under test:
- *   CHUTE_FAULT_FDATASYNC=<text>:<n>
+ *   CHUTE_FAULT_FSYNC=<text>:<n>
  *       the first n fsync/fdatasync calls on files whose path contains
  *       <text> fail with EIO (the page cache keeps the bytes, as after a
  *       real writeback error);
@@ -35,7 +35,7 @@ static atomic_bool wal_armed;       /* the next WAL write fails */
 
 static void load_config(void)
 {
-    const char *v = getenv("CHUTE_FAULT_FDATASYNC");
+    const char *v = getenv("CHUTE_FAULT_FSYNC");
     const char *colon = v ? strrchr(v, ':') : NULL;
     if (colon && (size_t)(colon - v) < sizeof sync_text) {
         memcpy(sync_text, v, (size_t)(colon - v));

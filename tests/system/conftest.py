@@ -69,8 +69,8 @@ def binary(name):
 
 def faults_env(**rules):
     """Environment for a process that preloads the fault shim
-    (tests/shim/faults.c) with rules, e.g. fdatasync="item:1" sets
-    CHUTE_FAULT_FDATASYNC=item:1."""
+    (tests/shim/faults.c) with rules, e.g. fsync="item:1" sets
+    CHUTE_FAULT_FSYNC=item:1."""
     shim = BUILD / "shim" / "libfaults.so"
     if not shim.is_file():
         pytest.fail(f"{shim} is missing: run `make` (CHUTE_BUILD={BUILD})")

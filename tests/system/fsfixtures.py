@@ -58,12 +58,12 @@ class Chute:
         return key
 
     # --- the process --------------------------------------------------------
-    def mount(self):
+    def mount(self, env=None):
         log = open(self.tmp / f"chutefs.{len(self.logs)}.stderr", "wb")
         self.logs.append(Path(log.name))
         # These tests are about the mount's local behaviour: no uploader
         # (its relay is a closed port anyway); test_sync_*.py run it.
-        env = dict(os.environ, CHUTE_UPLOADER="off")
+        env = dict(os.environ, CHUTE_UPLOADER="off", **(env or {}))
         self.proc = subprocess.Popen([str(self.exe), "-H", str(self.home), str(self.mnt), "-f"],
                                      stdout=log, stderr=log, env=env)
         log.close()

@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from conftest import binary, small_tmpfs, wait_until
+from conftest import binary, faults_env, small_tmpfs, wait_until
 from fsfixtures import Chute, chute, header_mac, mounted, run  # noqa: F401  (fixture)
 
 
@@ -609,6 +609,47 @@ def test_a_file_whose_write_failed_is_never_sent_cut_short(small_chute, tmp_path
     assert c.active_paths() == ["cut.bin"]
     assert c.decrypt(c.item("cut.bin")["id"]) == data
 
+
+@pytest.mark.parametrize("how", ["close", "fsync"])
+def test_a_file_whose_fsync_failed_is_never_sent(tmp_path, how):
+    # Linux reports a writeback error once and drops the lost pages: the
+    # next fsync passes. So a file whose fsync failed — the seal's at close,
+    # or the writer's own — is kept local as a failed write, not sealed by
+    # a retry at the release or the next close, whatever that fsync says.
+    c = Chute(tmp_path)
+    c.mount(env=faults_env(fsync="victim.bin:1"))
+    try:
+        fd = os.open(c.outbox / "victim.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, os.urandom(300_000))
+        if how == "fsync":
+            with pytest.raises(OSError) as e:
+                os.fsync(fd)
+            assert e.value.errno == errno.EIO
+            os.close(fd)
+        else:
+            with pytest.raises(OSError) as e:
+                os.close(fd)
+            assert e.value.errno == errno.EIO
+        assert os.getxattr(c.outbox / "victim.bin", "user.chute.state") == b"write failed"
+        # closed again, from another handle: still not sent
+        with open(c.outbox / "victim.bin", "ab") as f:
+            f.write(b"more")
+    finally:
+        c.unmount()                         # every release has run
+    assert c.active() == []
+    c.mount()
+    try:
+        assert os.getxattr(c.outbox / "victim.bin", "user.chute.state") == b"write failed"
+        os.rename(c.outbox / "victim.bin", c.outbox / "renamed.bin")
+        assert c.active() == []
+        # written anew from the start, it goes
+        data = os.urandom(1000)
+        (c.outbox / "renamed.bin").write_bytes(data)
+        assert c.active_paths() == ["renamed.bin"]
+        assert c.decrypt(c.item("renamed.bin")["id"]) == data
+    finally:
+        c.unmount()
+        c.check_sanitizers()
 
 
 def test_rsync_partial_after_a_full_disk_sends_nothing_cut(small_chute, tmp_path):

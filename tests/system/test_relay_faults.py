@@ -15,7 +15,7 @@ def test_failed_fdatasync_is_not_vouched_for_by_a_later_one(relay_factory):
     # file returns 0 although the pages were lost. So after one failure no
     # checkpoint of that upload may commit an offset.
     item = new_item_id()
-    relay = relay_factory(env=faults_env(fdatasync=f"{item}:1"))
+    relay = relay_factory(env=faults_env(fsync=f"{item}:1"))
     box = relay.api().create_inbox()
     snd = box.add_sender()
     data = os.urandom(56 * MiB)           # three checkpoints of 16 MiB, then the end
