@@ -1,7 +1,8 @@
 /* main.c — chutefs [-H DIR] MOUNTPOINT [-f] [-d] [-o FUSE_OPTIONS]
  *
- * Opens the device state (peers), the queue and the cache, then hands the
- * mount to libfuse's multithreaded loop. Start-up does no scanning and no
+ * Goes to the background (unless -f), opens the device state (peers), the
+ * queue and the cache, then hands the mount to libfuse's multithreaded
+ * loop. Start-up does no scanning and no
  * network: a queue left by an earlier run is simply there in the DB. */
 #define FUSE_USE_VERSION 35
 #include <fuse.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "chutefs.h"
+#include "daemon.h"
 #include "downloader.h"
 #include "ops.h"
 #include "peers.h"
@@ -81,8 +83,8 @@ static int open_all(chutefs *fs, const char *home_opt)
 {
     chute_status st = devstate_resolve_dir(home_opt, fs->home, sizeof fs->home);
     if (st) { fprintf(stderr, "chutefs: no state folder: %s\n", chute_strstatus(st)); return -1; }
-    /* Absolute: fuse_main may chdir("/") before the background threads
-     * open their own handles on the state (-H ./state would miss). */
+    /* Absolute: the background mount chdirs to "/" (daemon.h) before its
+     * threads open their own handles on the state (-H ./state would miss). */
     char abs_home[PATH_MAX];
     if (realpath(fs->home, abs_home)) snprintf(fs->home, sizeof fs->home, "%s", abs_home);
     st = devstate_open(fs->home, 0, &fs->ds);
@@ -154,6 +156,39 @@ static void mount_destroy(void *data)
     fs->dl = NULL;
 }
 
+/* What fuse_main does after its fork — here in the process that opened
+ * the state (daemon.h) — with its exit codes: 3 no session, 4 not
+ * mounted, 6 no signal handlers, 7 no loop, 8 the loop failed. */
+static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co, chutefs *fs,
+                 int notify)
+{
+    struct fuse_operations mount_ops = chutefs_ops;
+    mount_ops.init = mount_init;
+    mount_ops.destroy = mount_destroy;
+    struct fuse *f = fuse_new(args, &mount_ops, sizeof mount_ops, fs);
+    if (!f) { daemon_ready(notify, 3); return 3; }
+    int rc = 0;
+    struct fuse_session *se = fuse_get_session(f);
+    struct fuse_loop_config *lc = NULL;
+    if (fuse_mount(f, co->mountpoint) != 0) rc = 4;
+    else if (fuse_set_signal_handlers(se) != 0) rc = 6;
+    else if (!co->singlethread && !(lc = fuse_loop_cfg_create())) rc = 7;
+    daemon_ready(notify, rc);
+    if (!rc) {
+        if (lc) {
+            fuse_loop_cfg_set_clone_fd(lc, (unsigned)co->clone_fd);
+            fuse_loop_cfg_set_idle_threads(lc, co->max_idle_threads);
+            fuse_loop_cfg_set_max_threads(lc, co->max_threads);
+        }
+        rc = (lc ? fuse_loop_mt(f, lc) : fuse_loop(f)) ? 8 : 0;
+        fuse_remove_signal_handlers(se);
+    }
+    if (rc != 3 && rc != 4) fuse_unmount(f);
+    fuse_loop_cfg_destroy(lc);
+    fuse_destroy(f);
+    return rc;
+}
+
 /* A usage error (exit 2) before touching any state: parse a copy, since
  * fuse_parse_cmdline consumes what it recognises. */
 static int has_mountpoint(const struct fuse_args *args)
@@ -212,15 +247,26 @@ int main(int argc, char *argv[])
     /* libfuse 3.14.0 passes an unset max_idle_threads (-1) on and warns on
      * every mount unless it is given; a later -o max_idle_threads=N wins. */
     if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
-    struct fuse_operations mount_ops = chutefs_ops;
-    mount_ops.init = mount_init;
-    mount_ops.destroy = mount_destroy;
+    struct fuse_cmdline_opts co;
+    memset(&co, 0, sizeof co);
+    if (fuse_parse_cmdline(&args, &co) != 0) { free(fs); free(o.home); return 2; }
+    int notify = -1;
+    if (!co.foreground && daemon_fork(&notify, &rc)) {   /* the parent */
+        free(co.mountpoint);
+        free(fs);
+        free(o.home);
+        fuse_opt_free_args(&args);
+        return rc;
+    }
     if (open_all(fs, o.home) == 0)
-        rc = fuse_main(args.argc, args.argv, &mount_ops, fs);
+        rc = serve(&args, &co, fs, notify);
+    else
+        daemon_ready(notify, rc);
     uploader_stop(fs->up);   /* started by the init op once the mount was up */
     close_all(fs);
     free(fs);
     free(o.home);
+    free(co.mountpoint);
     fuse_opt_free_args(&args);
     return rc;
 }

@@ -8,9 +8,11 @@ import errno
 import mmap
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -536,6 +538,62 @@ def test_chute_home_environment(tmp_path):
     finally:
         run("fusermount3", "-u", c.mnt, check=False)
         proc.wait(timeout=10)
+
+
+def mount_pid(mnt):
+    """The pid of the chutefs serving mnt (its command line names it)."""
+    for d in os.listdir("/proc"):
+        try:
+            args = (Path("/proc") / d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if d.isdigit() and args[0].endswith(b"chutefs") and str(mnt).encode() in args:
+            return int(d)
+    raise AssertionError(f"no chutefs process for {mnt}")
+
+
+def test_a_mount_in_the_background_keeps_its_database_locks(tmp_path):
+    # Without -f chutefs goes to the background. SQLite's locks belong to
+    # a process: taken before the fork, the mount held none, and the next
+    # program to close the queue's database (pairtool status) took itself
+    # for the last user and deleted the WAL under the mount. What was
+    # queued after that was lost on a crash.
+    c = Chute(tmp_path)
+    env = dict(os.environ, CHUTE_UPLOADER="off")
+    r = subprocess.run([str(c.exe), "-H", str(c.home), str(c.mnt)], env=env,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert os.path.ismount(c.mnt)
+    pid = mount_pid(c.mnt)
+    try:
+        (c.outbox / "e1.txt").write_bytes(b"E1")
+        run(binary("pairtool"), "-H", c.home, "status")
+        (c.outbox / "e2.txt").write_bytes(b"E2")
+        fds = Path(f"/proc/{pid}/fd")
+        gone = [os.readlink(fds / fd) for fd in os.listdir(fds)
+                if os.readlink(fds / fd).endswith(" (deleted)")]
+        assert gone == []
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=10, what="the kill")
+    finally:
+        run("fusermount3", "-uz", c.mnt, check=False)
+    assert sorted(r["path"] for r in c.rows()) == ["e1.txt", "e2.txt"]
+
+
+def test_a_mount_in_the_background_reports_its_errors_and_exit_status(tmp_path):
+    c = Chute(tmp_path)
+    (tmp_path / "taken").mkdir()
+    first = subprocess.run([str(c.exe), "-H", str(c.home), str(c.mnt)], capture_output=True,
+                           timeout=30, env=dict(os.environ, CHUTE_UPLOADER="off"))
+    assert first.returncode == 0, first.stderr
+    try:
+        r = subprocess.run([str(c.exe), "-H", str(c.home), str(tmp_path / "taken")],
+                           capture_output=True, timeout=30)
+        assert r.returncode == 1 and b"in use by another chutefs" in r.stderr, r.stderr
+        assert not os.path.ismount(tmp_path / "taken")
+    finally:
+        run("fusermount3", "-u", c.mnt, check=False)
+    wait_until(lambda: not os.path.ismount(c.mnt), timeout=10, what="unmount")
 
 
 def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
