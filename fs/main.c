@@ -247,6 +247,9 @@ int main(int argc, char *argv[])
     /* libfuse 3.14.0 passes an unset max_idle_threads (-1) on and warns on
      * every mount unless it is given; a later -o max_idle_threads=N wins. */
     if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
+    /* The kernel checks modes: chutefs does every operation as itself, so
+     * with allow_other anyone could otherwise read or send as its owner. */
+    if (fuse_opt_insert_arg(&args, 1, "-odefault_permissions") != 0) { free(fs); return 1; }
     struct fuse_cmdline_opts co;
     memset(&co, 0, sizeof co);
     if (fuse_parse_cmdline(&args, &co) != 0) { free(fs); free(o.home); return 2; }

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -594,6 +595,36 @@ def test_a_mount_in_the_background_reports_its_errors_and_exit_status(tmp_path):
     finally:
         run("fusermount3", "-u", c.mnt, check=False)
     wait_until(lambda: not os.path.ismount(c.mnt), timeout=10, what="unmount")
+
+
+def test_allow_other_lets_other_users_only_what_the_modes_allow(tmp_path):
+    # chutefs does every operation as itself: without the kernel checking
+    # modes (default_permissions), -o allow_other let any local user read
+    # the owner's files and send files as the owner.
+    c = Chute(tmp_path)
+    c.mnt = Path(tempfile.mkdtemp(prefix="chute-allow-other-", dir="/tmp"))
+    os.chmod(c.mnt, 0o755)
+    env = dict(os.environ, CHUTE_UPLOADER="off")
+    r = subprocess.run([str(c.exe), "-H", str(c.home), str(c.mnt), "-o", "allow_other"],
+                       env=env, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    try:
+        secret = c.outbox / "private.txt"
+        secret.write_bytes(b"secret")
+        os.chmod(secret, 0o600)
+        as_nobody = dict(user=65534, group=65534, extra_groups=[], capture_output=True,
+                         timeout=30)
+        r = subprocess.run(["cat", str(secret)], **as_nobody)
+        assert r.returncode != 0 and b"Permission denied" in r.stderr
+        r = subprocess.run(["sh", "-c", f"echo injected > '{c.outbox}/from-nobody.txt'"],
+                           **as_nobody)
+        assert r.returncode != 0 and b"Permission denied" in r.stderr
+        assert c.active_paths() == ["private.txt"]
+        assert secret.read_bytes() == b"secret"          # the owner still can
+    finally:
+        run("fusermount3", "-u", c.mnt, check=False)
+        wait_until(lambda: not os.path.ismount(c.mnt), timeout=10, what="unmount")
+        c.mnt.rmdir()
 
 
 def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
