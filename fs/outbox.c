@@ -132,7 +132,8 @@ static int fix_handle(chutefs *fs, handle *h, intent why)
     if (fstat(h->fd, &hb) != 0) return -errno;
     if (hb.st_ino == pb.st_ino) return 0;
     /* The fd number stays: dup2 swaps the file under it in one step. */
-    int fd = open(path, (h->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND)) | O_CLOEXEC);
+    int fd = open(path, (h->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECT)) |
+                        O_CLOEXEC);
     if (fd < 0) return -errno;
     rc = dup2(fd, h->fd) < 0 ? -errno : 0;
     close(fd);
@@ -234,8 +235,10 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
     if (trunc && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink > 1)
         rc = staging_unshare(fs, path, false);
     /* O_APPEND is the kernel's business with writeback off: it sends the
-     * offsets; pwrite on an O_APPEND fd would ignore them. */
-    h->fd = rc ? -1 : open(path, (flags & ~O_APPEND) | O_CLOEXEC, mode);
+     * offsets; pwrite on an O_APPEND fd would ignore them. O_DIRECT would
+     * refuse libfuse's unaligned buffers (EINVAL); the seal's fsync makes
+     * the bytes durable anyway. */
+    h->fd = rc ? -1 : open(path, (flags & ~(O_APPEND | O_DIRECT)) | O_CLOEXEC, mode);
     if (!rc && h->fd < 0) rc = -errno;
     if (!rc && fstat(h->fd, &sb) != 0) rc = -errno;
     /* A write failed on it before, and it was not emptied since. */

@@ -627,6 +627,30 @@ def test_allow_other_lets_other_users_only_what_the_modes_allow(tmp_path):
         c.mnt.rmdir()
 
 
+def test_o_direct_writes_and_reads_work_as_on_a_local_folder(chute, tmp_path):
+    # dd oflag=direct, qemu-img, backup tools: O_DIRECT passed on to the
+    # staging file made every write EINVAL (libfuse's buffers are not
+    # aligned) and marked the file as a failed write.
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(16384))
+    run("dd", f"if={src}", f"of={chute.outbox / 'direct.bin'}", "bs=4096", "oflag=direct",
+        "status=none")
+    assert os.getxattr(chute.outbox / "direct.bin", "user.chute.state") == b"queued"
+    r = run("dd", f"if={chute.outbox / 'direct.bin'}", "bs=4096", "iflag=direct", "status=none")
+    assert r.stdout == src.read_bytes()
+    assert chute.decrypt(chute.item("direct.bin")["id"]) == src.read_bytes()
+
+
+def test_the_callers_umask_applies_once(chute):
+    # The kernel applies the caller's umask before asking chutefs to
+    # create; chutefs's own umask on top took group write from files made
+    # under umask 002, and the mode travels to the peer.
+    run("sh", "-c", "umask 002 && touch f && mkdir d", cwd=chute.outbox)
+    assert oct(os.stat(chute.outbox / "f").st_mode & 0o777) == oct(0o664)
+    assert oct(os.stat(chute.outbox / "d").st_mode & 0o777) == oct(0o775)
+    assert chute.item("f")["mode"] & 0o777 == 0o664
+
+
 def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
     other = tmp_path / "other-mnt"
     other.mkdir()
