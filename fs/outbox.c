@@ -120,7 +120,14 @@ static int fix_handle(chutefs *fs, handle *h, intent why)
     if (!rc && !unlinked) rc = staging_path(fs, peer, rel, path, sizeof path);
     free(peer);
     free(rel);
-    if (rc || unlinked) return rc;   /* unlinked: nobody else sees its inode */
+    if (rc) return rc;
+    /* Unlinked (or replaced by a rename): no path sees its inode, but a
+     * sealed item still may, until the file that replaced it is sealed. */
+    if (unlinked) {
+        if (why == USE) return 0;
+        if (fstat(h->fd, &hb) != 0) return -errno;
+        return hb.st_nlink > 0 ? staging_unshare_fd(fs, h->fd, why != EMPTY) : 0;
+    }
     if (lstat(path, &pb) != 0) return -errno;
     if (why != USE && pb.st_nlink > 1) {
         if ((rc = staging_unshare(fs, path, why != EMPTY))) return rc;
@@ -156,7 +163,8 @@ static int handle_begin(chutefs *fs, handle *h, intent why)
         ofiles_lock(fs->open);
         bool live = !h->of->unlinked;
         bool stale = live && sb.st_ino != h->of->ino;
-        bool shared = live && why != USE && sb.st_nlink > 1;   /* linked by sealed/ */
+        /* Linked by sealed/ too (an unlinked file's only link is there). */
+        bool shared = why != USE && sb.st_nlink > (live ? 1u : 0u);
         ofiles_unlock(fs->open);
         if (!stale && !shared) return 0;
         ofiles_content_unlock(fs->open);

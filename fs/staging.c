@@ -104,28 +104,54 @@ static int copy_all(int src, int dst)
     }
 }
 
-int staging_unshare(chutefs *fs, const char *path, bool keep_content)
+/* A copy of src (or an empty file) with its mode and times, as
+ * sealed/cow-*.tmp named in tmp; its fd, or -errno with nothing left. */
+static int copy_to_tmp(chutefs *fs, int src, bool keep_content, char tmp[PATH_MAX])
 {
-    int src = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (src < 0) return -errno;
     struct stat sb;
-    char tmp[PATH_MAX];
-    int rc = fstat(src, &sb) == 0 ? 0 : -errno;
-    if (!rc && snprintf(tmp, sizeof tmp, "%s/cow-XXXXXX.tmp", fs->sealed) >= (int)sizeof tmp)
-        rc = -ENAMETOOLONG;
-    int dst = rc ? -1 : mkostemps(tmp, 4, O_CLOEXEC);
-    if (!rc && dst < 0) rc = -errno;
-    if (!rc && fchmod(dst, sb.st_mode & 07777) != 0) rc = -errno;
+    if (fstat(src, &sb) != 0) return -errno;
+    if (snprintf(tmp, PATH_MAX, "%s/cow-XXXXXX.tmp", fs->sealed) >= PATH_MAX)
+        return -ENAMETOOLONG;
+    int dst = mkostemps(tmp, 4, O_CLOEXEC);
+    if (dst < 0) return -errno;
+    int rc = fchmod(dst, sb.st_mode & 07777) == 0 ? 0 : -errno;
     if (!rc && keep_content) {
         rc = copy_all(src, dst);
         /* A copy is the same file: it keeps the times (cp -p, rsync -t). */
         struct timespec tv[2] = {sb.st_atim, sb.st_mtim};
         if (!rc && futimens(dst, tv) != 0) rc = -errno;
     }
-    if (dst >= 0 && close(dst) != 0 && !rc) rc = -errno;
+    if (rc) {
+        close(dst);
+        unlink(tmp);
+        return rc;
+    }
+    return dst;
+}
+
+int staging_unshare(chutefs *fs, const char *path, bool keep_content)
+{
+    int src = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (src < 0) return -errno;
+    char tmp[PATH_MAX];
+    int dst = copy_to_tmp(fs, src, keep_content, tmp);
     close(src);
+    if (dst < 0) return dst;
+    int rc = close(dst) == 0 ? 0 : -errno;
     if (!rc && rename(tmp, path) != 0) rc = -errno;
-    if (rc && dst >= 0) unlink(tmp);
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+int staging_unshare_fd(chutefs *fs, int fd, bool keep_content)
+{
+    char tmp[PATH_MAX];
+    int dst = copy_to_tmp(fs, fd, keep_content, tmp);
+    if (dst < 0) return dst;
+    int rc = unlink(tmp) == 0 ? 0 : -errno;
+    /* The fd number stays: dup2 swaps the file under it in one step. */
+    if (!rc && dup2(dst, fd) < 0) rc = -errno;
+    close(dst);
     return rc;
 }
 

@@ -651,6 +651,31 @@ def test_the_callers_umask_applies_once(chute):
     assert chute.item("f")["mode"] & 0o777 == 0o664
 
 
+def test_a_handle_on_a_replaced_file_cannot_change_its_queued_item(chute):
+    # b.txt is queued and open; a file still being written is renamed over
+    # it. The old item stays queued until the new file is sealed, its
+    # plaintext a hard link to the inode the old handle still writes to:
+    # those writes must go to a private copy, never into the item.
+    c = chute
+    (c.outbox / "b.txt").write_bytes(b"version-1")
+    old = c.item("b.txt")["id"]
+    h = os.open(c.outbox / "b.txt", os.O_RDWR)
+    new = os.open(c.outbox / "new.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(new, b"version-2")
+        os.rename(c.outbox / "new.tmp", c.outbox / "b.txt")
+        os.pwrite(h, b"GARBAGE!!", 0)
+        os.ftruncate(h, 4)
+        assert os.pread(h, 100, 0) == b"GARB"          # the handle sees its own writes
+        assert c.blob(old).read_bytes() == b"version-1"
+        assert c.decrypt(old) == b"version-1"
+    finally:
+        os.close(h)
+        os.close(new)
+    (item,) = c.active()
+    assert item["path"] == "b.txt" and c.decrypt(item["id"]) == b"version-2"
+
+
 def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
     other = tmp_path / "other-mnt"
     other.mkdir()
