@@ -15,6 +15,7 @@
 #include "handle.h"
 #include "pagecache.h"
 #include "prealloc.h"
+#include "meta.h"
 #include "names.h"
 #include "report.h"
 #include "seal.h"
@@ -32,6 +33,40 @@
     char var[PATH_MAX]; \
     do { int rc_ = staging_path(fs, peer, rel, var, sizeof var); \
          if (rc_) return rc_; } while (0)
+
+/* A path in the outbox travels in the sealed meta, which holds at most
+ * META_PATH_MAX bytes: a longer one is refused when it is made, not at a
+ * seal that could never succeed. */
+static bool path_fits(const char *rel, size_t below)
+{
+    size_t n = strlen(rel);
+    return n <= META_PATH_MAX && below <= META_PATH_MAX - n;
+}
+
+/* The length of the longest path below the folder fd `folder` (consumed),
+ * relative to it: "a/bc" is 4; 0 when empty. */
+static int longest_below(int folder, size_t *out)
+{
+    *out = 0;
+    DIR *d = fdopendir(folder);
+    if (!d) { int e = errno; close(folder); return -e; }
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        size_t len = strlen(e->d_name), sub = 0;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            rc = longest_below(fd, &sub);
+            len += 1 + sub;
+        } else if (errno != ENOTDIR && errno != ELOOP) {
+            rc = -errno;
+        }
+        if (len > *out) *out = len;
+    }
+    closedir(d);
+    return rc;
+}
 
 static const char *base_of(const char *rel)
 {
@@ -212,6 +247,7 @@ int outbox_readdir(chutefs *fs, const char *peer, const char *rel, void *buf,
 
 int outbox_mkdir(chutefs *fs, const char *peer, const char *rel, mode_t mode)
 {
+    if (!path_fits(rel, 0)) return -ENAMETOOLONG;
     STAGE(fs, peer, rel, path);
     return mkdir(path, mode) == 0 ? 0 : -errno;
 }
@@ -293,6 +329,7 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
 int outbox_create(chutefs *fs, const char *peer, const char *rel, mode_t mode,
                   struct fuse_file_info *fi)
 {
+    if (!path_fits(rel, 0)) return -ENAMETOOLONG;
     return open_handle(fs, peer, rel, fi->flags | O_CREAT, mode, true, fi);
 }
 
@@ -591,6 +628,12 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
     /* Exclusive: a copy-on-write renames over a path too. */
     ofiles_content_excl(fs->open);
     int rc = lstat(src, &sb) == 0 ? 0 : -errno;
+    size_t below = 0;
+    if (!rc && S_ISDIR(sb.st_mode) && strlen(to) > strlen(from)) {
+        int fd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        rc = fd < 0 ? -errno : longest_below(fd, &below);
+    }
+    if (!rc && !path_fits(to, below ? below + 1 : 0)) rc = -ENAMETOOLONG;   /* to/below */
     if (!rc && renameat2(AT_FDCWD, src, AT_FDCWD, dst, flags) != 0) rc = -errno;
     if (rc) {
         ofiles_content_unlock(fs->open);

@@ -676,6 +676,34 @@ def test_a_handle_on_a_replaced_file_cannot_change_its_queued_item(chute):
     assert item["path"] == "b.txt" and c.decrypt(item["id"]) == b"version-2"
 
 
+def test_a_path_too_long_to_travel_is_refused_when_made(chute):
+    # A path travels in the sealed meta, 3072 bytes at most. Accepted at
+    # create and refused only at the seal, the file stayed "writing" for
+    # good (a shell's > ignores the close's error), and a rename to such a
+    # path moved the file, cancelled its item, then said EIO.
+    c = chute
+    deep = "/".join(["d" * 250] * 12)                     # 3011 bytes
+    os.makedirs(c.outbox / deep)
+    with pytest.raises(OSError) as e:
+        os.mkdir(c.outbox / deep / ("e" * 61))             # 3072 + 1
+    assert e.value.errno == errno.ENAMETOOLONG
+    r = run("sh", "-c", f"echo hello > '{c.outbox / deep / ('f' * 61)}'", check=False)
+    assert r.returncode != 0 and b"File name too long" in r.stderr
+    fits = deep + "/" + "g" * 58                           # 3070 bytes
+    (c.outbox / fits).write_bytes(b"fits")
+    (c.outbox / "short.txt").write_bytes(b"short")
+    with pytest.raises(OSError) as e:
+        os.rename(c.outbox / "short.txt", c.outbox / deep / ("h" * 61))
+    assert e.value.errno == errno.ENAMETOOLONG
+    assert (c.outbox / "short.txt").read_bytes() == b"short"
+    # a folder's rename counts the longest path below it
+    with pytest.raises(OSError) as e:
+        os.rename(c.outbox / ("d" * 250), c.outbox / ("d" * 253))
+    assert e.value.errno == errno.ENAMETOOLONG
+    os.rename(c.outbox / ("d" * 250), c.outbox / ("d" * 252))   # exactly 3072
+    assert c.active_paths() == sorted(["short.txt", "d" * 252 + fits[250:]])
+
+
 def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
     other = tmp_path / "other-mnt"
     other.mkdir()
