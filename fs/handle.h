@@ -2,6 +2,7 @@
 #ifndef CHUTEFS_HANDLE_H
 #define CHUTEFS_HANDLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,7 @@ typedef struct {
     int fd;              /* outbox: the staging file */
     int flags;           /* outbox: as opened, to open the file again after a copy-on-write */
     ofile *of;           /* outbox: its open-file record */
+    bool flushed;        /* outbox: counted in of->writers_flushed */
     cache_node node;     /* inbox: the file's size and chunks */
     char *text;          /* status: the snapshot taken at open */
     size_t text_len;

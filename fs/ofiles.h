@@ -25,11 +25,12 @@ typedef struct ofile {
     char *peer;
     char *path;          /* relative to outbox/<peer>/ */
     int opens;
-    int releasing;       /* of those, handles whose release has begun */
     int writers;         /* of the opens, handles that may write: the last of
                             them to close seals (a reader open meanwhile, a
                             preview or `tail -f`, does not hold it up) */
     int writers_releasing;
+    int writers_flushed; /* of the writers, handles closed (flushed), not
+                            written through since, release still to come */
     bool dirty;          /* written or truncated since the last seal */
     pid_t changer;       /* the process that did so last (fs/caller.h); 0: unknown */
     bool written;        /* a write landed since it was opened (not just created) */

@@ -134,6 +134,15 @@ static void start_growing(chutefs *fs, ofile *f)
     }
 }
 
+/* With the ofiles lock held: h is in use again (or releasing), no longer
+ * counted among the writers whose close was flushed. */
+static void handle_unflush(handle *h)
+{
+    if (!h->flushed) return;
+    h->flushed = false;
+    h->of->writers_flushed--;
+}
+
 /* ---- copy-on-write ----------------------------------------------------
  * A sealed item's plaintext is a hard link to its staging file (seal.c).
  * Before a handle changes the file, it gets an inode of its own; a handle
@@ -362,6 +371,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     /* An append, alone in flight, keeps the file fit to go early; any
      * other write ends that. */
     ofiles_lock(fs->open);
+    handle_unflush(h);   /* written through after a close of a dup of it */
     bool append = of->appending && (uint64_t)off == of->append_end && !of->writes_in_flight;
     growing *stopped = append ? NULL : stop_growing(of);
     if (append) of->writes_in_flight++;
@@ -411,6 +421,7 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
         pid_t who = caller_process();
         ofiles_lock(fs->open);
+        handle_unflush(h);
         if (!rc) {
             h->of->dirty = true;
             h->of->changer = who;
@@ -461,7 +472,7 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
  * the first one before writing a byte, and that close would have sent an
  * empty file first (delivered as "file" and the real one as "file (2)"
  * if it got there before the rest was written). */
-static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
+static int maybe_seal(chutefs *fs, handle *h, bool at_flush)
 {
     struct stat sb;
     bool empty = at_flush && fstat(h->fd, &sb) == 0 && sb.st_size == 0;
@@ -480,12 +491,18 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
         ofiles_unlock(fs->open);
         return 0;
     }
+    /* The kernel sends a release without waiting for it: an earlier
+     * writer's close may have returned with its release still to come.
+     * A writer flushed (and not written through since) is closing. */
+    if (at_flush && writable(h->flags) && !h->flushed) {
+        h->flushed = true;
+        of->writers_flushed++;
+    }
     /* After a failed write (the writer was told) the file is not what it
      * meant to send: it stays local, never sent cut short. The last writer
      * to close seals; a reader's close seals only what no writer holds
      * (a truncate or rename by name while it was open). */
-    int writers_left = of->writers - of->writers_releasing;
-    bool last = writable(h->flags) ? writers_left <= last_opens : writers_left == 0;
+    bool last = of->writers - of->writers_releasing - of->writers_flushed <= 0;
     bool go = last && of->dirty && !of->unlinked && !of->write_failed && sendable(of->path);
     char *peer = go ? strdup(of->peer) : NULL, *rel = go ? strdup(of->path) : NULL;
     if (go) of->dirty = false;
@@ -517,7 +534,7 @@ static int maybe_seal(chutefs *fs, handle *h, int last_opens, bool at_flush)
 int outbox_flush(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
-    return maybe_seal(fs, h, 1, true);
+    return maybe_seal(fs, h, true);
 }
 
 /* After the last close of a file whose item was delivered meanwhile: it
@@ -547,14 +564,13 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
      * before it looks, so the last to look sees no other handle left
      * (and a seal is never missed by two releases each seeing the other). */
     ofiles_lock(fs->open);
-    h->of->releasing++;
+    handle_unflush(h);   /* counted as releasing from here */
     if (writable(h->flags)) h->of->writers_releasing++;
     ofiles_unlock(fs->open);
-    if (maybe_seal(fs, h, 0, false) != 0)
+    if (maybe_seal(fs, h, false) != 0)
         fprintf(stderr, "chutefs: a file could not be queued at its last close\n");
     close(h->fd);
     ofiles_lock(fs->open);
-    h->of->releasing--;
     if (writable(h->flags)) {
         h->of->writers_releasing--;
         h->of->writers--;
