@@ -697,10 +697,14 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
  * meta if its upload has not begun; otherwise the change stays local. */
 static void attrs_changed(chutefs *fs, const char *peer, const char *rel)
 {
+    /* Open with a change to seal at its close: the seal takes these
+     * attributes. Open unchanged (touch -d opens the file to set its
+     * times): no close will seal, so now. */
     ofiles_lock(fs->open);
-    bool open_now = ofiles_find(fs->open, peer, rel) != NULL;
+    ofile *of = ofiles_find(fs->open, peer, rel);
+    bool pending = of && (of->dirty || of->write_failed);
     ofiles_unlock(fs->open);
-    if (!open_now && sendable(rel)) (void)seal_refresh_attrs(fs, peer, rel);
+    if (!pending && sendable(rel)) (void)seal_refresh_attrs(fs, peer, rel);
 }
 
 int outbox_chmod(chutefs *fs, const char *peer, const char *rel, mode_t mode,

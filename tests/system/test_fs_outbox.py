@@ -462,6 +462,20 @@ def test_chmod_utimens_after_close(chute, tmp_path):
     assert chute.open_meta(it["id"])["mode"] == 0o600
 
 
+def test_touch_d_and_fchmod_on_a_queued_file_reach_its_meta(chute):
+    # touch opens the file to set its times (futimens), and nothing is
+    # written: no close seals, so the change is taken at once, as by name.
+    (chute.outbox / "t.txt").write_bytes(b"times")
+    run("touch", "-d", "2001-01-01 00:00:00 UTC", chute.outbox / "t.txt")
+    it = chute.item("t.txt")
+    assert it["mtime_sec"] == 978307200
+    assert chute.open_meta(it["id"])["mtime"] == 978307200
+    with open(chute.outbox / "t.txt", "rb") as f:
+        os.fchmod(f.fileno(), 0o640)
+        assert chute.open_meta(chute.item("t.txt")["id"])["mode"] == 0o640
+    assert chute.item("t.txt")["id"] == it["id"]          # the same item, not a new one
+
+
 def test_folders_and_misc_ops(chute):
     d = chute.outbox / "dir"
     os.mkdir(d)
