@@ -1,5 +1,5 @@
 /* caller.c — see caller.h. */
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include "caller.h"
 
 #include <fuse.h>

@@ -5,7 +5,7 @@
 #ifndef CHUTEFS_INBOX_H
 #define CHUTEFS_INBOX_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 
 #include "chutefs.h"

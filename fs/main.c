@@ -4,13 +4,14 @@
  * queue and the cache, then hands the mount to libfuse's multithreaded
  * loop. Start-up does no scanning and no
  * network: a queue left by an earlier run is simply there in the DB. */
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 #include <fuse_lowlevel.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,16 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co, chu
     return rc;
 }
 
+/* Whether the mount options let users other than the mounter in. */
+static bool lets_others_in(const struct fuse_args *args)
+{
+    for (int i = 1; i < args->argc; i++) {
+        const char *a = args->argv[i];
+        if (strstr(a, "allow_other") || strstr(a, "allow_root")) return true;
+    }
+    return false;
+}
+
 /* A usage error (exit 2) before touching any state: parse a copy, since
  * fuse_parse_cmdline consumes what it recognises. */
 static int has_mountpoint(const struct fuse_args *args)
@@ -251,9 +262,11 @@ int main(int argc, char *argv[])
     /* libfuse 3.14.0 passes an unset max_idle_threads (-1) on and warns on
      * every mount unless it is given; a later -o max_idle_threads=N wins. */
     if (fuse_opt_insert_arg(&args, 1, "-omax_idle_threads=10") != 0) { free(fs); return 1; }
-    /* The kernel checks modes: chutefs does every operation as itself, so
-     * with allow_other anyone could otherwise read or send as its owner. */
-    if (fuse_opt_insert_arg(&args, 1, "-odefault_permissions") != 0) { free(fs); return 1; }
+    /* Others let in: the kernel checks modes. chutefs does every operation
+     * as itself, so anyone could otherwise read or send as its owner. Only
+     * then: with attribute caching off, each check costs a GETATTR. */
+    if (lets_others_in(&args) &&
+        fuse_opt_insert_arg(&args, 1, "-odefault_permissions") != 0) { free(fs); return 1; }
     struct fuse_cmdline_opts co;
     memset(&co, 0, sizeof co);
     if (fuse_parse_cmdline(&args, &co) != 0) { free(fs); free(o.home); return 2; }

@@ -3,7 +3,7 @@
 #ifndef CHUTEFS_OPS_H
 #define CHUTEFS_OPS_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 
 extern const struct fuse_operations chutefs_ops;

@@ -8,7 +8,7 @@
 #ifndef CHUTEFS_OUTBOX_H
 #define CHUTEFS_OUTBOX_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 
 #include "chutefs.h"

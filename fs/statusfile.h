@@ -3,7 +3,7 @@
 #ifndef CHUTEFS_STATUSFILE_H
 #define CHUTEFS_STATUSFILE_H
 
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #include <fuse.h>
 
 #include "chutefs.h"

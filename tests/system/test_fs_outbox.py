@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -593,6 +594,27 @@ def test_a_mount_in_the_background_keeps_its_database_locks(tmp_path):
     finally:
         run("fusermount3", "-uz", c.mnt, check=False)
     assert sorted(r["path"] for r in c.rows()) == ["e1.txt", "e2.txt"]
+
+
+def test_the_request_loop_runs_as_configured(chute):
+    # The loop's configuration is ABI-versioned: a 3.12 config handed to
+    # the 3.2 entry point read as clone_fd on and no idle workers kept, so
+    # every request cloned /dev/fuse and started a thread of its own.
+    def fuse_fds():
+        fds = Path(f"/proc/{chute.proc.pid}/fd")
+        return sum(1 for fd in os.listdir(fds) if os.readlink(fds / fd) == "/dev/fuse")
+
+    def worker():
+        for i in range(20):
+            (chute.outbox / f"w{threading.get_ident()}-{i}").write_bytes(b"x")
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fuse_fds() == 1
+    assert len(chute.active()) == 80
 
 
 def test_a_mount_in_the_background_reports_its_errors_and_exit_status(tmp_path):
