@@ -48,9 +48,9 @@ static const opt_def opts[] = {
     { "max-header", T_SIZE, F(max_header), "largest request line + headers (8K)" },
     { "max-conns-per-ip", T_COUNT, F(max_conns_per_ip), "connections per client IP (64)" },
     { "max-conns", T_COUNT, F(max_conns), "connections in all (4096)" },
-    { "pair-allocs-per-min", T_COUNT, F(pair_allocs_per_min), "nameplate allocations per IP per minute (10)" },
-    { "pair-claims-per-min", T_COUNT, F(pair_claims_per_min), "nameplate claims per IP per minute (10)" },
-    { "inbox-creates-per-min", T_COUNT, F(inbox_creates_per_min), "inboxes created per IP per minute (10)" },
+    { "pair-allocs-per-min", T_COUNT, F(pair_allocs_per_min), "nameplate allocations per IP per minute (10; 0: no limit)" },
+    { "pair-claims-per-min", T_COUNT, F(pair_claims_per_min), "nameplate claims per IP per minute (10; 0: no limit)" },
+    { "inbox-creates-per-min", T_COUNT, F(inbox_creates_per_min), "inboxes created per IP per minute (10; 0: no limit)" },
     { "idle-timeout", T_DURATION, F(idle_timeout), "close a connection silent this long (30s)" },
     { "max-wait", T_DURATION, F(max_wait), "longest long-poll (60s)" },
 };

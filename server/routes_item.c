@@ -344,12 +344,12 @@ static enum MHD_Result reply_offset(request *r, unsigned status, uint64_t offset
     return resp ? reply_response(r, status, resp) : MHD_NO;
 }
 
-/* HEAD: the durable offset and the size, or Upload-Defer-Length while the
- * size is not declared. */
+/* HEAD: the durable offset (the size once complete; what it was for a
+ * tombstone, as the status says) and the size, or Upload-Defer-Length
+ * while the size is not declared. */
 static enum MHD_Result reply_head(request *r, const store_item *it)
 {
-    bool whole = it->state == ITEM_PENDING || it->state == ITEM_DELIVERED;
-    struct MHD_Response *resp = offset_response(whole ? it->size : it->offset);
+    struct MHD_Response *resp = offset_response(it->offset);
     if (!resp)
         return MHD_NO;
     if (it->deferred) {
@@ -458,6 +458,10 @@ enum MHD_Result routes_item_patch_begin(request *r)
     if (!ct || strncasecmp(ct, want, strlen(want)) != 0 ||
         (ct[strlen(want)] != '\0' && ct[strlen(want)] != ';'))
         return reply_error(r, 415, "Content-Type must be application/offset+octet-stream");
+    /* A chunked body would be read past Content-Length, so past what the
+     * quota and the size checks below were given. */
+    if (request_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return reply_error(r, 400, "Transfer-Encoding is not accepted: send Content-Length");
     uint64_t len, off;
     const char *cl = request_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (!cl)
@@ -466,10 +470,6 @@ enum MHD_Result routes_item_patch_begin(request *r)
         return reply_error(r, 400, "bad Content-Length");
     if (relay_parse_u64(request_header(r, "Upload-Offset"), &off) != CHUTE_OK)
         return reply_error(r, 400, "Upload-Offset required");
-    /* A chunked body would be read past Content-Length, so past what the
-     * quota and the size checks below were given. */
-    if (request_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING))
-        return reply_error(r, 400, "Transfer-Encoding is not accepted: send Content-Length");
 
     struct upload *u = calloc(1, sizeof *u);
     if (!u)

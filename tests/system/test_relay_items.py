@@ -139,9 +139,11 @@ def test_append_without_content_length_needs_length(api, sender):
             "Content-Type: application/offset+octet-stream\r\n")
     raw = api.raw((head + "Connection: close\r\n\r\n").encode())
     assert raw.startswith(b"HTTP/1.1 411"), raw[:200]
+    # chunked (which has no Content-Length): refused for what it is (§6.5)
     raw = api.raw((head + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                    "5\r\nhello\r\n0\r\n\r\n").encode())
-    assert raw.startswith(b"HTTP/1.1 411"), raw[:200]
+    assert raw.startswith(b"HTTP/1.1 400"), raw[:200]
+    assert b"Transfer-Encoding is not accepted" in raw
     assert sender.offset(item) == (0, 5)
 
 
@@ -875,6 +877,25 @@ def test_head_of_a_complete_or_delivered_item_reports_its_size(inbox, sender):
     assert sender.offset(item) == (5, 5)
     inbox.ack(item)
     assert sender.offset(item) == (5, 5)
+
+
+def test_head_of_an_item_acked_mid_upload_keeps_the_offset_it_had(inbox, sender):
+    # A tombstone keeps the offset it had (§6.5): HEAD says what the status
+    # says, for a declared item and a deferred one alike.
+    item = new_item_id()
+    assert sender.create(item, 5).status == 201
+    assert sender.append(item, 0, b"12").status == 204
+    assert inbox.ack(item).status == 204
+    assert sender.offset(item) == (2, 5)
+    assert sender.status(item).json["offset"] == 2
+    deferred = new_item_id()
+    assert sender.api.put(inbox.item_path(deferred), {"deferred": True}).status == 201
+    assert sender.append(deferred, 0, b"123456").status == 204
+    assert inbox.ack(deferred).status == 204
+    r = sender.api.head(inbox.item_path(deferred))
+    assert r.status == 200 and r.header("Upload-Offset") == "6", r
+    assert r.header("Upload-Defer-Length") == "1"
+    assert sender.status(deferred).json["offset"] == 6
 
 
 def test_cancel_of_an_expired_item_conflicts(relay_factory):
