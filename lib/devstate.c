@@ -43,6 +43,9 @@ static const char *const migrations[] = {
     "  link_key BLOB NOT NULL CHECK (length(link_key) = 32),"
     "  paired_at INTEGER NOT NULL,"
     "  gone_at INTEGER NOT NULL DEFAULT 0);",
+    /* 1 → 2: a private relay wants its access token for every new inbox
+     * and pairing (PROTOCOL §6.1). */
+    "ALTER TABLE device ADD COLUMN access_token TEXT NOT NULL DEFAULT '';",
 };
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
 
@@ -212,7 +215,7 @@ chute_status devstate_get_device(devstate *ds, devstate_device *out)
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(ds->db,
             "SELECT name, identity, recipient, relay_url, cacert, pin, inbox,"
-            " owner_token, created FROM device WHERE id = 1", -1, &q, NULL) != SQLITE_OK)
+            " owner_token, created, access_token FROM device WHERE id = 1", -1, &q, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     chute_status st;
     int rc = sqlite3_step(q);
@@ -230,6 +233,7 @@ chute_status devstate_get_device(devstate *ds, devstate_device *out)
         if (!st) st = col_text(q, 6, out->inbox, sizeof out->inbox);
         if (!st) st = col_text(q, 7, out->owner_token, sizeof out->owner_token);
         out->created = sqlite3_column_int64(q, 8);
+        if (!st) st = col_text(q, 9, out->access_token, sizeof out->access_token);
     }
     sqlite3_finalize(q);
     if (st != CHUTE_OK)
@@ -242,7 +246,8 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d)
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(ds->db,
             "INSERT INTO device (id, name, identity, recipient, relay_url, cacert,"
-            " pin, inbox, owner_token, created) VALUES (1,?,?,?,?,?,?,?,?,?)",
+            " pin, inbox, owner_token, created, access_token)"
+            " VALUES (1,?,?,?,?,?,?,?,?,?,?)",
             -1, &q, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     sqlite3_bind_text(q, 1, d->name, -1, SQLITE_STATIC);
@@ -254,12 +259,29 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d)
     sqlite3_bind_text(q, 7, d->inbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 8, d->owner_token, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 9, d->created ? d->created : (long long)time(NULL));
+    sqlite3_bind_text(q, 10, d->access_token, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     if (rc == SQLITE_DONE)
         return CHUTE_OK;
     return sqlite3_extended_errcode(ds->db) == SQLITE_CONSTRAINT_PRIMARYKEY
                ? CHUTE_ERR_EXISTS : CHUTE_ERR_DB;
+}
+
+chute_status devstate_set_access_token(devstate *ds, const char *token)
+{
+    sqlite3_stmt *q;
+    if (!token || strlen(token) >= DEVSTATE_ACCESS_TOKEN_MAX)
+        return CHUTE_ERR_ARG;
+    if (sqlite3_prepare_v2(ds->db, "UPDATE device SET access_token = ? WHERE id = 1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    sqlite3_bind_text(q, 1, token, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return CHUTE_ERR_DB;
+    return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
 }
 
 #define PEER_COLUMNS "name, device_name, recipient, relay_url, inbox, send_token," \

@@ -21,11 +21,13 @@
 #include "relay_client.h"
 #include "status.h"
 
-#define DEVSTATE_SCHEMA_VERSION 1
+#define DEVSTATE_SCHEMA_VERSION 2
 #define DEVSTATE_KEY_MAX        128   /* AGE-SECRET-KEY-1… / age1… with NUL */
 #define DEVSTATE_PATH_MAX       4096
 #define DEVSTATE_PIN_MAX        512
 #define DEVSTATE_LINK_KEY_BYTES 32
+/* A private relay's access token, with NUL: relay_client sends up to 199. */
+#define DEVSTATE_ACCESS_TOKEN_MAX 200
 
 typedef struct devstate devstate;
 
@@ -38,6 +40,8 @@ typedef struct {
     char pin[DEVSTATE_PIN_MAX];           /* "" if none */
     char inbox[RELAY_ID_MAX];
     char owner_token[RELAY_TOKEN_MAX];    /* secret */
+    char access_token[DEVSTATE_ACCESS_TOKEN_MAX];   /* secret: a private relay's
+                                                      Chute-Access-Token, "" if none */
     long long created;
 } devstate_device;
 
@@ -73,6 +77,9 @@ sqlite3 *devstate_db(devstate *ds);
 chute_status devstate_get_device(devstate *ds, devstate_device *out);
 /* Record this device once; CHUTE_ERR_EXISTS if it is already recorded. */
 chute_status devstate_set_device(devstate *ds, const devstate_device *d);
+/* Replace the stored access token of the relay ("" for none): a private
+ * relay may change it. CHUTE_ERR_NOT_FOUND before devstate_set_device. */
+chute_status devstate_set_access_token(devstate *ds, const char *token);
 
 /* Add a peer. p->name is ignored on input: the peer gets a folder name
  * derived from p->device_name that no other peer has ("home", "home-2",

@@ -435,6 +435,12 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     relay_client_set_stop(c, opt.stop);
 
     chute_status st = relay_pair_allocate(c, opt.ttl_s, &ch.side);
+    if (st == CHUTE_ERR_REFUSED) {
+        say_why(&ch, "The relay is private and refused %s access token; store the right one "
+                "with `pairtool init --relay URL --access-token-file FILE`.",
+                me->access_token[0] ? "this device's" : "to start a pairing without an");
+        return st;
+    }
     if (st != CHUTE_OK) {
         say_why(&ch, "Could not start a pairing on the relay: %s.", relay_client_error(c));
         return st;

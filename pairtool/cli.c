@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #ifdef HAVE_LIBQRENCODE
 #include <qrencode.h>
@@ -85,6 +88,7 @@ relay_client *cli_relay_client(const devstate_device *me, long timeout_ms)
         .base_url = me->relay_url,
         .cacert = me->cacert[0] ? me->cacert : NULL,
         .pin = me->pin[0] ? me->pin : NULL,
+        .access_token = me->access_token[0] ? me->access_token : NULL,
         .connect_timeout_ms = timeout_ms < 10000 ? timeout_ms : 10000,
         .timeout_ms = timeout_ms,
     };
@@ -95,6 +99,59 @@ relay_client *cli_relay_client(const devstate_device *me, long timeout_ms)
         return NULL;
     }
     return c;
+}
+
+int cli_access_token_ok(const char *token)
+{
+    size_t n = strlen(token);
+    if (n == 0 || n >= DEVSTATE_ACCESS_TOKEN_MAX || token[0] == ' ' || token[n - 1] == ' ')
+        return 0;
+    /* It goes into an HTTP header: no control characters, no line breaks. */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)token[i] < 0x20 || (unsigned char)token[i] > 0x7E)
+            return 0;
+    return 1;
+}
+
+int cli_read_first_line(const char *path, char *out, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[1024];
+    size_t n = 0;
+    int bad = 0;
+    /* Only the first line counts: stop reading at its end. */
+    while (n < sizeof buf && !memchr(buf, '\n', n)) {
+        ssize_t got = read(fd, buf + n, sizeof buf - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            bad = 1;
+            break;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    int saved = errno;
+    (void)close(fd);
+    size_t len = 0;
+    while (len < n && buf[len] != '\n')
+        len++;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    if (!bad && len >= cap) {
+        bad = 1;
+        saved = ENAMETOOLONG;
+    }
+    if (!bad) {
+        memcpy(out, buf, len);
+        out[len] = '\0';
+    }
+    sodium_memzero(buf, sizeof buf);
+    errno = saved;
+    return bad ? -1 : 0;
 }
 
 static int is_yes(char *line)

@@ -30,6 +30,15 @@ devstate *cli_open_device(const cli_globals *g, devstate_device *me);
 /* A relay client for this device's relay (its CA file and pin). */
 relay_client *cli_relay_client(const devstate_device *me, long timeout_ms);
 
+/* 1 if token can be a relay access token: 1..199 bytes of printable ASCII,
+ * no leading or trailing space (it travels in an HTTP header). */
+int cli_access_token_ok(const char *token);
+
+/* The first line of the file at path, without its line end, into out[cap]
+ * (a secret: no copy is left behind). -1 with errno if it cannot be read
+ * or is too long. */
+int cli_read_first_line(const char *path, char *out, size_t cap);
+
 /* Ask a yes/no question on stderr and read the answer from stdin, within
  * within_s seconds: 1 yes, 0 no (EOF, or anything but y/yes), -1 no answer
  * in time or a signal cut the wait short. Only what is typed after the

@@ -181,6 +181,8 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
         printf("recipient: %s\n", me.recipient);
         printf("relay:     %s (%s%s%s)\n", me.relay_url,
                reachable ? "reachable" : "unreachable", *problem ? ": " : "", problem);
+        if (me.access_token[0])
+            printf("access:    a private relay's access token is set\n");   /* never the token */
         printf("peers:     %zu\n", peers);
         if (mq && print_queue(mq, mc) != 0) rc = EXIT_FAIL;
     }

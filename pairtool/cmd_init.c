@@ -1,4 +1,5 @@
 /* cmd_init.c — pairtool init: this device's identity and inbox. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 static const char USAGE[] =
     "Usage: pairtool [-H DIR] init --relay URL [--name NAME] [--cacert FILE]\n"
     "                              [--pin sha256//BASE64]\n"
+    "                              [--access-token-file FILE | --access-token TOKEN]\n"
     "\n"
     "Create this device's age identity and its inbox on the relay. Running it\n"
     "again with the same relay changes nothing.\n"
@@ -24,7 +26,13 @@ static const char USAGE[] =
     "  --relay URL     https://host[:port]; http:// only to 127.0.0.0/8, ::1, localhost\n"
     "  --name NAME     how peers will see this device (default: the host name)\n"
     "  --cacert FILE   CA certificate(s) that sign the relay's certificate\n"
-    "  --pin PIN       the relay's public key, sha256//BASE64 (curl's format)\n";
+    "  --pin PIN       the relay's public key, sha256//BASE64 (curl's format)\n"
+    "  --access-token-file FILE\n"
+    "                  a private relay's access token: the first line of FILE\n"
+    "  --access-token TOKEN\n"
+    "                  the same on the command line (other users may see it in ps)\n"
+    "\n"
+    "With the same relay again, --access-token(-file) replaces the stored token.\n";
 
 /* The host name as a device name, if it is a good one. */
 static int default_name(char *out, size_t cap)
@@ -55,10 +63,13 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
         { "name", required_argument, NULL, 'n' },
         { "cacert", required_argument, NULL, 'c' },
         { "pin", required_argument, NULL, 'p' },
+        { "access-token", required_argument, NULL, 'a' },
+        { "access-token-file", required_argument, NULL, 'A' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *relay = NULL, *name = NULL, *cacert = NULL, *pin = NULL;
+    const char *token_arg = NULL, *token_file = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -66,6 +77,8 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
         case 'n': name = optarg; break;
         case 'c': cacert = optarg; break;
         case 'p': pin = optarg; break;
+        case 'a': token_arg = optarg; break;
+        case 'A': token_file = optarg; break;
         case 'h': cli_usage(USAGE, 0); return EXIT_OK;
         default: cli_usage(USAGE, 1); return EXIT_USAGE;
         }
@@ -77,13 +90,35 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    if (token_arg && token_file) {
+        cli_error("give --access-token or --access-token-file, not both");
+        return EXIT_USAGE;
+    }
+
     devstate_device d;
     memset(&d, 0, sizeof d);
+    if (token_file && cli_read_first_line(token_file, d.access_token,
+                                          sizeof d.access_token) != 0) {
+        cli_error("cannot read an access token from %s: %s", token_file, strerror(errno));
+        return EXIT_FAIL;
+    }
+    int token_too_long = token_arg && strlen(token_arg) >= sizeof d.access_token;
+    if (token_arg && !token_too_long)
+        snprintf(d.access_token, sizeof d.access_token, "%s", token_arg);
+    if ((token_arg || token_file) && (token_too_long || !cli_access_token_ok(d.access_token))) {
+        /* Never echo it: it is a secret even when it is malformed. */
+        devstate_device_wipe(&d);
+        cli_error("the access token must be 1-%d characters of printable ASCII on one line",
+                  DEVSTATE_ACCESS_TOKEN_MAX - 1);
+        return EXIT_USAGE;
+    }
     char origin[RELAY_URL_MAX];
     const char *why;
+    int rc = EXIT_FAIL;
+    devstate *ds = NULL;
     if (relay_url_check(relay, origin, sizeof origin, &why) != CHUTE_OK) {
         cli_error("refusing relay %s: %s", relay, why);
-        return EXIT_FAIL;
+        goto out;
     }
     snprintf(d.relay_url, sizeof d.relay_url, "%s", relay);
     strip_slashes(d.relay_url);
@@ -91,19 +126,21 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
         if (!peername_ok(name)) {
             cli_error("'%s' is not a usable device name (1-%d bytes of UTF-8; no '/', "
                       "control characters, leading '.' or '-')", name, PEERNAME_MAX);
-            return EXIT_USAGE;
+            rc = EXIT_USAGE;
+            goto out;
         }
         snprintf(d.name, sizeof d.name, "%s", name);
     } else if (default_name(d.name, sizeof d.name) != 0) {
         cli_error("the host name is not a usable device name; give one with --name");
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
+        goto out;
     }
     if (cacert) {
         char *abs = realpath(cacert, NULL);
         if (!abs || strlen(abs) >= sizeof d.cacert) {
             cli_error("cannot use the CA file %s", cacert);
             free(abs);
-            return EXIT_FAIL;
+            goto out;
         }
         snprintf(d.cacert, sizeof d.cacert, "%s", abs);
         free(abs);
@@ -111,24 +148,33 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
     if (pin) {
         if (strncmp(pin, "sha256//", 8) != 0 || strlen(pin) >= sizeof d.pin) {
             cli_error("--pin takes sha256//BASE64 (the relay's public key hash)");
-            return EXIT_USAGE;
+            rc = EXIT_USAGE;
+            goto out;
         }
         snprintf(d.pin, sizeof d.pin, "%s", pin);
     }
 
-    devstate *ds = cli_open_state(g, 1);
+    ds = cli_open_state(g, 1);
     if (!ds)
-        return EXIT_FAIL;
-    int rc = EXIT_FAIL;
+        goto out;
     devstate_device have;
     chute_status st = devstate_get_device(ds, &have);
     if (st == CHUTE_OK) {
         char have_origin[RELAY_URL_MAX];
         if (relay_url_check(have.relay_url, have_origin, sizeof have_origin, NULL) == CHUTE_OK &&
             strcmp(have_origin, origin) == 0) {
-            cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
-                     have.name, have.relay_url);
             rc = EXIT_OK;
+            if (!token_arg && !token_file) {
+                cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
+                         have.name, have.relay_url);
+            } else if ((st = devstate_set_access_token(ds, d.access_token)) != CHUTE_OK) {
+                cli_error("cannot store the access token: %s", chute_strstatus(st));
+                rc = EXIT_FAIL;
+            } else {
+                /* A private relay may change its token; identity and peers stay. */
+                cli_note("This device is already set up as \"%s\" with relay %s; stored "
+                         "the new access token.", have.name, have.relay_url);
+            }
         } else {
             cli_error("this device is already set up with relay %s; refusing to switch to %s "
                       "(its peers know it by its inbox there)", have.relay_url, relay);
@@ -161,6 +207,19 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
         goto out;
     relay_inbox inbox;
     st = relay_inbox_create(client, &inbox);
+    if (st == CHUTE_ERR_REFUSED && !d.access_token[0]) {
+        cli_error("the relay %s is private: it wants an access token to create an inbox. "
+                  "Ask its operator, then give --access-token-file FILE (or "
+                  "--access-token TOKEN)", d.relay_url);
+        relay_client_free(client);
+        goto out;
+    }
+    if (st == CHUTE_ERR_REFUSED) {
+        cli_error("the relay %s refused the access token (a wrong or outdated one); "
+                  "nothing was set up", d.relay_url);
+        relay_client_free(client);
+        goto out;
+    }
     if (st != CHUTE_OK) {
         cli_error("cannot create an inbox on the relay %s: %s", d.relay_url,
                   relay_client_error(client));

@@ -16,6 +16,7 @@ static const char USAGE[] =
     "\n"
     "Commands:\n"
     "  init --relay URL [--name NAME] [--cacert F] [--pin sha256//...]\n"
+    "       [--access-token-file F | --access-token TOKEN]\n"
     "                         create this device's identity and inbox on the relay\n"
     "  invite [--yes] [--ttl DURATION]\n"
     "                         make a pair code (printed alone on stdout) and wait\n"

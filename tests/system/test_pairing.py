@@ -648,3 +648,70 @@ def test_pairing_over_tls_with_a_ca_file_and_with_a_pin(tmp_path, relay_factory,
     assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
     for d in (a, b):
         assert json.loads(d.run("status", "--json", check=True).stdout)["relay_reachable"]
+
+
+# --- a private relay (PROTOCOL §6.1) -----------------------------------------------------
+
+def shows_no_secret(device, secret):
+    """No pairtool output of device contains secret."""
+    for args in (("status",), ("status", "--json"), ("peers",), ("peers", "--json"),
+                 ("recipient",)):
+        r = device.run(*args, check=True)
+        assert secret not in r.stdout + r.stderr, args
+    return True
+
+
+def test_a_private_relay_needs_its_access_token_to_init_and_pair(tmp_path, relay_factory):
+    token = "relay-access-7f3a9c"
+    relay = relay_factory(*RELAY_ARGS, access_token=token)
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    r = a.run("init", "--relay", relay.url, "--name", "home")
+    assert r.returncode == 1
+    assert "private" in r.stderr and "--access-token-file" in r.stderr, r.stderr
+    r = a.run("init", "--relay", relay.url, "--name", "home", "--access-token", "nope-42")
+    assert r.returncode == 1 and "refused the access token" in r.stderr, r.stderr
+    assert "nope-42" not in r.stderr
+    a.init("--access-token", token)
+    # from a file, so that it need not show in ps: only its first line counts
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\nnot part of it\n")
+    b.init("--access-token-file", str(token_file))
+    assert b.device_row()["access_token"] == token
+    assert pair(a, b) == ("laptop", "home")
+    for d in (a, b):
+        assert shows_no_secret(d, token)
+        assert "access token is set" in d.run("status", check=True).stdout
+
+
+def test_a_new_access_token_is_stored_by_init_again(tmp_path, relay_factory):
+    relay = relay_factory(*RELAY_ARGS, access_token="old-token")
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    a.init("--access-token", "old-token")
+    b.init("--access-token", "old-token")
+    relay.access_token = "new-token"
+    relay.listen = f"127.0.0.1:{relay.port}"   # the devices know it by its URL
+    relay.restart()
+    r = a.run("invite", "--yes", timeout=20)
+    assert r.returncode == 1 and "private" in r.stderr and "access-token" in r.stderr, r.stderr
+    assert r.stdout == ""
+    for d in (a, b):
+        r = d.run("init", "--relay", relay.url, "--access-token", "new-token", check=True)
+        assert "stored the new access token" in r.stderr
+        assert shows_no_secret(d, "new-token")
+    assert pair(a, b) == ("laptop", "home")
+
+
+def test_malformed_access_tokens_are_usage_errors(tmp_path):
+    d = Device(tmp_path / "home", "home", "http://127.0.0.1:1")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for args in (("--access-token", ""), ("--access-token", "a\tb"),
+                 ("--access-token", "x" * 200), ("--access-token-file", str(empty)),
+                 ("--access-token", "t", "--access-token-file", str(empty))):
+        r = d.run("init", "--relay", d.relay_url, *args)
+        assert r.returncode == 2, (args, r.stderr)
+    r = d.run("init", "--relay", d.relay_url, "--access-token-file", str(tmp_path / "none"))
+    assert r.returncode == 1 and "cannot read an access token" in r.stderr
+    assert not (d.home / "state.db").exists()

@@ -94,7 +94,47 @@ static void test_device_is_recorded_once(void)
     CHECK(strcmp(got.identity, "AGE-SECRET-KEY-1XYZ") == 0);
     CHECK(strcmp(got.owner_token, "owner") == 0);
     CHECK(strcmp(got.cacert, "") == 0);
+    CHECK(strcmp(got.access_token, "") == 0);
     CHECK(got.created > 0);
+    CHECK_EQ_INT(devstate_set_access_token(ds, "private relay token"), CHUTE_OK);
+    CHECK_EQ_INT(devstate_get_device(ds, &got), CHUTE_OK);
+    CHECK(strcmp(got.access_token, "private relay token") == 0);
+    CHECK(strcmp(got.owner_token, "owner") == 0);
+    devstate_device_wipe(&got);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
+/* A state.db made by schema 1 (before access tokens) opens, migrates and
+ * keeps its device; the relay it names needs no access token. */
+static void test_schema_1_is_migrated(void)
+{
+    make_tmpdir();
+    char db[400];
+    snprintf(db, sizeof db, "%s/state.db", tmpdir);
+    sqlite3 *raw;
+    CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
+    CHECK(sqlite3_exec(raw,
+        "CREATE TABLE device (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL,"
+        " identity TEXT NOT NULL, recipient TEXT NOT NULL, relay_url TEXT NOT NULL,"
+        " cacert TEXT NOT NULL DEFAULT '', pin TEXT NOT NULL DEFAULT '', inbox TEXT NOT NULL,"
+        " owner_token TEXT NOT NULL, created INTEGER NOT NULL);"
+        "CREATE TABLE peers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+        " device_name TEXT NOT NULL, recipient TEXT NOT NULL, relay_url TEXT NOT NULL,"
+        " inbox TEXT NOT NULL, send_token TEXT NOT NULL, granted_sender TEXT NOT NULL,"
+        " link_key BLOB NOT NULL CHECK (length(link_key) = 32), paired_at INTEGER NOT NULL,"
+        " gone_at INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO device VALUES (1, 'old', 'AGE-SECRET-KEY-1OLD', 'age1old',"
+        " 'http://127.0.0.1:9', '', '', 'inbox', 'owner', 1700000000);"
+        "PRAGMA user_version = 1;", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(raw);
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(tmpdir, 0, &ds), CHUTE_OK);
+    devstate_device got;
+    CHECK_EQ_INT(devstate_get_device(ds, &got), CHUTE_OK);
+    CHECK(strcmp(got.name, "old") == 0);
+    CHECK(strcmp(got.access_token, "") == 0);
+    CHECK_EQ_INT(got.created, 1700000000);
     devstate_device_wipe(&got);
     devstate_close(ds);
     rm_tmpdir();
@@ -206,6 +246,7 @@ int main(void)
     RUN(test_open_creates_private_folder_and_file);
     RUN(test_newer_schema_is_refused);
     RUN(test_device_is_recorded_once);
+    RUN(test_schema_1_is_migrated);
     RUN(test_peers_get_distinct_folder_names);
     RUN(test_peername_rules);
     RUN(test_resolve_dir_order);
