@@ -69,8 +69,28 @@ chute_status devstate_resolve_dir(const char *dir_opt, char *out, size_t cap)
     return (n < 0 || (size_t)n >= cap) ? CHUTE_ERR_ARG : CHUTE_OK;
 }
 
-/* mkdir -p with mode 0700 for the last component (parents 0755 as usual
- * for ~/.local/share). */
+chute_status devstate_dir_usable(const char *dir)
+{
+    struct stat sb;
+    if (!dir || !*dir)
+        return CHUTE_ERR_ARG;
+    if (stat(dir, &sb) != 0)
+        return errno == ENOENT ? CHUTE_OK : CHUTE_ERR_IO;
+    if (!S_ISDIR(sb.st_mode)) {
+        errno = ENOTDIR;
+        return CHUTE_ERR_IO;
+    }
+    /* As ssh with ~/.ssh: another user who can write the folder can swap
+     * state.db for one of theirs, or make it first. Refuse; never chmod a
+     * folder we did not make (it may be ~ or /tmp). */
+    if (sb.st_uid != geteuid() || (sb.st_mode & (S_IWGRP | S_IWOTH)))
+        return CHUTE_ERR_REFUSED;
+    return CHUTE_OK;
+}
+
+/* mkdir -p: the folders it makes get 0700 for the last component (parents
+ * 0755, as usual for ~/.local/share); an existing last component keeps its
+ * mode if devstate_dir_usable accepts it. */
 static chute_status make_dirs(const char *dir)
 {
     char path[DEVSTATE_PATH_MAX];
@@ -84,12 +104,11 @@ static chute_status make_dirs(const char *dir)
             return CHUTE_ERR_IO;
         *p = '/';
     }
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    if (mkdir(path, 0700) == 0)
+        return CHUTE_OK;
+    if (errno != EEXIST)
         return CHUTE_ERR_IO;
-    /* An existing folder may have been made with a looser umask. */
-    if (chmod(path, 0700) != 0)
-        return CHUTE_ERR_IO;
-    return CHUTE_OK;
+    return devstate_dir_usable(path);
 }
 
 static chute_status exec_sql(sqlite3 *db, const char *sql)

@@ -2,7 +2,8 @@
  * whom it is paired with.
  *
  * The state folder (pairtool -H DIR, $CHUTE_HOME, else
- * $XDG_DATA_HOME/chute, else ~/.local/share/chute) is mode 0700 and holds
+ * $XDG_DATA_HOME/chute, else ~/.local/share/chute) is made 0700 (an
+ * existing one must be writable by its owner, this user, alone) and holds
  * `state.db`, an SQLite database of mode 0600 (its WAL and shm files get
  * the same mode from SQLite). The schema is versioned by PRAGMA
  * user_version; devstate_open migrates an older file forward in one
@@ -63,10 +64,18 @@ typedef struct {
  * $XDG_DATA_HOME/chute, else $HOME/.local/share/chute. */
 chute_status devstate_resolve_dir(const char *dir_opt, char *out, size_t cap);
 
+/* Whether dir can hold a state: CHUTE_OK if it does not exist yet (open
+ * with create makes it 0700) or is a folder of this user that nobody else
+ * can write; CHUTE_ERR_REFUSED if it is another user's or writable by
+ * group or others (its mode is never changed); CHUTE_ERR_IO (errno) if it
+ * cannot be looked at or is not a folder. */
+chute_status devstate_dir_usable(const char *dir);
+
 /* Open (create = 1: create the folder and database if missing) the state
  * in dir and bring its schema up to date. CHUTE_ERR_NOT_FOUND if create is
  * 0 and there is no state yet; CHUTE_ERR_UNSUPPORTED for a schema newer
- * than this build knows. */
+ * than this build knows; with create, CHUTE_ERR_REFUSED for an existing
+ * folder devstate_dir_usable refuses. */
 chute_status devstate_open(const char *dir, int create, devstate **out);
 void devstate_close(devstate *ds);
 

@@ -39,27 +39,40 @@ void cli_note(const char *fmt, ...)
     va_end(ap);
 }
 
+int cli_state_dir(const cli_globals *g, char *dir, size_t cap)
+{
+    if (devstate_resolve_dir(g->home, dir, cap) != CHUTE_OK) {
+        cli_error("cannot tell where the state folder is: give -H DIR or set CHUTE_HOME");
+        return -1;
+    }
+    return 0;
+}
+
+void cli_state_error(const char *dir, chute_status st)
+{
+    if (st == CHUTE_ERR_NOT_FOUND)
+        cli_error("this device is not set up yet (no state in %s): run "
+                  "`pairtool init --relay URL` first", dir);
+    else if (st == CHUTE_ERR_UNSUPPORTED)
+        cli_error("the state in %s was written by a newer Chute; upgrade pairtool", dir);
+    else if (st == CHUTE_ERR_REFUSED)
+        cli_error("refusing to keep this device's keys in %s: other users can write to it "
+                  "(or it is not yours). Give -H a folder of your own, or one that does "
+                  "not exist yet; pairtool will not change the mode of %s", dir, dir);
+    else
+        cli_error("cannot open the state in %s: %s%s%s", dir, chute_strstatus(st),
+                  st == CHUTE_ERR_IO ? ": " : "", st == CHUTE_ERR_IO ? strerror(errno) : "");
+}
+
 devstate *cli_open_state(const cli_globals *g, int create)
 {
     char dir[DEVSTATE_PATH_MAX];
-    if (devstate_resolve_dir(g->home, dir, sizeof dir) != CHUTE_OK) {
-        cli_error("cannot tell where the state folder is: give -H DIR or set CHUTE_HOME");
+    if (cli_state_dir(g, dir, sizeof dir) != 0)
         return NULL;
-    }
     devstate *ds;
     chute_status st = devstate_open(dir, create, &ds);
-    if (st == CHUTE_ERR_NOT_FOUND) {
-        cli_error("this device is not set up yet (no state in %s): run "
-                  "`pairtool init --relay URL` first", dir);
-        return NULL;
-    }
-    if (st == CHUTE_ERR_UNSUPPORTED) {
-        cli_error("the state in %s was written by a newer Chute; upgrade pairtool", dir);
-        return NULL;
-    }
     if (st != CHUTE_OK) {
-        cli_error("cannot open the state in %s: %s%s%s", dir, chute_strstatus(st),
-                  st == CHUTE_ERR_IO ? ": " : "", st == CHUTE_ERR_IO ? strerror(errno) : "");
+        cli_state_error(dir, st);
         return NULL;
     }
     return ds;

@@ -19,6 +19,13 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "<message>\n" on stderr: instructions and progress for people. */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The state folder's path into dir[cap]; on failure prints why and
+ * returns -1. */
+int cli_state_dir(const cli_globals *g, char *dir, size_t cap);
+
+/* Explain, on stderr, why devstate_open(dir, ...) failed with st. */
+void cli_state_error(const char *dir, chute_status st);
+
 /* Open the state folder; create = 1 makes it. On failure prints why and
  * returns NULL. */
 devstate *cli_open_state(const cli_globals *g, int create);

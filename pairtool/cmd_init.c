@@ -56,6 +56,42 @@ static void strip_slashes(char *url)
         url[--n] = '\0';
 }
 
+/* init on a device that is set up already: the same relay changes
+ * nothing (but a new access token), another one is refused. -1: the state
+ * holds no device yet (an init that failed to store it), set it up anew. */
+static int init_again(devstate *ds, const devstate_device *want, const char *origin,
+                      int token_given)
+{
+    devstate_device have;
+    chute_status st = devstate_get_device(ds, &have);
+    if (st == CHUTE_ERR_NOT_FOUND)
+        return -1;
+    if (st != CHUTE_OK) {
+        cli_error("cannot read the device state: %s", chute_strstatus(st));
+        return EXIT_FAIL;
+    }
+    int rc = EXIT_OK;
+    char have_origin[RELAY_URL_MAX];
+    if (relay_url_check(have.relay_url, have_origin, sizeof have_origin, NULL) != CHUTE_OK ||
+        strcmp(have_origin, origin) != 0) {
+        cli_error("this device is already set up with relay %s; refusing to switch to %s "
+                  "(its peers know it by its inbox there)", have.relay_url, want->relay_url);
+        rc = EXIT_FAIL;
+    } else if (!token_given) {
+        cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
+                 have.name, have.relay_url);
+    } else if ((st = devstate_set_access_token(ds, want->access_token)) != CHUTE_OK) {
+        cli_error("cannot store the access token: %s", chute_strstatus(st));
+        rc = EXIT_FAIL;
+    } else {
+        /* A private relay may change its token; identity and peers stay. */
+        cli_note("This device is already set up as \"%s\" with relay %s; stored "
+                 "the new access token.", have.name, have.relay_url);
+    }
+    devstate_device_wipe(&have);
+    return rc;
+}
+
 int cmd_init(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -154,36 +190,25 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
         snprintf(d.pin, sizeof d.pin, "%s", pin);
     }
 
-    ds = cli_open_state(g, 1);
-    if (!ds)
+    /* Look before touching anything: a folder is made, and the state
+     * written, only once the relay gave this device an inbox. */
+    char dir[DEVSTATE_PATH_MAX];
+    if (cli_state_dir(g, dir, sizeof dir) != 0)
         goto out;
-    devstate_device have;
-    chute_status st = devstate_get_device(ds, &have);
+    chute_status st = devstate_open(dir, 0, &ds);
     if (st == CHUTE_OK) {
-        char have_origin[RELAY_URL_MAX];
-        if (relay_url_check(have.relay_url, have_origin, sizeof have_origin, NULL) == CHUTE_OK &&
-            strcmp(have_origin, origin) == 0) {
-            rc = EXIT_OK;
-            if (!token_arg && !token_file) {
-                cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
-                         have.name, have.relay_url);
-            } else if ((st = devstate_set_access_token(ds, d.access_token)) != CHUTE_OK) {
-                cli_error("cannot store the access token: %s", chute_strstatus(st));
-                rc = EXIT_FAIL;
-            } else {
-                /* A private relay may change its token; identity and peers stay. */
-                cli_note("This device is already set up as \"%s\" with relay %s; stored "
-                         "the new access token.", have.name, have.relay_url);
-            }
-        } else {
-            cli_error("this device is already set up with relay %s; refusing to switch to %s "
-                      "(its peers know it by its inbox there)", have.relay_url, relay);
-        }
-        devstate_device_wipe(&have);
-        goto out;
+        rc = init_again(ds, &d, origin, token_arg || token_file);
+        if (rc >= 0)
+            goto out;
+        devstate_close(ds);
+        ds = NULL;
+        rc = EXIT_FAIL;
+        st = CHUTE_ERR_NOT_FOUND;
     }
-    if (st != CHUTE_ERR_NOT_FOUND) {
-        cli_error("cannot read the device state: %s", chute_strstatus(st));
+    if (st == CHUTE_ERR_NOT_FOUND)
+        st = devstate_dir_usable(dir);
+    if (st != CHUTE_OK) {
+        cli_state_error(dir, st);
         goto out;
     }
 
@@ -231,12 +256,17 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
     snprintf(d.owner_token, sizeof d.owner_token, "%s", inbox.owner_token);
     sodium_memzero(&inbox, sizeof inbox);
     d.created = (long long)time(NULL);
-    st = devstate_set_device(ds, &d);
+    st = devstate_open(dir, 1, &ds);
+    if (st != CHUTE_OK)
+        cli_state_error(dir, st);
+    else if ((st = devstate_set_device(ds, &d)) != CHUTE_OK)
+        cli_error("cannot store the device state: %s", chute_strstatus(st));
     if (st != CHUTE_OK) {
-        /* The inbox exists on the relay but nobody knows its token: it
-         * will sit empty. Say so rather than hide it. */
-        cli_error("cannot store the device state (%s); the new inbox on the relay "
-                  "is abandoned", chute_strstatus(st));
+        /* Nobody could ever use the inbox: give it back (best effort). */
+        client = cli_relay_client(&d, 15000);
+        if (!client || relay_inbox_delete(client, d.inbox, d.owner_token) != CHUTE_OK)
+            cli_error("the new inbox on the relay could not be deleted: it is abandoned");
+        relay_client_free(client);
         goto out;
     }
     cli_note("Set up this device as \"%s\" with relay %s.", d.name, d.relay_url);

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, Api, wait_until
+from conftest import SLOW, Api, metric, wait_until
 from pairtool import Device, FlipProxy, assert_clean, pair
 from test_relay_tls import cert  # noqa: F401  (the relay tests' self-signed certificate)
 
@@ -114,10 +114,43 @@ def test_init_fails_cleanly_when_the_relay_is_down(tmp_path, prelay):
     d = Device(tmp_path / "home", "home", url)
     r = d.run("init", "--relay", url, "--name", "home")
     assert r.returncode == 1 and "cannot create an inbox" in r.stderr
+    assert not d.home.exists()          # no folder, no empty state.db
     # nothing half-stored: a later init with a live relay works
     prelay.start()
     d.relay_url = prelay.url
     d.init()
+
+
+def test_init_leaves_the_mode_of_an_existing_folder_alone(tmp_path, prelay):
+    home = tmp_path / "shared"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    url = prelay.url
+    prelay.stop()
+    d = Device(home, "home", url)
+    r = d.run("init", "--relay", url, "--name", "home")
+    assert r.returncode == 1
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o755
+    assert list(home.iterdir()) == []   # a failed init leaves nothing behind
+    prelay.start()
+    d.relay_url = prelay.url
+    d.init()
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(home / "state.db").st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770])
+def test_init_refuses_a_folder_others_can_write(tmp_path, prelay, mode):
+    home = tmp_path / "open"
+    home.mkdir()
+    os.chmod(home, mode)
+    d = Device(home, "home", prelay.url)
+    r = d.run("init", "--relay", prelay.url, "--name", "home")
+    assert r.returncode == 1 and "other users can write" in r.stderr, r.stderr
+    assert stat.S_IMODE(os.stat(home).st_mode) == mode
+    assert list(home.iterdir()) == []
+    # refused before the relay was asked: no inbox made and left behind
+    assert metric(prelay.api().metrics(), "chute_http_requests_total", code="201") is None
 
 
 def test_usage_errors_exit_2_and_help_exits_0(tmp_path):

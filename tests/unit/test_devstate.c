@@ -62,6 +62,31 @@ static void test_open_creates_private_folder_and_file(void)
     rm_tmpdir();
 }
 
+/* An existing folder is never chmod-ed: one that others can write is
+ * refused, one that is merely readable keeps its mode. */
+static void test_existing_folder_keeps_its_mode(void)
+{
+    make_tmpdir();
+    devstate *ds;
+    struct stat sb;
+    CHECK(chmod(tmpdir, 0777) == 0);
+    CHECK_EQ_INT(devstate_dir_usable(tmpdir), CHUTE_ERR_REFUSED);
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_ERR_REFUSED);
+    CHECK(stat(tmpdir, &sb) == 0 && (sb.st_mode & 07777) == 0777);
+    char db[400];
+    snprintf(db, sizeof db, "%s/state.db", tmpdir);
+    CHECK(access(db, F_OK) != 0);
+    CHECK(chmod(tmpdir, 0755) == 0);
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    devstate_close(ds);
+    CHECK(stat(tmpdir, &sb) == 0 && (sb.st_mode & 07777) == 0755);
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/not/yet", tmpdir);
+    CHECK_EQ_INT(devstate_dir_usable(missing), CHUTE_OK);
+    CHECK_EQ_INT(devstate_dir_usable(db), CHUTE_ERR_IO);   /* a file, not a folder */
+    rm_tmpdir();
+}
+
 static void test_newer_schema_is_refused(void)
 {
     make_tmpdir();
@@ -244,6 +269,7 @@ static void test_resolve_dir_order(void)
 int main(void)
 {
     RUN(test_open_creates_private_folder_and_file);
+    RUN(test_existing_folder_keeps_its_mode);
     RUN(test_newer_schema_is_refused);
     RUN(test_device_is_recorded_once);
     RUN(test_schema_1_is_migrated);
