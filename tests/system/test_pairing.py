@@ -588,6 +588,10 @@ def test_unpair_with_the_relay_down_changes_nothing_unless_forced(devices, prela
     assert a.peer_names() == ["laptop"]
     r = a.run("unpair", "laptop", "--force")
     assert r.returncode == 0 and a.peers() == []
+    # the truth: forgotten, but not revoked
+    assert "revoked" in r.stderr and "NOT revoked" in r.stderr, r.stderr
+    assert "access to this device is revoked" not in r.stderr
+    assert "cannot be retried" in r.stderr
 
 
 # --- silence ---------------------------------------------------------------------------
