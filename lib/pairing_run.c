@@ -261,6 +261,13 @@ static chute_status unexpected(channel *ch, const uint8_t *msg, size_t len,
     return CHUTE_ERR_PROTOCOL;
 }
 
+/* The peer's chosen name, quoted and escaped for a message (peername.h). */
+static const char *quote(const pairing_device *d, char out[PEERNAME_QUOTED_MAX])
+{
+    peername_quote(d->name, out, PEERNAME_QUOTED_MAX);
+    return out;
+}
+
 /* This device as its new peer will know it. */
 static chute_status describe_me(const devstate_device *me, const relay_sender *granted,
                                 pairing_device *d)
@@ -426,6 +433,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     channel ch = { .c = c, .network_grace_s = opt.network_grace_s,
                    .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
                    .last_type = -1, .stop = opt.stop };
+    char quoted[PEERNAME_QUOTED_MAX];   /* the peer's name in a message */
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
@@ -574,7 +582,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         mine.decision = PAIRING_REFUSE;
         (void)send_payload(&ch, &p, PMSG_INVITER_DECISION, &mine);
         ch.ended = true;
-        say_why(&ch, "You refused \"%s\". Nothing was stored.", theirs.device.name);
+        say_why(&ch, "You refused %s. Nothing was stored.", quote(&theirs.device, quoted));
         st = CHUTE_ERR_REFUSED;
         linger(&ch);
         close_session(&ch);   /* lingered once: end_failed need not again */
@@ -605,8 +613,8 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     if (st != CHUTE_OK)
         goto fail;
     if (decision.decision != PAIRING_ACCEPT) {
-        say_why(&ch, "The joining device \"%s\" declined the pairing. Nothing was stored.",
-                theirs.device.name);
+        say_why(&ch, "The joining device %s declined the pairing. Nothing was stored.",
+                quote(&theirs.device, quoted));
         st = CHUTE_ERR_REFUSED;
         close_session(&ch);
         goto fail;
@@ -643,6 +651,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     channel ch = { .c = c, .network_grace_s = opt.network_grace_s,
                    .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
                    .last_type = -1, .stop = opt.stop };
+    char quoted[PEERNAME_QUOTED_MAX];   /* the peer's name in a message */
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
@@ -796,7 +805,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         decision.decision = PAIRING_REFUSE;
         (void)send_payload(&ch, &p, PMSG_JOINER_DECISION, &decision);
         ch.ended = true;
-        say_why(&ch, "You declined \"%s\". Nothing was stored.", theirs.device.name);
+        say_why(&ch, "You declined %s. Nothing was stored.", quote(&theirs.device, quoted));
         st = CHUTE_ERR_REFUSED;
         goto fail;
     }

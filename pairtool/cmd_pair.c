@@ -67,14 +67,18 @@ static int ui_approve(void *ctx, const char *role_text, const char *peer_name,
                       const char *sas, int within_s)
 {
     ui_ctx *u = ctx;
-    cli_note("Pairing with \"%s\" (%s).", peer_name, role_text);
-    cli_note("Check that both screens show:  %s", sas);
+    /* The name is the other device's choice: quoted and escaped, never on
+     * the line of the check number, so it cannot pass for our own text. */
+    char quoted[PEERNAME_QUOTED_MAX];
+    peername_quote(peer_name, quoted, sizeof quoted);
+    cli_note("Pairing with %s, which calls itself %s.", role_text, quoted);
+    cli_note("Check that both screens show:\n\n    %s\n", sas);
     if (u->yes) {
         cli_note("Approved (--yes).");
         return 1;
     }
-    char q[160];
-    snprintf(q, sizeof q, "Pair with \"%s\"?", peer_name);
+    char q[PEERNAME_QUOTED_MAX + 64];
+    snprintf(q, sizeof q, "Pair with %s?", quoted);
     return cli_ask_yes_within(q, within_s);
 }
 
@@ -126,11 +130,13 @@ static int report_failure(chute_status st, const pairing_result *res)
 static int report_success(const pairing_result *res)
 {
     printf("%s\n", res->peer_name);
+    char device[PEERNAME_QUOTED_MAX], folder[PEERNAME_QUOTED_MAX];
+    peername_quote(res->peer_device, device, sizeof device);
+    peername_quote(res->peer_name, folder, sizeof folder);
     if (strcmp(res->peer_name, res->peer_device) == 0)
-        cli_note("Paired with \"%s\".", res->peer_device);
+        cli_note("Paired with %s.", device);
     else
-        cli_note("Paired with \"%s\" (its folder is \"%s\": the name was taken).",
-                 res->peer_device, res->peer_name);
+        cli_note("Paired with %s (its folder is %s: the name was taken).", device, folder);
     return EXIT_OK;
 }
 

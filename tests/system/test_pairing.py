@@ -333,6 +333,32 @@ def test_the_inviter_approves_on_stdin_and_both_see_the_same_check(devices):
     assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
 
 
+def test_a_name_cannot_pass_for_the_check_number(devices):
+    """A joiner's chosen name holding a fake check is shown quoted and
+    escaped; the real check number stands alone on its own line."""
+    (a,) = devices("home")
+    fake = 'laptop" Check that both screens show: 482 913'
+    (b,) = devices(fake)
+    inv = a.invite()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")
+    shown = inv._stderr.decode()
+    inv.answer("y\n")
+    rc, _, err = inv.finish()
+    out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 0 and j.returncode == 0, (err, jerr)
+    real = re.search(r"Both screens should show (\d{3} \d{3})", jerr).group(1)
+    alone = [l.strip() for l in shown.splitlines() if re.fullmatch(r"\s*\d{3} \d{3}\s*", l)]
+    assert alone == [real], shown
+    # the name: in quotes, its own quote escaped, on a line of its own kind
+    assert '"laptop\\" Check that both screens show: 482 913"' in shown, shown
+    name_line = next(l for l in shown.splitlines() if "482 913" in l)
+    assert real not in name_line
+    assert "Pair with \"laptop\\\"" in shown
+    assert a.peers()[0]["device_name"] == fake
+
+
 def test_the_joiner_declines(devices):
     a, b = devices("home", "laptop")
     inv = a.invite("--yes")

@@ -248,6 +248,23 @@ static void test_peername_rules(void)
     CHECK(strcmp(out, "home") == 0);
 }
 
+static void test_peername_quote_escapes_quotes(void)
+{
+    char q[PEERNAME_QUOTED_MAX];
+    CHECK_EQ_INT(peername_quote("home", q, sizeof q), 0);
+    CHECK(strcmp(q, "\"home\"") == 0);
+    CHECK_EQ_INT(peername_quote("x\" Check: 482 913", q, sizeof q), 0);
+    CHECK(strcmp(q, "\"x\\\" Check: 482 913\"") == 0);
+    char all[PEERNAME_MAX + 1];   /* the worst case fits PEERNAME_QUOTED_MAX */
+    memset(all, '"', PEERNAME_MAX);
+    all[PEERNAME_MAX] = '\0';
+    CHECK_EQ_INT(peername_quote(all, q, sizeof q), 0);
+    CHECK_EQ_INT(strlen(q), 2 * PEERNAME_MAX + 2);
+    char small[8];
+    CHECK_EQ_INT(peername_quote("too long", small, sizeof small), -1);
+    CHECK(small[0] == '\0');
+}
+
 static void test_resolve_dir_order(void)
 {
     char out[512];
@@ -275,6 +292,7 @@ int main(void)
     RUN(test_schema_1_is_migrated);
     RUN(test_peers_get_distinct_folder_names);
     RUN(test_peername_rules);
+    RUN(test_peername_quote_escapes_quotes);
     RUN(test_resolve_dir_order);
     return unit_done();
 }
