@@ -405,6 +405,21 @@ chute_status devstate_get_peer(devstate *ds, const char *name, devstate_peer *ou
     return st;
 }
 
+chute_status devstate_find_peer_by_recipient(devstate *ds, const char *recipient,
+                                             char name[PEERNAME_MAX + 1])
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(ds->db, "SELECT name FROM peers WHERE recipient = ?"
+                           " ORDER BY paired_at, name LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    sqlite3_bind_text(q, 1, recipient, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    chute_status st = rc == SQLITE_ROW ? col_text(q, 0, name, PEERNAME_MAX + 1)
+                    : rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB;
+    sqlite3_finalize(q);
+    return st;
+}
+
 chute_status devstate_remove_peer(devstate *ds, const char *name)
 {
     sqlite3_stmt *q;

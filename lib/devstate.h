@@ -96,6 +96,10 @@ chute_status devstate_set_access_token(devstate *ds, const char *token);
  * peername_ok. */
 chute_status devstate_add_peer(devstate *ds, devstate_peer *p);
 chute_status devstate_get_peer(devstate *ds, const char *name, devstate_peer *out);
+/* The folder name of a peer with this recipient (the same device paired
+ * before) into name[PEERNAME_MAX + 1]; CHUTE_ERR_NOT_FOUND if none. */
+chute_status devstate_find_peer_by_recipient(devstate *ds, const char *recipient,
+                                             char name[PEERNAME_MAX + 1]);
 /* CHUTE_ERR_NOT_FOUND if there is no such peer. */
 chute_status devstate_remove_peer(devstate *ds, const char *name);
 

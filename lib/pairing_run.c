@@ -261,6 +261,35 @@ static chute_status unexpected(channel *ch, const uint8_t *msg, size_t len,
     return CHUTE_ERR_PROTOCOL;
 }
 
+/* The other side is this device: its own key or its own inbox came back
+ * (invite and join from one state folder). */
+static bool is_me(const devstate_device *me, const pairing_device *d)
+{
+    return strcmp(d->recipient, me->recipient) == 0 || strcmp(d->inbox, me->inbox) == 0;
+}
+
+/* Refuse a pairing with ourselves; warn, naming the folder, when this
+ * device is paired with the other one already. false: the run must end. */
+static bool check_not_paired_already(channel *ch, devstate *ds, const devstate_device *me,
+                                     const pairing_device *d)
+{
+    if (is_me(me, d)) {
+        say_why(ch, "The other side of this pairing is this very device (its own key and "
+                "inbox came back): a device cannot pair with itself. Run `pairtool join` "
+                "on the other device. Nothing was stored.");
+        return false;
+    }
+    char folder[PEERNAME_MAX + 1], quoted_folder[PEERNAME_QUOTED_MAX], line[320];
+    if (devstate_find_peer_by_recipient(ds, d->recipient, folder) == CHUTE_OK) {
+        peername_quote(folder, quoted_folder, sizeof quoted_folder);
+        snprintf(line, sizeof line, "Warning: this device is already paired with that device "
+                 "(the same key), in the folder %s. Pairing again gives it a second folder; "
+                 "`pairtool unpair` the one you no longer want.", quoted_folder);
+        note(ch, line);
+    }
+    return true;
+}
+
 /* The peer's chosen name, quoted and escaped for a message (peername.h). */
 static const char *quote(const pairing_device *d, char out[PEERNAME_QUOTED_MAX])
 {
@@ -568,6 +597,10 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     if (st != CHUTE_OK)
         goto fail;
     snprintf(out->peer_device, sizeof out->peer_device, "%s", theirs.device.name);
+    if (!check_not_paired_already(&ch, ds, me, &theirs.device)) {
+        st = CHUTE_ERR_REFUSED;
+        goto fail;   /* ABORT 03: the joiner stops and revokes its grant */
+    }
 
     /* 4. a person decides */
     pairing_payload mine;
@@ -791,6 +824,10 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         goto fail;
     }
     snprintf(out->peer_device, sizeof out->peer_device, "%s", theirs.device.name);
+    if (!check_not_paired_already(&ch, ds, me, &theirs.device)) {
+        st = CHUTE_ERR_REFUSED;
+        goto fail;   /* ABORT 03: the inviter stops and revokes its grant */
+    }
 
     /* 5. our person decides; store only after our accept is on the relay */
     pairing_payload decision;

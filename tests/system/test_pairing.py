@@ -238,6 +238,31 @@ def test_a_second_peer_with_the_same_name_gets_its_own_folder(devices):
 
 # --- codes that do not work ---------------------------------------------------------
 
+def test_a_device_cannot_pair_with_itself(devices):
+    (a,) = devices("home")
+    inv = a.invite("--yes")
+    j = a.join(inv.code, "--yes")
+    rc, out, err = inv.finish()
+    assert rc == 1 and j.returncode == 1, (err, j.stderr)
+    assert "cannot pair with itself" in err, err
+    assert "cancelled" in j.stderr or "itself" in j.stderr, j.stderr
+    assert out.strip() == "" and j.stdout == ""
+    assert no_peers(a)
+    assert senders_on_inbox(a) == 0     # both grants it made are revoked
+
+
+def test_pairing_the_same_two_devices_again_warns_and_names_the_folder(devices):
+    a, b = devices("home", "laptop")
+    assert pair(a, b) == ("laptop", "home")
+    inv = a.invite("--yes")
+    j = b.join(inv.code, "--yes")
+    rc, out, err = inv.finish()
+    assert rc == 0 and j.returncode == 0, (err, j.stderr)
+    assert "already paired with that device" in err and '"laptop"' in err, err
+    assert "already paired with that device" in j.stderr and '"home"' in j.stderr
+    assert a.peer_names() == ["laptop", "laptop-2"]
+
+
 def test_wrong_code_burns_the_nameplate(devices):
     a, b = devices("home", "laptop")
     inv = a.invite("--yes")

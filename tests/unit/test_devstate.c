@@ -188,6 +188,10 @@ static void test_peers_get_distinct_folder_names(void)
         CHECK(list[2].link_key[0] == 0x42);
     }
     devstate_peers_free(list, n);
+    char folder[PEERNAME_MAX + 1];
+    CHECK_EQ_INT(devstate_find_peer_by_recipient(ds, "age1example", folder), CHUTE_OK);
+    CHECK(strcmp(folder, "home") == 0);   /* the first paired */
+    CHECK_EQ_INT(devstate_find_peer_by_recipient(ds, "age1other", folder), CHUTE_ERR_NOT_FOUND);
     devstate_peer got;
     CHECK_EQ_INT(devstate_get_peer(ds, "home-2", &got), CHUTE_OK);
     CHECK(strcmp(got.send_token, "sendtoken") == 0);
