@@ -703,6 +703,9 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         const char *reason = relay_client_reason(c);
         if (st == CHUTE_ERR_EXPIRED && strcmp(reason, "claimed") == 0)
             say_why(&ch, "This code has already been used. Codes work once: ask for a new one.");
+        else if (st == CHUTE_ERR_EXPIRED && strcmp(reason, "closed") == 0)
+            say_why(&ch, "The inviting device cancelled this code before it was used (it "
+                    "gave up or was stopped). Ask for a new one.");
         else if (st == CHUTE_ERR_EXPIRED)
             say_why(&ch, "This code has expired. Ask for a new one.");
         else if (st == CHUTE_ERR_NOT_FOUND)

@@ -318,6 +318,19 @@ def test_a_device_whose_clock_is_hours_off_still_pairs(devices, offset):
     assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
 
 
+def test_a_code_whose_inviter_gave_up_says_so_to_the_joiner(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes")
+    inv.proc.send_signal(signal.SIGINT)
+    rc, _, err = inv.finish()
+    assert rc == 1 and "Stopped" in err
+    r = b.join(inv.code, "--yes")
+    assert r.returncode == 1
+    assert "cancelled this code" in r.stderr, r.stderr
+    assert "already been used" not in r.stderr
+    assert no_peers(a, b)
+
+
 def test_an_unknown_code_is_not_found(devices):
     (b,) = devices("laptop")
     r = b.join("999999-abcd-efgh", "--yes")
