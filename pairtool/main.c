@@ -1,6 +1,8 @@
 /* main.c — pairtool: set up a device, pair by code, list and unpair peers.
  * Global options, then one command with its own options (getopt_long). */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,23 +40,37 @@ static const char USAGE[] =
 typedef struct {
     const char *name;
     int (*run)(const cli_globals *g, int argc, char **argv);
+    /* What the command did is stored, not printed (a pairing): output that
+     * cannot be written is said, but the exit status stays the outcome's. */
+    int outcome_not_output;
 } command;
 
 static const command COMMANDS[] = {
-    { "init", cmd_init },
-    { "invite", cmd_invite },
-    { "join", cmd_join },
-    { "peers", cmd_peers },
-    { "unpair", cmd_unpair },
-    { "status", cmd_status },
-    { "export-identity", cmd_export_identity },
-    { "recipient", cmd_recipient },
+    { "init", cmd_init, 0 },
+    { "invite", cmd_invite, 1 },
+    { "join", cmd_join, 1 },
+    { "peers", cmd_peers, 0 },
+    { "unpair", cmd_unpair, 0 },
+    { "status", cmd_status, 0 },
+    { "export-identity", cmd_export_identity, 0 },
+    { "recipient", cmd_recipient, 0 },
 };
 
 int main(int argc, char **argv)
 {
     /* Everything this program creates holds keys or tokens. */
     umask(077);
+    /* A reader that went away (`invite | head -n1`) or a closed stderr must
+     * not kill a pairing midway, before it tells the other side: writes
+     * fail with EPIPE instead, like any other write error. */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    if (sigaction(SIGPIPE, &ign, NULL) != 0) {
+        cli_error("cannot ignore SIGPIPE");
+        return EXIT_FAIL;
+    }
     if (sodium_init() < 0) {
         cli_error("libsodium failed to initialise");
         return EXIT_FAIL;
@@ -87,9 +103,16 @@ int main(int argc, char **argv)
             char **sub_argv = argv + optind;
             optind = 0;   /* 0, not 1: glibc then forgets the "+" mode too */
             int rc = COMMANDS[i].run(&g, sub_argc, sub_argv);
-            if (fflush(stdout) != 0 && rc == EXIT_OK) {
-                cli_error("cannot write to standard output");
-                rc = EXIT_FAIL;
+            int flush_failed = fflush(stdout) != 0;
+            const char *why = flush_failed ? strerror(errno) : "a write failed";
+            if ((flush_failed || ferror(stdout)) && rc == EXIT_OK) {
+                if (COMMANDS[i].outcome_not_output) {
+                    cli_error("cannot write to standard output (%s); the pairing is stored "
+                              "all the same", why);
+                } else {
+                    cli_error("cannot write to standard output (%s)", why);
+                    rc = EXIT_FAIL;
+                }
             }
             return rc;
         }

@@ -331,6 +331,21 @@ def test_a_code_whose_inviter_gave_up_says_so_to_the_joiner(devices):
     assert no_peers(a, b)
 
 
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_pipe_does_not_kill_the_inviter(devices, closed):
+    """`pairtool invite --yes | (read code; ...)`: the reader leaves after
+    the code; a closed stderr likewise. No SIGPIPE: the pairing completes
+    and the exit status is its outcome."""
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes")
+    getattr(inv.proc, closed).close()
+    j = b.join(inv.code, "--yes")
+    rc = inv.proc.wait(timeout=60 * SLOW)
+    assert rc == 0, (rc, j.stderr)
+    assert j.returncode == 0, j.stderr
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+
+
 def test_an_unknown_code_is_not_found(devices):
     (b,) = devices("laptop")
     r = b.join("999999-abcd-efgh", "--yes")
