@@ -32,7 +32,8 @@ static const char USAGE[] =
     "  --access-token TOKEN\n"
     "                  the same on the command line (other users may see it in ps)\n"
     "\n"
-    "With the same relay again, --access-token(-file) replaces the stored token.\n";
+    "With the same relay again, --access-token(-file) replaces the stored token;\n"
+    "a --name, --cacert or --pin other than the stored one is refused (exit 2).\n";
 
 /* The host name as a device name, if it is a good one. */
 static int default_name(char *out, size_t cap)
@@ -56,11 +57,47 @@ static void strip_slashes(char *url)
         url[--n] = '\0';
 }
 
+/* Which options a second init was given that differ from what is stored
+ * (an option not given is not compared): they would be ignored. */
+typedef struct {
+    int name, cacert, pin;   /* given on this command line */
+} given_opts;
+
+static int differs(int given, const char *want, const char *have, const char *opt,
+                   char *list, size_t cap)
+{
+    if (!given || strcmp(want, have) == 0)
+        return 0;
+    size_t n = strlen(list);
+    snprintf(list + n, cap - n, "%s%s", n ? ", " : "", opt);
+    return 1;
+}
+
+/* Say, and return 1, if this init asks for a name, CA file or pin other
+ * than the stored ones: init would ignore them, so it refuses instead. */
+static int options_differ(const devstate_device *want, const devstate_device *have,
+                          const given_opts *given)
+{
+    char list[64] = "";
+    int n = differs(given->name, want->name, have->name, "--name", list, sizeof list) +
+            differs(given->cacert, want->cacert, have->cacert, "--cacert", list, sizeof list) +
+            differs(given->pin, want->pin, have->pin, "--pin", list, sizeof list);
+    if (n == 0)
+        return 0;
+    cli_error("this device is already set up with relay %s; init does not change it, so "
+              "it refuses %s. Stored: name \"%s\", CA file %s, pin %s. To start over "
+              "with other settings, init with another -H folder.", have->relay_url, list,
+              have->name, have->cacert[0] ? have->cacert : "(none)",
+              have->pin[0] ? have->pin : "(none)");
+    return 1;
+}
+
 /* init on a device that is set up already: the same relay changes
- * nothing (but a new access token), another one is refused. -1: the state
- * holds no device yet (an init that failed to store it), set it up anew. */
+ * nothing (but a new access token), another one is refused, and so are
+ * options that would change what is stored. -1: the state holds no device
+ * yet (an init that failed to store it), set it up anew. */
 static int init_again(devstate *ds, const devstate_device *want, const char *origin,
-                      int token_given)
+                      int token_given, const given_opts *given)
 {
     devstate_device have;
     chute_status st = devstate_get_device(ds, &have);
@@ -77,6 +114,8 @@ static int init_again(devstate *ds, const devstate_device *want, const char *ori
         cli_error("this device is already set up with relay %s; refusing to switch to %s "
                   "(its peers know it by its inbox there)", have.relay_url, want->relay_url);
         rc = EXIT_FAIL;
+    } else if (options_differ(want, &have, given)) {
+        rc = EXIT_USAGE;
     } else if (!token_given) {
         cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
                  have.name, have.relay_url);
@@ -197,7 +236,8 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
         goto out;
     chute_status st = devstate_open(dir, 0, &ds);
     if (st == CHUTE_OK) {
-        rc = init_again(ds, &d, origin, token_arg || token_file);
+        given_opts given = { name != NULL, cacert != NULL, pin != NULL };
+        rc = init_again(ds, &d, origin, token_arg || token_file, &given);
         if (rc >= 0)
             goto out;
         devstate_close(ds);

@@ -96,6 +96,26 @@ def test_init_twice_with_the_same_relay_is_a_no_op(tmp_path, prelay):
     assert d.device_row() == before
 
 
+
+def test_init_again_refuses_options_it_would_ignore(tmp_path, prelay):
+    d = Device(tmp_path / "home", "home", prelay.url)
+    d.init()
+    before = d.device_row()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used\n")
+    for args, named in ((("--name", "office"), "--name"),
+                        (("--cacert", str(ca)), "--cacert"),
+                        (("--pin", "sha256//" + "B" * 43 + "="), "--pin"),
+                        (("--name", "office", "--pin", "sha256//x"), "--name, --pin")):
+        r = d.run("init", "--relay", prelay.url, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert f"refuses {named}" in r.stderr and '"home"' in r.stderr, r.stderr
+        assert d.device_row() == before
+    # the same settings again are no change, and fine
+    r = d.run("init", "--relay", prelay.url, "--name", "home")
+    assert r.returncode == 0 and "nothing to do" in r.stderr
+
+
 @pytest.mark.parametrize("url", ["http://192.0.2.10:8080", "http://relay.example",
                                  "http://[2001:db8::1]:80", "ftp://127.0.0.1:21"])
 def test_init_refuses_plain_http_to_a_non_loopback_relay(tmp_path, url):
