@@ -86,7 +86,14 @@ int main(int argc, char **argv)
     /* '+': stop at the command name; its options are its own. */
     while ((c = getopt_long(argc, argv, "+H:hV", opts, NULL)) != -1) {
         switch (c) {
-        case 'H': g.home = optarg; break;
+        case 'H':
+            /* An empty -H is a mistake (an unset variable), not "the default". */
+            if (!*optarg) {
+                cli_error("-H needs a folder; it was given an empty one");
+                return EXIT_USAGE;
+            }
+            g.home = optarg;
+            break;
         case 'h': cli_usage(USAGE, 0); return EXIT_OK;
         case 'V': printf("pairtool %s\n", CHUTE_VERSION); return EXIT_OK;
         default: cli_usage(USAGE, 1); return EXIT_USAGE;

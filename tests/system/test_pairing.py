@@ -191,6 +191,16 @@ def test_usage_errors_exit_2_and_help_exits_0(tmp_path):
     assert r.returncode == 1 and "pairtool init" in r.stderr
 
 
+def test_an_empty_home_is_a_usage_error(tmp_path):
+    exe = Device(tmp_path / "x", "x", "http://127.0.0.1:1").exe
+    env = dict(os.environ, CHUTE_HOME=str(tmp_path / "default"))
+    for args in (["-H", "", "init", "--relay", "http://127.0.0.1:1", "--name", "x"],
+                 ["--home=", "status"], ["-H", "", "recipient"]):
+        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=10, env=env)
+        assert r.returncode == 2 and "-H" in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "default").exists()
+
+
 def test_join_with_a_malformed_code_is_a_usage_error(devices):
     (b,) = devices("laptop")
     r = b.join("this is not a code", "--yes")
