@@ -10,7 +10,7 @@
 #include "pairing_run.h"
 
 static const char INVITE_USAGE[] =
-    "Usage: pairtool [-H DIR] invite [--yes] [--ttl DURATION]\n"
+    "Usage: pairtool [-H DIR] invite [--yes] [--ttl DURATION] [--timeout DURATION]\n"
     "\n"
     "Make a one-time pair code, print it alone on the first line of stdout, and\n"
     "wait for another device to join with it. You are shown the joining\n"
@@ -27,7 +27,7 @@ static const char INVITE_USAGE[] =
     "On success the new peer's folder name follows the code on stdout.\n";
 
 static const char JOIN_USAGE[] =
-    "Usage: pairtool [-H DIR] join CODE [--yes]\n"
+    "Usage: pairtool [-H DIR] join CODE [--yes] [--timeout DURATION]\n"
     "\n"
     "Pair with the device that made CODE (pairtool invite there). Both screens\n"
     "show the same six-digit check; the inviting device approves, then you.\n"
@@ -52,9 +52,20 @@ static void ui_show_code(void *ctx, const char *code, long long left)
     cli_qr_to_stderr(code);
     cli_note("Pair code: %s", code);
     cli_note("On the other device run:  pairtool join %s", code);
-    if (left > 0)
-        cli_note("The code works once, for %lld minute%s. Waiting...",
-                 (left + 59) / 60, (left + 59) / 60 == 1 ? "" : "s");
+    if (left > 0) {
+        /* In the unit it was likely given in: 1d, 2h, 10m. */
+        long long n = (left + 59) / 60;
+        const char *unit = "minute";
+        if (n >= 120 && n % 60 == 0) {
+            n /= 60;
+            unit = "hour";
+            if (n % 24 == 0) {
+                n /= 24;
+                unit = "day";
+            }
+        }
+        cli_note("The code works once, for %lld %s%s. Waiting...", n, unit, n == 1 ? "" : "s");
+    }
 }
 
 static void ui_note(void *ctx, const char *text)

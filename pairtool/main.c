@@ -20,11 +20,12 @@ static const char USAGE[] =
     "  init --relay URL [--name NAME] [--cacert F] [--pin sha256//...]\n"
     "       [--access-token-file F | --access-token TOKEN]\n"
     "                         create this device's identity and inbox on the relay\n"
-    "  invite [--yes] [--ttl DURATION]\n"
+    "  invite [--yes] [--ttl DURATION] [--timeout DURATION]\n"
     "                         make a pair code (printed alone on stdout) and wait\n"
-    "  join CODE [--yes]      pair with the device that made CODE\n"
+    "  join CODE [--yes] [--timeout DURATION]\n"
+    "                         pair with the device that made CODE\n"
     "  peers [--json]         list paired devices\n"
-    "  unpair PEER            revoke PEER's access to this device and forget it\n"
+    "  unpair PEER [--force]  revoke PEER's access to this device and forget it\n"
     "  status [--json]        this device, its relay and its peers\n"
     "  export-identity        print this device's AGE-SECRET-KEY-1... identity\n"
     "  recipient              print this device's age1... recipient\n"
@@ -108,6 +109,10 @@ int main(int argc, char **argv)
         if (strcmp(name, COMMANDS[i].name) == 0) {
             int sub_argc = argc - optind;
             char **sub_argv = argv + optind;
+            /* getopt names argv[0] in its complaints: "pairtool join: ...". */
+            static char prog[64];
+            snprintf(prog, sizeof prog, "pairtool %s", COMMANDS[i].name);
+            sub_argv[0] = prog;
             optind = 0;   /* 0, not 1: glibc then forgets the "+" mode too */
             int rc = COMMANDS[i].run(&g, sub_argc, sub_argv);
             int flush_failed = fflush(stdout) != 0;

@@ -201,6 +201,38 @@ def test_an_empty_home_is_a_usage_error(tmp_path):
     assert not (tmp_path / "default").exists()
 
 
+def test_usage_texts_name_every_option_and_the_program(tmp_path):
+    d = Device(tmp_path / "home", "home", "http://127.0.0.1:1")
+    top = d.run("--help").stdout
+    assert "unpair PEER [--force]" in top and top.count("--timeout DURATION") == 2
+    for c in ("invite", "join"):
+        first = d.run(c, "--help").stdout.splitlines()[0]
+        assert "--timeout DURATION" in first, first
+    r = d.run("join", "--bogus", "12-abcd-efgh")
+    assert r.returncode == 2 and r.stderr.startswith("pairtool join: "), r.stderr
+
+
+@pytest.mark.parametrize("ttl,says", [("1d", "for 1 day."), ("2h", "for 2 hours."),
+                                      ("90m", "for 90 minutes."), ("60s", "for 1 minute.")])
+def test_invite_says_the_codes_life_in_its_unit(devices, ttl, says):
+    (a,) = devices("home")
+    inv = a.invite("--yes", "--ttl", ttl)
+    inv.wait_for_stderr("Waiting")
+    inv.proc.send_signal(signal.SIGINT)
+    rc, _, err = inv.finish()
+    assert says in err, err
+
+
+def test_status_text_has_the_counters_of_json(devices):
+    (a,) = devices("home")
+    (a.home / "chutefs.db").touch()    # a mount's queue, as its first start leaves it
+    text = a.run("status", check=True).stdout
+    queue = json.loads(a.run("status", "--json", check=True).stdout)["queue"]
+    for key in ("outgoing", "on_relay", "delivered", "incoming", "stored", "quarantined"):
+        label = key.replace("_", " ") + ":"
+        assert re.search(rf"^{label}\s+{queue[key]}$", text, re.M), (key, text)
+
+
 def test_join_with_a_malformed_code_is_a_usage_error(devices):
     (b,) = devices("laptop")
     r = b.join("this is not a code", "--yes")
