@@ -26,6 +26,8 @@ typedef struct {
     uint64_t after;            /* highest seq read from the other side */
     int last_type;             /* type of the last message read, -1 none */
     int network_grace_s;
+    long client_timeout_ms;    /* the client's own request timeout, put back after */
+    long base_timeout_ms;      /* the longest a request may take now */
     int step_timeout_s;
     pairing_result *out;
     const pairing_ui *ui;
@@ -71,6 +73,26 @@ static void nap_ms(long ms)
         ;
 }
 
+/* The next request may go unanswered for at most `seconds` (beyond the
+ * wait a long-poll asks for), and never longer than the client's own
+ * timeout: a relay that stalls (stopped, wedged) counts against the
+ * network grace like one that refuses, instead of costing a whole
+ * request timeout per try. */
+static void limit_next_request(channel *ch, double seconds)
+{
+    long ms = (long)(seconds * 1000);
+    if (ms < 1000)
+        ms = 1000;
+    if (ms > ch->base_timeout_ms)
+        ms = ch->base_timeout_ms;
+    relay_client_set_timeout(ch->c, ms);
+}
+
+static void unlimit(channel *ch)
+{
+    relay_client_set_timeout(ch->c, ch->base_timeout_ms);
+}
+
 /* Wait for the other side's next message until `deadline` (monotonic
  * seconds). CHUTE_OK with the message in buf; CHUTE_ERR_EXPIRED when the
  * deadline passes (*timed_out = 1) or the session is gone (410);
@@ -96,16 +118,22 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
         int wait = (int)(deadline - now);
         if (wait > POLL_WAIT_MAX_S)
             wait = POLL_WAIT_MAX_S;
-        if (wait < 1)
-            wait = 1;
+        if (wait < 1 || net_down_since != 0)
+            wait = 1;   /* while the relay is failing: probe, do not park */
         relay_pair_inbox in;
         double started = now_s();
+        /* No answer by the end of the wait plus what is left of the grace
+         * is a relay that is not answering (§7.7). */
+        limit_next_request(ch, ch->network_grace_s -
+                               (net_down_since != 0 ? started - net_down_since : 0));
         chute_status st = relay_pair_receive(ch->c, &ch->side, ch->after, wait, &in);
+        unlimit(ch);
         if (st == CHUTE_ERR_NETWORK) {
             if (stopped(ch))
                 return CHUTE_ERR_REFUSED;
+            /* Down since the answer was due, or since it failed if sooner. */
             if (net_down_since == 0)
-                net_down_since = now_s();
+                net_down_since = now_s() < started + wait ? now_s() : started + wait;
             if (now_s() - net_down_since >= ch->network_grace_s)
                 return CHUTE_ERR_NETWORK;
             nap_ms(250);
@@ -172,7 +200,9 @@ static chute_status send_msg(channel *ch, const uint8_t *msg, size_t len)
 {
     double give_up = now_s() + ch->network_grace_s;
     for (unsigned attempt = 0; attempt < 1000; attempt++) {
+        limit_next_request(ch, give_up - now_s());
         chute_status st = relay_pair_send(ch->c, &ch->side, msg, len, NULL);
+        unlimit(ch);
         if (st != CHUTE_ERR_NETWORK || now_s() >= give_up || stopped(ch))
             return st;
         nap_ms(250);
@@ -417,6 +447,12 @@ static void linger(channel *ch)
     }
 }
 
+/* The client as the caller gave it to us. */
+static void restore_client(channel *ch)
+{
+    relay_client_set_timeout(ch->c, ch->client_timeout_ms);
+}
+
 /* A run that fails: a signal no longer cuts the requests that clean up;
  * the other side is told (ABORT 03, §7.7) unless a terminal message went
  * either way already; the inviter, who owns the session, lets the other
@@ -426,6 +462,11 @@ static void end_failed(channel *ch, pairing_role me)
 {
     relay_client_set_stop(ch->c, NULL);
     ch->stop = NULL;
+    /* Cleaning up is best effort: a relay that stalls gets the grace per
+     * request, not the client's whole timeout (restore_client puts it back). */
+    if (ch->base_timeout_ms > ch->network_grace_s * 1000L)
+        ch->base_timeout_ms = ch->network_grace_s * 1000L;
+    unlimit(ch);
     if (!ch->ended)
         send_abort(ch, PABORT_CANCELLED);
     if (me != PAIRING_INVITER || ch->closed)
@@ -463,6 +504,8 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
                    .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
                    .last_type = -1, .stop = opt.stop };
     char quoted[PEERNAME_QUOTED_MAX];   /* the peer's name in a message */
+    ch.client_timeout_ms = ch.base_timeout_ms = relay_client_set_timeout(c, 0);
+    relay_client_set_timeout(c, ch.client_timeout_ms);   /* that was only a read */
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
@@ -665,6 +708,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
 fail:
     end_failed(&ch, PAIRING_INVITER);
     revoke_quietly(c, me, &granted);
+    restore_client(&ch);
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);
     sodium_memzero(&ch.side, sizeof ch.side);
@@ -685,6 +729,8 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
                    .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
                    .last_type = -1, .stop = opt.stop };
     char quoted[PEERNAME_QUOTED_MAX];   /* the peer's name in a message */
+    ch.client_timeout_ms = ch.base_timeout_ms = relay_client_set_timeout(c, 0);
+    relay_client_set_timeout(c, ch.client_timeout_ms);   /* that was only a read */
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
@@ -865,6 +911,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
 fail:
     end_failed(&ch, PAIRING_JOINER);
     revoke_quietly(c, me, &granted);
+    restore_client(&ch);
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);
     sodium_memzero(&ch.side, sizeof ch.side);

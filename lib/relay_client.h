@@ -59,6 +59,11 @@ void relay_client_free(relay_client *c);
  * that talks to the relay can be ended at unmount. NULL: never. */
 void relay_client_set_stop(relay_client *c, const atomic_int *stop);
 
+/* The whole-request timeout of c's later requests (a long-poll adds the
+ * wait it asks for), as relay_config.timeout_ms; returns the one before,
+ * so a caller that needs a shorter one for a while can put it back. */
+long relay_client_set_timeout(relay_client *c, long timeout_ms);
+
 /* What the last request got: the HTTP status (0 if none arrived), the
  * relay's "error" message or curl's description, and the "reason" field of
  * a 410 ("claimed", "expired", "closed") or "". Never NULL. */

@@ -599,6 +599,32 @@ def test_relay_killed_mid_exchange_leaves_no_peer(devices, prelay):
     assert no_peers(a, b)
 
 
+def test_a_stalled_relay_is_reported_within_a_poll_and_the_grace(devices, prelay):
+    """A relay that stops answering (SIGSTOP: connections are still
+    accepted) while the joiner long-polls is the relay unreachable after
+    the poll's wait and the 5 s grace of §7.7, not after several whole
+    request timeouts."""
+    a, b = devices("home", "laptop")
+    inv = a.invite()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")          # B long-polls for A's decision
+    prelay.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        _, jerr = j.communicate(timeout=90 * SLOW)
+        took = time.monotonic() - t0
+    finally:
+        prelay.proc.send_signal(signal.SIGCONT)
+    assert_clean(jerr)
+    assert j.returncode == 1 and "unreachable" in jerr, jerr
+    # 25 s poll + 5 s grace, then best-effort cleanup of a few seconds each
+    assert took < 50 * SLOW, took
+    inv.answer("n\n")
+    rc, _, err = inv.finish()
+    assert rc == 1
+    assert no_peers(a, b)
+
+
 def test_relay_down_before_invite(devices, prelay):
     (a,) = devices("home")
     prelay.kill(signal.SIGKILL)
