@@ -43,6 +43,9 @@ static const char *const migrations[] = {
     "  link_key BLOB NOT NULL CHECK (length(link_key) = 32),"
     "  paired_at INTEGER NOT NULL,"
     "  gone_at INTEGER NOT NULL DEFAULT 0);",
+    /* 1 → 2: a private relay wants its access token for every new inbox
+     * and pairing (PROTOCOL §6.1). */
+    "ALTER TABLE device ADD COLUMN access_token TEXT NOT NULL DEFAULT '';",
 };
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
 
@@ -66,8 +69,28 @@ chute_status devstate_resolve_dir(const char *dir_opt, char *out, size_t cap)
     return (n < 0 || (size_t)n >= cap) ? CHUTE_ERR_ARG : CHUTE_OK;
 }
 
-/* mkdir -p with mode 0700 for the last component (parents 0755 as usual
- * for ~/.local/share). */
+chute_status devstate_dir_usable(const char *dir)
+{
+    struct stat sb;
+    if (!dir || !*dir)
+        return CHUTE_ERR_ARG;
+    if (stat(dir, &sb) != 0)
+        return errno == ENOENT ? CHUTE_OK : CHUTE_ERR_IO;
+    if (!S_ISDIR(sb.st_mode)) {
+        errno = ENOTDIR;
+        return CHUTE_ERR_IO;
+    }
+    /* As ssh with ~/.ssh: another user who can write the folder can swap
+     * state.db for one of theirs, or make it first. Refuse; never chmod a
+     * folder we did not make (it may be ~ or /tmp). */
+    if (sb.st_uid != geteuid() || (sb.st_mode & (S_IWGRP | S_IWOTH)))
+        return CHUTE_ERR_REFUSED;
+    return CHUTE_OK;
+}
+
+/* mkdir -p: the folders it makes get 0700 for the last component (parents
+ * 0755, as usual for ~/.local/share); an existing last component keeps its
+ * mode if devstate_dir_usable accepts it. */
 static chute_status make_dirs(const char *dir)
 {
     char path[DEVSTATE_PATH_MAX];
@@ -81,12 +104,11 @@ static chute_status make_dirs(const char *dir)
             return CHUTE_ERR_IO;
         *p = '/';
     }
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    if (mkdir(path, 0700) == 0)
+        return CHUTE_OK;
+    if (errno != EEXIST)
         return CHUTE_ERR_IO;
-    /* An existing folder may have been made with a looser umask. */
-    if (chmod(path, 0700) != 0)
-        return CHUTE_ERR_IO;
-    return CHUTE_OK;
+    return devstate_dir_usable(path);
 }
 
 static chute_status exec_sql(sqlite3 *db, const char *sql)
@@ -212,7 +234,7 @@ chute_status devstate_get_device(devstate *ds, devstate_device *out)
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(ds->db,
             "SELECT name, identity, recipient, relay_url, cacert, pin, inbox,"
-            " owner_token, created FROM device WHERE id = 1", -1, &q, NULL) != SQLITE_OK)
+            " owner_token, created, access_token FROM device WHERE id = 1", -1, &q, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     chute_status st;
     int rc = sqlite3_step(q);
@@ -230,6 +252,7 @@ chute_status devstate_get_device(devstate *ds, devstate_device *out)
         if (!st) st = col_text(q, 6, out->inbox, sizeof out->inbox);
         if (!st) st = col_text(q, 7, out->owner_token, sizeof out->owner_token);
         out->created = sqlite3_column_int64(q, 8);
+        if (!st) st = col_text(q, 9, out->access_token, sizeof out->access_token);
     }
     sqlite3_finalize(q);
     if (st != CHUTE_OK)
@@ -242,7 +265,8 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d)
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(ds->db,
             "INSERT INTO device (id, name, identity, recipient, relay_url, cacert,"
-            " pin, inbox, owner_token, created) VALUES (1,?,?,?,?,?,?,?,?,?)",
+            " pin, inbox, owner_token, created, access_token)"
+            " VALUES (1,?,?,?,?,?,?,?,?,?,?)",
             -1, &q, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     sqlite3_bind_text(q, 1, d->name, -1, SQLITE_STATIC);
@@ -254,12 +278,29 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d)
     sqlite3_bind_text(q, 7, d->inbox, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 8, d->owner_token, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 9, d->created ? d->created : (long long)time(NULL));
+    sqlite3_bind_text(q, 10, d->access_token, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     if (rc == SQLITE_DONE)
         return CHUTE_OK;
     return sqlite3_extended_errcode(ds->db) == SQLITE_CONSTRAINT_PRIMARYKEY
                ? CHUTE_ERR_EXISTS : CHUTE_ERR_DB;
+}
+
+chute_status devstate_set_access_token(devstate *ds, const char *token)
+{
+    sqlite3_stmt *q;
+    if (!token || strlen(token) >= DEVSTATE_ACCESS_TOKEN_MAX)
+        return CHUTE_ERR_ARG;
+    if (sqlite3_prepare_v2(ds->db, "UPDATE device SET access_token = ? WHERE id = 1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    sqlite3_bind_text(q, 1, token, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return CHUTE_ERR_DB;
+    return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
 }
 
 #define PEER_COLUMNS "name, device_name, recipient, relay_url, inbox, send_token," \
@@ -361,6 +402,21 @@ chute_status devstate_get_peer(devstate *ds, const char *name, devstate_peer *ou
     sqlite3_finalize(q);
     if (st != CHUTE_OK)
         devstate_peer_wipe(out);
+    return st;
+}
+
+chute_status devstate_find_peer_by_recipient(devstate *ds, const char *recipient,
+                                             char name[PEERNAME_MAX + 1])
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(ds->db, "SELECT name FROM peers WHERE recipient = ?"
+                           " ORDER BY paired_at, name LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    sqlite3_bind_text(q, 1, recipient, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    chute_status st = rc == SQLITE_ROW ? col_text(q, 0, name, PEERNAME_MAX + 1)
+                    : rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB;
+    sqlite3_finalize(q);
     return st;
 }
 

@@ -2,7 +2,8 @@
  * whom it is paired with.
  *
  * The state folder (pairtool -H DIR, $CHUTE_HOME, else
- * $XDG_DATA_HOME/chute, else ~/.local/share/chute) is mode 0700 and holds
+ * $XDG_DATA_HOME/chute, else ~/.local/share/chute) is made 0700 (an
+ * existing one must be writable by its owner, this user, alone) and holds
  * `state.db`, an SQLite database of mode 0600 (its WAL and shm files get
  * the same mode from SQLite). The schema is versioned by PRAGMA
  * user_version; devstate_open migrates an older file forward in one
@@ -21,11 +22,13 @@
 #include "relay_client.h"
 #include "status.h"
 
-#define DEVSTATE_SCHEMA_VERSION 1
+#define DEVSTATE_SCHEMA_VERSION 2
 #define DEVSTATE_KEY_MAX        128   /* AGE-SECRET-KEY-1… / age1… with NUL */
 #define DEVSTATE_PATH_MAX       4096
 #define DEVSTATE_PIN_MAX        512
 #define DEVSTATE_LINK_KEY_BYTES 32
+/* A private relay's access token, with NUL: relay_client sends up to 199. */
+#define DEVSTATE_ACCESS_TOKEN_MAX 200
 
 typedef struct devstate devstate;
 
@@ -38,6 +41,8 @@ typedef struct {
     char pin[DEVSTATE_PIN_MAX];           /* "" if none */
     char inbox[RELAY_ID_MAX];
     char owner_token[RELAY_TOKEN_MAX];    /* secret */
+    char access_token[DEVSTATE_ACCESS_TOKEN_MAX];   /* secret: a private relay's
+                                                      Chute-Access-Token, "" if none */
     long long created;
 } devstate_device;
 
@@ -59,10 +64,18 @@ typedef struct {
  * $XDG_DATA_HOME/chute, else $HOME/.local/share/chute. */
 chute_status devstate_resolve_dir(const char *dir_opt, char *out, size_t cap);
 
+/* Whether dir can hold a state: CHUTE_OK if it does not exist yet (open
+ * with create makes it 0700) or is a folder of this user that nobody else
+ * can write; CHUTE_ERR_REFUSED if it is another user's or writable by
+ * group or others (its mode is never changed); CHUTE_ERR_IO (errno) if it
+ * cannot be looked at or is not a folder. */
+chute_status devstate_dir_usable(const char *dir);
+
 /* Open (create = 1: create the folder and database if missing) the state
  * in dir and bring its schema up to date. CHUTE_ERR_NOT_FOUND if create is
  * 0 and there is no state yet; CHUTE_ERR_UNSUPPORTED for a schema newer
- * than this build knows. */
+ * than this build knows; with create, CHUTE_ERR_REFUSED for an existing
+ * folder devstate_dir_usable refuses. */
 chute_status devstate_open(const char *dir, int create, devstate **out);
 void devstate_close(devstate *ds);
 
@@ -73,6 +86,9 @@ sqlite3 *devstate_db(devstate *ds);
 chute_status devstate_get_device(devstate *ds, devstate_device *out);
 /* Record this device once; CHUTE_ERR_EXISTS if it is already recorded. */
 chute_status devstate_set_device(devstate *ds, const devstate_device *d);
+/* Replace the stored access token of the relay ("" for none): a private
+ * relay may change it. CHUTE_ERR_NOT_FOUND before devstate_set_device. */
+chute_status devstate_set_access_token(devstate *ds, const char *token);
 
 /* Add a peer. p->name is ignored on input: the peer gets a folder name
  * derived from p->device_name that no other peer has ("home", "home-2",
@@ -80,6 +96,10 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d);
  * peername_ok. */
 chute_status devstate_add_peer(devstate *ds, devstate_peer *p);
 chute_status devstate_get_peer(devstate *ds, const char *name, devstate_peer *out);
+/* The folder name of a peer with this recipient (the same device paired
+ * before) into name[PEERNAME_MAX + 1]; CHUTE_ERR_NOT_FOUND if none. */
+chute_status devstate_find_peer_by_recipient(devstate *ds, const char *recipient,
+                                             char name[PEERNAME_MAX + 1]);
 /* CHUTE_ERR_NOT_FOUND if there is no such peer. */
 chute_status devstate_remove_peer(devstate *ds, const char *name);
 

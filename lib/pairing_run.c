@@ -26,6 +26,8 @@ typedef struct {
     uint64_t after;            /* highest seq read from the other side */
     int last_type;             /* type of the last message read, -1 none */
     int network_grace_s;
+    long client_timeout_ms;    /* the client's own request timeout, put back after */
+    long base_timeout_ms;      /* the longest a request may take now */
     int step_timeout_s;
     pairing_result *out;
     const pairing_ui *ui;
@@ -71,6 +73,26 @@ static void nap_ms(long ms)
         ;
 }
 
+/* The next request may go unanswered for at most `seconds` (beyond the
+ * wait a long-poll asks for), and never longer than the client's own
+ * timeout: a relay that stalls (stopped, wedged) counts against the
+ * network grace like one that refuses, instead of costing a whole
+ * request timeout per try. */
+static void limit_next_request(channel *ch, double seconds)
+{
+    long ms = (long)(seconds * 1000);
+    if (ms < 1000)
+        ms = 1000;
+    if (ms > ch->base_timeout_ms)
+        ms = ch->base_timeout_ms;
+    relay_client_set_timeout(ch->c, ms);
+}
+
+static void unlimit(channel *ch)
+{
+    relay_client_set_timeout(ch->c, ch->base_timeout_ms);
+}
+
 /* Wait for the other side's next message until `deadline` (monotonic
  * seconds). CHUTE_OK with the message in buf; CHUTE_ERR_EXPIRED when the
  * deadline passes (*timed_out = 1) or the session is gone (410);
@@ -96,16 +118,22 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
         int wait = (int)(deadline - now);
         if (wait > POLL_WAIT_MAX_S)
             wait = POLL_WAIT_MAX_S;
-        if (wait < 1)
-            wait = 1;
+        if (wait < 1 || net_down_since != 0)
+            wait = 1;   /* while the relay is failing: probe, do not park */
         relay_pair_inbox in;
         double started = now_s();
+        /* No answer by the end of the wait plus what is left of the grace
+         * is a relay that is not answering (§7.7). */
+        limit_next_request(ch, ch->network_grace_s -
+                               (net_down_since != 0 ? started - net_down_since : 0));
         chute_status st = relay_pair_receive(ch->c, &ch->side, ch->after, wait, &in);
+        unlimit(ch);
         if (st == CHUTE_ERR_NETWORK) {
             if (stopped(ch))
                 return CHUTE_ERR_REFUSED;
+            /* Down since the answer was due, or since it failed if sooner. */
             if (net_down_since == 0)
-                net_down_since = now_s();
+                net_down_since = now_s() < started + wait ? now_s() : started + wait;
             if (now_s() - net_down_since >= ch->network_grace_s)
                 return CHUTE_ERR_NETWORK;
             nap_ms(250);
@@ -172,7 +200,9 @@ static chute_status send_msg(channel *ch, const uint8_t *msg, size_t len)
 {
     double give_up = now_s() + ch->network_grace_s;
     for (unsigned attempt = 0; attempt < 1000; attempt++) {
+        limit_next_request(ch, give_up - now_s());
         chute_status st = relay_pair_send(ch->c, &ch->side, msg, len, NULL);
+        unlimit(ch);
         if (st != CHUTE_ERR_NETWORK || now_s() >= give_up || stopped(ch))
             return st;
         nap_ms(250);
@@ -259,6 +289,42 @@ static chute_status unexpected(channel *ch, const uint8_t *msg, size_t len,
             waiting_for);
     send_abort(ch, PABORT_PROTOCOL);
     return CHUTE_ERR_PROTOCOL;
+}
+
+/* The other side is this device: its own key or its own inbox came back
+ * (invite and join from one state folder). */
+static bool is_me(const devstate_device *me, const pairing_device *d)
+{
+    return strcmp(d->recipient, me->recipient) == 0 || strcmp(d->inbox, me->inbox) == 0;
+}
+
+/* Refuse a pairing with ourselves; warn, naming the folder, when this
+ * device is paired with the other one already. false: the run must end. */
+static bool check_not_paired_already(channel *ch, devstate *ds, const devstate_device *me,
+                                     const pairing_device *d)
+{
+    if (is_me(me, d)) {
+        say_why(ch, "The other side of this pairing is this very device (its own key and "
+                "inbox came back): a device cannot pair with itself. Run `pairtool join` "
+                "on the other device. Nothing was stored.");
+        return false;
+    }
+    char folder[PEERNAME_MAX + 1], quoted_folder[PEERNAME_QUOTED_MAX], line[320];
+    if (devstate_find_peer_by_recipient(ds, d->recipient, folder) == CHUTE_OK) {
+        peername_quote(folder, quoted_folder, sizeof quoted_folder);
+        snprintf(line, sizeof line, "Warning: this device is already paired with that device "
+                 "(the same key), in the folder %s. Pairing again gives it a second folder; "
+                 "`pairtool unpair` the one you no longer want.", quoted_folder);
+        note(ch, line);
+    }
+    return true;
+}
+
+/* The peer's chosen name, quoted and escaped for a message (peername.h). */
+static const char *quote(const pairing_device *d, char out[PEERNAME_QUOTED_MAX])
+{
+    peername_quote(d->name, out, PEERNAME_QUOTED_MAX);
+    return out;
 }
 
 /* This device as its new peer will know it. */
@@ -381,6 +447,12 @@ static void linger(channel *ch)
     }
 }
 
+/* The client as the caller gave it to us. */
+static void restore_client(channel *ch)
+{
+    relay_client_set_timeout(ch->c, ch->client_timeout_ms);
+}
+
 /* A run that fails: a signal no longer cuts the requests that clean up;
  * the other side is told (ABORT 03, §7.7) unless a terminal message went
  * either way already; the inviter, who owns the session, lets the other
@@ -390,6 +462,11 @@ static void end_failed(channel *ch, pairing_role me)
 {
     relay_client_set_stop(ch->c, NULL);
     ch->stop = NULL;
+    /* Cleaning up is best effort: a relay that stalls gets the grace per
+     * request, not the client's whole timeout (restore_client puts it back). */
+    if (ch->base_timeout_ms > ch->network_grace_s * 1000L)
+        ch->base_timeout_ms = ch->network_grace_s * 1000L;
+    unlimit(ch);
     if (!ch->ended)
         send_abort(ch, PABORT_CANCELLED);
     if (me != PAIRING_INVITER || ch->closed)
@@ -426,6 +503,9 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     channel ch = { .c = c, .network_grace_s = opt.network_grace_s,
                    .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
                    .last_type = -1, .stop = opt.stop };
+    char quoted[PEERNAME_QUOTED_MAX];   /* the peer's name in a message */
+    ch.client_timeout_ms = ch.base_timeout_ms = relay_client_set_timeout(c, 0);
+    relay_client_set_timeout(c, ch.client_timeout_ms);   /* that was only a read */
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
@@ -435,6 +515,12 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     relay_client_set_stop(c, opt.stop);
 
     chute_status st = relay_pair_allocate(c, opt.ttl_s, &ch.side);
+    if (st == CHUTE_ERR_REFUSED) {
+        say_why(&ch, "The relay is private and refused %s access token; store the right one "
+                "with `pairtool init --relay URL --access-token-file FILE`.",
+                me->access_token[0] ? "this device's" : "to start a pairing without an");
+        return st;
+    }
     if (st != CHUTE_OK) {
         say_why(&ch, "Could not start a pairing on the relay: %s.", relay_client_error(c));
         return st;
@@ -554,6 +640,10 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     if (st != CHUTE_OK)
         goto fail;
     snprintf(out->peer_device, sizeof out->peer_device, "%s", theirs.device.name);
+    if (!check_not_paired_already(&ch, ds, me, &theirs.device)) {
+        st = CHUTE_ERR_REFUSED;
+        goto fail;   /* ABORT 03: the joiner stops and revokes its grant */
+    }
 
     /* 4. a person decides */
     pairing_payload mine;
@@ -568,7 +658,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         mine.decision = PAIRING_REFUSE;
         (void)send_payload(&ch, &p, PMSG_INVITER_DECISION, &mine);
         ch.ended = true;
-        say_why(&ch, "You refused \"%s\". Nothing was stored.", theirs.device.name);
+        say_why(&ch, "You refused %s. Nothing was stored.", quote(&theirs.device, quoted));
         st = CHUTE_ERR_REFUSED;
         linger(&ch);
         close_session(&ch);   /* lingered once: end_failed need not again */
@@ -599,8 +689,8 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     if (st != CHUTE_OK)
         goto fail;
     if (decision.decision != PAIRING_ACCEPT) {
-        say_why(&ch, "The joining device \"%s\" declined the pairing. Nothing was stored.",
-                theirs.device.name);
+        say_why(&ch, "The joining device %s declined the pairing. Nothing was stored.",
+                quote(&theirs.device, quoted));
         st = CHUTE_ERR_REFUSED;
         close_session(&ch);
         goto fail;
@@ -618,6 +708,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
 fail:
     end_failed(&ch, PAIRING_INVITER);
     revoke_quietly(c, me, &granted);
+    restore_client(&ch);
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);
     sodium_memzero(&ch.side, sizeof ch.side);
@@ -637,6 +728,9 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     channel ch = { .c = c, .network_grace_s = opt.network_grace_s,
                    .step_timeout_s = opt.step_timeout_s, .out = out, .ui = ui,
                    .last_type = -1, .stop = opt.stop };
+    char quoted[PEERNAME_QUOTED_MAX];   /* the peer's name in a message */
+    ch.client_timeout_ms = ch.base_timeout_ms = relay_client_set_timeout(c, 0);
+    relay_client_set_timeout(c, ch.client_timeout_ms);   /* that was only a read */
     char origin[RELAY_URL_MAX];
     const char *why;
     if (relay_url_check(me->relay_url, origin, sizeof origin, &why) != CHUTE_OK) {
@@ -655,6 +749,9 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         const char *reason = relay_client_reason(c);
         if (st == CHUTE_ERR_EXPIRED && strcmp(reason, "claimed") == 0)
             say_why(&ch, "This code has already been used. Codes work once: ask for a new one.");
+        else if (st == CHUTE_ERR_EXPIRED && strcmp(reason, "closed") == 0)
+            say_why(&ch, "The inviting device cancelled this code before it was used (it "
+                    "gave up or was stopped). Ask for a new one.");
         else if (st == CHUTE_ERR_EXPIRED)
             say_why(&ch, "This code has expired. Ask for a new one.");
         else if (st == CHUTE_ERR_NOT_FOUND)
@@ -776,6 +873,10 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         goto fail;
     }
     snprintf(out->peer_device, sizeof out->peer_device, "%s", theirs.device.name);
+    if (!check_not_paired_already(&ch, ds, me, &theirs.device)) {
+        st = CHUTE_ERR_REFUSED;
+        goto fail;   /* ABORT 03: the inviter stops and revokes its grant */
+    }
 
     /* 5. our person decides; store only after our accept is on the relay */
     pairing_payload decision;
@@ -790,7 +891,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         decision.decision = PAIRING_REFUSE;
         (void)send_payload(&ch, &p, PMSG_JOINER_DECISION, &decision);
         ch.ended = true;
-        say_why(&ch, "You declined \"%s\". Nothing was stored.", theirs.device.name);
+        say_why(&ch, "You declined %s. Nothing was stored.", quote(&theirs.device, quoted));
         st = CHUTE_ERR_REFUSED;
         goto fail;
     }
@@ -810,6 +911,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
 fail:
     end_failed(&ch, PAIRING_JOINER);
     revoke_quietly(c, me, &granted);
+    restore_client(&ch);
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);
     sodium_memzero(&ch.side, sizeof ch.side);

@@ -88,3 +88,24 @@ int peername_candidate(const char *base, unsigned n, char *out, size_t cap)
     memcpy(out + keep, suffix, (size_t)sl + 1);
     return 0;
 }
+
+int peername_quote(const char *name, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (cap < 3)
+        return -1;
+    out[n++] = '"';
+    for (const char *p = name; *p; p++) {
+        int esc = *p == '"' || *p == '\\';
+        if (n + (size_t)esc + 1 + 2 > cap) {   /* room for the byte, the quote and NUL */
+            out[0] = '\0';
+            return -1;
+        }
+        if (esc)
+            out[n++] = '\\';
+        out[n++] = *p;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+    return 0;
+}

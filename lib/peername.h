@@ -9,6 +9,8 @@
 #include <stddef.h>
 
 #define PEERNAME_MAX 64   /* bytes, without the NUL */
+/* A quoted name: two quotes, each byte at most escaped, and the NUL. */
+#define PEERNAME_QUOTED_MAX (2 * PEERNAME_MAX + 3)
 
 /* 1 if name is 1..PEERNAME_MAX bytes of valid UTF-8 with no '/' or '\\',
  * no control characters (C0, DEL, C1), no bidi or zero-width format
@@ -21,5 +23,13 @@ int peername_ok(const char *name);
  * the result stays within PEERNAME_MAX. Returns 0, or -1 if cap is too
  * small. base must satisfy peername_ok. */
 int peername_candidate(const char *base, unsigned n, char *out, size_t cap);
+
+/* A peer-chosen name as people should see it next to the tool's own text:
+ * in double quotes, with each '"' (and '\\') escaped by a backslash, so
+ * the name cannot close the quotes and pass what follows off as ours.
+ * peername_ok names have no line breaks or other controls. Writes into
+ * out[cap] (cap >= PEERNAME_QUOTED_MAX for any peername_ok name); returns
+ * 0, or -1 if it does not fit (out then holds ""). */
+int peername_quote(const char *name, char *out, size_t cap);
 
 #endif

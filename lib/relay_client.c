@@ -374,6 +374,15 @@ void relay_client_set_stop(relay_client *c, const atomic_int *stop)
         c->stop = stop;
 }
 
+long relay_client_set_timeout(relay_client *c, long timeout_ms)
+{
+    if (!c)
+        return 0;
+    long before = c->timeout_ms;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+    return before;
+}
+
 /* curl calls this at least about once a second, even on an idle
  * connection: a non-zero answer aborts the transfer. */
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,

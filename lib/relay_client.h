@@ -10,8 +10,8 @@
  *                        broke, a timeout hit, or the relay answered 5xx
  *   CHUTE_ERR_NOT_FOUND  404 (a missing thing or a token that does not
  *                        open it: the relay does not say which)
- *   CHUTE_ERR_EXPIRED    410 (relay_client_reason() says "claimed" or
- *                        "expired" for a pairing claim)
+ *   CHUTE_ERR_EXPIRED    410 (relay_client_reason() says "claimed",
+ *                        "expired" or "closed" for a pairing claim)
  *   CHUTE_ERR_EXISTS     409 conflict
  *   CHUTE_ERR_LIMIT      413, 429, 507
  *   CHUTE_ERR_REFUSED    401 (private relay without the access token)
@@ -59,9 +59,14 @@ void relay_client_free(relay_client *c);
  * that talks to the relay can be ended at unmount. NULL: never. */
 void relay_client_set_stop(relay_client *c, const atomic_int *stop);
 
+/* The whole-request timeout of c's later requests (a long-poll adds the
+ * wait it asks for), as relay_config.timeout_ms; returns the one before,
+ * so a caller that needs a shorter one for a while can put it back. */
+long relay_client_set_timeout(relay_client *c, long timeout_ms);
+
 /* What the last request got: the HTTP status (0 if none arrived), the
  * relay's "error" message or curl's description, and the "reason" field of
- * a 410 ("claimed", "expired") or "". Never NULL. */
+ * a 410 ("claimed", "expired", "closed") or "". Never NULL. */
 long relay_client_http_status(const relay_client *c);
 const char *relay_client_error(const relay_client *c);
 const char *relay_client_reason(const relay_client *c);

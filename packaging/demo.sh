@@ -242,7 +242,9 @@ invite_pid=""
 to_home=$(head -n 1 "$tmp/join.out")          # abroad's folder name for home
 to_abroad=$(sed -n 2p "$tmp/invite.out")      # home's folder name for abroad
 info "abroad: pairtool join $code --yes"
-check=$(sed -n 's/.*both screens show: *//p' "$tmp/logs/pairtool-abroad.log" | head -n 1)
+# the check number stands alone on the line after "...both screens show:"
+check=$(awk '/both screens show:$/ { next_one = 1; next }
+             next_one && NF { print $1 " " $2; exit }' "$tmp/logs/pairtool-abroad.log")
 [ -n "$check" ] && info "both screens showed the same check, $check (the inviter approved by name)"
 info "paired: home knows '$to_abroad', abroad knows '$to_home'"
 [ -n "$to_home" ] && [ -n "$to_abroad" ] || fail "pairing did not name the peers"

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #ifdef HAVE_LIBQRENCODE
 #include <qrencode.h>
@@ -36,27 +39,40 @@ void cli_note(const char *fmt, ...)
     va_end(ap);
 }
 
+int cli_state_dir(const cli_globals *g, char *dir, size_t cap)
+{
+    if (devstate_resolve_dir(g->home, dir, cap) != CHUTE_OK) {
+        cli_error("cannot tell where the state folder is: give -H DIR or set CHUTE_HOME");
+        return -1;
+    }
+    return 0;
+}
+
+void cli_state_error(const char *dir, chute_status st)
+{
+    if (st == CHUTE_ERR_NOT_FOUND)
+        cli_error("this device is not set up yet (no state in %s): run "
+                  "`pairtool init --relay URL` first", dir);
+    else if (st == CHUTE_ERR_UNSUPPORTED)
+        cli_error("the state in %s was written by a newer Chute; upgrade pairtool", dir);
+    else if (st == CHUTE_ERR_REFUSED)
+        cli_error("refusing to keep this device's keys in %s: other users can write to it "
+                  "(or it is not yours). Give -H a folder of your own, or one that does "
+                  "not exist yet; pairtool will not change the mode of %s", dir, dir);
+    else
+        cli_error("cannot open the state in %s: %s%s%s", dir, chute_strstatus(st),
+                  st == CHUTE_ERR_IO ? ": " : "", st == CHUTE_ERR_IO ? strerror(errno) : "");
+}
+
 devstate *cli_open_state(const cli_globals *g, int create)
 {
     char dir[DEVSTATE_PATH_MAX];
-    if (devstate_resolve_dir(g->home, dir, sizeof dir) != CHUTE_OK) {
-        cli_error("cannot tell where the state folder is: give -H DIR or set CHUTE_HOME");
+    if (cli_state_dir(g, dir, sizeof dir) != 0)
         return NULL;
-    }
     devstate *ds;
     chute_status st = devstate_open(dir, create, &ds);
-    if (st == CHUTE_ERR_NOT_FOUND) {
-        cli_error("this device is not set up yet (no state in %s): run "
-                  "`pairtool init --relay URL` first", dir);
-        return NULL;
-    }
-    if (st == CHUTE_ERR_UNSUPPORTED) {
-        cli_error("the state in %s was written by a newer Chute; upgrade pairtool", dir);
-        return NULL;
-    }
     if (st != CHUTE_OK) {
-        cli_error("cannot open the state in %s: %s%s%s", dir, chute_strstatus(st),
-                  st == CHUTE_ERR_IO ? ": " : "", st == CHUTE_ERR_IO ? strerror(errno) : "");
+        cli_state_error(dir, st);
         return NULL;
     }
     return ds;
@@ -85,6 +101,7 @@ relay_client *cli_relay_client(const devstate_device *me, long timeout_ms)
         .base_url = me->relay_url,
         .cacert = me->cacert[0] ? me->cacert : NULL,
         .pin = me->pin[0] ? me->pin : NULL,
+        .access_token = me->access_token[0] ? me->access_token : NULL,
         .connect_timeout_ms = timeout_ms < 10000 ? timeout_ms : 10000,
         .timeout_ms = timeout_ms,
     };
@@ -95,6 +112,59 @@ relay_client *cli_relay_client(const devstate_device *me, long timeout_ms)
         return NULL;
     }
     return c;
+}
+
+int cli_access_token_ok(const char *token)
+{
+    size_t n = strlen(token);
+    if (n == 0 || n >= DEVSTATE_ACCESS_TOKEN_MAX || token[0] == ' ' || token[n - 1] == ' ')
+        return 0;
+    /* It goes into an HTTP header: no control characters, no line breaks. */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)token[i] < 0x20 || (unsigned char)token[i] > 0x7E)
+            return 0;
+    return 1;
+}
+
+int cli_read_first_line(const char *path, char *out, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[1024];
+    size_t n = 0;
+    int bad = 0;
+    /* Only the first line counts: stop reading at its end. */
+    while (n < sizeof buf && !memchr(buf, '\n', n)) {
+        ssize_t got = read(fd, buf + n, sizeof buf - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            bad = 1;
+            break;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    int saved = errno;
+    (void)close(fd);
+    size_t len = 0;
+    while (len < n && buf[len] != '\n')
+        len++;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    if (!bad && len >= cap) {
+        bad = 1;
+        saved = ENAMETOOLONG;
+    }
+    if (!bad) {
+        memcpy(out, buf, len);
+        out[len] = '\0';
+    }
+    sodium_memzero(buf, sizeof buf);
+    errno = saved;
+    return bad ? -1 : 0;
 }
 
 static int is_yes(char *line)

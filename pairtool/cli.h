@@ -19,6 +19,13 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "<message>\n" on stderr: instructions and progress for people. */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The state folder's path into dir[cap]; on failure prints why and
+ * returns -1. */
+int cli_state_dir(const cli_globals *g, char *dir, size_t cap);
+
+/* Explain, on stderr, why devstate_open(dir, ...) failed with st. */
+void cli_state_error(const char *dir, chute_status st);
+
 /* Open the state folder; create = 1 makes it. On failure prints why and
  * returns NULL. */
 devstate *cli_open_state(const cli_globals *g, int create);
@@ -29,6 +36,15 @@ devstate *cli_open_device(const cli_globals *g, devstate_device *me);
 
 /* A relay client for this device's relay (its CA file and pin). */
 relay_client *cli_relay_client(const devstate_device *me, long timeout_ms);
+
+/* 1 if token can be a relay access token: 1..199 bytes of printable ASCII,
+ * no leading or trailing space (it travels in an HTTP header). */
+int cli_access_token_ok(const char *token);
+
+/* The first line of the file at path, without its line end, into out[cap]
+ * (a secret: no copy is left behind). -1 with errno if it cannot be read
+ * or is too long. */
+int cli_read_first_line(const char *path, char *out, size_t cap);
 
 /* Ask a yes/no question on stderr and read the answer from stdin, within
  * within_s seconds: 1 yes, 0 no (EOF, or anything but y/yes), -1 no answer

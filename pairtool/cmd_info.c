@@ -110,9 +110,12 @@ static int print_queue(queue *q, cache *c)
         cli_error("cannot read the mount's queue");
         return -1;
     }
-    printf("outgoing:  %llu\non relay:  %llu\nincoming:  %llu\nstored:    %llu\n",
+    /* The counters of --json's queue, in its order. */
+    printf("outgoing:  %llu\non relay:  %llu\ndelivered: %llu\nincoming:  %llu\n"
+           "stored:    %llu\nquarantined: %llu\n",
            (unsigned long long)(qc.queued + qc.uploading), (unsigned long long)qc.uploaded,
-           (unsigned long long)cc.incoming, (unsigned long long)cc.stored);
+           (unsigned long long)qc.delivered, (unsigned long long)cc.incoming,
+           (unsigned long long)cc.stored, (unsigned long long)cc.quarantined);
     if (qc.queued + qc.uploading + qc.uploaded) puts("pending:");
     bar_walk w = { .tty = isatty(STDOUT_FILENO) };
     if (queue_each_active(q, print_item, &w) != CHUTE_OK) return -1;
@@ -181,6 +184,8 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
         printf("recipient: %s\n", me.recipient);
         printf("relay:     %s (%s%s%s)\n", me.relay_url,
                reachable ? "reachable" : "unreachable", *problem ? ": " : "", problem);
+        if (me.access_token[0])
+            printf("access:    a private relay's access token is set\n");   /* never the token */
         printf("peers:     %zu\n", peers);
         if (mq && print_queue(mq, mc) != 0) rc = EXIT_FAIL;
     }

@@ -10,7 +10,7 @@
 #include "pairing_run.h"
 
 static const char INVITE_USAGE[] =
-    "Usage: pairtool [-H DIR] invite [--yes] [--ttl DURATION]\n"
+    "Usage: pairtool [-H DIR] invite [--yes] [--ttl DURATION] [--timeout DURATION]\n"
     "\n"
     "Make a one-time pair code, print it alone on the first line of stdout, and\n"
     "wait for another device to join with it. You are shown the joining\n"
@@ -27,7 +27,7 @@ static const char INVITE_USAGE[] =
     "On success the new peer's folder name follows the code on stdout.\n";
 
 static const char JOIN_USAGE[] =
-    "Usage: pairtool [-H DIR] join CODE [--yes]\n"
+    "Usage: pairtool [-H DIR] join CODE [--yes] [--timeout DURATION]\n"
     "\n"
     "Pair with the device that made CODE (pairtool invite there). Both screens\n"
     "show the same six-digit check; the inviting device approves, then you.\n"
@@ -52,9 +52,20 @@ static void ui_show_code(void *ctx, const char *code, long long left)
     cli_qr_to_stderr(code);
     cli_note("Pair code: %s", code);
     cli_note("On the other device run:  pairtool join %s", code);
-    if (left > 0)
-        cli_note("The code works once, for %lld minute%s. Waiting...",
-                 (left + 59) / 60, (left + 59) / 60 == 1 ? "" : "s");
+    if (left > 0) {
+        /* In the unit it was likely given in: 1d, 2h, 10m. */
+        long long n = (left + 59) / 60;
+        const char *unit = "minute";
+        if (n >= 120 && n % 60 == 0) {
+            n /= 60;
+            unit = "hour";
+            if (n % 24 == 0) {
+                n /= 24;
+                unit = "day";
+            }
+        }
+        cli_note("The code works once, for %lld %s%s. Waiting...", n, unit, n == 1 ? "" : "s");
+    }
 }
 
 static void ui_note(void *ctx, const char *text)
@@ -67,14 +78,18 @@ static int ui_approve(void *ctx, const char *role_text, const char *peer_name,
                       const char *sas, int within_s)
 {
     ui_ctx *u = ctx;
-    cli_note("Pairing with \"%s\" (%s).", peer_name, role_text);
-    cli_note("Check that both screens show:  %s", sas);
+    /* The name is the other device's choice: quoted and escaped, never on
+     * the line of the check number, so it cannot pass for our own text. */
+    char quoted[PEERNAME_QUOTED_MAX];
+    peername_quote(peer_name, quoted, sizeof quoted);
+    cli_note("Pairing with %s, which calls itself %s.", role_text, quoted);
+    cli_note("Check that both screens show:\n\n    %s\n", sas);
     if (u->yes) {
         cli_note("Approved (--yes).");
         return 1;
     }
-    char q[160];
-    snprintf(q, sizeof q, "Pair with \"%s\"?", peer_name);
+    char q[PEERNAME_QUOTED_MAX + 64];
+    snprintf(q, sizeof q, "Pair with %s?", quoted);
     return cli_ask_yes_within(q, within_s);
 }
 
@@ -126,11 +141,13 @@ static int report_failure(chute_status st, const pairing_result *res)
 static int report_success(const pairing_result *res)
 {
     printf("%s\n", res->peer_name);
+    char device[PEERNAME_QUOTED_MAX], folder[PEERNAME_QUOTED_MAX];
+    peername_quote(res->peer_device, device, sizeof device);
+    peername_quote(res->peer_name, folder, sizeof folder);
     if (strcmp(res->peer_name, res->peer_device) == 0)
-        cli_note("Paired with \"%s\".", res->peer_device);
+        cli_note("Paired with %s.", device);
     else
-        cli_note("Paired with \"%s\" (its folder is \"%s\": the name was taken).",
-                 res->peer_device, res->peer_name);
+        cli_note("Paired with %s (its folder is %s: the name was taken).", device, folder);
     return EXIT_OK;
 }
 

@@ -24,7 +24,9 @@ static const char UNPAIR_USAGE[] =
     "keys. PEER's next upload to this device is refused by the relay.\n"
     "\n"
     "  --force   forget PEER even if the relay cannot be reached to revoke its\n"
-    "            token (it then keeps working until the inbox is deleted)\n";
+    "            token; the token then keeps working as long as this device's\n"
+    "            inbox exists (what PEER sends is not shown, and stays on the\n"
+    "            relay until it expires), and the revocation cannot be retried\n";
 
 static void format_time(long long t, char *out, size_t cap)
 {
@@ -142,14 +144,28 @@ int cmd_unpair(const cli_globals *g, int argc, char **argv)
         relay_client_free(client);
         goto out;
     }
+    int revoked = st == CHUTE_OK;
+    char why[RELAY_ERROR_MAX];
+    snprintf(why, sizeof why, "%s", relay_client_error(client));
     relay_client_free(client);
     st = devstate_remove_peer(ds, name);
     if (st != CHUTE_OK) {
         cli_error("cannot forget '%s': %s", name, chute_strstatus(st));
         goto out;
     }
-    cli_note("Unpaired \"%s\": its access to this device is revoked and its keys are "
-             "forgotten.", name);
+    if (revoked) {
+        cli_note("Unpaired \"%s\": its access to this device is revoked and its keys are "
+                 "forgotten.", name);
+    } else {
+        /* --force: say what did not happen. The sender id went with the
+         * peer, so nothing can retry the revocation later. */
+        cli_error("warning: forgot \"%s\" and its keys, but its send token is NOT revoked: "
+                  "the relay could not be told (%s).", name, why);
+        cli_note("\"%s\" can still put files into this device's inbox on the relay for as "
+                 "long as the inbox exists. They are no longer shown here; they stay on the "
+                 "relay, counting against the inbox's quota, until they expire. This cannot "
+                 "be retried later: the token's id is forgotten too.", name);
+    }
     rc = EXIT_OK;
 out:
     devstate_peer_wipe(&peer);

@@ -89,6 +89,9 @@ static enum MHD_Result claim(request *r)
     if (st == CHUTE_ERR_EXPIRED)
         return reply_error_with(r, 410, "this code has expired",
                                 json_pack("{s:s}", "reason", "expired"));
+    if (st == CHUTE_ERR_REFUSED)
+        return reply_error_with(r, 410, "the inviting device cancelled this code",
+                                json_pack("{s:s}", "reason", "closed"));
     if (st != CHUTE_OK)
         return reply_error(r, 500, "cannot claim the nameplate");
     /* The inviter may be long-polling for the claim. */

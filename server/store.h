@@ -141,7 +141,8 @@ chute_status store_pair_create(store *s, const char *session,
                                const uint8_t inviter_hash[STORE_HASH_LEN],
                                int64_t now, int64_t expires,
                                char nameplate[RELAY_NAMEPLATE_MAX + 1]);
-/* First claim wins. NOT_FOUND unknown, EXPIRED, EXISTS already claimed. */
+/* First claim wins. NOT_FOUND unknown, EXPIRED, EXISTS already claimed,
+ * REFUSED closed by its inviter before anyone claimed it. */
 chute_status store_pair_claim(store *s, const char *nameplate,
                               const uint8_t joiner_hash[STORE_HASH_LEN], int64_t now,
                               char session[RELAY_ID_CHARS + 1], int64_t *expires);

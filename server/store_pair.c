@@ -60,7 +60,7 @@ static const char SQL_PAIR_CLAIM[] =
     "UPDATE pair_sessions SET state = 1, joiner_hash = ?2"
     " WHERE nameplate = ?1 AND state = 0 AND expires > ?3 RETURNING id, expires";
 static const char SQL_PAIR_BY_NAMEPLATE[] =
-    "SELECT expires FROM pair_sessions WHERE nameplate = ?1";
+    "SELECT expires, state, joiner_hash IS NULL FROM pair_sessions WHERE nameplate = ?1";
 
 chute_status store_pair_claim(store *s, const char *nameplate,
                               const uint8_t joiner_hash[STORE_HASH_LEN], int64_t now,
@@ -101,8 +101,13 @@ chute_status store_pair_claim(store *s, const char *nameplate,
     }
     db_bind_text(q, 1, nameplate);
     rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW)
-        st = sqlite3_column_int64(q, 0) <= now ? CHUTE_ERR_EXPIRED : CHUTE_ERR_EXISTS;
+    /* Closed with nobody having claimed it: its inviter gave up on the
+     * code, which a joiner should hear, not "already used". */
+    if (rc == SQLITE_ROW && sqlite3_column_int64(q, 0) <= now)
+        st = CHUTE_ERR_EXPIRED;
+    else if (rc == SQLITE_ROW)
+        st = sqlite3_column_int(q, 1) == PAIR_CLOSED && sqlite3_column_int(q, 2)
+                 ? CHUTE_ERR_REFUSED : CHUTE_ERR_EXISTS;
     else if (rc == SQLITE_DONE)
         st = CHUTE_ERR_NOT_FOUND;
     else

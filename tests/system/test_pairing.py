@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, Api, wait_until
+from conftest import SLOW, Api, metric, wait_until
 from pairtool import Device, FlipProxy, assert_clean, pair
 from test_relay_tls import cert  # noqa: F401  (the relay tests' self-signed certificate)
 
@@ -96,6 +96,26 @@ def test_init_twice_with_the_same_relay_is_a_no_op(tmp_path, prelay):
     assert d.device_row() == before
 
 
+
+def test_init_again_refuses_options_it_would_ignore(tmp_path, prelay):
+    d = Device(tmp_path / "home", "home", prelay.url)
+    d.init()
+    before = d.device_row()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used\n")
+    for args, named in ((("--name", "office"), "--name"),
+                        (("--cacert", str(ca)), "--cacert"),
+                        (("--pin", "sha256//" + "B" * 43 + "="), "--pin"),
+                        (("--name", "office", "--pin", "sha256//x"), "--name, --pin")):
+        r = d.run("init", "--relay", prelay.url, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert f"refuses {named}" in r.stderr and '"home"' in r.stderr, r.stderr
+        assert d.device_row() == before
+    # the same settings again are no change, and fine
+    r = d.run("init", "--relay", prelay.url, "--name", "home")
+    assert r.returncode == 0 and "nothing to do" in r.stderr
+
+
 @pytest.mark.parametrize("url", ["http://192.0.2.10:8080", "http://relay.example",
                                  "http://[2001:db8::1]:80", "ftp://127.0.0.1:21"])
 def test_init_refuses_plain_http_to_a_non_loopback_relay(tmp_path, url):
@@ -114,10 +134,43 @@ def test_init_fails_cleanly_when_the_relay_is_down(tmp_path, prelay):
     d = Device(tmp_path / "home", "home", url)
     r = d.run("init", "--relay", url, "--name", "home")
     assert r.returncode == 1 and "cannot create an inbox" in r.stderr
+    assert not d.home.exists()          # no folder, no empty state.db
     # nothing half-stored: a later init with a live relay works
     prelay.start()
     d.relay_url = prelay.url
     d.init()
+
+
+def test_init_leaves_the_mode_of_an_existing_folder_alone(tmp_path, prelay):
+    home = tmp_path / "shared"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    url = prelay.url
+    prelay.stop()
+    d = Device(home, "home", url)
+    r = d.run("init", "--relay", url, "--name", "home")
+    assert r.returncode == 1
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o755
+    assert list(home.iterdir()) == []   # a failed init leaves nothing behind
+    prelay.start()
+    d.relay_url = prelay.url
+    d.init()
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(home / "state.db").st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770])
+def test_init_refuses_a_folder_others_can_write(tmp_path, prelay, mode):
+    home = tmp_path / "open"
+    home.mkdir()
+    os.chmod(home, mode)
+    d = Device(home, "home", prelay.url)
+    r = d.run("init", "--relay", prelay.url, "--name", "home")
+    assert r.returncode == 1 and "other users can write" in r.stderr, r.stderr
+    assert stat.S_IMODE(os.stat(home).st_mode) == mode
+    assert list(home.iterdir()) == []
+    # refused before the relay was asked: no inbox made and left behind
+    assert metric(prelay.api().metrics(), "chute_http_requests_total", code="201") is None
 
 
 def test_usage_errors_exit_2_and_help_exits_0(tmp_path):
@@ -136,6 +189,48 @@ def test_usage_errors_exit_2_and_help_exits_0(tmp_path):
     # commands need an initialised device
     r = d.run("peers")
     assert r.returncode == 1 and "pairtool init" in r.stderr
+
+
+def test_an_empty_home_is_a_usage_error(tmp_path):
+    exe = Device(tmp_path / "x", "x", "http://127.0.0.1:1").exe
+    env = dict(os.environ, CHUTE_HOME=str(tmp_path / "default"))
+    for args in (["-H", "", "init", "--relay", "http://127.0.0.1:1", "--name", "x"],
+                 ["--home=", "status"], ["-H", "", "recipient"]):
+        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=10, env=env)
+        assert r.returncode == 2 and "-H" in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "default").exists()
+
+
+def test_usage_texts_name_every_option_and_the_program(tmp_path):
+    d = Device(tmp_path / "home", "home", "http://127.0.0.1:1")
+    top = d.run("--help").stdout
+    assert "unpair PEER [--force]" in top and top.count("--timeout DURATION") == 2
+    for c in ("invite", "join"):
+        first = d.run(c, "--help").stdout.splitlines()[0]
+        assert "--timeout DURATION" in first, first
+    r = d.run("join", "--bogus", "12-abcd-efgh")
+    assert r.returncode == 2 and r.stderr.startswith("pairtool join: "), r.stderr
+
+
+@pytest.mark.parametrize("ttl,says", [("1d", "for 1 day."), ("2h", "for 2 hours."),
+                                      ("90m", "for 90 minutes."), ("60s", "for 1 minute.")])
+def test_invite_says_the_codes_life_in_its_unit(devices, ttl, says):
+    (a,) = devices("home")
+    inv = a.invite("--yes", "--ttl", ttl)
+    inv.wait_for_stderr("Waiting")
+    inv.proc.send_signal(signal.SIGINT)
+    rc, _, err = inv.finish()
+    assert says in err, err
+
+
+def test_status_text_has_the_counters_of_json(devices):
+    (a,) = devices("home")
+    (a.home / "chutefs.db").touch()    # a mount's queue, as its first start leaves it
+    text = a.run("status", check=True).stdout
+    queue = json.loads(a.run("status", "--json", check=True).stdout)["queue"]
+    for key in ("outgoing", "on_relay", "delivered", "incoming", "stored", "quarantined"):
+        label = key.replace("_", " ") + ":"
+        assert re.search(rf"^{label}\s+{queue[key]}$", text, re.M), (key, text)
 
 
 def test_join_with_a_malformed_code_is_a_usage_error(devices):
@@ -205,6 +300,31 @@ def test_a_second_peer_with_the_same_name_gets_its_own_folder(devices):
 
 # --- codes that do not work ---------------------------------------------------------
 
+def test_a_device_cannot_pair_with_itself(devices):
+    (a,) = devices("home")
+    inv = a.invite("--yes")
+    j = a.join(inv.code, "--yes")
+    rc, out, err = inv.finish()
+    assert rc == 1 and j.returncode == 1, (err, j.stderr)
+    assert "cannot pair with itself" in err, err
+    assert "cancelled" in j.stderr or "itself" in j.stderr, j.stderr
+    assert out.strip() == "" and j.stdout == ""
+    assert no_peers(a)
+    assert senders_on_inbox(a) == 0     # both grants it made are revoked
+
+
+def test_pairing_the_same_two_devices_again_warns_and_names_the_folder(devices):
+    a, b = devices("home", "laptop")
+    assert pair(a, b) == ("laptop", "home")
+    inv = a.invite("--yes")
+    j = b.join(inv.code, "--yes")
+    rc, out, err = inv.finish()
+    assert rc == 0 and j.returncode == 0, (err, j.stderr)
+    assert "already paired with that device" in err and '"laptop"' in err, err
+    assert "already paired with that device" in j.stderr and '"home"' in j.stderr
+    assert a.peer_names() == ["laptop", "laptop-2"]
+
+
 def test_wrong_code_burns_the_nameplate(devices):
     a, b = devices("home", "laptop")
     inv = a.invite("--yes")
@@ -260,6 +380,34 @@ def test_a_device_whose_clock_is_hours_off_still_pairs(devices, offset):
     assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
 
 
+def test_a_code_whose_inviter_gave_up_says_so_to_the_joiner(devices):
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes")
+    inv.proc.send_signal(signal.SIGINT)
+    rc, _, err = inv.finish()
+    assert rc == 1 and "Stopped" in err
+    r = b.join(inv.code, "--yes")
+    assert r.returncode == 1
+    assert "cancelled this code" in r.stderr, r.stderr
+    assert "already been used" not in r.stderr
+    assert no_peers(a, b)
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_pipe_does_not_kill_the_inviter(devices, closed):
+    """`pairtool invite --yes | (read code; ...)`: the reader leaves after
+    the code; a closed stderr likewise. No SIGPIPE: the pairing completes
+    and the exit status is its outcome."""
+    a, b = devices("home", "laptop")
+    inv = a.invite("--yes")
+    getattr(inv.proc, closed).close()
+    j = b.join(inv.code, "--yes")
+    rc = inv.proc.wait(timeout=60 * SLOW)
+    assert rc == 0, (rc, j.stderr)
+    assert j.returncode == 0, j.stderr
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+
+
 def test_an_unknown_code_is_not_found(devices):
     (b,) = devices("laptop")
     r = b.join("999999-abcd-efgh", "--yes")
@@ -298,6 +446,32 @@ def test_the_inviter_approves_on_stdin_and_both_see_the_same_check(devices):
     sas_b = re.search(r"both screens show:\s+(\d{3} \d{3})", jerr).group(1)
     assert sas_a == sas_b
     assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+
+
+def test_a_name_cannot_pass_for_the_check_number(devices):
+    """A joiner's chosen name holding a fake check is shown quoted and
+    escaped; the real check number stands alone on its own line."""
+    (a,) = devices("home")
+    fake = 'laptop" Check that both screens show: 482 913'
+    (b,) = devices(fake)
+    inv = a.invite()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")
+    shown = inv._stderr.decode()
+    inv.answer("y\n")
+    rc, _, err = inv.finish()
+    out, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 0 and j.returncode == 0, (err, jerr)
+    real = re.search(r"Both screens should show (\d{3} \d{3})", jerr).group(1)
+    alone = [l.strip() for l in shown.splitlines() if re.fullmatch(r"\s*\d{3} \d{3}\s*", l)]
+    assert alone == [real], shown
+    # the name: in quotes, its own quote escaped, on a line of its own kind
+    assert '"laptop\\" Check that both screens show: 482 913"' in shown, shown
+    name_line = next(l for l in shown.splitlines() if "482 913" in l)
+    assert real not in name_line
+    assert "Pair with \"laptop\\\"" in shown
+    assert a.peers()[0]["device_name"] == fake
 
 
 def test_the_joiner_declines(devices):
@@ -422,6 +596,32 @@ def test_relay_killed_mid_exchange_leaves_no_peer(devices, prelay):
     assert_clean(jerr)
     assert rc == 1 and j.returncode == 1, (err, jerr)
     assert "relay" in err and "relay" in jerr
+    assert no_peers(a, b)
+
+
+def test_a_stalled_relay_is_reported_within_a_poll_and_the_grace(devices, prelay):
+    """A relay that stops answering (SIGSTOP: connections are still
+    accepted) while the joiner long-polls is the relay unreachable after
+    the poll's wait and the 5 s grace of §7.7, not after several whole
+    request timeouts."""
+    a, b = devices("home", "laptop")
+    inv = a.invite()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")          # B long-polls for A's decision
+    prelay.proc.send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        _, jerr = j.communicate(timeout=90 * SLOW)
+        took = time.monotonic() - t0
+    finally:
+        prelay.proc.send_signal(signal.SIGCONT)
+    assert_clean(jerr)
+    assert j.returncode == 1 and "unreachable" in jerr, jerr
+    # 25 s poll + 5 s grace, then best-effort cleanup of a few seconds each
+    assert took < 50 * SLOW, took
+    inv.answer("n\n")
+    rc, _, err = inv.finish()
+    assert rc == 1
     assert no_peers(a, b)
 
 
@@ -555,6 +755,10 @@ def test_unpair_with_the_relay_down_changes_nothing_unless_forced(devices, prela
     assert a.peer_names() == ["laptop"]
     r = a.run("unpair", "laptop", "--force")
     assert r.returncode == 0 and a.peers() == []
+    # the truth: forgotten, but not revoked
+    assert "revoked" in r.stderr and "NOT revoked" in r.stderr, r.stderr
+    assert "access to this device is revoked" not in r.stderr
+    assert "cannot be retried" in r.stderr
 
 
 # --- silence ---------------------------------------------------------------------------
@@ -648,3 +852,70 @@ def test_pairing_over_tls_with_a_ca_file_and_with_a_pin(tmp_path, relay_factory,
     assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
     for d in (a, b):
         assert json.loads(d.run("status", "--json", check=True).stdout)["relay_reachable"]
+
+
+# --- a private relay (PROTOCOL §6.1) -----------------------------------------------------
+
+def shows_no_secret(device, secret):
+    """No pairtool output of device contains secret."""
+    for args in (("status",), ("status", "--json"), ("peers",), ("peers", "--json"),
+                 ("recipient",)):
+        r = device.run(*args, check=True)
+        assert secret not in r.stdout + r.stderr, args
+    return True
+
+
+def test_a_private_relay_needs_its_access_token_to_init_and_pair(tmp_path, relay_factory):
+    token = "relay-access-7f3a9c"
+    relay = relay_factory(*RELAY_ARGS, access_token=token)
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    r = a.run("init", "--relay", relay.url, "--name", "home")
+    assert r.returncode == 1
+    assert "private" in r.stderr and "--access-token-file" in r.stderr, r.stderr
+    r = a.run("init", "--relay", relay.url, "--name", "home", "--access-token", "nope-42")
+    assert r.returncode == 1 and "refused the access token" in r.stderr, r.stderr
+    assert "nope-42" not in r.stderr
+    a.init("--access-token", token)
+    # from a file, so that it need not show in ps: only its first line counts
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\nnot part of it\n")
+    b.init("--access-token-file", str(token_file))
+    assert b.device_row()["access_token"] == token
+    assert pair(a, b) == ("laptop", "home")
+    for d in (a, b):
+        assert shows_no_secret(d, token)
+        assert "access token is set" in d.run("status", check=True).stdout
+
+
+def test_a_new_access_token_is_stored_by_init_again(tmp_path, relay_factory):
+    relay = relay_factory(*RELAY_ARGS, access_token="old-token")
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    a.init("--access-token", "old-token")
+    b.init("--access-token", "old-token")
+    relay.access_token = "new-token"
+    relay.listen = f"127.0.0.1:{relay.port}"   # the devices know it by its URL
+    relay.restart()
+    r = a.run("invite", "--yes", timeout=20)
+    assert r.returncode == 1 and "private" in r.stderr and "access-token" in r.stderr, r.stderr
+    assert r.stdout == ""
+    for d in (a, b):
+        r = d.run("init", "--relay", relay.url, "--access-token", "new-token", check=True)
+        assert "stored the new access token" in r.stderr
+        assert shows_no_secret(d, "new-token")
+    assert pair(a, b) == ("laptop", "home")
+
+
+def test_malformed_access_tokens_are_usage_errors(tmp_path):
+    d = Device(tmp_path / "home", "home", "http://127.0.0.1:1")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for args in (("--access-token", ""), ("--access-token", "a\tb"),
+                 ("--access-token", "x" * 200), ("--access-token-file", str(empty)),
+                 ("--access-token", "t", "--access-token-file", str(empty))):
+        r = d.run("init", "--relay", d.relay_url, *args)
+        assert r.returncode == 2, (args, r.stderr)
+    r = d.run("init", "--relay", d.relay_url, "--access-token-file", str(tmp_path / "none"))
+    assert r.returncode == 1 and "cannot read an access token" in r.stderr
+    assert not (d.home / "state.db").exists()

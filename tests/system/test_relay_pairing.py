@@ -110,6 +110,22 @@ def test_second_claim_is_gone_with_reason_claimed(api):
     assert r.json["reason"] == "claimed" and "error" in r.json
 
 
+def test_claim_of_a_code_its_inviter_closed_is_gone_with_reason_closed(api):
+    a = allocate(api)
+    assert Side(api, a["session"], a["token"]).close().status == 204
+    r = claim(api, a["nameplate"])
+    assert r.status == 410, r
+    assert r.json["reason"] == "closed" and "cancelled" in r.json["error"]
+
+
+def test_a_used_code_reads_claimed_after_its_session_closed(api):
+    a = allocate(api)
+    assert claim(api, a["nameplate"]).status == 200
+    assert Side(api, a["session"], a["token"]).close().status == 204
+    r = claim(api, a["nameplate"])
+    assert r.status == 410 and r.json["reason"] == "claimed", r
+
+
 def test_claim_of_unknown_nameplate_is_not_found(api):
     used = {allocate(api)["nameplate"]}
     unknown = next(str(n) for n in range(999999, 0, -1) if str(n) not in used)

@@ -62,6 +62,31 @@ static void test_open_creates_private_folder_and_file(void)
     rm_tmpdir();
 }
 
+/* An existing folder is never chmod-ed: one that others can write is
+ * refused, one that is merely readable keeps its mode. */
+static void test_existing_folder_keeps_its_mode(void)
+{
+    make_tmpdir();
+    devstate *ds;
+    struct stat sb;
+    CHECK(chmod(tmpdir, 0777) == 0);
+    CHECK_EQ_INT(devstate_dir_usable(tmpdir), CHUTE_ERR_REFUSED);
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_ERR_REFUSED);
+    CHECK(stat(tmpdir, &sb) == 0 && (sb.st_mode & 07777) == 0777);
+    char db[400];
+    snprintf(db, sizeof db, "%s/state.db", tmpdir);
+    CHECK(access(db, F_OK) != 0);
+    CHECK(chmod(tmpdir, 0755) == 0);
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    devstate_close(ds);
+    CHECK(stat(tmpdir, &sb) == 0 && (sb.st_mode & 07777) == 0755);
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/not/yet", tmpdir);
+    CHECK_EQ_INT(devstate_dir_usable(missing), CHUTE_OK);
+    CHECK_EQ_INT(devstate_dir_usable(db), CHUTE_ERR_IO);   /* a file, not a folder */
+    rm_tmpdir();
+}
+
 static void test_newer_schema_is_refused(void)
 {
     make_tmpdir();
@@ -94,7 +119,47 @@ static void test_device_is_recorded_once(void)
     CHECK(strcmp(got.identity, "AGE-SECRET-KEY-1XYZ") == 0);
     CHECK(strcmp(got.owner_token, "owner") == 0);
     CHECK(strcmp(got.cacert, "") == 0);
+    CHECK(strcmp(got.access_token, "") == 0);
     CHECK(got.created > 0);
+    CHECK_EQ_INT(devstate_set_access_token(ds, "private relay token"), CHUTE_OK);
+    CHECK_EQ_INT(devstate_get_device(ds, &got), CHUTE_OK);
+    CHECK(strcmp(got.access_token, "private relay token") == 0);
+    CHECK(strcmp(got.owner_token, "owner") == 0);
+    devstate_device_wipe(&got);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
+/* A state.db made by schema 1 (before access tokens) opens, migrates and
+ * keeps its device; the relay it names needs no access token. */
+static void test_schema_1_is_migrated(void)
+{
+    make_tmpdir();
+    char db[400];
+    snprintf(db, sizeof db, "%s/state.db", tmpdir);
+    sqlite3 *raw;
+    CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
+    CHECK(sqlite3_exec(raw,
+        "CREATE TABLE device (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL,"
+        " identity TEXT NOT NULL, recipient TEXT NOT NULL, relay_url TEXT NOT NULL,"
+        " cacert TEXT NOT NULL DEFAULT '', pin TEXT NOT NULL DEFAULT '', inbox TEXT NOT NULL,"
+        " owner_token TEXT NOT NULL, created INTEGER NOT NULL);"
+        "CREATE TABLE peers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+        " device_name TEXT NOT NULL, recipient TEXT NOT NULL, relay_url TEXT NOT NULL,"
+        " inbox TEXT NOT NULL, send_token TEXT NOT NULL, granted_sender TEXT NOT NULL,"
+        " link_key BLOB NOT NULL CHECK (length(link_key) = 32), paired_at INTEGER NOT NULL,"
+        " gone_at INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO device VALUES (1, 'old', 'AGE-SECRET-KEY-1OLD', 'age1old',"
+        " 'http://127.0.0.1:9', '', '', 'inbox', 'owner', 1700000000);"
+        "PRAGMA user_version = 1;", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(raw);
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(tmpdir, 0, &ds), CHUTE_OK);
+    devstate_device got;
+    CHECK_EQ_INT(devstate_get_device(ds, &got), CHUTE_OK);
+    CHECK(strcmp(got.name, "old") == 0);
+    CHECK(strcmp(got.access_token, "") == 0);
+    CHECK_EQ_INT(got.created, 1700000000);
     devstate_device_wipe(&got);
     devstate_close(ds);
     rm_tmpdir();
@@ -123,6 +188,10 @@ static void test_peers_get_distinct_folder_names(void)
         CHECK(list[2].link_key[0] == 0x42);
     }
     devstate_peers_free(list, n);
+    char folder[PEERNAME_MAX + 1];
+    CHECK_EQ_INT(devstate_find_peer_by_recipient(ds, "age1example", folder), CHUTE_OK);
+    CHECK(strcmp(folder, "home") == 0);   /* the first paired */
+    CHECK_EQ_INT(devstate_find_peer_by_recipient(ds, "age1other", folder), CHUTE_ERR_NOT_FOUND);
     devstate_peer got;
     CHECK_EQ_INT(devstate_get_peer(ds, "home-2", &got), CHUTE_OK);
     CHECK(strcmp(got.send_token, "sendtoken") == 0);
@@ -183,6 +252,23 @@ static void test_peername_rules(void)
     CHECK(strcmp(out, "home") == 0);
 }
 
+static void test_peername_quote_escapes_quotes(void)
+{
+    char q[PEERNAME_QUOTED_MAX];
+    CHECK_EQ_INT(peername_quote("home", q, sizeof q), 0);
+    CHECK(strcmp(q, "\"home\"") == 0);
+    CHECK_EQ_INT(peername_quote("x\" Check: 482 913", q, sizeof q), 0);
+    CHECK(strcmp(q, "\"x\\\" Check: 482 913\"") == 0);
+    char all[PEERNAME_MAX + 1];   /* the worst case fits PEERNAME_QUOTED_MAX */
+    memset(all, '"', PEERNAME_MAX);
+    all[PEERNAME_MAX] = '\0';
+    CHECK_EQ_INT(peername_quote(all, q, sizeof q), 0);
+    CHECK_EQ_INT(strlen(q), 2 * PEERNAME_MAX + 2);
+    char small[8];
+    CHECK_EQ_INT(peername_quote("too long", small, sizeof small), -1);
+    CHECK(small[0] == '\0');
+}
+
 static void test_resolve_dir_order(void)
 {
     char out[512];
@@ -204,10 +290,13 @@ static void test_resolve_dir_order(void)
 int main(void)
 {
     RUN(test_open_creates_private_folder_and_file);
+    RUN(test_existing_folder_keeps_its_mode);
     RUN(test_newer_schema_is_refused);
     RUN(test_device_is_recorded_once);
+    RUN(test_schema_1_is_migrated);
     RUN(test_peers_get_distinct_folder_names);
     RUN(test_peername_rules);
+    RUN(test_peername_quote_escapes_quotes);
     RUN(test_resolve_dir_order);
     return unit_done();
 }
