@@ -252,10 +252,10 @@ int main(int argc, char *argv[])
         return 2;
     }
     if (sodium_init() < 0) { fprintf(stderr, "chutefs: libsodium failed\n"); return 1; }
-    /* The kernel applied the caller's umask to what it asks to create; ours
-     * on top would take group write from `umask 002` users. chutefs's own
-     * files and folders name their modes. */
-    umask(0);
+    /* chutefs's own files are private: the inbox's databases hold what was
+     * received, in plaintext. Outbox files and folders get the mode their
+     * caller asked for, its umask applied by the kernel (outbox.c). */
+    umask(077);
     chutefs *fs = calloc(1, sizeof *fs);
     if (!fs) return 1;
     int rc = 1;

@@ -258,7 +258,9 @@ int outbox_mkdir(chutefs *fs, const char *peer, const char *rel, mode_t mode)
 {
     if (!path_fits(rel, 0)) return -ENAMETOOLONG;
     STAGE(fs, peer, rel, path);
-    return mkdir(path, mode) == 0 ? 0 : -errno;
+    if (mkdir(path, mode) != 0) return -errno;
+    /* The mode asked for, as the kernel masked it; not ours on top. */
+    return chmod(path, mode & 07777) == 0 ? 0 : -errno;
 }
 
 int outbox_rmdir(chutefs *fs, const char *peer, const char *rel)
@@ -293,6 +295,8 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
      * the bytes durable anyway. */
     h->fd = rc ? -1 : open(path, (flags & ~(O_APPEND | O_DIRECT)) | O_CLOEXEC, mode);
     if (!rc && h->fd < 0) rc = -errno;
+    /* The mode asked for, as the kernel masked it; not ours on top. */
+    if (!rc && created && fchmod(h->fd, mode & 07777) != 0) rc = -errno;
     if (!rc && fstat(h->fd, &sb) != 0) rc = -errno;
     /* A write failed on it before, and it was not emptied since. */
     bool cut = !rc && !trunc && !created && staging_is_cut(h->fd);

@@ -772,6 +772,31 @@ def test_the_last_close_of_two_writers_returns_with_the_file_queued(chute):
     assert c.decrypt(c.item("two/f7")["id"]) == b"hello world\n"
 
 
+def test_the_mounts_own_files_are_private_whatever_the_umask(tmp_path):
+    # The inbox's chunk file holds received files in plaintext: chutefs
+    # makes its databases 0600 even under umask 022 and in a state folder
+    # others may list, while outbox files keep the modes asked for.
+    c = Chute(tmp_path)
+    os.chmod(c.home, 0o755)
+    old = os.umask(0o022)
+    try:
+        c.mount()
+    finally:
+        os.umask(old)
+    try:
+        (c.outbox / "shared.txt").write_bytes(b"x")
+        assert os.stat(c.outbox / "shared.txt").st_mode & 0o777 == 0o644
+        c.receive("got.txt", b"received")
+        assert (c.inbox / "got.txt").read_bytes() == b"received"
+    finally:
+        c.unmount()
+        c.check_sanitizers()
+    own = [p for p in c.home.iterdir() if p.is_file()]
+    assert any(p.name.startswith("inbox") for p in own), own
+    loose = {p.name: oct(p.stat().st_mode & 0o777) for p in own if p.stat().st_mode & 0o077}
+    assert loose == {}
+
+
 def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
     other = tmp_path / "other-mnt"
     other.mkdir()
