@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct ofiles {
     pthread_mutex_t mu;
@@ -31,6 +32,7 @@ chute_status ofiles_new(ofiles **out)
 
 static void drop(ofile *f)
 {
+    if (f->orphan_fd >= 0) close(f->orphan_fd);
     free(f->peer);
     free(f->path);
     free(f);
@@ -67,6 +69,7 @@ ofile *ofiles_acquire(ofiles *o, const char *peer, const char *path)
     if (!f) return NULL;
     f->peer = strdup(peer);
     f->path = strdup(path);
+    f->orphan_fd = -1;
     if (!f->peer || !f->path) { drop(f); return NULL; }
     f->opens = 1;
     f->next = o->head;

@@ -38,6 +38,9 @@ typedef struct ofile {
                             what was written, so it is not sealed until it
                             is truncated to 0 and written anew */
     bool unlinked;
+    int orphan_fd;       /* unlinked: the private copy its handles moved to
+                            before a change (a queued item still links the
+                            inode they had), -1 until then; owned */
     /* Its item was delivered while it was open: the inode sent (the one
      * below) is deleted at the last close if it is still at the path,
      * unchanged and not queued again. */

@@ -151,6 +151,45 @@ static void handle_unflush(handle *h)
 
 typedef enum { USE, CHANGE, EMPTY } intent;   /* EMPTY: a change to size 0 */
 
+/* Point h's fd at the file open as `from` (its own access mode). */
+static int reopen_onto(handle *h, int from)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", from);
+    int fd = open(link, (h->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECT)) |
+                        O_CLOEXEC);
+    if (fd < 0) return -errno;
+    /* The fd number stays: dup2 swaps the file under it in one step. */
+    int rc = dup2(fd, h->fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* An unlinked file (or one replaced by a rename): no path sees its inode,
+ * but a sealed item still may, until the file that replaced it is sealed.
+ * Before the first change its handles move, together, to a private copy;
+ * one that has not moved yet (a reader) follows on its next use. */
+static int fix_orphan_handle(chutefs *fs, handle *h, intent why)
+{
+    struct stat hb;
+    if (fstat(h->fd, &hb) != 0) return -errno;
+    ofiles_lock(fs->open);
+    int orphan = h->of->orphan_fd;
+    ino_t ino = h->of->ino;
+    ofiles_unlock(fs->open);
+    if (orphan >= 0) return hb.st_ino == ino ? 0 : reopen_onto(h, orphan);
+    if (why == USE || hb.st_nlink == 0) return 0;
+    int copy = staging_orphan_copy(fs, h->fd, why != EMPTY);
+    if (copy < 0) return copy;
+    struct stat cb;
+    if (fstat(copy, &cb) != 0) { int e = errno; close(copy); return -e; }
+    ofiles_lock(fs->open);
+    h->of->orphan_fd = copy;
+    h->of->ino = cb.st_ino;
+    ofiles_unlock(fs->open);
+    return reopen_onto(h, copy);
+}
+
 /* Under the content lock exclusive: put h right. */
 static int fix_handle(chutefs *fs, handle *h, intent why)
 {
@@ -165,13 +204,7 @@ static int fix_handle(chutefs *fs, handle *h, intent why)
     free(peer);
     free(rel);
     if (rc) return rc;
-    /* Unlinked (or replaced by a rename): no path sees its inode, but a
-     * sealed item still may, until the file that replaced it is sealed. */
-    if (unlinked) {
-        if (why == USE) return 0;
-        if (fstat(h->fd, &hb) != 0) return -errno;
-        return hb.st_nlink > 0 ? staging_unshare_fd(fs, h->fd, why != EMPTY) : 0;
-    }
+    if (unlinked) return fix_orphan_handle(fs, h, why);
     if (lstat(path, &pb) != 0) return -errno;
     if (why != USE && pb.st_nlink > 1) {
         if ((rc = staging_unshare(fs, path, why != EMPTY))) return rc;
@@ -206,7 +239,9 @@ static int handle_begin(chutefs *fs, handle *h, intent why)
         }
         ofiles_lock(fs->open);
         bool live = !h->of->unlinked;
-        bool stale = live && sb.st_ino != h->of->ino;
+        /* Not on the inode its file is now: at the path, or the private
+         * copy an unlinked file's handles moved to. */
+        bool stale = (live || h->of->orphan_fd >= 0) && sb.st_ino != h->of->ino;
         /* Linked by sealed/ too (an unlinked file's only link is there). */
         bool shared = why != USE && sb.st_nlink > (live ? 1u : 0u);
         ofiles_unlock(fs->open);

@@ -143,16 +143,24 @@ int staging_unshare(chutefs *fs, const char *path, bool keep_content)
     return rc;
 }
 
-int staging_unshare_fd(chutefs *fs, int fd, bool keep_content)
+int staging_orphan_copy(chutefs *fs, int fd, bool keep_content)
 {
+    /* fd may be write-only: read through a new open of the same inode
+     * (the /proc link works for a file no longer at any path). */
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    int src = open(link, O_RDONLY | O_CLOEXEC);
+    if (src < 0) return -errno;
     char tmp[PATH_MAX];
-    int dst = copy_to_tmp(fs, fd, keep_content, tmp);
+    int dst = copy_to_tmp(fs, src, keep_content, tmp);
+    close(src);
     if (dst < 0) return dst;
-    int rc = unlink(tmp) == 0 ? 0 : -errno;
-    /* The fd number stays: dup2 swaps the file under it in one step. */
-    if (!rc && dup2(dst, fd) < 0) rc = -errno;
-    close(dst);
-    return rc;
+    if (unlink(tmp) != 0) {
+        int e = errno;
+        close(dst);
+        return -e;
+    }
+    return dst;
 }
 
 int fsync_dir(const char *dir)

@@ -32,10 +32,11 @@ void sealed_unlink(chutefs *fs, const char *id);
  * sweep). */
 int staging_unshare(chutefs *fs, const char *path, bool keep_content);
 
-/* The same for a handle whose file is no longer at any path (unlinked, or
- * replaced by a rename) but still shares its inode with a sealed item:
- * fd gets a private, nameless inode (dup2 onto it), empty or a copy. */
-int staging_unshare_fd(chutefs *fs, int fd, bool keep_content);
+/* For a file no longer at any path (unlinked, or replaced by a rename)
+ * whose inode a sealed item still links: a private, nameless copy of the
+ * inode open at fd (any access mode), empty or with the content; its fd
+ * (read-write), or -errno. */
+int staging_orphan_copy(chutefs *fs, int fd, bool keep_content);
 
 /* A staging file a write to failed (a full disk) does not hold what was
  * written. The mark, an xattr on its inode, keeps it from being sealed
