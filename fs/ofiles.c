@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ofiles {
     pthread_mutex_t mu;
+    pthread_cond_t released;   /* a release has begun (ofiles_note_release) */
     pthread_rwlock_t content;
     ofile *head;
 };
@@ -19,6 +21,11 @@ chute_status ofiles_new(ofiles **out)
     ofiles *o = calloc(1, sizeof *o);
     if (!o) return CHUTE_ERR_NOMEM;
     pthread_mutex_init(&o->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&o->released, &ca);
+    pthread_condattr_destroy(&ca);
     /* Writes hold it shared almost all the time while a copy runs: a
      * seal waiting for it must not starve behind them. */
     pthread_rwlockattr_t a;
@@ -48,6 +55,13 @@ void ofiles_free(ofiles *o)
 }
 
 void ofiles_lock(ofiles *o) { pthread_mutex_lock(&o->mu); }
+
+void ofiles_note_release(ofiles *o) { pthread_cond_broadcast(&o->released); }
+
+bool ofiles_wait_release(ofiles *o, const struct timespec *until)
+{
+    return pthread_cond_timedwait(&o->released, &o->mu, until) == 0;
+}
 void ofiles_unlock(ofiles *o) { pthread_mutex_unlock(&o->mu); }
 void ofiles_content_shared(ofiles *o) { pthread_rwlock_rdlock(&o->content); }
 void ofiles_content_excl(ofiles *o) { pthread_rwlock_wrlock(&o->content); }

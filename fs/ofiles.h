@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "status.h"
 
@@ -65,6 +66,10 @@ void ofiles_free(ofiles *o);
 
 void ofiles_lock(ofiles *o);
 void ofiles_unlock(ofiles *o);
+/* With ofiles_lock held: a handle's release has begun (wakes waiters);
+ * wait for one until `until` (CLOCK_MONOTONIC), false once it passed. */
+void ofiles_note_release(ofiles *o);
+bool ofiles_wait_release(ofiles *o, const struct timespec *until);
 
 void ofiles_content_shared(ofiles *o);
 void ofiles_content_excl(ofiles *o);

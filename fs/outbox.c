@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "caller.h"
@@ -133,6 +134,10 @@ static void start_growing(chutefs *fs, ofile *f)
         growing_release(fs->growing, tell);
     }
 }
+
+/* How long a last close waits for the releases of writers closed just
+ * before it (they take microseconds; a writer still open never comes). */
+#define RELEASE_WAIT_MS 250
 
 /* With the ofiles lock held: h is in use again (or releasing), no longer
  * counted among the writers whose close was flushed. */
@@ -531,17 +536,28 @@ static int maybe_seal(chutefs *fs, handle *h, bool at_flush)
         return 0;
     }
     /* The kernel sends a release without waiting for it: an earlier
-     * writer's close may have returned with its release still to come.
-     * A writer flushed (and not written through since) is closing. */
+     * writer's close may have returned with its release still on its way.
+     * If every other writer was flushed since it last wrote, wait a
+     * moment for those releases; one that does not come is a writer
+     * still open (a dup of it was closed), and this close is not last. */
     if (at_flush && writable(h->flags) && !h->flushed) {
         h->flushed = true;
         of->writers_flushed++;
+    }
+    int mine = h->flushed ? 1 : 0;
+    if (at_flush) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += RELEASE_WAIT_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+        while (of->writers - of->writers_releasing - of->writers_flushed <= 0 &&
+               of->writers_flushed > mine && ofiles_wait_release(fs->open, &until)) {}
     }
     /* After a failed write (the writer was told) the file is not what it
      * meant to send: it stays local, never sent cut short. The last writer
      * to close seals; a reader's close seals only what no writer holds
      * (a truncate or rename by name while it was open). */
-    bool last = of->writers - of->writers_releasing - of->writers_flushed <= 0;
+    bool last = of->writers - of->writers_releasing - mine <= 0;
     bool go = last && of->dirty && !of->unlinked && !of->write_failed && sendable(of->path);
     char *peer = go ? strdup(of->peer) : NULL, *rel = go ? strdup(of->path) : NULL;
     if (go) of->dirty = false;
@@ -605,6 +621,7 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
     ofiles_lock(fs->open);
     handle_unflush(h);   /* counted as releasing from here */
     if (writable(h->flags)) h->of->writers_releasing++;
+    ofiles_note_release(fs->open);   /* a flush may be waiting for it */
     ofiles_unlock(fs->open);
     if (maybe_seal(fs, h, false) != 0)
         fprintf(stderr, "chutefs: a file could not be queued at its last close\n");

@@ -811,6 +811,24 @@ def test_the_mounts_own_files_are_private_whatever_the_umask(tmp_path):
     assert loose == {}
 
 
+def test_a_writer_whose_dup_was_closed_still_holds_the_seal(chute):
+    # Closing a dup of writer A flushes A, but A is still open and writes
+    # on: writer C's close must not take A for closed and seal the file
+    # half-written (that would send it, then the rest as a replacement).
+    c = chute
+    a = os.open(c.outbox / "d.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    w = os.open(c.outbox / "d.txt", os.O_WRONLY)
+    os.write(a, b"first ")
+    os.pwrite(w, b"half ", 6)
+    os.close(os.dup(a))
+    os.close(w)
+    assert c.active() == []
+    os.pwrite(a, b"and the rest", 11)
+    os.close(a)
+    assert c.decrypt(c.item("d.txt")["id"]) == b"first half and the rest"
+    assert len(c.rows()) == 1
+
+
 def test_second_mount_of_the_same_state_is_refused(chute, tmp_path):
     other = tmp_path / "other-mnt"
     other.mkdir()
