@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -93,6 +94,11 @@ static int open_all(chutefs *fs, const char *home_opt)
         fprintf(stderr, "chutefs: no device state in %s (run pairtool init)\n", fs->home);
         return -1;
     }
+    if (st == CHUTE_ERR_UNSUPPORTED) {
+        fprintf(stderr, "chutefs: %s was written by a newer Chute; use that version\n",
+                fs->home);
+        return -1;
+    }
     if (st) { fprintf(stderr, "chutefs: %s: %s\n", fs->home, chute_strstatus(st)); return -1; }
     if (make_dir(fs->spool, sizeof fs->spool, fs->home, "spool") ||
         make_dir(fs->staging, sizeof fs->staging, fs->spool, "staging") ||
@@ -157,9 +163,10 @@ static void mount_destroy(void *data)
     fs->dl = NULL;
 }
 
-/* What fuse_main does after its fork — here in the process that opened
- * the state (daemon.h) — with its exit codes: 3 no session, 4 not
- * mounted, 6 no signal handlers, 7 no loop, 8 the loop failed. */
+/* What fuse_main does after its fork, here in the process that opened
+ * the state (daemon.h). Exit codes as chutefs(1) has them: 2 for options
+ * libfuse refuses, 1 for any other failure; a loop ended by a signal
+ * (SIGTERM, SIGINT, SIGHUP: a stop) is a success. */
 static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co, chutefs *fs,
                  int notify)
 {
@@ -167,13 +174,18 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co, chu
     mount_ops.init = mount_init;
     mount_ops.destroy = mount_destroy;
     struct fuse *f = fuse_new(args, &mount_ops, sizeof mount_ops, fs);
-    if (!f) { daemon_ready(notify, 3); return 3; }
+    if (!f) { daemon_ready(notify, 2); return 2; }   /* it said which option */
     int rc = 0;
+    bool mounted = false;
     struct fuse_session *se = fuse_get_session(f);
     struct fuse_loop_config *lc = NULL;
-    if (fuse_mount(f, co->mountpoint) != 0) rc = 4;
-    else if (fuse_set_signal_handlers(se) != 0) rc = 6;
-    else if (!co->singlethread && !(lc = fuse_loop_cfg_create())) rc = 7;
+    if (fuse_mount(f, co->mountpoint) != 0) {
+        rc = 1;
+    } else {
+        mounted = true;
+        if (fuse_set_signal_handlers(se) != 0) rc = 1;
+        else if (!co->singlethread && !(lc = fuse_loop_cfg_create())) rc = 1;
+    }
     daemon_ready(notify, rc);
     if (!rc) {
         if (lc) {
@@ -181,10 +193,11 @@ static int serve(struct fuse_args *args, const struct fuse_cmdline_opts *co, chu
             fuse_loop_cfg_set_idle_threads(lc, co->max_idle_threads);
             fuse_loop_cfg_set_max_threads(lc, co->max_threads);
         }
-        rc = (lc ? fuse_loop_mt(f, lc) : fuse_loop(f)) ? 8 : 0;
+        int end = lc ? fuse_loop_mt(f, lc) : fuse_loop(f);
+        rc = end == 0 || end == SIGTERM || end == SIGINT || end == SIGHUP ? 0 : 1;
         fuse_remove_signal_handlers(se);
     }
-    if (rc != 3 && rc != 4) fuse_unmount(f);
+    if (mounted) fuse_unmount(f);
     fuse_loop_cfg_destroy(lc);
     fuse_destroy(f);
     return rc;
@@ -244,6 +257,12 @@ int main(int argc, char *argv[])
         printf("chutefs %s\n", CHUTE_VERSION);
         fuse_opt_free_args(&args);
         return 0;
+    }
+    if (o.home && !*o.home) {
+        fprintf(stderr, "chutefs: -H needs a folder (an empty one would mean the default)\n");
+        fuse_opt_free_args(&args);
+        free(o.home);
+        return 2;
     }
     if (!has_mountpoint(&args)) {
         usage(stderr, argv[0]);

@@ -9,6 +9,7 @@ import mmap
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -541,6 +542,34 @@ def test_command_line(tmp_path):
     r = subprocess.run([str(exe), "-H", str(tmp_path / "none"), str(tmp_path / "m"), "-f"],
                        capture_output=True, timeout=10)
     assert r.returncode == 1 and b"pairtool init" in r.stderr
+
+
+def test_exit_statuses_say_usage_failure_or_a_clean_stop(tmp_path):
+    c = Chute(tmp_path)
+    exe = str(c.exe)
+    env = dict(os.environ, CHUTE_UPLOADER="off")
+    r = subprocess.run([exe, "-H", "", str(c.mnt)], capture_output=True, timeout=30)
+    assert r.returncode == 2 and b"-H needs a folder" in r.stderr, r.stderr
+    r = subprocess.run([exe, "-H", str(c.home), str(c.mnt), "-o", "no_such_option"],
+                       capture_output=True, timeout=30, env=env)
+    assert r.returncode == 2 and b"no_such_option" in r.stderr, r.stderr
+    assert not os.path.ismount(c.mnt)
+    # a state written by a newer Chute is named as such
+    with sqlite3.connect(c.home / "state.db") as con:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        con.execute(f"PRAGMA user_version = {version + 1}")
+    r = subprocess.run([exe, "-H", str(c.home), str(c.mnt), "-f"], capture_output=True,
+                       timeout=30, env=env)
+    assert r.returncode == 1 and b"written by a newer Chute" in r.stderr, r.stderr
+    with sqlite3.connect(c.home / "state.db") as con:
+        con.execute(f"PRAGMA user_version = {version}")
+    # systemd stops a unit with SIGTERM: a clean stop, not a failure
+    c.mount()
+    c.proc.send_signal(signal.SIGTERM)
+    assert c.proc.wait(timeout=30) == 0
+    c.proc = None
+    wait_until(lambda: not os.path.ismount(c.mnt), timeout=10, what="unmount")
+    c.check_sanitizers()
 
 
 def test_chute_home_environment(tmp_path):
