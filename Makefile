@@ -85,6 +85,12 @@ HARDEN   := -fstack-protector-strong -fPIE -fstack-clash-protection
 DEFS     := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DCHUTE_VERSION='"$(VERSION)"' \
             $(OPT_DEFS)
 ALL_PKGS := $(LIB_PKGS) $(SERVER_PKGS) $(FS_PKGS) $(TOOL_PKGS) zlib
+# chutefs's request loop takes the 3.12 configuration (fs/main.c).
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell pkg-config --atleast-version=3.12 fuse3 2>/dev/null && echo yes),yes)
+$(error chutefs needs libfuse 3.12 or later (pkg-config fuse3: $(shell pkg-config --modversion fuse3 2>/dev/null || echo none)))
+endif
+endif
 CFLAGS   ?=
 LDFLAGS  ?=
 CPPFLAGS_ALL := -Ilib $(DEFS) $(call pc_cflags,$(ALL_PKGS))
