@@ -27,14 +27,33 @@
 #include <unistd.h>
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int (*real_fsync)(int);
+static int (*real_fdatasync)(int);
+static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
+static ssize_t (*real_pwrite64)(int, const void *, size_t, off64_t);
+static ssize_t (*real_write)(int, const void *, size_t);
+static int (*real_rename)(const char *, const char *);
+static int (*real_renameat)(int, const char *, int, const char *);
+static int (*real_renameat2)(int, const char *, int, const char *, unsigned int);
 static char sync_text[256];
 static atomic_int sync_left;
 static char rename_text[256];
 static atomic_bool rename_armed;    /* waiting for the rename */
 static atomic_bool wal_armed;       /* the next WAL write fails */
 
+static void *next_fn(const char *name);
+
+/* Once, before any call goes through: the next definitions and the rules. */
 static void load_config(void)
 {
+    real_fsync = next_fn("fsync");
+    real_fdatasync = next_fn("fdatasync");
+    real_pwrite = next_fn("pwrite");
+    real_pwrite64 = next_fn("pwrite64");
+    real_write = next_fn("write");
+    real_rename = next_fn("rename");
+    real_renameat = next_fn("renameat");
+    real_renameat2 = next_fn("renameat2");
     const char *v = getenv("CHUTE_FAULT_FSYNC");
     const char *colon = v ? strrchr(v, ':') : NULL;
     if (colon && (size_t)(colon - v) < sizeof sync_text) {
@@ -106,53 +125,54 @@ static void note_rename(int rc, const char *from, const char *to)
 
 int fsync(int fd)
 {
-    static int (*real)(int);
-    if (!real) real = next_fn("fsync");
-    return sync_fails(fd) ? -1 : real(fd);
+    pthread_once(&once, load_config);
+    return sync_fails(fd) ? -1 : real_fsync(fd);
 }
 
 int fdatasync(int fd)
 {
-    static int (*real)(int);
-    if (!real) real = next_fn("fdatasync");
-    return sync_fails(fd) ? -1 : real(fd);
+    pthread_once(&once, load_config);
+    return sync_fails(fd) ? -1 : real_fdatasync(fd);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-    static ssize_t (*real)(int, const void *, size_t, off_t);
-    if (!real) real = next_fn("pwrite");
-    return wal_write_fails(fd) ? -1 : real(fd, buf, n, off);
+    pthread_once(&once, load_config);
+    return wal_write_fails(fd) ? -1 : real_pwrite(fd, buf, n, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
-    static ssize_t (*real)(int, const void *, size_t, off64_t);
-    if (!real) real = next_fn("pwrite64");
-    return wal_write_fails(fd) ? -1 : real(fd, buf, n, off);
+    pthread_once(&once, load_config);
+    return wal_write_fails(fd) ? -1 : real_pwrite64(fd, buf, n, off);
 }
 
 ssize_t write(int fd, const void *buf, size_t n)
 {
-    static ssize_t (*real)(int, const void *, size_t);
-    if (!real) real = next_fn("write");
-    return wal_write_fails(fd) ? -1 : real(fd, buf, n);
+    pthread_once(&once, load_config);
+    return wal_write_fails(fd) ? -1 : real_write(fd, buf, n);
 }
 
 int rename(const char *from, const char *to)
 {
-    static int (*real)(const char *, const char *);
-    if (!real) real = next_fn("rename");
-    int rc = real(from, to);
+    pthread_once(&once, load_config);
+    int rc = real_rename(from, to);
     note_rename(rc, from, to);
     return rc;
 }
 
 int renameat(int fromfd, const char *from, int tofd, const char *to)
 {
-    static int (*real)(int, const char *, int, const char *);
-    if (!real) real = next_fn("renameat");
-    int rc = real(fromfd, from, tofd, to);
+    pthread_once(&once, load_config);
+    int rc = real_renameat(fromfd, from, tofd, to);
+    note_rename(rc, from, to);
+    return rc;
+}
+
+int renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned int flags)
+{
+    pthread_once(&once, load_config);
+    int rc = real_renameat2(fromfd, from, tofd, to, flags);
     note_rename(rc, from, to);
     return rc;
 }
