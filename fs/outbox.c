@@ -60,8 +60,8 @@ static int longest_below(int folder, size_t *out)
         if (fd >= 0) {
             rc = longest_below(fd, &sub);
             len += 1 + sub;
-        } else if (errno != ENOTDIR && errno != ELOOP) {
-            rc = -errno;
+        } else if (errno != ENOTDIR && errno != ELOOP && errno != EACCES) {
+            rc = -errno;                /* unreadable: counted by its own name */
         }
         if (len > *out) *out = len;
     }
@@ -698,14 +698,17 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
     STAGE(fs, peer, to, dst);
     struct stat sb;
     /* Exclusive: a copy-on-write renames over a path too. */
+    /* A folder's walk before the lock, not holding every writer up; what
+     * is made in it meanwhile is refused at its seal as before. */
+    size_t below = 0;
+    if (lstat(src, &sb) == 0 && S_ISDIR(sb.st_mode) && strlen(to) > strlen(from)) {
+        int fd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int wrc = fd < 0 ? -errno : longest_below(fd, &below);
+        if (wrc) return wrc;
+    }
+    if (!path_fits(to, below ? below + 1 : 0)) return -ENAMETOOLONG;   /* to/below */
     ofiles_content_excl(fs->open);
     int rc = lstat(src, &sb) == 0 ? 0 : -errno;
-    size_t below = 0;
-    if (!rc && S_ISDIR(sb.st_mode) && strlen(to) > strlen(from)) {
-        int fd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        rc = fd < 0 ? -errno : longest_below(fd, &below);
-    }
-    if (!rc && !path_fits(to, below ? below + 1 : 0)) rc = -ENAMETOOLONG;   /* to/below */
     if (!rc && renameat2(AT_FDCWD, src, AT_FDCWD, dst, flags) != 0) rc = -errno;
     if (rc) {
         ofiles_content_unlock(fs->open);
