@@ -432,16 +432,24 @@ def test_the_inviter_refuses_the_joiner(devices):
     assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
 
 
-def test_the_inviter_approves_on_stdin_and_both_see_the_same_check(devices):
-    a, b = devices("home", "laptop")
+def pair_approved_on_stdin(a, b):
+    """b joins a's code with --yes and a's person approves on stdin: the
+    inviter's stderr up to its prompt, then all of it, and the joiner's."""
     inv = a.invite()
     j = b.join_process(inv.code, "--yes")
     inv.wait_for_stderr("[y/N]")
+    shown = inv._stderr.decode()
     inv.answer("y\n")
     rc, _, err = inv.finish()
-    out, jerr = j.communicate(timeout=60 * SLOW)
+    _, jerr = j.communicate(timeout=60 * SLOW)
     assert_clean(jerr)
     assert rc == 0 and j.returncode == 0, (err, jerr)
+    return shown, err, jerr
+
+
+def test_the_inviter_approves_on_stdin_and_both_see_the_same_check(devices):
+    a, b = devices("home", "laptop")
+    _, err, jerr = pair_approved_on_stdin(a, b)
     sas_a = re.search(r"both screens show:\s+(\d{3} \d{3})", err).group(1)
     sas_b = re.search(r"both screens show:\s+(\d{3} \d{3})", jerr).group(1)
     assert sas_a == sas_b
@@ -454,15 +462,7 @@ def test_a_name_cannot_pass_for_the_check_number(devices):
     (a,) = devices("home")
     fake = 'laptop" Check that both screens show: 482 913'
     (b,) = devices(fake)
-    inv = a.invite()
-    j = b.join_process(inv.code, "--yes")
-    inv.wait_for_stderr("[y/N]")
-    shown = inv._stderr.decode()
-    inv.answer("y\n")
-    rc, _, err = inv.finish()
-    out, jerr = j.communicate(timeout=60 * SLOW)
-    assert_clean(jerr)
-    assert rc == 0 and j.returncode == 0, (err, jerr)
+    shown, _, jerr = pair_approved_on_stdin(a, b)
     real = re.search(r"Both screens should show (\d{3} \d{3})", jerr).group(1)
     alone = [l.strip() for l in shown.splitlines() if re.fullmatch(r"\s*\d{3} \d{3}\s*", l)]
     assert alone == [real], shown
