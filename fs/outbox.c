@@ -156,18 +156,25 @@ static void handle_unflush(handle *h)
 
 typedef enum { USE, CHANGE, EMPTY } intent;   /* EMPTY: a change to size 0 */
 
-/* Point h's fd at the file open as `from` (its own access mode). */
-static int reopen_onto(handle *h, int from)
+/* Point h's fd at the file at path, opened in h's own access mode. */
+static int reopen_at(handle *h, const char *path)
 {
-    char link[64];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", from);
-    int fd = open(link, (h->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECT)) |
+    int fd = open(path, (h->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECT)) |
                         O_CLOEXEC);
     if (fd < 0) return -errno;
     /* The fd number stays: dup2 swaps the file under it in one step. */
     int rc = dup2(fd, h->fd) < 0 ? -errno : 0;
     close(fd);
     return rc;
+}
+
+/* The same for the file open as `from` (its /proc link works for a file
+ * no longer at any path). */
+static int reopen_onto(handle *h, int from)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", from);
+    return reopen_at(h, link);
 }
 
 /* An unlinked file (or one replaced by a rename): no path sees its inode,
@@ -220,13 +227,7 @@ static int fix_handle(chutefs *fs, handle *h, intent why)
     ofiles_unlock(fs->open);
     if (fstat(h->fd, &hb) != 0) return -errno;
     if (hb.st_ino == pb.st_ino) return 0;
-    /* The fd number stays: dup2 swaps the file under it in one step. */
-    int fd = open(path, (h->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECT)) |
-                        O_CLOEXEC);
-    if (fd < 0) return -errno;
-    rc = dup2(fd, h->fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
+    return reopen_at(h, path);
 }
 
 /* Make h fit for use (why: how) and return with the content lock held
