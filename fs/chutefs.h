@@ -21,6 +21,7 @@ typedef struct peers peers;
 typedef struct ofiles ofiles;
 typedef struct uploader uploader;
 typedef struct downloader downloader;
+typedef struct resealer resealer;
 typedef struct growing_table growing_table;
 
 typedef struct {
@@ -41,6 +42,7 @@ typedef struct {
     growing_table *growing;   /* files sent while written (fs/growing.h) */
     relay_reach reach;        /* does the relay answer? both workers report */
     downloader *dl;           /* the background downloader (fs/downloader.h) */
+    resealer *reseal;         /* closed files owed a seal (fs/reseal.h) */
 } chutefs;
 
 /* The context of the running mount (fuse_get_context()->private_data). */

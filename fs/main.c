@@ -28,6 +28,7 @@
 #include "peers.h"
 #include "growing.h"
 #include "ofiles.h"
+#include "reseal.h"
 #include "uploader.h"
 
 typedef struct {
@@ -302,6 +303,7 @@ int main(int argc, char *argv[])
     else
         daemon_ready(notify, rc);
     uploader_stop(fs->up);   /* started by the init op once the mount was up */
+    resealer_stop(fs->reseal);
     close_all(fs);
     free(fs);
     free(o.home);

@@ -38,6 +38,8 @@ typedef struct ofile {
     bool write_failed;   /* a write failed (a full disk): the content is not
                             what was written, so it is not sealed until it
                             is truncated to 0 and written anew */
+    bool unsealed;       /* bears the not-queued mark (staging.h): cleared
+                            before the first change through a handle */
     bool unlinked;
     int orphan_fd;       /* unlinked: the private copy its handles moved to
                             before a change (a queued item still links the

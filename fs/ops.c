@@ -16,6 +16,7 @@
 #include "inbox.h"
 #include "outbox.h"
 #include "peers.h"
+#include "reseal.h"
 #include "route.h"
 #include "statusfile.h"
 #include "uploader.h"
@@ -31,6 +32,7 @@ int chutefs_errno(chute_status st)
     case CHUTE_ERR_EXISTS: return -EEXIST;
     case CHUTE_ERR_ARG: return -EINVAL;
     case CHUTE_ERR_LIMIT: return -ENAMETOOLONG;
+    case CHUTE_ERR_FULL: return -ENOSPC;
     default: return -EIO;
     }
 }
@@ -376,6 +378,9 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
      * their I/O themselves, so the mount never waits for them. */
     if (uploader_start(fs, &fs->up) != CHUTE_OK)
         fprintf(stderr, "chutefs: cannot start the uploader; files stay queued\n");
+    if (resealer_start(fs, &fs->reseal) != CHUTE_OK)
+        fprintf(stderr, "chutefs: cannot start the resealer; a file not queued at its "
+                "close waits for the next mount\n");
     return fs;
 }
 

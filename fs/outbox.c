@@ -19,6 +19,7 @@
 #include "meta.h"
 #include "names.h"
 #include "report.h"
+#include "reseal.h"
 #include "seal.h"
 #include "staging.h"
 
@@ -146,6 +147,39 @@ static void handle_unflush(handle *h)
     if (!h->flushed) return;
     h->flushed = false;
     h->of->writers_flushed--;
+}
+
+/* With the ofiles lock held, before h changes its file: a file marked as
+ * owed a seal (staging.h) is not what was closed any more; its next close
+ * seals it. Under the lock, so the mark never outlives a first change. */
+static void unmark_before_change(handle *h)
+{
+    if (!h->of->unsealed) return;
+    staging_clear_unsealed(h->fd);
+    h->of->unsealed = false;
+}
+
+/* A seal's failure as close(2), truncate(2) or rename(2) tell it. */
+static int seal_errno(chute_status st)
+{
+    return st == CHUTE_OK ? 0 : st == CHUTE_ERR_FULL ? -ENOSPC : -EIO;
+}
+
+/* A closed file the queue could not take (seal_failure_passes): while a
+ * handle has it open, its next close tries again; once none has, it is
+ * marked and sealed again later (reseal.h). The mark is set under the
+ * lock an open checks it under. */
+static void not_queued(chutefs *fs, const char *peer, const char *rel, chute_status why)
+{
+    char path[PATH_MAX];
+    if (!seal_failure_passes(why) || staging_path(fs, peer, rel, path, sizeof path)) return;
+    ofiles_lock(fs->open);
+    ofile *of = ofiles_find(fs->open, peer, rel);
+    bool marked = false;
+    if (of) of->dirty = true;
+    else marked = staging_mark_unsealed_at(path);
+    ofiles_unlock(fs->open);
+    if (marked) resealer_note(fs->reseal, peer, rel, why);
 }
 
 /* ---- copy-on-write ----------------------------------------------------
@@ -355,7 +389,13 @@ static int open_handle(chutefs *fs, const char *peer, const char *rel, int flags
          * and an emptying on two handles leave the two in agreement. */
         if (h->of && trunc) {   /* written anew */
             h->of->write_failed = false;
-            if (!created) staging_clear_cut(h->fd);   /* a new file has no mark */
+            h->of->unsealed = false;
+            if (!created) {   /* a new file has no marks */
+                staging_clear_cut(h->fd);
+                staging_clear_unsealed(h->fd);
+            }
+        } else if (h->of && writable(flags) && !created && staging_is_unsealed(h->fd)) {
+            h->of->unsealed = true;   /* under the lock, as it is set (not_queued) */
         }
         if (h->of && cut) h->of->write_failed = true;
         if (h->of && h->of->opens == 1) {   /* appends from here on may go early */
@@ -417,6 +457,7 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
      * other write ends that. */
     ofiles_lock(fs->open);
     handle_unflush(h);   /* written through after a close of a dup of it */
+    unmark_before_change(h);
     bool append = of->appending && (uint64_t)off == of->append_end && !of->writes_in_flight;
     growing *stopped = append ? NULL : stop_growing(of);
     if (append) of->writes_in_flight++;
@@ -463,6 +504,9 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
         handle *h = (handle *)(uintptr_t)fi->fh;
         int rc = handle_begin(fs, h, size == 0 ? EMPTY : CHANGE);
         if (rc) return rc;
+        ofiles_lock(fs->open);
+        unmark_before_change(h);
+        ofiles_unlock(fs->open);
         rc = ftruncate(h->fd, size) == 0 ? 0 : -errno;
         pid_t who = caller_process();
         ofiles_lock(fs->open);
@@ -505,7 +549,9 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
     ofiles_content_unlock(fs->open);
     seal_grow_cancel(fs, stopped);
     if (rc || of || !sendable(rel) || staging_is_cut_at(path)) return rc;
-    return seal_file(fs, peer, rel) == CHUTE_OK ? 0 : -EIO;
+    chute_status st = seal_file(fs, peer, rel);
+    not_queued(fs, peer, rel, st);
+    return seal_errno(st);
 }
 
 /* Seal if this is the last handle and the file changed. Called from flush
@@ -517,8 +563,9 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
  * the first one before writing a byte, and that close would have sent an
  * empty file first (delivered as "file" and the real one as "file (2)"
  * if it got there before the rest was written). */
-static int maybe_seal(chutefs *fs, handle *h, bool at_flush)
+static int maybe_seal(chutefs *fs, handle *h, bool at_flush, chute_status *why)
 {
+    *why = CHUTE_OK;
     struct stat sb;
     bool empty = at_flush && fstat(h->fd, &sb) == 0 && sb.st_size == 0;
     pid_t closer = at_flush ? caller_process() : 0;
@@ -571,9 +618,9 @@ static int maybe_seal(chutefs *fs, handle *h, bool at_flush)
         seal_grow_cancel(fs, g);
         return 0;
     }
-    int rc = 0;
-    if (!peer || !rel) { rc = -ENOMEM; seal_grow_cancel(fs, g); }
-    else if (seal_file_grown(fs, peer, rel, g, size) != CHUTE_OK) rc = -EIO;
+    if (!peer || !rel) { *why = CHUTE_ERR_NOMEM; seal_grow_cancel(fs, g); }
+    else *why = seal_file_grown(fs, peer, rel, g, size);
+    int rc = seal_errno(*why);
     if (rc) {   /* not queued: the next close tries again, unless a failed
                  * fsync marked the file (seal.c): then it stays local */
         bool cut = staging_is_cut(h->fd);
@@ -590,7 +637,8 @@ static int maybe_seal(chutefs *fs, handle *h, bool at_flush)
 int outbox_flush(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
-    return maybe_seal(fs, h, true);
+    chute_status why;
+    return maybe_seal(fs, h, true, &why);
 }
 
 /* After the last close of a file whose item was delivered meanwhile: it
@@ -624,8 +672,10 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
     if (writable(h->flags)) h->of->writers_releasing++;
     ofiles_note_release(fs->open);   /* a flush may be waiting for it */
     ofiles_unlock(fs->open);
-    if (maybe_seal(fs, h, false) != 0)
-        fprintf(stderr, "chutefs: a file could not be queued at its last close\n");
+    chute_status why;
+    if (maybe_seal(fs, h, false, &why) != 0)
+        fprintf(stderr, "chutefs: a file could not be queued at its last close: %s\n",
+                chute_strstatus(why));
     close(h->fd);
     ofiles_lock(fs->open);
     if (writable(h->flags)) {
@@ -635,12 +685,16 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
     ofile *of = h->of;
     bool gone = of->opens == 1 && of->delivered && !of->unlinked && !of->dirty &&
                 !of->write_failed;
+    /* Its seal failed, and this was the last handle: owed a seal now. */
+    bool owed = why && of->opens == 1 && !of->unlinked;
     struct stat sent = { .st_dev = of->delivered_dev, .st_ino = of->delivered_ino };
-    char *peer = gone ? strdup(of->peer) : NULL, *rel = gone ? strdup(of->path) : NULL;
+    char *peer = gone || owed ? strdup(of->peer) : NULL;
+    char *rel = gone || owed ? strdup(of->path) : NULL;
     ofiles_release(fs->open, of);
     ofiles_unlock(fs->open);
     free(h);
-    if (peer && rel) drop_delivered(fs, peer, rel, &sent);
+    if (peer && rel && gone) drop_delivered(fs, peer, rel, &sent);
+    if (peer && rel && owed) not_queued(fs, peer, rel, why);
     free(peer);
     free(rel);
     return 0;
@@ -684,6 +738,7 @@ int outbox_unlink(chutefs *fs, const char *peer, const char *rel)
     ofiles_content_unlock(fs->open);
     seal_grow_cancel(fs, stopped);
     if (rc) return rc;
+    resealer_forget(fs->reseal, peer, rel);
     /* Deleting before delivery cancels the send; the uploader deletes the
      * relay copy of a cancelled item that got that far. */
     seal_cancel(fs, peer, rel);
@@ -715,6 +770,7 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
         ofiles_content_unlock(fs->open);
         return rc;
     }
+    resealer_move(fs->reseal, peer, from, to);
     if (S_ISDIR(sb.st_mode)) {
         /* The local view moves; items keep the name they were sealed with. */
         ofiles_lock(fs->open);
@@ -750,7 +806,9 @@ int outbox_rename(chutefs *fs, const char *peer, const char *from, const char *t
     if (staging_is_cut_at(dst)) return 0;
     /* The send happens now: "x.part" → "x", or a queued file renamed
      * (a new item under the new name; one at the target is replaced). */
-    return seal_file(fs, peer, to) == CHUTE_OK ? 0 : -EIO;
+    chute_status st = seal_file(fs, peer, to);
+    not_queued(fs, peer, to, st);
+    return seal_errno(st);
 }
 
 /* After chmod/utimens: a closed, queued file carries the change in its
@@ -817,6 +875,10 @@ static int state_of(chutefs *fs, const char *peer, const char *rel, char *out, s
         snprintf(out, cap, "write failed");   /* stays local until emptied */
         return 0;
     }
+    if (!writing && staging_is_unsealed_at(path)) {
+        snprintf(out, cap, "not queued");     /* closed; its seal is retried */
+        return 0;
+    }
     queue_item *it = malloc(sizeof *it);
     if (!it) return -ENOMEM;
     char buf[32];
@@ -831,12 +893,19 @@ static int state_of(chutefs *fs, const char *peer, const char *rel, char *out, s
     return 0;
 }
 
-/* The active item's last error ("" if none) — why a file stays queued. */
+/* The active item's last error ("" if none) — why a file stays queued —
+ * or why a file closed whole is not queued yet. */
 static int error_of(chutefs *fs, const char *peer, const char *rel, char *out, size_t cap)
 {
+    STAGE(fs, peer, rel, path);
+    out[0] = '\0';
+    if (staging_is_unsealed_at(path)) {
+        if (!resealer_error(fs->reseal, peer, rel, out, cap))
+            snprintf(out, cap, "not queued yet");
+        return 0;
+    }
     queue_item *it = malloc(sizeof *it);
     if (!it) return -ENOMEM;
-    out[0] = '\0';
     if (queue_find_active(fs->q, peer, rel, it) == CHUTE_OK)
         snprintf(out, cap, "%s", it->last_error);
     free(it);

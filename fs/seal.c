@@ -92,7 +92,7 @@ static chute_status make_age(const devstate_peer *p, queue_age *age,
 static chute_status presync(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return CHUTE_ERR_IO;
+    if (fd < 0) return errno == ENOENT ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_IO;
     chute_status st = staging_is_cut(fd) ? CHUTE_ERR_REFUSED : CHUTE_OK;
     if (!st && fsync(fd) != 0) {
         staging_mark_cut(fd);
@@ -107,7 +107,7 @@ static chute_status presync(const char *path)
  * on, writes to the staging path go to a copy (copy-on-write, outbox.c),
  * so the item's plaintext never changes. */
 static chute_status link_plain(chutefs *fs, const char *path, const char *id,
-                               struct stat *sb)
+                               bool marked_only, struct stat *sb)
 {
     char plain[PATH_MAX];
     if (sealed_path(fs, id, ".plain", plain, sizeof plain)) return CHUTE_ERR_ARG;
@@ -120,8 +120,11 @@ static chute_status link_plain(chutefs *fs, const char *path, const char *id,
     chute_status st = fd >= 0 && fstat(fd, sb) == 0 ? CHUTE_OK : CHUTE_ERR_IO;
     if (!st && !S_ISREG(sb->st_mode)) st = CHUTE_ERR_ARG;
     if (!st && staging_is_cut(fd)) st = CHUTE_ERR_REFUSED;   /* since presync */
+    /* A retry seals only what is still as it was closed (staging.h). */
+    if (!st && marked_only && !staging_is_unsealed(fd)) st = CHUTE_ERR_NOT_FOUND;
     if (!st && writable) (void)prealloc_trim(fd);   /* advice: keeps its times */
-    if (!st && link(path, plain) != 0) st = CHUTE_ERR_IO;
+    if (!st && link(path, plain) != 0)
+        st = errno == ENOSPC || errno == EDQUOT ? CHUTE_ERR_FULL : CHUTE_ERR_IO;
     ofiles_content_unlock(fs->open);
     if (!st) {
         if (fsync(fd) != 0) {
@@ -136,7 +139,8 @@ static chute_status link_plain(chutefs *fs, const char *path, const char *id,
     return st;
 }
 
-chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
+static chute_status seal_at(chutefs *fs, const char *peer, const char *rel,
+                            bool marked_only)
 {
     char path[PATH_MAX];
     if (staging_path(fs, peer, rel, path, sizeof path)) return CHUTE_ERR_ARG;
@@ -155,7 +159,7 @@ chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
     pthread_mutex_lock(&fs->seal_mu);
     struct stat sb;
     bool linked = false;
-    if (!st) st = link_plain(fs, path, it->id, &sb);
+    if (!st) st = link_plain(fs, path, it->id, marked_only, &sb);
     if (!st) linked = true;
     chute_meta m;
     char replaced[QUEUE_ID_LEN + 1] = "";
@@ -174,6 +178,11 @@ chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
     }
     if (st && linked) sealed_unlink(fs, it->id);
     if (replaced[0]) sealed_unlink(fs, replaced);
+    char plain[PATH_MAX];
+    /* Queued: no longer owed a seal. Through the item's link, the inode
+     * sealed, whatever is at the path by now. */
+    if (!st && sealed_path(fs, it->id, ".plain", plain, sizeof plain) == 0)
+        staging_clear_unsealed_at(plain);
     pthread_mutex_unlock(&fs->seal_mu);
     if (!st) uploader_wake(fs->up);   /* durably queued: send it now */
     queue_age_wipe(age);
@@ -182,6 +191,22 @@ chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
     free(it);
     free(age);
     return st;
+}
+
+chute_status seal_file(chutefs *fs, const char *peer, const char *rel)
+{
+    return seal_at(fs, peer, rel, false);
+}
+
+chute_status seal_file_marked(chutefs *fs, const char *peer, const char *rel)
+{
+    return seal_at(fs, peer, rel, true);
+}
+
+bool seal_failure_passes(chute_status st)
+{
+    return st == CHUTE_ERR_NOMEM || st == CHUTE_ERR_IO || st == CHUTE_ERR_DB ||
+           st == CHUTE_ERR_FULL;
 }
 
 chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel)
@@ -279,7 +304,7 @@ static chute_status seal_grown(chutefs *fs, const char *peer, const char *rel,
     bool linked = false;
     char replaced[QUEUE_ID_LEN + 1] = "";
     pthread_mutex_lock(&fs->seal_mu);
-    if (!st) st = link_plain(fs, path, it->id, &sb);
+    if (!st) st = link_plain(fs, path, it->id, false, &sb);
     if (!st) linked = true;
     if (!st && (fstat(growing_fd(g), &gb) != 0 || gb.st_ino != sb.st_ino ||
                 gb.st_dev != sb.st_dev || (uint64_t)sb.st_size != size))

@@ -6,7 +6,8 @@
  * under the link key, insert the queue row with the header, nonce and key
  * (synchronous=FULL), which replaces an active item at the same path. The
  * uploader encrypts as it sends (lib/age_source.h). When it returns
- * CHUTE_OK the file is durably queued: close() may return 0.
+ * CHUTE_OK the file is durably queued: close() may return 0. A file
+ * that was marked as owed a seal (staging.h) is no longer.
  *
  * seal_refresh_attrs: after chmod/utimens of a queued file, re-seal the
  * meta with the new mode and mtime if the upload has not begun. */
@@ -17,6 +18,16 @@
 #include "growing.h"
 
 chute_status seal_file(chutefs *fs, const char *peer, const char *rel);
+
+/* seal_file for a retry (fs/reseal.h): CHUTE_ERR_NOT_FOUND unless the file
+ * at the path still bears the not-queued mark (staging.h), checked under
+ * the content lock, so a file changed since its close is never sealed
+ * half rewritten. */
+chute_status seal_file_marked(chutefs *fs, const char *peer, const char *rel);
+
+/* Is a seal's failure one that a retry may get past (a full disk, a failed
+ * write or allocation), not a refusal (a cut file, an unpaired peer)? */
+bool seal_failure_passes(chute_status st);
 
 /* Sending while written (fs/growing.h). seal_grow_start: peer/rel has
  * grown to `size` bytes by appends: fix its age parts, queue a growing row

@@ -40,38 +40,52 @@ void sealed_unlink(chutefs *fs, const char *id)
 }
 
 #define CUT_XATTR "user.chute.cut"
+#define UNSEALED_XATTR "user.chute.unsealed"
+
+static bool mark_set(int fd, const char *path, const char *name)
+{
+    return (fd >= 0 ? fsetxattr(fd, name, "1", 1, 0) : lsetxattr(path, name, "1", 1, 0)) == 0;
+}
+
+static bool mark_has(int fd, const char *path, const char *name)
+{
+    char v;
+    return (fd >= 0 ? fgetxattr(fd, name, &v, sizeof v) : lgetxattr(path, name, &v, sizeof v)) >= 0;
+}
+
+static void mark_clear(int fd, const char *path, const char *name, const char *what)
+{
+    int rc = fd >= 0 ? fremovexattr(fd, name) : lremovexattr(path, name);
+    if (rc != 0 && errno != ENODATA && errno != ENOTSUP && errno != ENOENT)
+        fprintf(stderr, "chutefs: cannot clear a file's %s mark: %s\n", what, strerror(errno));
+}
 
 void staging_mark_cut(int fd)
 {
-    if (fsetxattr(fd, CUT_XATTR, "1", 1, 0) != 0)
+    if (!mark_set(fd, NULL, CUT_XATTR))
         fprintf(stderr, "chutefs: cannot mark a file whose write failed: %s "
                 "(it is kept from being sent only while it is open)\n", strerror(errno));
 }
 
-bool staging_is_cut(int fd)
+bool staging_is_cut(int fd) { return mark_has(fd, NULL, CUT_XATTR); }
+bool staging_is_cut_at(const char *path) { return mark_has(-1, path, CUT_XATTR); }
+void staging_clear_cut(int fd) { mark_clear(fd, NULL, CUT_XATTR, "write-failed"); }
+void staging_clear_cut_at(const char *path) { mark_clear(-1, path, CUT_XATTR, "write-failed"); }
+
+bool staging_mark_unsealed_at(const char *path)
 {
-    char v;
-    return fgetxattr(fd, CUT_XATTR, &v, sizeof v) >= 0;
+    if (mark_set(-1, path, UNSEALED_XATTR)) return true;
+    fprintf(stderr, "chutefs: cannot mark a file that could not be queued: %s "
+            "(its next close tries again)\n", strerror(errno));
+    return false;
 }
 
-bool staging_is_cut_at(const char *path)
+bool staging_is_unsealed(int fd) { return mark_has(fd, NULL, UNSEALED_XATTR); }
+bool staging_is_unsealed_at(const char *path) { return mark_has(-1, path, UNSEALED_XATTR); }
+void staging_clear_unsealed(int fd) { mark_clear(fd, NULL, UNSEALED_XATTR, "not-queued"); }
+void staging_clear_unsealed_at(const char *path)
 {
-    char v;
-    return lgetxattr(path, CUT_XATTR, &v, sizeof v) >= 0;
-}
-
-void staging_clear_cut(int fd)
-{
-    if (fremovexattr(fd, CUT_XATTR) != 0 && errno != ENODATA && errno != ENOTSUP)
-        fprintf(stderr, "chutefs: cannot clear a file's write-failed mark: %s\n",
-                strerror(errno));
-}
-
-void staging_clear_cut_at(const char *path)
-{
-    if (lremovexattr(path, CUT_XATTR) != 0 && errno != ENODATA && errno != ENOTSUP)
-        fprintf(stderr, "chutefs: cannot clear a file's write-failed mark: %s\n",
-                strerror(errno));
+    mark_clear(-1, path, UNSEALED_XATTR, "not-queued");
 }
 
 /* Copy all of src into dst: in the kernel where it can, else by hand. */

@@ -50,6 +50,19 @@ bool staging_is_cut_at(const char *path);
 void staging_clear_cut(int fd);
 void staging_clear_cut_at(const char *path);
 
+/* A staging file closed whole whose seal failed (a full disk under the
+ * queue): the mark says its content is complete and owed a seal, so it is
+ * sealed again later, after a remount too (fs/reseal.h). Set only while no
+ * handle has the file open; cleared before the first change through a
+ * handle (the next close seals that), and by a seal (on the .plain link,
+ * the same inode). staging_mark_unsealed_at: false (said on stderr) if the
+ * filesystem refused the mark. */
+bool staging_mark_unsealed_at(const char *path);
+bool staging_is_unsealed(int fd);
+bool staging_is_unsealed_at(const char *path);
+void staging_clear_unsealed(int fd);
+void staging_clear_unsealed_at(const char *path);
+
 /* fsync a folder so a rename or create in it is durable. */
 int fsync_dir(const char *dir);
 

@@ -10,29 +10,33 @@
 #include <unistd.h>
 
 #include "downloader.h"
-#include "reach.h"
 #include "handle.h"
+#include "reach.h"
 #include "report.h"
+#include "reseal.h"
 
-/* report_text, plus what only the running mount knows: why downloads fail
- * now, and items on the relay from senders that are no current peer's
- * (left there, not acked). */
+/* report_text, plus what only the running mount knows: files closed but
+ * not queued (reseal.h), why downloads fail now, and items on the relay
+ * from senders that are no current peer's (left there, not acked). */
 static chute_status status_text(chutefs *fs, char **out)
 {
     char relay_buf[RELAY_REACH_ERROR_MAX + 64];
     chute_status s = report_text(fs->q, fs->c,
                                  relay_reach_text(&fs->reach, relay_buf, sizeof relay_buf), out);
     if (s) return s;
+    char *unqueued = NULL;
+    if ((s = resealer_text(fs->reseal, &unqueued))) { free(*out); *out = NULL; return s; }
     char failing[192];
     downloader_failing(fs->dl, failing, sizeof failing);
     unsigned long n = downloader_unclaimed(fs->dl);
-    if (!failing[0] && !n) return CHUTE_OK;
+    if (!failing[0] && !n && !unqueued[0]) { free(unqueued); return CHUTE_OK; }
     char fail_line[sizeof failing + 16] = "", unclaimed_line[96] = "", *more = NULL;
     if (failing[0]) snprintf(fail_line, sizeof fail_line, "receiving: %s\n", failing);
     if (n)
         snprintf(unclaimed_line, sizeof unclaimed_line,
                  "unclaimed: %lu (from no current peer; left on the relay)\n", n);
-    if (asprintf(&more, "%s%s%s", *out, fail_line, unclaimed_line) < 0) more = NULL;
+    if (asprintf(&more, "%s%s%s%s", *out, fail_line, unclaimed_line, unqueued) < 0) more = NULL;
+    free(unqueued);
     free(*out);
     *out = more;
     return more ? CHUTE_OK : CHUTE_ERR_NOMEM;

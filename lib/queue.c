@@ -288,6 +288,8 @@ chute_status queue_insert(queue *q, const queue_item *it, const queue_age *age,
         if (!it->growing) st = replace_at_path(q, it->peer, it->path, NULL, replaced);
         if (!st) st = insert_row(q, it, age);
         if (!st) st = db_exec(q->db, "COMMIT");
+        /* A full disk is worth telling apart: close(2) says ENOSPC. */
+        if (st == CHUTE_ERR_DB && sqlite3_errcode(q->db) == SQLITE_FULL) st = CHUTE_ERR_FULL;
         if (st) { db_exec(q->db, "ROLLBACK"); if (replaced) replaced[0] = '\0'; }
     }
     UNLOCK(q);

@@ -98,7 +98,8 @@ const char *queue_state_name(queue_state s);
 
 /* Insert a new item in state queued; id, peer, path, sizes, attributes,
  * header_mac and meta must be filled in, and age says how it is encrypted
- * (NULL: a finished blob sealed/<id>.age). CHUTE_ERR_EXISTS on a used id.
+ * (NULL: a finished blob sealed/<id>.age). CHUTE_ERR_EXISTS on a used id,
+ * CHUTE_ERR_FULL if the database could not grow (a full disk).
  * There is at most one active item per peer and path: an active item
  * already there is cancelled in the same transaction (a newer file
  * replaces a queued one) and its id written to replaced (may be NULL;

@@ -23,6 +23,7 @@ const char *chute_strstatus(chute_status st)
     case CHUTE_ERR_REFUSED:     return "refused";
     case CHUTE_ERR_DB:          return "database error";
     case CHUTE_ERR_LIMIT:       return "limit exceeded";
+    case CHUTE_ERR_FULL:        return "no space left on the device";
     case CHUTE_STATUS_COUNT:    break;
     }
     return "unknown status";

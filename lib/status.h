@@ -26,6 +26,7 @@ typedef enum {
     CHUTE_ERR_REFUSED,      /* the other side said no */
     CHUTE_ERR_DB,           /* SQLite reported an error */
     CHUTE_ERR_LIMIT,        /* a size or count limit was hit */
+    CHUTE_ERR_FULL,         /* the disk (or a database on it) is full */
     CHUTE_STATUS_COUNT
 } chute_status;
 

@@ -15,6 +15,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -1000,6 +1001,115 @@ def test_rsync_partial_after_a_full_disk_sends_nothing_cut(small_chute, tmp_path
         f.write(data)
     assert c.active_paths() == ["movie2.mkv"]
     assert c.decrypt(c.item("movie2.mkv")["id"]) == data
+
+
+def fill_disk(path):
+    """A ballast file at path that takes the last free byte of its disk."""
+    with open(path, "wb", buffering=0) as f:
+        for size in (1 << 20, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+
+
+def close_on_a_full_disk(c, files):
+    """Write each of files ({name: data}) whole, then fill the disk under
+    the queue before their closes: complete files the queue cannot take."""
+    fds = [os.open(c.outbox / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+           for name in files]
+    for fd, data in zip(fds, files.values()):
+        os.write(fd, data)
+    fill_disk(c.home / "ballast")
+    for fd in fds:
+        with pytest.raises(OSError) as e:
+            os.close(fd)
+        assert e.value.errno == errno.ENOSPC
+    # marked at the release, which the kernel sends after close returned
+    for name in files:
+        wait_until(lambda: os.getxattr(c.outbox / name, "user.chute.state") == b"not queued",
+                   what=f"{name} marked not queued")
+
+
+def test_a_file_the_full_queue_refused_is_queued_once_room_returns(small_chute):
+    c = small_chute
+    data = os.urandom(100_000)
+    close_on_a_full_disk(c, {"photo.jpg": data})
+    # it stays, says why, and the status lists it: not silently "writing"
+    assert (c.outbox / "photo.jpg").read_bytes() == data
+    assert os.getxattr(c.outbox / "photo.jpg", "user.chute.state") == b"not queued"
+    assert b"no space left" in os.getxattr(c.outbox / "photo.jpg", "user.chute.error")
+    status = c.status()
+    assert "not queued" in status and "home/photo.jpg\tnot queued\t100000 bytes" in status
+    assert c.active() == []
+    # room again: no close, no touch, it goes by itself
+    (c.home / "ballast").unlink()
+    wait_until(lambda: c.active_paths() == ["photo.jpg"], timeout=15, what="the retried seal")
+    assert c.decrypt(c.item("photo.jpg")["id"]) == data
+    assert os.getxattr(c.outbox / "photo.jpg", "user.chute.state") == b"queued"
+    assert "not queued" not in c.status()
+
+
+def test_a_refused_file_moved_or_deleted_is_retried_as_it_is_now(small_chute):
+    c = small_chute
+    (c.outbox / "trip").mkdir()
+    data = os.urandom(40_000)
+    close_on_a_full_disk(c, {"trip/day1.jpg": data, "gone.txt": b"x" * 1000})
+    os.rename(c.outbox / "trip", c.outbox / "holiday")
+    os.unlink(c.outbox / "gone.txt")
+    status = c.status()
+    assert "home/holiday/day1.jpg\tnot queued" in status
+    assert "trip/" not in status and "gone.txt" not in status
+    (c.home / "ballast").unlink()
+    wait_until(lambda: c.active_paths() == ["holiday/day1.jpg"], timeout=15,
+               what="the retried seal under the new name")
+    assert c.decrypt(c.item("holiday/day1.jpg")["id"]) == data
+
+
+def test_a_file_the_full_queue_refused_is_queued_after_a_remount(tmp_path):
+    with small_tmpfs(tmp_path / "state", "8m"):
+        c = Chute(tmp_path)
+        c.mount()
+        try:
+            data = os.urandom(50_000)
+            close_on_a_full_disk(c, {"notes.txt": data})
+        finally:
+            c.unmount()
+        (c.home / "ballast").unlink()
+        with mounted(c):
+            wait_until(lambda: c.active_paths() == ["notes.txt"], timeout=15,
+                       what="the seal the earlier mount owed")
+            assert c.decrypt(c.item("notes.txt")["id"]) == data
+
+
+def test_a_refused_file_written_again_is_never_sealed_half_rewritten(tmp_path):
+    # After the failed close, a program rewrites the file in place and the
+    # mount is killed mid-way: the next mount must not send that mix.
+    with small_tmpfs(tmp_path / "state", "8m"):
+        c = Chute(tmp_path)
+        c.mount()
+        try:
+            close_on_a_full_disk(c, {"half.bin": os.urandom(60_000),
+                                     "whole.bin": os.urandom(60_000)})
+            fd = os.open(c.outbox / "half.bin", os.O_WRONLY)
+            os.pwrite(fd, b"new bytes, not all of them", 0)   # in place: no new room needed
+            c.kill9()
+            with pytest.raises(OSError):
+                os.close(fd)                # the mount is gone
+        finally:
+            c.unmount()
+        (c.home / "ballast").unlink()
+        with mounted(c):
+            # whole.bin shows the retries ran; half.bin was changed since its close
+            wait_until(lambda: "whole.bin" in c.active_paths(), timeout=15, what="the retry")
+            time.sleep(0.5)
+            assert c.active_paths() == ["whole.bin"]
+            assert os.getxattr(c.outbox / "half.bin", "user.chute.state") == b"writing"
+            # and a close of it sends it whole, as written
+            with open(c.outbox / "half.bin", "r+b") as f:
+                f.write(b"done")
+            wait_until(lambda: "half.bin" in c.active_paths(), timeout=5, what="the close")
 
 
 def test_a_reader_open_does_not_hold_up_the_writers_seal(chute):
