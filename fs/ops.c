@@ -280,6 +280,14 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
     return H(fi)->kind == H_OUTBOX ? outbox_fsync(chutefs_get(), datasync, fi) : 0;
 }
 
+static int op_fallocate(const char *path, int mode, off_t off, off_t len,
+                        struct fuse_file_info *fi)
+{
+    (void)path;
+    if (H(fi)->kind != H_OUTBOX) return -EBADF;   /* inbox and status: read-only */
+    return outbox_fallocate(chutefs_get(), mode, off, len, fi);
+}
+
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
     if (removed_but_open(path, fi))
@@ -403,6 +411,7 @@ const struct fuse_operations chutefs_ops = {
     .release = op_release,
     .fsync = op_fsync,
     .truncate = op_truncate,
+    .fallocate = op_fallocate,
     .chmod = op_chmod,
     .chown = op_chown,
     .utimens = op_utimens,

@@ -634,6 +634,34 @@ static int maybe_seal(chutefs *fs, handle *h, bool at_flush, chute_status *why)
     return rc;
 }
 
+int outbox_fallocate(chutefs *fs, int mode, off_t off, off_t len, struct fuse_file_info *fi)
+{
+    handle *h = (handle *)(uintptr_t)fi->fh;
+    /* Reserving blocks only (KEEP_SIZE) leaves the bytes as they are;
+     * anything else (growing, punching, zeroing, shifting) changes them. */
+    bool change = mode != FALLOC_FL_KEEP_SIZE;
+    pid_t who = caller_process();
+    int rc = handle_begin(fs, h, change ? CHANGE : USE);
+    if (rc) return rc;
+    ofiles_lock(fs->open);
+    if (change) {
+        handle_unflush(h);
+        unmark_before_change(h);
+    }
+    growing *stopped = change ? stop_growing(h->of) : NULL;
+    ofiles_unlock(fs->open);
+    rc = fallocate(h->fd, mode, off, len) == 0 ? 0 : -errno;
+    if (!rc && change) {
+        ofiles_lock(fs->open);
+        h->of->dirty = true;
+        h->of->changer = who;
+        ofiles_unlock(fs->open);
+    }
+    ofiles_content_unlock(fs->open);
+    seal_grow_cancel(fs, stopped);
+    return rc;
+}
+
 int outbox_flush(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;

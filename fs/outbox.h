@@ -29,6 +29,9 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
                  struct fuse_file_info *fi);
 int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
                     struct fuse_file_info *fi);
+/* fallocate(2) through an open handle, passed to the staging file: a
+ * change (sealed at close) unless it only reserves blocks (KEEP_SIZE). */
+int outbox_fallocate(chutefs *fs, int mode, off_t off, off_t len, struct fuse_file_info *fi);
 int outbox_flush(chutefs *fs, struct fuse_file_info *fi);
 int outbox_release(chutefs *fs, struct fuse_file_info *fi);
 int outbox_fsync(chutefs *fs, int datasync, struct fuse_file_info *fi);

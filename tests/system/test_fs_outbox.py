@@ -1003,6 +1003,36 @@ def test_rsync_partial_after_a_full_disk_sends_nothing_cut(small_chute, tmp_path
     assert c.decrypt(c.item("movie2.mkv")["id"]) == data
 
 
+def test_fallocate_reserves_and_changes_like_a_local_file(chute, tmp_path):
+    # Downloaders and torrent clients reserve a file's size first; without
+    # fallocate, glibc's posix_fallocate falls back to a write per block.
+    run("fallocate", "-l", "1M", chute.outbox / "reserved.bin")
+    assert os.path.getsize(chute.outbox / "reserved.bin") == 1 << 20
+    assert chute.decrypt(chute.item("reserved.bin")["id"]) == b"\0" * (1 << 20)
+    # a hole punched in a queued file changes a new item, never the queued one
+    data = os.urandom(3 * 4096)
+    (chute.outbox / "holey.bin").write_bytes(data)
+    first = chute.item("holey.bin")["id"]
+    run("fallocate", "--punch-hole", "--offset", "4096", "--length", "4096",
+        chute.outbox / "holey.bin")
+    punched = data[:4096] + b"\0" * 4096 + data[8192:]
+    assert (chute.outbox / "holey.bin").read_bytes() == punched
+    assert chute.decrypt(chute.item("holey.bin")["id"]) == punched
+    assert chute.item("holey.bin")["id"] != first
+    # only reserving room past the end (KEEP_SIZE) changes no byte: nothing new to send
+    before = chute.item("holey.bin")["id"]
+    run("fallocate", "--keep-size", "--offset", "0", "--length", "1M", chute.outbox / "holey.bin")
+    assert os.path.getsize(chute.outbox / "holey.bin") == len(data)
+    assert chute.item("holey.bin")["id"] == before
+    # posix_fallocate takes the same road, not glibc's write per block
+    fd = os.open(chute.outbox / "p.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, 8192)
+    finally:
+        os.close(fd)
+    assert chute.decrypt(chute.item("p.bin")["id"]) == b"\0" * 8192
+
+
 def fill_disk(path):
     """A ballast file at path that takes the last free byte of its disk."""
     with open(path, "wb", buffering=0) as f:
