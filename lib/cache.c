@@ -372,7 +372,7 @@ static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data,
  * Removing a file only dooms its data row; a thread frees the chunks in
  * small transactions on a connection of its own. Freed in the unlink
  * itself, 256 MiB took ~1 s here (SQLite reads every overflow page to
- * free it, and Debian's build zeroes each one: secure_delete), with the
+ * free it, and zeroes each one: secure_delete, chunkstore.c), with the
  * mount's connection locked all along and arrivals waiting on it.
  * A partial download's chunks are still freed in place (doomed, its row
  * would count as incoming and be resumed from), REAP_CHUNKS at a time. */

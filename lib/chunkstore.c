@@ -130,9 +130,19 @@ static chute_status open_store(const char *path, bool writer, bool shared, chunk
     /* The file's entry first: a reader waits for a lock (and says so)
      * from its very first statement, the schema's. */
     s->file = shared ? shared_acquire(path) : NULL;
-    chute_status st = db_open_signal(path, SCHEMA, DB_JOURNAL_ROLLBACK,
+    /* Removed files' bytes must not outlive their delete: secure_delete
+     * zeroes the freed pages in the file (on whatever SQLite's build says)
+     * and a TRUNCATE journal keeps none of their old contents after the
+     * commit — PERSIST kept them, plaintext, in inbox-data.db-journal. */
+    chute_status st = db_open_signal(path, SCHEMA,
+                                     /* a legacy reader's is the index: its mode */
+                                     shared ? DB_JOURNAL_TRUNCATE : DB_JOURNAL_ROLLBACK,
                                      !writer && s->file ? &s->file->reader_waiting : NULL,
                                      &s->db);
+    if (!st && db_exec(s->db, "PRAGMA secure_delete=ON") != CHUTE_OK) {
+        sqlite3_close(s->db);
+        st = CHUTE_ERR_DB;
+    }
     if (st) { shared_release(s->file); free(s); return st; }
     if (writer) {
         /* A commit of NORMAL syncs the file as FULL does (rollback
