@@ -295,6 +295,9 @@ static chute_status data_store(sqlite3 *db, int64_t data, int *store)
  * for seconds (SQLite reads each overflow page to free it, and zeroes it:
  * secure_delete), and an inbox read waiting past the busy timeout fails. */
 #define REAP_CHUNKS 64
+/* Free pages given back to the filesystem per transaction, by the reaper
+ * once nothing is doomed: 4 MiB of 16 KiB pages, as much as REAP_CHUNKS. */
+#define SHRINK_PAGES 256
 
 /* Delete at most limit (0: all) chunks of data from where it keeps them:
  * through chunks (a writer of the data file), or through db, the index,
@@ -370,7 +373,8 @@ static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data,
 
 /* ---- the reaper ---------------------------------------------------------
  * Removing a file only dooms its data row; a thread frees the chunks in
- * small transactions on a connection of its own. Freed in the unlink
+ * small transactions on a connection of its own, and then gives the pages
+ * freed back to the filesystem, as small transactions too. Freed in the unlink
  * itself, 256 MiB took ~1 s here (SQLite reads every overflow page to
  * free it, and zeroes each one: secure_delete, chunkstore.c), with the
  * mount's connection locked all along and arrivals waiting on it.
@@ -385,8 +389,22 @@ static bool is_held(const cache *c, int64_t data)
     return yes;
 }
 
+/* Nothing is doomed: give some of the pages freed back to the filesystem
+ * (chunkstore_shrink); *done once none is left. One that fails (busy with
+ * an arrival's batch, which reuses the free pages anyway; a disk too full
+ * for a first VACUUM) waits for the reaper's next pass: not retried every
+ * 2 s as a failed free is. */
+static chute_status shrink_some(chunkstore *chunks, bool *done)
+{
+    bool more = false;
+    (void)chunkstore_shrink(chunks, SHRINK_PAGES, &more);
+    *done = !more;
+    return CHUTE_OK;
+}
+
 /* Free some chunks of one doomed data row, or the row itself once it has
- * none left; *done when nothing is doomed. db: the reaper's index
+ * none left, or else some free pages (shrink_some); *done when nothing is
+ * left to do. db: the reaper's index
  * connection; chunks: its writer of the data file. */
 static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *done)
 {
@@ -402,7 +420,7 @@ static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *d
     int64_t data = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     int store = rc == SQLITE_ROW ? sqlite3_column_int(s, 1) : STORE_DATA;
     sqlite3_finalize(s);
-    if (rc == SQLITE_DONE) { *done = true; return CHUTE_OK; }
+    if (rc == SQLITE_DONE) return shrink_some(chunks, done);
     if (rc != SQLITE_ROW) return CHUTE_ERR_DB;
     bool deleted = false;
     chute_status st = delete_chunks(db, chunks, data, store, REAP_CHUNKS, &deleted);

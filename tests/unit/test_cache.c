@@ -644,14 +644,16 @@ static void test_a_removed_file_leaves_no_plaintext(void)
     free(buf);
 }
 
-/* The background reaper: bounded wait for nothing doomed and no orphans. */
+/* The background reaper: bounded wait for nothing doomed, no orphans and
+ * no free page left in the chunk file (given back: it is done). */
 static bool reaped_within(int seconds)
 {
     for (int i = 0; i < seconds * 100; i++) {
         if (sql_count("SELECT (SELECT count(*) FROM doomed) + (SELECT count(*) FROM chunks"
                       " WHERE data NOT IN (SELECT data FROM nodes WHERE data IS NOT NULL))"
                       " + (SELECT count(*) FROM data WHERE complete=1 AND id NOT IN"
-                      " (SELECT data FROM nodes WHERE data IS NOT NULL))") == 0)
+                      " (SELECT data FROM nodes WHERE data IS NOT NULL))") == 0 &&
+            sql_count("PRAGMA d.freelist_count") == 0)
             return true;
         usleep(10000);
     }
@@ -750,6 +752,102 @@ static void test_the_reaper_opens_again_after_a_failed_open(void)
     CHECK_EQ_INT(cache_remove(C, "alice", b), CHUTE_OK);
     CHECK(reaped_within(10));
     CHECK_EQ_INT(sql_count("SELECT count(*) FROM chunks"), before - 4);
+}
+
+static long long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* A removed file's pages go back to the filesystem (incremental
+ * auto_vacuum, given back by the reaper): the chunk file shrinks by about
+ * the file's size, and what stays reads as before. */
+static void test_removing_a_file_gives_its_space_back(void)
+{
+    char out[4096], keep[4096], p[160];
+    snprintf(p, sizeof p, "%s/c-data.db", dir);
+    CHECK(reaped_within(20));
+    CHECK_EQ_INT(sql_count("PRAGMA d.auto_vacuum"), 2);   /* incremental */
+    CHECK_EQ_INT(receive_random(C, "shrink-big", 8u << 20, out, sizeof out), CHUTE_OK);
+    CHECK_EQ_INT(receive_chunks("shrink-keep", 3, keep), CHUTE_OK);   /* after it, moved */
+    long long before = file_size(p);
+    CHECK_EQ_INT(cache_remove(C, "alice", out), CHUTE_OK);
+    CHECK(reaped_within(20));
+    CHECK(file_size(p) <= before - (8 << 20));
+    cache_node n;
+    uint8_t buf[3 * CACHE_CHUNK];
+    size_t got = 0;
+    CHECK_EQ_INT(cache_lookup(C, "alice", keep, &n), CHUTE_OK);
+    CHECK_EQ_INT(cache_read(C, &n, 0, buf, sizeof buf, &got), CHUTE_OK);
+    CHECK_EQ_INT(got, sizeof buf);
+    CHECK_EQ_INT(cache_remove(C, "alice", keep), CHUTE_OK);
+    CHECK(reaped_within(20));
+}
+
+/* One number from a chunk file of a test's own. */
+static long long chunk_file_count(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    long long n = -1;
+    if (sqlite3_open(path, &db) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+            n = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Wait (bounded) for c's reaper to free what is doomed, then a little for
+ * what it does after that. */
+static bool doomed_freed(const char *index_path)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (chunk_file_count(index_path, "SELECT count(*) FROM doomed") == 0) {
+            usleep(500 * 1000);
+            return true;
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
+/* A chunk file an earlier version made, without auto_vacuum: its free
+ * pages are only reused while it holds more than 64 MiB (a VACUUM would
+ * copy all that, the file locked); once it holds less, a removal has the
+ * reaper rebuild it with auto_vacuum, and it shrinks. */
+static void test_an_old_chunk_file_is_rebuilt_once_it_holds_little(void)
+{
+    char d[] = "/tmp/chute-test-cache-vac-XXXXXX", p[128], data[128], big[4096], small[4096];
+    cache *c = NULL;
+    if (!mkdtemp(d)) { CHECK(0); return; }
+    snprintf(p, sizeof p, "%s/c.db", d);
+    snprintf(data, sizeof data, "%s/c-data.db", d);
+    sqlite3 *db = NULL;
+    CHECK_EQ_INT(sqlite3_open(data, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA page_size=16384; CREATE TABLE chunks (data INTEGER"
+                                  " NOT NULL, idx INTEGER NOT NULL, bytes BLOB NOT NULL,"
+                                  " PRIMARY KEY(data, idx))", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(cache_open(p, &c), CHUTE_OK);
+    CHECK_EQ_INT(receive_random(c, "old-big", 65u << 20, big, sizeof big), CHUTE_OK);
+    CHECK_EQ_INT(receive_random(c, "old-small", 4u << 20, small, sizeof small), CHUTE_OK);
+    long long full = file_size(data);
+    CHECK_EQ_INT(cache_remove(c, "alice", small), CHUTE_OK);
+    CHECK(doomed_freed(p));
+    CHECK_EQ_INT(chunk_file_count(data, "PRAGMA auto_vacuum"), 0);   /* 65 MiB: left */
+    CHECK(chunk_file_count(data, "PRAGMA freelist_count") > 0);
+    CHECK_EQ_INT(file_size(data), full);
+    CHECK_EQ_INT(cache_remove(c, "alice", big), CHUTE_OK);
+    CHECK(doomed_freed(p));
+    CHECK_EQ_INT(chunk_file_count(data, "PRAGMA auto_vacuum"), 2);   /* rebuilt */
+    CHECK(file_size(data) < (1 << 20));
+    cache_close(c);
+    snprintf(p, sizeof p, "rm -rf %s", d);
+    if (system(p) != 0) fprintf(stderr, "cleanup failed\n");
 }
 
 /* A partial's data row freed under it (two reapers once could: cache.c,
@@ -1081,6 +1179,8 @@ int main(void)
     RUN(test_a_file_replaced_by_rename_is_reaped);
     RUN(test_the_next_open_reaps_what_a_crash_left_doomed);
     RUN(test_the_reaper_opens_again_after_a_failed_open);
+    RUN(test_removing_a_file_gives_its_space_back);
+    RUN(test_an_old_chunk_file_is_rebuilt_once_it_holds_little);
     RUN(test_a_commit_whose_data_row_went_fails);
     RUN(test_an_abort_leaves_a_row_that_took_its_id);
     RUN(test_a_reaper_leaves_a_row_no_longer_doomed);
