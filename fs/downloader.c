@@ -593,7 +593,9 @@ static chute_status session_open(session *s, downloader *d)
     char db[PATH_MAX];
     if (!st && snprintf(db, sizeof db, "%s/" CACHE_DB_NAME, d->home) >= (int)sizeof db)
         st = CHUTE_ERR_ARG;
-    if (!st) st = cache_open(db, &s->c);
+    /* Without a reaper: the mount's cache has one, and two on one file
+     * could both free a row (cache.c, reap_some). */
+    if (!st) st = cache_open_without_reaper(db, &s->c);
     if (!st) {
         relay_config cfg = {
             .base_url = s->dev.relay_url,

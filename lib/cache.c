@@ -55,9 +55,9 @@ struct cache {
 };
 
 /* Data rows open as files (cache_open_file), with how many opens each:
- * the reapers leave them, removed or not, until their last close. For the
- * whole process: the mount's downloader has a cache of its own, with its
- * own reaper. */
+ * the reaper leaves them, removed or not, until their last close. For the
+ * whole process: the mount's downloader has a cache of its own (without a
+ * reaper, but it could be given one). */
 typedef struct { dev_t dev; ino_t ino; int64_t data; unsigned opens; } held_data;
 static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
 static held_data *held;
@@ -77,6 +77,8 @@ struct cache_txn {
                              never holds a transaction on the mount's */
     chunkstore *store;    /* its chunks' writer */
     int64_t data;
+    char *item;           /* data's (peer, item): checked where data is
+                             changed, lest its id now be another row's */
     uint64_t total;       /* bytes appended so far */
     int64_t next_idx;
     uint8_t *buf;         /* the chunk being filled */
@@ -293,6 +295,9 @@ static chute_status data_store(sqlite3 *db, int64_t data, int *store)
  * for seconds (SQLite reads each overflow page to free it, and zeroes it:
  * secure_delete), and an inbox read waiting past the busy timeout fails. */
 #define REAP_CHUNKS 64
+/* Free pages given back to the filesystem per transaction, by the reaper
+ * once nothing is doomed: 4 MiB of 16 KiB pages, as much as REAP_CHUNKS. */
+#define SHRINK_PAGES 256
 
 /* Delete at most limit (0: all) chunks of data from where it keeps them:
  * through chunks (a writer of the data file), or through db, the index,
@@ -320,26 +325,58 @@ static chute_status delete_chunks(sqlite3 *db, chunkstore *chunks, int64_t data,
     return rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
 }
 
-/* Delete a data row's chunks, REAP_CHUNKS at a time, then the row: a
- * crash between leaves a row with fewer chunks or none, a partial the next
- * start drops. */
-static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data)
+/* Data row `data` as the partial of (peer, item), or of any item for a
+ * NULL peer: a row whose id was freed and taken again is another's. */
+#define PARTIAL_IS "id=?1 AND complete=0 AND (?2 IS NULL OR (peer=?2 AND item=?3))"
+
+static void bind_partial(sqlite3_stmt *s, int64_t data, const char *peer, const char *item)
 {
+    sqlite3_bind_int64(s, 1, data);
+    if (peer) {
+        sqlite3_bind_text(s, 2, peer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, item, -1, SQLITE_STATIC);
+    }
+}
+
+static chute_status partial_is(sqlite3 *db, int64_t data, const char *peer,
+                               const char *item, bool *yes)
+{
+    sqlite3_stmt *s = prep(db, "SELECT 1 FROM data WHERE " PARTIAL_IS);
+    if (!s) return CHUTE_ERR_DB;
+    bind_partial(s, data, peer, item);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    *yes = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+/* Delete the partial of data row `data` (of (peer, item), or any for a
+ * NULL peer): its chunks, REAP_CHUNKS at a time, then the row — only
+ * while the row is still that partial: a row dropped twice could take a
+ * new item's row, which took its id, with it. A crash between leaves a
+ * row with fewer chunks or none, a partial the next start drops. */
+static chute_status drop_data(sqlite3 *db, chunkstore *chunks, int64_t data,
+                              const char *peer, const char *item)
+{
+    bool ours;
+    chute_status st = partial_is(db, data, peer, item, &ours);
+    if (st || !ours) return st;
     int store;
-    chute_status st = data_store(db, data, &store);
+    st = data_store(db, data, &store);
     for (bool more = true; !st && more;)
         st = delete_chunks(db, chunks, data, store, REAP_CHUNKS, &more);
     if (st) return st;
-    sqlite3_stmt *s = prep(db, "DELETE FROM data WHERE id=?");
-    if (s) sqlite3_bind_int64(s, 1, data);
+    sqlite3_stmt *s = prep(db, "DELETE FROM data WHERE " PARTIAL_IS);
+    if (s) bind_partial(s, data, peer, item);
     return run(s);
 }
 
 /* ---- the reaper ---------------------------------------------------------
  * Removing a file only dooms its data row; a thread frees the chunks in
- * small transactions on a connection of its own. Freed in the unlink
+ * small transactions on a connection of its own, and then gives the pages
+ * freed back to the filesystem, as small transactions too. Freed in the unlink
  * itself, 256 MiB took ~1 s here (SQLite reads every overflow page to
- * free it, and Debian's build zeroes each one: secure_delete), with the
+ * free it, and zeroes each one: secure_delete, chunkstore.c), with the
  * mount's connection locked all along and arrivals waiting on it.
  * A partial download's chunks are still freed in place (doomed, its row
  * would count as incoming and be resumed from), REAP_CHUNKS at a time. */
@@ -352,8 +389,22 @@ static bool is_held(const cache *c, int64_t data)
     return yes;
 }
 
+/* Nothing is doomed: give some of the pages freed back to the filesystem
+ * (chunkstore_shrink); *done once none is left. One that fails (busy with
+ * an arrival's batch, which reuses the free pages anyway; a disk too full
+ * for a first VACUUM) waits for the reaper's next pass: not retried every
+ * 2 s as a failed free is. */
+static chute_status shrink_some(chunkstore *chunks, bool *done)
+{
+    bool more = false;
+    (void)chunkstore_shrink(chunks, SHRINK_PAGES, &more);
+    *done = !more;
+    return CHUTE_OK;
+}
+
 /* Free some chunks of one doomed data row, or the row itself once it has
- * none left; *done when nothing is doomed. db: the reaper's index
+ * none left, or else some free pages (shrink_some); *done when nothing is
+ * left to do. db: the reaper's index
  * connection; chunks: its writer of the data file. */
 static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *done)
 {
@@ -369,19 +420,23 @@ static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *d
     int64_t data = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     int store = rc == SQLITE_ROW ? sqlite3_column_int(s, 1) : STORE_DATA;
     sqlite3_finalize(s);
-    if (rc == SQLITE_DONE) { *done = true; return CHUTE_OK; }
+    if (rc == SQLITE_DONE) return shrink_some(chunks, done);
     if (rc != SQLITE_ROW) return CHUTE_ERR_DB;
     bool deleted = false;
     chute_status st = delete_chunks(db, chunks, data, store, REAP_CHUNKS, &deleted);
     if (st || deleted) return st;
-    /* No chunk left: the row goes, and its doom. */
+    /* No chunk left: the doom goes, and the row with it — only if it was
+     * still doomed. Another reaper that freed it first (one per cache
+     * file, but nothing else stops two) has let its id be taken again,
+     * and the row now is a new arrival's. */
     if (db_exec(db, "BEGIN IMMEDIATE")) return CHUTE_ERR_DB;
-    s = prep(db, "DELETE FROM data WHERE id=?");
+    s = prep(db, "DELETE FROM doomed WHERE data=?");
     if (s) sqlite3_bind_int64(s, 1, data);
     st = run(s);
-    s = st ? NULL : prep(db, "DELETE FROM doomed WHERE data=?");
+    bool was_doomed = !st && sqlite3_changes(db) == 1;
+    s = st || !was_doomed ? NULL : prep(db, "DELETE FROM data WHERE id=?");
     if (s) sqlite3_bind_int64(s, 1, data);
-    if (!st) st = run(s);
+    if (!st && was_doomed) st = run(s);
     if (!st) st = db_exec(db, "COMMIT");
     if (st) db_exec(db, "ROLLBACK");
     return st;
@@ -469,6 +524,8 @@ chute_status cache_item_resume(cache *c, const char *peer, const char *item,
     t->buf = malloc(CACHE_CHUNK);
     if (!t->buf) { free(t); return CHUTE_ERR_NOMEM; }
     snprintf(t->peer, sizeof t->peer, "%s", peer);
+    t->item = strdup(item);
+    if (!t->item) { free(t->buf); free(t); return CHUTE_ERR_NOMEM; }
     chute_status st = db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &t->db);
     if (!st) st = chunkstore_open_writer(c->data_path, &t->store);
     if (!st) st = db_exec(t->db, "BEGIN IMMEDIATE");
@@ -521,6 +578,7 @@ rollback:
 fail:
     chunkstore_close(t->store);
     sqlite3_close(t->db);
+    free(t->item);
     free(t->buf);
     free(t);
     return st;
@@ -566,6 +624,7 @@ static void txn_free(cache_txn *t)
 {
     chunkstore_close(t->store);
     sqlite3_close(t->db);
+    free(t->item);
     free(t->buf);
     free(t);
 }
@@ -661,6 +720,25 @@ static void path_add(char *out, size_t cap, const char *name)
     snprintf(out + l, cap - l, "%s%s", l ? "/" : "", name);
 }
 
+/* The txn's partial becomes a whole file (inside its transaction). Its row
+ * must still be there as this item's partial: gone (freed by mistake) or
+ * another's (its id taken again), the commit would show a file without
+ * data — and be acknowledged — so it fails, and the item is fetched again. */
+static chute_status mark_complete(cache_txn *t, uint64_t size)
+{
+    sqlite3_stmt *s = prep(t->db, "UPDATE data SET complete=1, size=? WHERE id=?"
+                                  " AND peer=? AND item=? AND complete=0");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)size);
+    sqlite3_bind_int64(s, 2, t->data);
+    sqlite3_bind_text(s, 3, t->peer, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, t->item, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) return CHUTE_ERR_DB;
+    return sqlite3_changes(t->db) == 1 ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
 chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
                                char *final_path, size_t cap)
 {
@@ -705,11 +783,7 @@ chute_status cache_item_commit(cache_txn *t, const chute_meta *m,
                              m->mtime_sec, m->mtime_nsec, t->data, NULL);
         }
     }
-    if (!st) {
-        sqlite3_stmt *s = prep(t->db, "UPDATE data SET complete=1, size=? WHERE id=?");
-        if (s) { sqlite3_bind_int64(s, 1, (sqlite3_int64)m->size); sqlite3_bind_int64(s, 2, t->data); }
-        st = run(s);
-    }
+    if (!st) st = mark_complete(t, m->size);
     if (!st) {
         sqlite3_stmt *s = prep(t->db,
             "INSERT OR IGNORE INTO received(peer, item, at) "
@@ -743,7 +817,7 @@ void cache_item_abort(cache_txn *t)
     chunkstore_rollback(t->store);
     /* Best effort: a partial that cannot be dropped now is dropped by the
      * next begin of the same item, or the next start. */
-    (void)drop_data(t->db, t->store, t->data);
+    (void)drop_data(t->db, t->store, t->data, t->peer, t->item);
     txn_free(t);
 }
 
@@ -773,7 +847,7 @@ chute_status cache_drop_partials(cache *c, cache_keep_fn keep, void *arg)
         drop[n++] = sqlite3_column_int64(s, 0);
     }
     sqlite3_finalize(s);
-    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i]);
+    for (size_t i = 0; !st && i < n; i++) st = drop_data(c->db, chunks, drop[i], NULL, NULL);
     free(drop);
     pthread_mutex_unlock(&c->mu);
     chunkstore_close(chunks);

@@ -63,9 +63,10 @@ typedef struct {
 char *cache_data_path(const char *db_path);
 
 chute_status cache_open(const char *db_path, cache **out);
-/* For a look from another process (pairtool status, test tools): removed
- * files are left for the mount's cache to free, which alone knows which of
- * them are still open. */
+/* For the mount's downloader, and a look from another process (pairtool
+ * status, test tools): removed files are left for the mount's cache to
+ * free, which alone knows which of them are still open — and one reaper
+ * per cache file, for two could both free one row (cache.c, reap_some). */
 chute_status cache_open_without_reaper(const char *db_path, cache **out);
 void cache_close(cache *c);
 /* Before 0.2 the cache's tables lived in legacy_path (chutefs.db): move

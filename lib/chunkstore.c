@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,13 +14,21 @@
 #include "pagecache.h"
 #include "prealloc.h"
 
-/* 16 KiB pages (taking effect when the file is made): a 64 KiB chunk is
- * then 5 pages rather than 17, which measured ~30% less CPU per byte
- * stored than 4 KiB pages. */
-static const char SCHEMA[] =
-    "PRAGMA page_size=16384;"
+static const char TABLES[] =
     "CREATE TABLE IF NOT EXISTS chunks (data INTEGER NOT NULL,"
     " idx INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY(data, idx));";
+/* What a new file is made with. 16 KiB pages: a 64 KiB chunk is then 5
+ * pages rather than 17, which measured ~30% less CPU per byte stored than
+ * 4 KiB pages. Incremental auto_vacuum: pages freed can be given back to
+ * the filesystem (chunkstore_shrink); without it the file stays as big as
+ * it ever was. */
+static const char NEW_FILE[] = "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL";
+
+/* A file made before auto_vacuum is rebuilt with it (VACUUM) only while
+ * it holds at most this: VACUUM copies every live page twice (a temporary
+ * file, then back through the journal) and holds the file locked all the
+ * while, from readers too, whose busy timeout is 10 s. */
+#define MIGRATE_MAX_BYTES ((int64_t)64 << 20)
 
 /* The writer's page cache: a batch spills past it (see chunkstore.h). */
 #define WRITER_CACHE_KIB "-2048"
@@ -120,6 +129,28 @@ static off_t file_size(const chunkstore *s)
     return advice_fd(s) >= 0 && fstat(advice_fd(s), &sb) == 0 ? sb.st_size : -1;
 }
 
+/* One integer from a PRAGMA. */
+static chute_status pragma_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return CHUTE_ERR_DB;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? CHUTE_OK : CHUTE_ERR_DB;
+}
+
+/* NEW_FILE takes effect only in a file with no table yet, and its
+ * auto_vacuum on a file that has some opens a write transaction (which
+ * would wait out a download's batch): asked of an empty file only. */
+static chute_status make_schema(sqlite3 *db)
+{
+    int64_t pages = -1;
+    chute_status st = pragma_int(db, "PRAGMA page_count", &pages);
+    if (!st && pages == 0) st = db_exec(db, NEW_FILE);
+    return st ? st : db_exec(db, TABLES);
+}
+
 static chute_status open_store(const char *path, bool writer, bool shared, chunkstore **out)
 {
     if (!path || !out) return CHUTE_ERR_ARG;
@@ -130,9 +161,20 @@ static chute_status open_store(const char *path, bool writer, bool shared, chunk
     /* The file's entry first: a reader waits for a lock (and says so)
      * from its very first statement, the schema's. */
     s->file = shared ? shared_acquire(path) : NULL;
-    chute_status st = db_open_signal(path, SCHEMA, DB_JOURNAL_ROLLBACK,
+    /* Removed files' bytes must not outlive their delete: secure_delete
+     * zeroes the freed pages in the file (on whatever SQLite's build says)
+     * and a TRUNCATE journal keeps none of their old contents after the
+     * commit — PERSIST kept them, plaintext, in inbox-data.db-journal. */
+    chute_status st = db_open_signal(path, NULL,
+                                     /* a legacy reader's is the index: its mode */
+                                     shared ? DB_JOURNAL_TRUNCATE : DB_JOURNAL_ROLLBACK,
                                      !writer && s->file ? &s->file->reader_waiting : NULL,
                                      &s->db);
+    if (!st && (db_exec(s->db, "PRAGMA secure_delete=ON") != CHUTE_OK ||
+                (st = make_schema(s->db)) != CHUTE_OK)) {
+        sqlite3_close(s->db);
+        st = CHUTE_ERR_DB;
+    }
     if (st) { shared_release(s->file); free(s); return st; }
     if (writer) {
         /* A commit of NORMAL syncs the file as FULL does (rollback
@@ -344,5 +386,38 @@ chute_status chunkstore_delete(chunkstore *s, int64_t data, unsigned limit,
     chute_status st = sqlite3_step(q) == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
     if (!st && deleted) *deleted = (unsigned)sqlite3_changes(s->db);
     sqlite3_finalize(q);
+    return st;
+}
+
+/* ---- giving space back ------------------------------------------------------ */
+
+/* A file an earlier version made (no auto_vacuum) is rebuilt as a new
+ * one would be made, once, when it holds little enough
+ * (MIGRATE_MAX_BYTES): its free pages come back then, and from then on
+ * step by step. */
+static chute_status migrate(chunkstore *s, int64_t page_size, int64_t pages, int64_t free_pages)
+{
+    if ((pages - free_pages) * page_size > MIGRATE_MAX_BYTES) return CHUTE_OK;
+    chute_status st = db_exec(s->db, NEW_FILE);
+    return st ? st : db_exec(s->db, "VACUUM");
+}
+
+chute_status chunkstore_shrink(chunkstore *s, unsigned pages, bool *more)
+{
+    if (!s || !s->writer || !more || !pages || s->batch) return CHUTE_ERR_ARG;
+    *more = false;
+    int64_t mode = 0, page_size = 0, count = 0, free_pages = 0;
+    chute_status st = pragma_int(s->db, "PRAGMA auto_vacuum", &mode);
+    if (!st) st = pragma_int(s->db, "PRAGMA page_size", &page_size);
+    if (!st) st = pragma_int(s->db, "PRAGMA page_count", &count);
+    if (!st) st = pragma_int(s->db, "PRAGMA freelist_count", &free_pages);
+    if (st || free_pages == 0) return st;
+    if (mode == 0) return migrate(s, page_size, count, free_pages);
+    if (mode != 2) return CHUTE_OK;   /* FULL: SQLite gives pages back itself */
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA incremental_vacuum(%u)", pages);
+    st = db_exec(s->db, sql);
+    if (!st) st = pragma_int(s->db, "PRAGMA freelist_count", &free_pages);
+    if (!st) *more = free_pages > 0;
     return st;
 }

@@ -80,4 +80,13 @@ chute_status chunkstore_keep_prefix(chunkstore *s, int64_t data, uint64_t max,
 chute_status chunkstore_delete(chunkstore *s, int64_t data, unsigned limit,
                                unsigned *deleted);
 
+/* Give free pages (what deletes freed) back to the filesystem, at most
+ * `pages` of them in one transaction, the file cut by as much; *more:
+ * some are left. Live pages near the end move into free ones nearer the
+ * start, so this costs I/O up to what it gives back. A file made by a
+ * version without it is first rebuilt (VACUUM, a transaction as long as
+ * the file's live bytes), but only once those are at most 64 MiB: till
+ * then its free pages are only reused. Not while a batch is open. */
+chute_status chunkstore_shrink(chunkstore *s, unsigned pages, bool *more);
+
 #endif

@@ -19,7 +19,14 @@ chute_status db_open(const char *path, const char *schema_sql, sqlite3 **out);
  * pages a transaction overwrites are journaled — which is what a store of
  * large appended blobs wants; readers then wait out each commit (the busy
  * timeout). Every connection to one file must ask for the same mode. */
-typedef enum { DB_JOURNAL_WAL = 0, DB_JOURNAL_ROLLBACK } db_journal;
+typedef enum {
+    DB_JOURNAL_WAL = 0,
+    DB_JOURNAL_ROLLBACK,     /* kept between commits, its header zeroed */
+    /* Emptied at every commit: a rollback journal holds the pages a
+     * transaction changed as they were before, deleted rows and all, and
+     * one kept would keep them (for a file of secrets: the chunk file). */
+    DB_JOURNAL_TRUNCATE,
+} db_journal;
 chute_status db_open_journal(const char *path, const char *schema_sql,
                              db_journal journal, sqlite3 **out);
 

@@ -71,6 +71,28 @@ def test_unlink_frees_the_cache(chute):
     os.rmdir(chute.inbox / "d")
 
 
+
+def test_an_unlinked_file_leaves_no_bytes_and_gives_its_space_back(chute):
+    """Once the reaper is done, a removed file's plaintext is nowhere in the
+    chunk file or its journal (secure_delete; a journal emptied at each
+    commit), and its pages went back to the filesystem (incremental
+    auto_vacuum): the chunk file shrank by about the file's size."""
+    marker = b"chute-marker:51de-c0de"
+    size = 8 * 1024 * 1024
+    data = (marker * (size // len(marker) + 1))[:size]
+    chute.receive("keep", b"k" * 70000)
+    chute.receive("big", data)
+    chunks = chute.home / "inbox-data.db"
+    journal = chute.home / "inbox-data.db-journal"
+    full = chunks.stat().st_size
+    assert full > size and chunks.read_bytes().count(marker) > 0
+    os.unlink(chute.inbox / "big")
+    wait_until(lambda: chunk_rows(chute) == 2 and chunks.stat().st_size <= full - size,
+               timeout=20, what="the chunk file to shrink")
+    assert chunks.read_bytes().count(marker) == 0
+    assert not journal.exists() or journal.read_bytes().count(marker) == 0
+    assert (chute.inbox / "keep").read_bytes() == b"k" * 70000
+
 def test_a_removed_file_stays_readable_while_open(chute):
     """As on a local disk: rm takes the name at once, but the bytes stay for
     the descriptors already open on the file until the last one closes —
