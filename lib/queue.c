@@ -334,8 +334,8 @@ chute_status queue_cancel_growing(queue *q)
 {
     if (!q) return CHUTE_ERR_ARG;
     sqlite3_stmt *s = prep_change(q,
-        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=? "
-        "WHERE growing=1 AND " ACTIVE);
+        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=?, "
+        FORGET_KEY " WHERE growing=1 AND " ACTIVE);
     if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_int64(s, 1, now_s());
     chute_status st = step_change(q, s);

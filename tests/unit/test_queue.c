@@ -396,6 +396,39 @@ static void test_growing_rows_of_an_earlier_run_are_cancelled(void)
     queue_close(q);
 }
 
+/* A growing row cancelled at start (its file never closed) forgets its
+ * key as any cancelled row does: no copy of the file then opens it. */
+static void test_cancelled_growing_rows_forget_their_key(void)
+{
+    queue *q = fresh_named("growforget");
+    queue_item a, c, got;
+    queue_age age = some_age(), out;
+    item(&a, "home", "growing.bin");
+    item(&c, "home", "sealed.bin");
+    a.growing = true;
+    CHECK_EQ_INT(queue_insert(q, &a, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &c, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_cancel_growing(q), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_CANCELLED);
+    CHECK_EQ_INT(queue_get_age(q, a.id, &out), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_get_age(q, c.id, &out), CHUTE_OK);   /* still owed */
+    queue_close(q);
+    char p[96];
+    snprintf(p, sizeof p, "%s/growforget.db", dbpath);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    int left = -1;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM queue WHERE growing=1 AND "
+                                        "(file_key IS NOT NULL OR age_nonce IS NOT NULL "
+                                        "OR age_header IS NOT NULL)", -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW) left = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    CHECK_EQ_INT(left, 0);
+}
+
 /* Once delivered or cancelled, an item's key is gone from the file, and
  * a queue an earlier version left with such keys loses them at open. */
 static void test_delivered_and_cancelled_items_forget_their_key(void)
@@ -518,6 +551,7 @@ int main(void)
     RUN(test_growing_row_is_claimed_hidden_then_sealed_in_place);
     RUN(test_growing_rows_of_an_earlier_run_are_cancelled);
     RUN(test_delivered_and_cancelled_items_forget_their_key);
+    RUN(test_cancelled_growing_rows_forget_their_key);
     RUN(test_a_failing_relay_cancel_does_not_hold_up_the_others);
     RUN(test_each_uploaded_walks_only_items_on_the_relay);
     char cmd[128];
