@@ -501,6 +501,9 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
         else if (st == CHUTE_ERR_NOT_FOUND)
             fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)",
                       it->peer);
+        else if (st == CHUTE_ERR_PROTOCOL)   /* an offset that would not move us on */
+            fail_item(it, q, WAIT_NETWORK, "the relay's answer is wrong: %s",
+                      relay_client_error(c));
         else {
             const char *why;
             wait_kind k = other_failure(c, st, &why);
