@@ -24,6 +24,7 @@
 #include "peers.h"
 #include "age_source.h"
 #include "relay_client.h"
+#include "relay_url.h"
 #include "staging.h"
 
 /* Each PATCH is fsynced by the relay before it answers, and the next one
@@ -79,6 +80,7 @@ typedef enum { RELAY_UNKNOWN = 0, RELAY_REACHABLE, RELAY_UNREACHABLE } relay_see
 typedef struct {
     relay_client *c;
     char url[RELAY_URL_MAX];
+    char origin[RELAY_URL_MAX];   /* url's canonical origin */
 } conn;
 
 typedef struct {
@@ -108,6 +110,7 @@ struct uploader {
     atomic_int growing_sends;  /* workers sending a file still being written */
     /* What the tracker read at boot (not secret). */
     char own_relay[RELAY_URL_MAX];
+    char own_origin[RELAY_URL_MAX];   /* own_relay's canonical origin */
     char cacert[DEVSTATE_PATH_MAX];
     char pin[DEVSTATE_PIN_MAX];
     devstate *ds;              /* own handle (devstate is not thread-safe) */
@@ -191,14 +194,24 @@ static void note_relay(uploader *up, relay_client *c, chute_status st)
 
 /* ---- connections ------------------------------------------------------------ */
 
+/* url's canonical origin (relay_url.h): pairing binds only that, so a peer
+ * may spell our relay otherwise (case, a default port, a trailing '/').
+ * A URL that does not pass the check stands for itself. */
+static void relay_origin(const char *url, char *out, size_t cap)
+{
+    if (relay_url_check(url, out, cap, NULL) != CHUTE_OK) snprintf(out, cap, "%s", url);
+}
+
 /* The relay_client for url, made (or remade) on demand. The device's CA
- * file and pin apply to its own relay; another relay gets the system CAs. */
+ * file and pin apply to its own relay, however a peer spells it; another
+ * relay gets the system CAs. */
 static relay_client *conn_for(uploader *up, conn *cn, const char *url)
 {
     if (cn->c && strcmp(cn->url, url) == 0) return cn->c;
     relay_client_free(cn->c);
     cn->c = NULL;
-    bool own = strcmp(url, up->own_relay) == 0;
+    relay_origin(url, cn->origin, sizeof cn->origin);
+    bool own = strcmp(cn->origin, up->own_origin) == 0;
     relay_config cfg = {
         .base_url = url,
         .cacert = own && up->cacert[0] ? up->cacert : NULL,
@@ -991,6 +1004,7 @@ static bool boot(uploader *up)
     if (!st) st = devstate_get_device(ds, me);
     if (!st) {
         snprintf(up->own_relay, sizeof up->own_relay, "%s", me->relay_url);
+        relay_origin(up->own_relay, up->own_origin, sizeof up->own_origin);
         snprintf(up->cacert, sizeof up->cacert, "%s", me->cacert);
         snprintf(up->pin, sizeof up->pin, "%s", me->pin);
     }

@@ -1052,3 +1052,28 @@ def test_a_copy_created_after_its_cancel_is_deleted_when_the_first_delete_fails(
             m.check_sanitizers()
     finally:
         proxy.close()
+
+
+from test_relay_tls import cert  # noqa: E402,F401  (the self-signed certificate fixture)
+
+
+def test_a_peer_that_spells_our_relay_otherwise_still_gets_our_ca(tmp_path, relay_factory,
+                                                                  cert):  # noqa: F811
+    # Pairing binds the relay's origin, not its spelling: home typed the
+    # host in capitals and a trailing '/'. abroad's CA file must still
+    # apply to home's inbox, which is on abroad's own relay.
+    relay = relay_factory(*RELAY_ARGS, tls=cert)
+    abroad = Device(tmp_path / "abroad", "abroad", f"https://localhost:{relay.port}")
+    home = Device(tmp_path / "home", "home", f"https://LocalHost:{relay.port}/")
+    abroad.init("--cacert", cert[0])
+    home.init("--cacert", cert[0])
+    pair(home, abroad)
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    try:
+        (m.outbox / "letter.txt").write_bytes(b"same relay")
+        wait_until(lambda: m.rows("path='letter.txt' AND state=2"), timeout=20,
+                   what="the item on the relay")
+    finally:
+        m.unmount()
+        m.check_sanitizers()
