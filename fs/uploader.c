@@ -75,6 +75,27 @@
 
 typedef enum { RELAY_UNKNOWN = 0, RELAY_REACHABLE, RELAY_UNREACHABLE } relay_seen;
 
+/* Peers may have their inboxes on other relays than ours: each relay is
+ * seen, held and probed on its own, so one that is down holds up only the
+ * items of the peers on it. This many at once; one more takes the place
+ * of one that answers (our own keeps slot 0). */
+#define RELAYS_MAX 8
+
+typedef struct {
+    char origin[RELAY_URL_MAX];   /* the key: canonical (relay_url.h) */
+    char url[RELAY_URL_MAX];      /* a spelling of it, for the probe */
+    relay_seen seen;
+    /* While it does not answer, the workers claim none of its peers'
+     * items until hold_until (1 s doubling to 30 s, `holds` in a row),
+     * rather than every one whose own backoff came due: with thousands
+     * queued, each claim and failure is two fsyncs. An answer ends it;
+     * the probe asks meanwhile (1 s doubling to 30 s, `probes`). */
+    int64_t hold_until_ms;
+    uint32_t holds;
+    int64_t probe_next_ms;
+    uint32_t probes;
+} relay_track;
+
 /* One relay_client and the base URL it talks to; remade when a peer's
  * inbox is on another relay. */
 typedef struct {
@@ -115,14 +136,9 @@ struct uploader {
     char pin[DEVSTATE_PIN_MAX];
     devstate *ds;              /* own handle (devstate is not thread-safe) */
     pthread_mutex_t ds_mu;
-    /* The relay as last seen, under mu. */
-    relay_seen relay;
-    /* While it does not answer, the workers claim nothing until hold_until
-     * (1 s doubling to 30 s, `holds` in a row), rather than every item
-     * whose own backoff came due: with thousands queued, each claim and
-     * failure is two fsyncs. An answer ends it; the probe asks meanwhile. */
-    int64_t hold_until_ms;
-    uint32_t holds;
+    /* The relays as last seen, under mu; our own first. */
+    relay_track relays[RELAYS_MAX];
+    size_t nrelays;
     /* tracker */
     pthread_t tracker;
     bool tracker_started;
@@ -131,7 +147,6 @@ struct uploader {
     devstate_peer tpeer;
     poll_entry *polls;
     size_t npolls;
-    int64_t probe_next_ms;
     worker workers[UPLOADER_WORKERS];
 };
 
@@ -150,46 +165,6 @@ static void log_msg(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-}
-
-/* ---- relay reachability -------------------------------------------------- */
-
-/* Any HTTP answer below 500 means the relay is there; no answer or a 5xx
- * (relay_client maps both to NETWORK) means it is not, for now. */
-static void note_relay(uploader *up, relay_client *c, chute_status st)
-{
-    long http = relay_client_http_status(c);
-    bool down = st == CHUTE_ERR_NETWORK && (http == 0 || http >= 500);
-    relay_seen now = down ? RELAY_UNREACHABLE : RELAY_REACHABLE;
-    relay_reach_note(&up->fs->reach, !down, relay_client_error(c));
-    bool back = false;
-    pthread_mutex_lock(&up->mu);
-    if (down) {
-        if (up->holds < 32) up->holds++;
-        up->hold_until_ms = now_ms() + (int64_t)backoff_delay_ms(up->holds, NET_BASE_MS,
-                                                                 PROBE_CAP_MS,
-                                                                 randombytes_random());
-    } else {
-        up->holds = 0;
-        up->hold_until_ms = 0;
-    }
-    if (up->relay != now) {
-        back = now == RELAY_REACHABLE;
-        up->relay = now;
-        if (down) log_msg("relay unreachable: %s", relay_client_error(c));
-        else log_msg("relay reachable");
-    }
-    pthread_mutex_unlock(&up->mu);
-    /* Back after an outage: what waited for it goes now, however long its
-     * backoff grew meanwhile. */
-    if (back && queue_retry_now(up->fs->q, UNREACHABLE) != CHUTE_OK)
-        log_msg("cannot make the waiting items go now");
-    if (back) {
-        pthread_mutex_lock(&up->mu);
-        up->work_gen++;
-        pthread_cond_broadcast(&up->work_cv);
-        pthread_mutex_unlock(&up->mu);
-    }
 }
 
 /* ---- connections ------------------------------------------------------------ */
@@ -229,6 +204,148 @@ static void conn_free(conn *cn)
 {
     relay_client_free(cn->c);
     cn->c = NULL;
+}
+
+/* ---- relay reachability -------------------------------------------------- */
+
+/* The entry of origin, made on first sight. Caller holds mu. */
+static relay_track *track_for(uploader *up, const char *origin, const char *url)
+{
+    for (size_t i = 0; i < up->nrelays; i++)
+        if (strcmp(up->relays[i].origin, origin) == 0) return &up->relays[i];
+    size_t at = up->nrelays;
+    if (at < RELAYS_MAX) {
+        up->nrelays++;
+    } else {   /* full: one that answers loses the least, else the last */
+        at = RELAYS_MAX - 1;
+        for (size_t i = 1; i < RELAYS_MAX; i++)
+            if (up->relays[i].seen != RELAY_UNREACHABLE) { at = i; break; }
+    }
+    relay_track *r = &up->relays[at];
+    memset(r, 0, sizeof *r);
+    snprintf(r->origin, sizeof r->origin, "%s", origin);
+    snprintf(r->url, sizeof r->url, "%s", url);
+    return r;
+}
+
+/* Names of the peers whose inbox is on one of the given relays. */
+typedef struct {
+    const char (*origins)[RELAY_URL_MAX];
+    size_t norigins;
+    char (*names)[PEERNAME_MAX + 1];
+    size_t n, cap;
+    bool oom;
+} peer_pick;
+
+static void pick_peer(const char *name, const char *relay_url, void *arg)
+{
+    peer_pick *pk = arg;
+    char origin[RELAY_URL_MAX];
+    relay_origin(relay_url, origin, sizeof origin);
+    bool on = false;
+    for (size_t i = 0; i < pk->norigins && !on; i++) on = strcmp(origin, pk->origins[i]) == 0;
+    if (!on || pk->oom) return;
+    if (pk->n == pk->cap) {
+        size_t cap = pk->cap ? pk->cap * 2 : 8;
+        void *n = realloc(pk->names, cap * sizeof *pk->names);
+        if (!n) { pk->oom = true; return; }
+        pk->names = n;
+        pk->cap = cap;
+    }
+    snprintf(pk->names[pk->n++], sizeof *pk->names, "%s", name);
+}
+
+/* The peers on the relays in origins; false (none picked) on OOM. */
+static bool peers_on(uploader *up, const char (*origins)[RELAY_URL_MAX], size_t norigins,
+                     peer_pick *pk)
+{
+    *pk = (peer_pick){ .origins = origins, .norigins = norigins };
+    if (norigins) peers_each_relay(up->fs->peers, pick_peer, pk);
+    if (!pk->oom) return true;
+    free(pk->names);
+    *pk = (peer_pick){0};
+    return false;
+}
+
+/* A relay answers again after an outage: the items of its peers that
+ * waited for it go now, however long their backoff grew meanwhile; those
+ * of peers on other relays keep their wait. */
+static void release_waiting(uploader *up, const char *origin)
+{
+    char (*one)[RELAY_URL_MAX] = malloc(sizeof *one);
+    peer_pick pk = {0};
+    if (one) snprintf(*one, sizeof *one, "%s", origin);
+    if (!one || !peers_on(up, (const char (*)[RELAY_URL_MAX])one, 1, &pk)) {
+        log_msg("cannot make the items waiting for %s go now", origin);
+        free(one);
+        return;
+    }
+    for (size_t at = 0; at < pk.n; at += QUEUE_SKIP_MAX) {
+        const char *batch[QUEUE_SKIP_MAX];
+        size_t k = pk.n - at < QUEUE_SKIP_MAX ? pk.n - at : QUEUE_SKIP_MAX;
+        for (size_t i = 0; i < k; i++) batch[i] = pk.names[at + i];
+        if (queue_retry_now_for(up->fs->q, UNREACHABLE, batch, k) != CHUTE_OK)
+            log_msg("cannot make the items waiting for %s go now", origin);
+    }
+    free(pk.names);
+    free(one);
+    pthread_mutex_lock(&up->mu);
+    up->work_gen++;
+    pthread_cond_broadcast(&up->work_cv);
+    pthread_mutex_unlock(&up->mu);
+}
+
+/* Any HTTP answer below 500 means the relay of cn is there; no answer or
+ * a 5xx (relay_client maps both to NETWORK) means it is not, for now. The
+ * status file's relay line is our own relay's: another's outage shows in
+ * its items' errors. */
+static void note_relay(uploader *up, const conn *cn, chute_status st)
+{
+    relay_client *c = cn->c;
+    long http = relay_client_http_status(c);
+    bool down = st == CHUTE_ERR_NETWORK && (http == 0 || http >= 500);
+    relay_seen now = down ? RELAY_UNREACHABLE : RELAY_REACHABLE;
+    if (strcmp(cn->origin, up->own_origin) == 0)
+        relay_reach_note(&up->fs->reach, !down, relay_client_error(c));
+    bool back = false;
+    pthread_mutex_lock(&up->mu);
+    relay_track *r = track_for(up, cn->origin, cn->url);
+    if (down) {
+        if (r->holds < 32) r->holds++;
+        r->hold_until_ms = now_ms() + (int64_t)backoff_delay_ms(r->holds, NET_BASE_MS,
+                                                                PROBE_CAP_MS,
+                                                                randombytes_random());
+    } else {
+        r->holds = r->probes = 0;
+        r->hold_until_ms = r->probe_next_ms = 0;
+    }
+    if (r->seen != now) {
+        back = now == RELAY_REACHABLE;
+        r->seen = now;
+        if (down) log_msg("relay %s unreachable: %s", cn->origin, relay_client_error(c));
+        else log_msg("relay %s reachable", cn->origin);
+    }
+    pthread_mutex_unlock(&up->mu);
+    if (back) release_waiting(up, cn->origin);
+}
+
+/* The peers whose relay is held now (at most QUEUE_SKIP_MAX: any more
+ * are tried, each at its own backoff) into pk; none on OOM. */
+static void held_peers(uploader *up, peer_pick *pk)
+{
+    char (*held)[RELAY_URL_MAX] = malloc(RELAYS_MAX * sizeof *held);
+    size_t n = 0;
+    *pk = (peer_pick){0};
+    if (!held) return;
+    int64_t now = now_ms();
+    pthread_mutex_lock(&up->mu);
+    for (size_t i = 0; i < up->nrelays; i++)
+        if (up->relays[i].hold_until_ms > now)
+            memcpy(held[n++], up->relays[i].origin, sizeof *held);
+    pthread_mutex_unlock(&up->mu);
+    if (n && peers_on(up, (const char (*)[RELAY_URL_MAX])held, n, pk) && pk->n > QUEUE_SKIP_MAX)
+        pk->n = QUEUE_SKIP_MAX;
+    free(held);
 }
 
 /* ---- one upload ----------------------------------------------------------------- */
@@ -316,7 +433,7 @@ static bool stopping(uploader *up)
 static void cancel_own_copy(worker *w, relay_client *c)
 {
     chute_status st = relay_item_cancel(c, w->peer.inbox, w->peer.send_token, w->it.id);
-    note_relay(w->up, c, st);
+    note_relay(w->up, &w->cn, st);
     if (st == CHUTE_OK || st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_EXISTS) return;
     if (queue_relay_cancel_owed(w->up->fs->q, w->it.id) == CHUTE_OK) wake_tracker(w->up);
 }
@@ -479,7 +596,7 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             break;
         }
         if (st != CHUTE_OK && stopping(up)) break;   /* cut short by the stop */
-        note_relay(up, c, st);
+        note_relay(up, &w->cn, st);
         if (st == CHUTE_OK) {
             offset = got;
             if (queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) {
@@ -503,7 +620,7 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             /* Offset mismatch (a lost answer, another attempt): ask. */
             uint64_t o = 0, n = 0;
             chute_status hs = relay_item_offset(c, p->inbox, p->send_token, it->id, &o, &n);
-            note_relay(up, c, hs);
+            note_relay(up, &w->cn, hs);
             if (hs == CHUTE_OK) { offset = o; continue; }
             st = hs;
         }
@@ -577,7 +694,7 @@ static bool send_growing(worker *w, relay_client *c)
     relay_item_state rs;
     memset(&rs, 0, sizeof rs);
     chute_status st = relay_item_create_deferred(c, p->inbox, p->send_token, it->id, &rs);
-    note_relay(up, c, st);
+    note_relay(up, &w->cn, st);
     queue_age *age = st ? NULL : malloc(sizeof *age);
     if (st == CHUTE_ERR_NETWORK) {
         fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
@@ -652,7 +769,7 @@ static void upload_item(worker *w)
     relay_item_state rs;
     memset(&rs, 0, sizeof rs);
     st = relay_item_create(c, p->inbox, p->send_token, it->id, it->blob_size, meta, &rs);
-    note_relay(up, c, st);
+    note_relay(up, &w->cn, st);
     switch (st) {
     case CHUTE_OK:
         break;
@@ -667,7 +784,7 @@ static void upload_item(worker *w)
          * answer before a kill), else a tombstone we cannot reuse. */
         relay_item_state now;
         chute_status ss = relay_item_status(c, p->inbox, p->send_token, it->id, &now);
-        note_relay(up, c, ss);
+        note_relay(up, &w->cn, ss);
         if (ss == CHUTE_OK && (strcmp(now.state, "pending") == 0 ||
                                strcmp(now.state, "delivered") == 0)) {
             settle_from_relay(w, now.state);
@@ -748,19 +865,20 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&up->mu);
         uint64_t gen = up->work_gen;
         bool stop = up->stopping;
-        int64_t hold = up->hold_until_ms - now_ms();
         pthread_mutex_unlock(&up->mu);
         if (stop) break;
-        if (hold > 0) {   /* the relay does not answer: wait, or for it to be back */
-            worker_nap(up, gen, hold);
-            continue;
-        }
+        /* Items of peers whose relay does not answer wait for it (or the
+         * end of its hold); the others go. */
+        peer_pick held;
+        held_peers(up, &held);
+        const char *skip[QUEUE_SKIP_MAX];
+        for (size_t i = 0; i < held.n; i++) skip[i] = held.names[i];
         /* Files still being written may take all workers but one: a
          * long recording must not hold closed files up. */
         bool growing_ok = atomic_fetch_add(&up->growing_sends, 1) < UPLOADER_WORKERS - 1;
-        chute_status st = growing_ok
-            ? queue_claim_next(up->fs->q, (int64_t)time(NULL), &w->it)
-            : queue_claim_next_sealed(up->fs->q, (int64_t)time(NULL), &w->it);
+        chute_status st = queue_claim_next_except(up->fs->q, (int64_t)time(NULL), !growing_ok,
+                                                  skip, held.n, &w->it);
+        free(held.names);
         bool grows = st == CHUTE_OK && w->it.growing;
         if (!grows) atomic_fetch_sub(&up->growing_sends, 1);   /* the place was not taken */
         if (st == CHUTE_OK) {
@@ -796,7 +914,7 @@ static void do_cancels(uploader *up)
         relay_client *c = st == CHUTE_OK ? conn_for(up, &up->tcn, up->tpeer.relay_url) : NULL;
         if (c) {
             st = relay_item_cancel(c, up->tpeer.inbox, up->tpeer.send_token, it->id);
-            note_relay(up, c, st);
+            note_relay(up, &up->tcn, st);
         }
         devstate_peer_wipe(&up->tpeer);
         /* 404: never created, or the token is revoked; 409: delivered or
@@ -886,7 +1004,7 @@ static void check_delivery(uploader *up, poll_entry *pe, int64_t now)
     relay_item_state rs;
     if (c) {
         st = relay_item_status(c, up->tpeer.inbox, up->tpeer.send_token, it->id, &rs);
-        note_relay(up, c, st);
+        note_relay(up, &up->tcn, st);
     }
     devstate_peer_wipe(&up->tpeer);
     if (!c) return;
@@ -929,22 +1047,29 @@ static void do_deliveries(uploader *up, int64_t now)
     }
 }
 
-/* While the relay is not known to answer, ask its health now and then so
- * the status file says when it is back (and workers get woken). */
-static void do_probe(uploader *up, int64_t now, uint32_t *probes)
+/* While a relay is not known to answer, ask its health now and then so
+ * the status file says when ours is back and the items held for any of
+ * them go (note_relay); at most RELAYS_MAX asks a round, each relay at
+ * its own pace. */
+static void do_probe(uploader *up)
 {
-    pthread_mutex_lock(&up->mu);
-    relay_seen r = up->relay;
-    pthread_mutex_unlock(&up->mu);
-    if (r == RELAY_REACHABLE) { *probes = 0; return; }
-    if (now < up->probe_next_ms || !up->own_relay[0]) return;
-    relay_client *c = conn_for(up, &up->tcn, up->own_relay);
-    if (!c) return;
-    chute_status st = relay_health(c);
-    note_relay(up, c, st);
-    (*probes)++;
-    up->probe_next_ms = now + (int64_t)backoff_delay_ms(*probes, NET_BASE_MS, PROBE_CAP_MS,
-                                                     randombytes_random());
+    for (size_t i = 0; i < RELAYS_MAX && !stopping(up); i++) {
+        char url[RELAY_URL_MAX];
+        pthread_mutex_lock(&up->mu);
+        relay_track *r = &up->relays[i];
+        bool due = i < up->nrelays && r->seen != RELAY_REACHABLE && now_ms() >= r->probe_next_ms;
+        if (due) {
+            /* Set before asking: a relay that cannot be asked waits too. */
+            if (r->probes < 32) r->probes++;
+            r->probe_next_ms = now_ms() + (int64_t)backoff_delay_ms(r->probes, NET_BASE_MS,
+                                                                    PROBE_CAP_MS,
+                                                                    randombytes_random());
+            memcpy(url, r->url, sizeof url);
+        }
+        pthread_mutex_unlock(&up->mu);
+        relay_client *c = due ? conn_for(up, &up->tcn, url) : NULL;
+        if (c) note_relay(up, &up->tcn, relay_health(c));
+    }
 }
 
 /* A crash between linking an item's plaintext into sealed/ and inserting
@@ -1005,6 +1130,9 @@ static bool boot(uploader *up)
     if (!st) {
         snprintf(up->own_relay, sizeof up->own_relay, "%s", me->relay_url);
         relay_origin(up->own_relay, up->own_origin, sizeof up->own_origin);
+        pthread_mutex_lock(&up->mu);   /* probed from the start, until it answers */
+        if (up->own_relay[0]) track_for(up, up->own_origin, up->own_relay);
+        pthread_mutex_unlock(&up->mu);
         snprintf(up->cacert, sizeof up->cacert, "%s", me->cacert);
         snprintf(up->pin, sizeof up->pin, "%s", me->pin);
     }
@@ -1049,7 +1177,6 @@ static void *tracker_main(void *arg)
             return NULL;
     int64_t started = now_ms();
     bool swept = false;
-    uint32_t probes = 0;
         for (;;) {
         pthread_mutex_lock(&up->mu);
         uint64_t gen = up->track_gen;
@@ -1057,7 +1184,7 @@ static void *tracker_main(void *arg)
         pthread_mutex_unlock(&up->mu);
         if (stop) break;
         int64_t now = now_ms();
-        do_probe(up, now, &probes);
+        do_probe(up);
         do_cancels(up);
         do_deliveries(up, now);
         if (!swept && now - started >= SWEEP_AFTER_MS) {

@@ -169,6 +169,12 @@ chute_status queue_requeue_interrupted(queue *q);
 chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
 /* The same, passing over growing rows (a worker kept for closed files). */
 chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out);
+/* Either of the two (sealed_only), passing over the items of the nskip
+ * peers in skip (those whose relay does not answer now; at most
+ * QUEUE_SKIP_MAX). */
+#define QUEUE_SKIP_MAX 64
+chute_status queue_claim_next_except(queue *q, int64_t now, bool sealed_only,
+                                     const char *const *skip, size_t nskip, queue_item *out);
 chute_status queue_set_progress(queue *q, const char *id, uint64_t offset);
 /* While a request runs: how far it has got (not durable yet). NOT_FOUND
  * as set_progress. */
@@ -184,6 +190,10 @@ chute_status queue_set_error(queue *q, const char *id, const char *error);
  * error begins with error_prefix (the uploader's words for an unreachable
  * relay) may go now. Others (refused, over quota) keep their wait. */
 chute_status queue_retry_now(queue *q, const char *error_prefix);
+/* The same for the items of the npeers peers in peers only (at most
+ * QUEUE_SKIP_MAX): those on the relay that answers again. */
+chute_status queue_retry_now_for(queue *q, const char *error_prefix,
+                                 const char *const *peers, size_t npeers);
 /* The next cancelled item whose relay copy must be deleted and whose
  * next_attempt <= now (unix seconds), and the mark that it has been. */
 chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out);

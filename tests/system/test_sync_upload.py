@@ -1077,3 +1077,46 @@ def test_a_peer_that_spells_our_relay_otherwise_still_gets_our_ca(tmp_path, rela
     finally:
         m.unmount()
         m.check_sanitizers()
+
+
+def test_a_peer_on_a_relay_that_is_down_holds_up_no_one_else(tmp_path, relay_factory):
+    # far's inbox is on another relay, and that one is down. Its item must
+    # back off on its own (1 s doubling), while our relay, which answers,
+    # releases it again at each answer — and home's files, on our relay,
+    # must go as they come, the status saying our relay is reachable.
+    relay = relay_factory(*RELAY_ARGS)
+    abroad = Device(tmp_path / "abroad", "abroad", relay.url)
+    home = Device(tmp_path / "home", "home", relay.url)
+    far = Device(tmp_path / "far", "far", relay.url)
+    for d in (abroad, home, far):
+        d.init()
+    assert pair(home, abroad)[1] == "home"
+    assert pair(far, abroad)[1] == "far"
+    con = sqlite3.connect(str(abroad.home / "state.db"), timeout=10)
+    with con:
+        con.execute("UPDATE peers SET relay_url=? WHERE name='far'",
+                    (f"http://127.0.0.1:{free_port()}",))
+    con.close()
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    try:
+        (m.mnt / "outbox" / "far" / "stuck.txt").write_bytes(b"for far")
+        wait_until(lambda: m.rows("path='stuck.txt' AND attempts>=1 AND last_error<>''"),
+                   timeout=10, what="far's item failed once")
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < 15:
+            name = f"note{n}.txt"
+            (m.outbox / name).write_bytes(b"for home %d" % n)
+            wait_until(lambda: m.rows("path=? AND state=2", (name,)), timeout=3,
+                       what=f"{name} on our relay at once")
+            assert "relay: unreachable" not in m.status()
+            n += 1
+            time.sleep(0.5)
+        row = m.rows("path='stuck.txt'")[0]
+        assert row["state"] in (0, 1) and row["last_error"].startswith("relay unreachable"), row
+        # 0.5-1, 1-2, 2-4, 4-8 s (next tries in whole seconds): 6 tries at most
+        assert row["attempts"] <= 6, row["attempts"]
+    finally:
+        m.unmount()
+        m.check_sanitizers()

@@ -536,6 +536,42 @@ static void test_each_uploaded_walks_only_items_on_the_relay(void)
     queue_close(q);
 }
 
+/* A peer's relay that does not answer holds up only its items: the claim
+ * passes over them, and its coming back releases only them. */
+static void test_claims_and_releases_by_peer(void)
+{
+    queue *q = fresh_named("bypeer");
+    queue_item a, b, c, got;
+    item(&a, "far", "a"); item(&b, "home", "b"); item(&c, "near", "c");
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &c, NULL, NULL), CHUTE_OK);
+    const char *skip[] = {"far", "near"};
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, false, skip, 2, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, true, skip, 2, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, true, skip, QUEUE_SKIP_MAX + 1, &got),
+                 CHUTE_ERR_ARG);
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, true, skip, 1, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, c.id) == 0);
+    CHECK_EQ_INT(queue_mark_failed(q, c.id, "relay unreachable: x", 1000), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0);
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "relay unreachable: y", 1000), CHUTE_OK);
+    CHECK_EQ_INT(queue_retry_now_for(q, "relay unreachable: ", skip, 1), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 0);
+    CHECK_EQ_INT(queue_get(q, c.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 1000);                  /* near's relay is not back */
+    CHECK_EQ_INT(queue_retry_now_for(q, "relay unreachable: ", skip, 0), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, c.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 1000);                  /* no peers: none */
+    CHECK_EQ_INT(queue_retry_now(q, "relay unreachable: "), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, c.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 0);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -554,6 +590,7 @@ int main(void)
     RUN(test_cancelled_growing_rows_forget_their_key);
     RUN(test_a_failing_relay_cancel_does_not_hold_up_the_others);
     RUN(test_each_uploaded_walks_only_items_on_the_relay);
+    RUN(test_claims_and_releases_by_peer);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
