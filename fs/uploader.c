@@ -112,6 +112,7 @@ typedef struct {
     queue_item it;
     devstate_peer peer;        /* secrets: wiped after each item */
     uint64_t patch_bytes;      /* PATCH size; smaller after a proxy's 413 */
+    char held[QUEUE_ID_LEN + 1];   /* the item claimed, "" if none; under up->mu */
 } worker;
 
 typedef struct {
@@ -136,6 +137,13 @@ struct uploader {
     char pin[DEVSTATE_PIN_MAX];
     devstate *ds;              /* own handle (devstate is not thread-safe) */
     pthread_mutex_t ds_mu;
+    /* Under mu: workers between starting a claim and noting what they
+     * got; and whether an item was left uploading with no worker on it
+     * (its state write failed), for the tracker to put back. */
+    int claiming;
+    bool stray;
+    int64_t stray_next_ms;     /* a failed put-back is tried again then */
+    uint32_t stray_tries;
     /* The relays as last seen, under mu; our own first. */
     relay_track relays[RELAYS_MAX];
     size_t nrelays;
@@ -856,6 +864,29 @@ static void worker_nap(uploader *up, uint64_t gen, int64_t ms)
     pthread_mutex_unlock(&up->mu);
 }
 
+/* Done with w's item. Unless stopping (then it stays uploading on
+ * purpose, to resume at the next start), an item still uploading now is
+ * one whose state write failed: the tracker puts it back. */
+static void let_go(worker *w)
+{
+    uploader *up = w->up;
+    bool stray = false;
+    if (!stopping(up)) {
+        queue_state was = QUEUE_UPLOADING;
+        chute_status st = queue_get(up->fs->q, w->it.id, &w->it);
+        if (st == CHUTE_OK) was = w->it.state;
+        stray = st != CHUTE_ERR_NOT_FOUND && was == QUEUE_UPLOADING;
+    }
+    pthread_mutex_lock(&up->mu);
+    w->held[0] = '\0';
+    if (stray) {
+        up->stray = true;
+        up->track_gen++;
+        pthread_cond_signal(&up->track_cv);
+    }
+    pthread_mutex_unlock(&up->mu);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -876,14 +907,22 @@ static void *worker_main(void *arg)
         /* Files still being written may take all workers but one: a
          * long recording must not hold closed files up. */
         bool growing_ok = atomic_fetch_add(&up->growing_sends, 1) < UPLOADER_WORKERS - 1;
+        pthread_mutex_lock(&up->mu);
+        up->claiming++;
+        pthread_mutex_unlock(&up->mu);
         chute_status st = queue_claim_next_except(up->fs->q, (int64_t)time(NULL), !growing_ok,
                                                   skip, held.n, &w->it);
         free(held.names);
+        pthread_mutex_lock(&up->mu);
+        up->claiming--;
+        if (st == CHUTE_OK) memcpy(w->held, w->it.id, sizeof w->held);
+        pthread_mutex_unlock(&up->mu);
         bool grows = st == CHUTE_OK && w->it.growing;
         if (!grows) atomic_fetch_sub(&up->growing_sends, 1);   /* the place was not taken */
         if (st == CHUTE_OK) {
             upload_item(w);
             if (grows) atomic_fetch_sub(&up->growing_sends, 1);
+            let_go(w);
             continue;
         }
         if (st != CHUTE_ERR_NOT_FOUND)
@@ -1072,6 +1111,34 @@ static void do_probe(uploader *up)
     }
 }
 
+/* Items left uploading by a state write that failed go back to queued
+ * (else they would wait for the next mount). Under mu throughout, with
+ * no claim under way: a worker's item must never be put back under it. */
+static void put_back_strays(uploader *up)
+{
+    pthread_mutex_lock(&up->mu);
+    if (up->stray && !up->claiming && now_ms() >= up->stray_next_ms) {
+        const char *held[UPLOADER_WORKERS];
+        size_t n = 0;
+        for (int i = 0; i < UPLOADER_WORKERS; i++)
+            if (up->workers[i].held[0]) held[n++] = up->workers[i].held;
+        chute_status st = queue_requeue_unheld(up->fs->q, held, n);
+        if (st == CHUTE_OK) {
+            up->stray = false;
+            up->stray_tries = 0;
+            up->work_gen++;
+            pthread_cond_broadcast(&up->work_cv);
+        } else {   /* the disk is still full or busy: not every round */
+            if (up->stray_tries < 32) up->stray_tries++;
+            up->stray_next_ms = now_ms() + (int64_t)backoff_delay_ms(up->stray_tries, NET_BASE_MS,
+                                                                     PROBE_CAP_MS,
+                                                                     randombytes_random());
+            log_msg("cannot put interrupted uploads back: %s; trying again", chute_strstatus(st));
+        }
+    }
+    pthread_mutex_unlock(&up->mu);
+}
+
 /* A crash between linking an item's plaintext into sealed/ and inserting
  * its row leaves a .plain no row names (MOUNT.md); a crash mid-copy-on-
  * write leaves a cow-*.tmp, and an earlier version's mid-seal a .age.tmp.
@@ -1185,6 +1252,7 @@ static void *tracker_main(void *arg)
         if (stop) break;
         int64_t now = now_ms();
         do_probe(up);
+        put_back_strays(up);
         do_cancels(up);
         do_deliveries(up, now);
         if (!swept && now - started >= SWEEP_AFTER_MS) {

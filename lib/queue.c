@@ -475,20 +475,20 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_ERR_REFUSED : st;
 }
 
-/* " AND peer [NOT] IN (?2,?3,...)" for n peers into buf (cap bytes); ""
+/* " AND col [NOT] IN (?2,?3,...)" for n values into buf (cap bytes); ""
  * when n is 0. False if n is over QUEUE_SKIP_MAX. */
-static bool peer_clause(char *buf, size_t cap, bool in, size_t n)
+static bool in_clause(char *buf, size_t cap, const char *col, bool in, size_t n)
 {
     buf[0] = '\0';
     if (n == 0) return true;
     if (n > QUEUE_SKIP_MAX) return false;
-    size_t len = (size_t)snprintf(buf, cap, " AND peer %sIN (", in ? "" : "NOT ");
+    size_t len = (size_t)snprintf(buf, cap, " AND %s %sIN (", col, in ? "" : "NOT ");
     for (size_t i = 0; i < n && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "%s?%zu", i ? "," : "", i + 2);
     return len < cap && (size_t)snprintf(buf + len, cap - len, ")") < cap - len;
 }
 
-static void bind_peers(sqlite3_stmt *s, const char *const *peers, size_t n)
+static void bind_from_2(sqlite3_stmt *s, const char *const *peers, size_t n)
 {
     for (size_t i = 0; i < n; i++) sqlite3_bind_text(s, (int)i + 2, peers[i], -1, SQLITE_STATIC);
 }
@@ -498,7 +498,7 @@ static chute_status claim_next(queue *q, int64_t now, bool growing_too,
 {
     if (!q || !out || (nskip && !skip)) return CHUTE_ERR_ARG;
     char not_in[32 + QUEUE_SKIP_MAX * 6], sql[512 + sizeof not_in];
-    if (!peer_clause(not_in, sizeof not_in, false, nskip)) return CHUTE_ERR_ARG;
+    if (!in_clause(not_in, sizeof not_in, "peer", false, nskip)) return CHUTE_ERR_ARG;
     snprintf(sql, sizeof sql, "SELECT " COLS " FROM queue WHERE state=0 AND next_attempt<=?1%s%s "
                               "ORDER BY created, rowid LIMIT 1",
              growing_too ? "" : " AND growing=0", not_in);
@@ -508,7 +508,7 @@ static chute_status claim_next(queue *q, int64_t now, bool growing_too,
     if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(s, 1, now);
-    bind_peers(s, skip, nskip);
+    bind_from_2(s, skip, nskip);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) { st = rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB; goto out; }
     load_row(s, out);
@@ -547,6 +547,21 @@ chute_status queue_requeue_interrupted(queue *q)
     sqlite3_bind_int64(s, 1, now_s());
     chute_status st = step_change(q, s);
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;   /* none were interrupted */
+}
+
+chute_status queue_requeue_unheld(queue *q, const char *const *held, size_t nheld)
+{
+    if (!q || (nheld && !held)) return CHUTE_ERR_ARG;
+    char not_in[32 + QUEUE_SKIP_MAX * 6], sql[128 + sizeof not_in];
+    if (!in_clause(not_in, sizeof not_in, "id", false, nheld)) return CHUTE_ERR_ARG;
+    snprintf(sql, sizeof sql, "UPDATE queue SET state=0, sent=progress, updated=?1 "
+                              "WHERE state=1%s", not_in);
+    sqlite3_stmt *s = prep_change(q, sql);
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, now_s());
+    bind_from_2(s, held, nheld);
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;
 }
 
 chute_status queue_set_error(queue *q, const char *id, const char *error)
@@ -632,14 +647,14 @@ static chute_status retry_now(queue *q, const char *error_prefix, const char *co
     if (!q || !error_prefix || (npeers && !peers)) return CHUTE_ERR_ARG;
     if (peers && !npeers) return CHUTE_OK;
     char in[32 + QUEUE_SKIP_MAX * 6], sql[256 + sizeof in];
-    if (!peer_clause(in, sizeof in, true, npeers)) return CHUTE_ERR_ARG;
+    if (!in_clause(in, sizeof in, "peer", true, npeers)) return CHUTE_ERR_ARG;
     /* ?1 is the prefix; the peers are ?2... */
     snprintf(sql, sizeof sql, "UPDATE queue SET next_attempt=0 WHERE state=0 AND "
                               "next_attempt>0 AND substr(last_error,1,length(?1))=?1%s", in);
     sqlite3_stmt *s = prep_change(q, sql);
     if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_text(s, 1, error_prefix, -1, SQLITE_STATIC);
-    bind_peers(s, peers, npeers);
+    bind_from_2(s, peers, npeers);
     chute_status st = step_change(q, s);
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;   /* none waiting is fine */
 }

@@ -166,6 +166,10 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
  * uploading (the user cancelled it): the uploader stops then. mark_failed
  * puts it back to queued with the error and the next attempt time. */
 chute_status queue_requeue_interrupted(queue *q);
+/* The same while running: items uploading that none of the nheld ids
+ * (the ones workers hold; at most QUEUE_SKIP_MAX) is, left so by a state
+ * write that failed (a full or busy disk), go back to queued. */
+chute_status queue_requeue_unheld(queue *q, const char *const *held, size_t nheld);
 chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
 /* The same, passing over growing rows (a worker kept for closed files). */
 chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out);

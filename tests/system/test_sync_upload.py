@@ -1120,3 +1120,38 @@ def test_a_peer_on_a_relay_that_is_down_holds_up_no_one_else(tmp_path, relay_fac
     finally:
         m.unmount()
         m.check_sanitizers()
+
+
+def test_an_item_whose_state_write_failed_is_not_left_uploading(tmp_path, relay_factory):
+    # The relay has all of an item, but the queue cannot record it (another
+    # writer holds chutefs.db past the busy timeout, as a full or stuck
+    # disk would): the row must not stay "uploading" until the next mount.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: False)
+    try:
+        m, _, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        locker = None
+        try:
+            proxy.hold = lambda method, path: method == "PATCH"
+            (m.outbox / "ledger.txt").write_bytes(b"x" * 5000)
+            wait_until(lambda: proxy.held >= 1, timeout=20, what="the PATCH on its way")
+            item = m.row("ledger.txt")["id"]
+            locker = sqlite3.connect(str(m.home / "chutefs.db"), timeout=10,
+                                     isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")
+            proxy.hold = None
+            proxy.release.set()
+            time.sleep(24)                    # set_progress, then mark_uploaded: 10 s each
+            locker.execute("ROLLBACK")
+            locker.close()
+            locker = None
+            wait_until(lambda: m.rows("id=? AND state=2", (item,)), timeout=15,
+                       what="the item recorded on the relay")
+        finally:
+            if locker is not None:
+                locker.close()
+            proxy.release.set()
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()

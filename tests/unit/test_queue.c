@@ -572,6 +572,29 @@ static void test_claims_and_releases_by_peer(void)
     queue_close(q);
 }
 
+/* Items left uploading with no worker on them go back; held ones stay. */
+static void test_requeue_unheld_leaves_the_held(void)
+{
+    queue *q = fresh_named("unheld");
+    queue_item a, b, got;
+    item(&a, "home", "a"); item(&b, "home", "b");
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    const char *held[] = {b.id};
+    CHECK_EQ_INT(queue_requeue_unheld(q, held, 1), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_UPLOADING);
+    CHECK_EQ_INT(queue_requeue_unheld(q, held, 1), CHUTE_OK);   /* none: still OK */
+    CHECK_EQ_INT(queue_requeue_unheld(q, NULL, 0), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -591,6 +614,7 @@ int main(void)
     RUN(test_a_failing_relay_cancel_does_not_hold_up_the_others);
     RUN(test_each_uploaded_walks_only_items_on_the_relay);
     RUN(test_claims_and_releases_by_peer);
+    RUN(test_requeue_unheld_leaves_the_held);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
