@@ -360,9 +360,18 @@ static void held_peers(uploader *up, peer_pick *pk)
 
 typedef enum { WAIT_NETWORK, WAIT_REFUSED, WAIT_LIMIT } wait_kind;
 
-/* Put the item back to queued with the reason and the time of the next try. */
-static void fail_item(const queue_item *it, queue *q, wait_kind kind, const char *fmt, ...)
+static void wake_tracker(uploader *up)
 {
+    pthread_mutex_lock(&up->mu);
+    up->track_gen++;
+    pthread_cond_signal(&up->track_cv);
+    pthread_mutex_unlock(&up->mu);
+}
+
+/* Put the item back to queued with the reason and the time of the next try. */
+static void fail_item(uploader *up, const queue_item *it, wait_kind kind, const char *fmt, ...)
+{
+    queue *q = up->fs->q;
     char why[QUEUE_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -380,6 +389,11 @@ static void fail_item(const queue_item *it, queue *q, wait_kind kind, const char
     if (st == CHUTE_OK)
         log_msg("upload %s (%s/%s): %s; next try in %llu s", it->id, it->peer, it->path,
                 why, (unsigned long long)((delay + 999) / 1000));
+    /* Cancelled meanwhile: the tracker's DELETE may have come before a
+     * create whose answer we lost, and found nothing. The copy it may have
+     * made is owed a DELETE again (a 404 if there is none). */
+    if (st == CHUTE_ERR_NOT_FOUND && queue_relay_cancel_owed(q, it->id) == CHUTE_OK)
+        wake_tracker(up);
 }
 
 /* An answer none of the cases above expects: a 4xx is a refusal that will
@@ -416,14 +430,6 @@ static void mark_gone(uploader *up, const char *peer)
     pthread_mutex_lock(&up->ds_mu);
     if (up->ds) devstate_mark_peer_gone(up->ds, peer);
     pthread_mutex_unlock(&up->ds_mu);
-}
-
-static void wake_tracker(uploader *up)
-{
-    pthread_mutex_lock(&up->mu);
-    up->track_gen++;
-    pthread_cond_signal(&up->track_cv);
-    pthread_mutex_unlock(&up->mu);
 }
 
 static bool stopping(uploader *up)
@@ -518,7 +524,7 @@ static bool blob_open(uploader *up, const queue_item *it, uint64_t offset, blob 
     queue *q = up->fs->q;
     queue_age *age = malloc(sizeof *age);
     if (!age) {
-        fail_item(it, q, WAIT_NETWORK, "out of memory");
+        fail_item(up, it, WAIT_NETWORK, "out of memory");
         return false;
     }
     chute_status st = queue_get_age(q, it->id, age);
@@ -529,28 +535,28 @@ static bool blob_open(uploader *up, const queue_item *it, uint64_t offset, blob 
     b->err = 0;
     b->read.released = 0;
     if (st != CHUTE_OK && !legacy) {
-        fail_item(it, q, WAIT_REFUSED, "the queue entry is damaged: %s", chute_strstatus(st));
+        fail_item(up, it, WAIT_REFUSED, "the queue entry is damaged: %s", chute_strstatus(st));
     } else if (sealed_path(up->fs, it->id, legacy ? ".age" : ".plain", path, sizeof path)) {
-        fail_item(it, q, WAIT_REFUSED, "the sealed file's name is too long");
+        fail_item(up, it, WAIT_REFUSED, "the sealed file's name is too long");
     } else if ((b->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         int e = errno;
         /* A cancel deletes the sealed file: then there is nothing to say. */
         if (queue_set_progress(q, it->id, offset) != CHUTE_ERR_NOT_FOUND)
-            fail_item(it, q, WAIT_REFUSED, "the file's sealed copy %s is %s; delete the "
+            fail_item(up, it, WAIT_REFUSED, "the file's sealed copy %s is %s; delete the "
                       "file from the outbox and send it again", path,
                       e == ENOENT ? "missing" : strerror(e));
     } else {
         struct stat sb;
         uint64_t want = legacy ? it->blob_size : it->size;
         if (fstat(b->fd, &sb) != 0 || (uint64_t)sb.st_size != want) {
-            fail_item(it, q, WAIT_REFUSED, "the file's sealed copy %s changed size", path);
+            fail_item(up, it, WAIT_REFUSED, "the file's sealed copy %s changed size", path);
         } else if (!legacy) {
             st = age_source_new(&b->src, age->header, age->header_len, age->nonce,
                                 age->file_key, b->fd, it->size);
             if (st == CHUTE_OK && age_source_size(b->src) != it->blob_size)
                 st = CHUTE_ERR_MALFORMED;
             if (st != CHUTE_OK)
-                fail_item(it, q, WAIT_REFUSED, "cannot encrypt the sealed copy: %s",
+                fail_item(up, it, WAIT_REFUSED, "cannot encrypt the sealed copy: %s",
                           chute_strstatus(st));
         }
     }
@@ -599,7 +605,7 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             break;
         }
         if (st == CHUTE_ERR_IO && b.err) {   /* our side: the sealed copy would not read */
-            fail_item(it, q, WAIT_REFUSED, "cannot read the file's sealed copy: %s",
+            fail_item(up, it, WAIT_REFUSED, "cannot read the file's sealed copy: %s",
                       strerror(b.err));
             break;
         }
@@ -633,19 +639,19 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             st = hs;
         }
         if (st == CHUTE_ERR_NETWORK)
-            fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
+            fail_item(up, it, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
         else if (st == CHUTE_ERR_LIMIT)
-            fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
+            fail_item(up, it, WAIT_LIMIT, "%s", limit_text(c));
         else if (st == CHUTE_ERR_NOT_FOUND)
-            fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)",
+            fail_item(up, it, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)",
                       it->peer);
         else if (st == CHUTE_ERR_PROTOCOL)   /* an offset that would not move us on */
-            fail_item(it, q, WAIT_NETWORK, "the relay's answer is wrong: %s",
+            fail_item(up, it, WAIT_NETWORK, "the relay's answer is wrong: %s",
                       relay_client_error(c));
         else {
             const char *why;
             wait_kind k = other_failure(c, st, &why);
-            fail_item(it, q, k, "relay refused the upload: %s", why);
+            fail_item(up, it, k, "relay refused the upload: %s", why);
         }
         break;
     }
@@ -705,10 +711,10 @@ static bool send_growing(worker *w, relay_client *c)
     note_relay(up, &w->cn, st);
     queue_age *age = st ? NULL : malloc(sizeof *age);
     if (st == CHUTE_ERR_NETWORK) {
-        fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
+        fail_item(up, it, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
     } else if (st == CHUTE_ERR_NOT_FOUND) {
         mark_gone(up, it->peer);
-        fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
+        fail_item(up, it, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
     } else if (st || !age || queue_get_age(q, it->id, age) != CHUTE_OK) {
         /* Not early, then (an older relay, a quota): it goes at its close. */
         log_msg("item %s will go when its file is closed: %s", it->id,
@@ -737,7 +743,7 @@ static bool send_growing(worker *w, relay_client *c)
         blob b = {.fd = growing_fd(g), .src = NULL, .err = 0};
         if (age_source_new(&b.src, age->header, age->header_len, age->nonce, age->file_key,
                            b.fd, chunks * AGE_CHUNK_BYTES + 1) != CHUTE_OK) {
-            fail_item(it, q, WAIT_NETWORK, "out of memory");
+            fail_item(up, it, WAIT_NETWORK, "out of memory");
             break;
         }
         bool sent = send_range(w, c, &b, &offset, ready);
@@ -757,17 +763,17 @@ static void upload_item(worker *w)
     devstate_peer *p = &w->peer;
     chute_status st = peers_get(up->fs->peers, it->peer, p);
     if (st == CHUTE_ERR_NOT_FOUND) {
-        fail_item(it, q, WAIT_REFUSED, "peer %s is not paired any more", it->peer);
+        fail_item(up, it, WAIT_REFUSED, "peer %s is not paired any more", it->peer);
         return;
     }
     if (st != CHUTE_OK) {
-        fail_item(it, q, WAIT_NETWORK, "cannot read peer %s: %s", it->peer,
+        fail_item(up, it, WAIT_NETWORK, "cannot read peer %s: %s", it->peer,
                   chute_strstatus(st));
         return;
     }
     relay_client *c = conn_for(up, &w->cn, p->relay_url);
     if (!c) {
-        fail_item(it, q, WAIT_REFUSED, "cannot use relay %s", p->relay_url);
+        fail_item(up, it, WAIT_REFUSED, "cannot use relay %s", p->relay_url);
         devstate_peer_wipe(p);
         return;
     }
@@ -785,7 +791,7 @@ static void upload_item(worker *w)
         /* A revoked send token looks like a missing inbox (PROTOCOL §7.9):
          * the peer unpaired us. Keep the item; the user decides. */
         mark_gone(up, it->peer);
-        fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
+        fail_item(up, it, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
         goto out;
     case CHUTE_ERR_EXISTS: {
         /* Our id, refused: maybe already complete or delivered (a lost
@@ -801,25 +807,25 @@ static void upload_item(worker *w)
         if (ss == CHUTE_OK && strcmp(now.state, "uploading") == 0) {
             /* Ours and uploading: a PATCH cut short a moment ago still
              * holds it on the relay (a declare waits for it). Soon. */
-            fail_item(it, q, WAIT_NETWORK, "the relay is still finishing an earlier "
+            fail_item(up, it, WAIT_NETWORK, "the relay is still finishing an earlier "
                       "request for this item");
             goto out;
         }
-        fail_item(it, q, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",
+        fail_item(up, it, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",
                   relay_client_error(c), ss == CHUTE_OK ? ", state " : "",
                   ss == CHUTE_OK ? now.state : "");
         goto out;
     }
     case CHUTE_ERR_LIMIT:
-        fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
+        fail_item(up, it, WAIT_LIMIT, "%s", limit_text(c));
         goto out;
     case CHUTE_ERR_NETWORK:
-        fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
+        fail_item(up, it, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
         goto out;
     default: {
         const char *why;
         wait_kind k = other_failure(c, st, &why);
-        fail_item(it, q, k, "relay refused the item: %s", why);
+        fail_item(up, it, k, "relay refused the item: %s", why);
         goto out;
     }
     }

@@ -1155,3 +1155,38 @@ def test_an_item_whose_state_write_failed_is_not_left_uploading(tmp_path, relay_
             m.check_sanitizers()
     finally:
         proxy.close()
+
+
+def test_a_copy_whose_create_answer_was_lost_after_its_cancel_is_deleted(tmp_path,
+                                                                         relay_factory):
+    # The user deletes a file while its create is on the way; the tracker's
+    # DELETE comes first and finds nothing. The create then lands on the
+    # relay but its answer is lost: the worker sees a network failure, not
+    # a copy, and must still owe that copy a DELETE, not leave it to the TTL.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: False)
+    try:
+        m, home, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        rcv = Receiver(home, relay, tmp_path)
+        try:
+            creates = lambda method, path: method == "PUT" and "/items/" in path  # noqa: E731
+            proxy.hold = proxy.lose = creates
+            (m.outbox / "oops.txt").write_bytes(b"not for you")
+            wait_until(lambda: proxy.held >= 1, what="the create on its way")
+            item = m.row("oops.txt")["id"]
+            os.unlink(m.outbox / "oops.txt")
+            wait_until(lambda: proxy.deletes and
+                       m.rows("id=?", (item,))[0]["relay_cancel"] == 0,
+                       what="the tracker's DELETE done: nothing there yet")
+            assert rcv.status(item) == 404
+            proxy.release.set()
+            wait_until(lambda: proxy.lost >= 1, what="the create made, its answer lost")
+            wait_until(lambda: rcv.status(item) == "cancelled", timeout=20,
+                       what="the copy deleted after all")
+            assert m.rows("id=?", (item,))[0]["relay_cancel"] == 0
+        finally:
+            proxy.release.set()
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()
