@@ -452,6 +452,16 @@ static void cancel_own_copy(worker *w, relay_client *c)
     if (queue_relay_cancel_owed(w->up->fs->q, w->it.id) == CHUTE_OK) wake_tracker(w->up);
 }
 
+/* it was marked delivered: the outbox lets go of it at the path it has
+ * now — a rename of its folder during the round trip moved the row. */
+static void let_outbox_go(uploader *up, const queue_item *it)
+{
+    queue_item *now = malloc(sizeof *now);
+    bool fresh = now && queue_get(up->fs->q, it->id, now) == CHUTE_OK;
+    outbox_delivered(up->fs, fresh ? now : it);
+    free(now);
+}
+
 /* The item is already whole on the relay, or delivered: record that. */
 static void settle_from_relay(worker *w, const char *state)
 {
@@ -460,7 +470,7 @@ static void settle_from_relay(worker *w, const char *state)
     if (queue_set_progress(q, it->id, it->blob_size) != CHUTE_OK) return;
     if (queue_mark_uploaded(q, it->id) != CHUTE_OK) return;
     if (strcmp(state, "delivered") == 0 && queue_mark_delivered(q, it->id) == CHUTE_OK)
-        outbox_delivered(w->up->fs, it);
+        let_outbox_go(w->up, it);
     wake_tracker(w->up);
 }
 
@@ -1054,10 +1064,8 @@ static void check_delivery(uploader *up, poll_entry *pe, int64_t now)
     devstate_peer_wipe(&up->tpeer);
     if (!c) return;
     if (st == CHUTE_OK && strcmp(rs.state, "delivered") == 0) {
-        if (queue_mark_delivered(q, it->id) == CHUTE_OK) {
-            it->state = QUEUE_DELIVERED;
-            outbox_delivered(up->fs, it);
-        }
+        if (queue_mark_delivered(q, it->id) == CHUTE_OK)
+            let_outbox_go(up, it);
     } else if (st == CHUTE_OK && strcmp(rs.state, "expired") == 0) {
         queue_set_error(q, it->id, "expired on the relay before the peer fetched it");
         pe->interval_ms = POLL_MAX_MS;

@@ -1190,3 +1190,37 @@ def test_a_copy_whose_create_answer_was_lost_after_its_cancel_is_deleted(tmp_pat
             m.check_sanitizers()
     finally:
         proxy.close()
+
+
+def test_a_file_delivered_while_its_folder_is_renamed_leaves_the_outbox(tmp_path,
+                                                                        relay_factory):
+    # The tracker asks whether docs/a.txt was delivered; while it asks, the
+    # folder becomes papers/. The answer "delivered" must let go of the
+    # file where it is now, not at the name it had when the check began.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: False)
+    try:
+        m, home, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        rcv = Receiver(home, relay, tmp_path)
+        try:
+            (m.outbox / "docs").mkdir()
+            (m.outbox / "docs" / "a.txt").write_bytes(b"minutes")
+            item = wait_until(lambda: m.rows("path='docs/a.txt' AND state=2"), timeout=20,
+                              what="the item on the relay")[0]["id"]
+            proxy.hold = lambda method, path: method == "GET" and path.endswith("/status")
+            wait_until(lambda: proxy.held >= 1, timeout=20, what="a delivery check on its way")
+            os.rename(m.outbox / "docs", m.outbox / "papers")
+            assert m.rows("id=?", (item,))[0]["path"] == "papers/a.txt"
+            rcv.ack(item)
+            proxy.hold = None
+            proxy.release.set()
+            wait_until(lambda: m.rows("id=? AND state=3", (item,)), timeout=20,
+                       what="the item seen delivered")
+            wait_until(lambda: not (m.outbox / "papers" / "a.txt").exists(), timeout=10,
+                       what="the delivered file to leave the outbox")
+        finally:
+            proxy.release.set()
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()
