@@ -158,10 +158,12 @@ struct uploader {
     worker workers[UPLOADER_WORKERS];
 };
 
+/* In-memory timers (holds, probes, polls, waits) run on the monotonic
+ * clock: a wall clock set back an hour must not stall them for an hour. */
 static int64_t now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -861,9 +863,10 @@ static bool wait_ready(uploader *up)
     return go;
 }
 
+/* For pthread_cond_timedwait on work_cv and track_cv (CLOCK_MONOTONIC). */
 static void deadline_in(struct timespec *ts, int64_t ms)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
+    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (ms % 1000) * 1000000;
     if (ts->tv_nsec >= 1000000000) { ts->tv_sec++; ts->tv_nsec -= 1000000000; }
@@ -1285,6 +1288,21 @@ static void *tracker_main(void *arg)
 
 /* ---- lifecycle --------------------------------------------------------------------- */
 
+/* work_cv and track_cv, timed on the monotonic clock (deadline_in). */
+static bool init_cvs(uploader *up)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) return false;
+    bool ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&up->work_cv, &ca) == 0;
+    if (ok && pthread_cond_init(&up->track_cv, &ca) != 0) {
+        pthread_cond_destroy(&up->work_cv);
+        ok = false;
+    }
+    pthread_condattr_destroy(&ca);
+    return ok;
+}
+
 chute_status uploader_start(chutefs *fs, uploader **out)
 {
     if (!fs || !out) return CHUTE_ERR_ARG;
@@ -1296,8 +1314,12 @@ chute_status uploader_start(chutefs *fs, uploader **out)
     up->fs = fs;
     pthread_mutex_init(&up->mu, NULL);
     pthread_mutex_init(&up->ds_mu, NULL);
-    pthread_cond_init(&up->work_cv, NULL);
-    pthread_cond_init(&up->track_cv, NULL);
+    if (!init_cvs(up)) {
+        pthread_mutex_destroy(&up->ds_mu);
+        pthread_mutex_destroy(&up->mu);
+        free(up);
+        return CHUTE_ERR_NOMEM;
+    }
     if (pthread_create(&up->tracker, NULL, tracker_main, up) != 0) {
         uploader_stop(up);
         return CHUTE_ERR_NOMEM;

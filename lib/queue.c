@@ -52,6 +52,10 @@ static const char SCHEMA[] =
 /* Every public call holds mu: the connection is shared by the mount's
  * threads, and a statement of one thread must never land inside another
  * thread's BEGIN ... COMMIT. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define WAIT_MAX_TEXT STR(QUEUE_WAIT_MAX_S)
+
 #define LOCK(q) pthread_mutex_lock(&(q)->mu)
 #define UNLOCK(q) pthread_mutex_unlock(&(q)->mu)
 
@@ -499,8 +503,11 @@ static chute_status claim_next(queue *q, int64_t now, bool growing_too,
     if (!q || !out || (nskip && !skip)) return CHUTE_ERR_ARG;
     char not_in[32 + QUEUE_SKIP_MAX * 6], sql[512 + sizeof not_in];
     if (!in_clause(not_in, sizeof not_in, "peer", false, nskip)) return CHUTE_ERR_ARG;
-    snprintf(sql, sizeof sql, "SELECT " COLS " FROM queue WHERE state=0 AND next_attempt<=?1%s%s "
-                              "ORDER BY created, rowid LIMIT 1",
+    /* A next try further off than any backoff was set by a clock since
+     * set back (a wrong date at boot): due now, not in years. */
+    snprintf(sql, sizeof sql, "SELECT " COLS " FROM queue WHERE state=0 AND "
+                              "(next_attempt<=?1 OR next_attempt>?1+%d)%s%s "
+                              "ORDER BY created, rowid LIMIT 1", QUEUE_WAIT_MAX_S,
              growing_too ? "" : " AND growing=0", not_in);
     pthread_mutex_lock(&q->mu);
     sqlite3_stmt *s = NULL;
@@ -675,8 +682,10 @@ chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out)
     if (!q || !out) return CHUTE_ERR_ARG;
     sqlite3_stmt *s;
     LOCK(q);
+    /* As in claim_next: a next try past any backoff is due. */
     if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE state=4 AND relay_cancel=1 "
-                                  "AND next_attempt<=? ORDER BY next_attempt, updated LIMIT 1",
+                                  "AND (next_attempt<=?1 OR next_attempt>?1+" WAIT_MAX_TEXT ") "
+                                  "ORDER BY next_attempt, updated LIMIT 1",
                            -1, &s, NULL) != SQLITE_OK) {
         UNLOCK(q);
         return CHUTE_ERR_DB;

@@ -171,6 +171,11 @@ chute_status queue_requeue_interrupted(queue *q);
  * write that failed (a full or busy disk), go back to queued. */
 chute_status queue_requeue_unheld(queue *q, const char *const *held, size_t nheld);
 chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
+/* The longest wait a caller sets (the uploader's backoff caps, 6 h, and
+ * a margin): a next_attempt further from now than this was set by a wall
+ * clock since put back, and counts as due (here and in
+ * queue_next_relay_cancel). */
+#define QUEUE_WAIT_MAX_S 25200
 /* The same, passing over growing rows (a worker kept for closed files). */
 chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out);
 /* Either of the two (sealed_only), passing over the items of the nskip

@@ -595,6 +595,26 @@ static void test_requeue_unheld_leaves_the_held(void)
     queue_close(q);
 }
 
+/* A next try set by a wall clock since put back (days ahead) is due, and
+ * so is a DELETE owed so; one within any backoff still waits. */
+static void test_a_next_try_past_any_backoff_is_due(void)
+{
+    queue *q = fresh_named("clockback");
+    queue_item a, got;
+    item(&a, "home", "a");
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_OK);
+    int64_t now = 1800000000;
+    CHECK_EQ_INT(queue_claim_next(q, now, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "refused", now + 6 * 3600), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, now, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_claim_next(q, now - 3 * 86400, &got), CHUTE_OK);   /* clock set back */
+    CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_relay_cancel_failed(q, a.id, now + 600), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now - 86400, &got), CHUTE_OK);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -615,6 +635,7 @@ int main(void)
     RUN(test_each_uploaded_walks_only_items_on_the_relay);
     RUN(test_claims_and_releases_by_peer);
     RUN(test_requeue_unheld_leaves_the_held);
+    RUN(test_a_next_try_past_any_backoff_is_due);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
