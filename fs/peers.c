@@ -101,3 +101,12 @@ void peers_each(peers *p, void (*fn)(const char *name, void *arg), void *arg)
     for (size_t i = 0; i < p->n; i++) fn(p->list[i].name, arg);
     pthread_mutex_unlock(&p->mu);
 }
+
+void peers_each_relay(peers *p, void (*fn)(const char *name, const char *relay_url, void *arg),
+                      void *arg)
+{
+    pthread_mutex_lock(&p->mu);
+    reload(p);
+    for (size_t i = 0; i < p->n; i++) fn(p->list[i].name, p->list[i].relay_url, arg);
+    pthread_mutex_unlock(&p->mu);
+}

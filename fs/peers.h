@@ -29,4 +29,9 @@ chute_status peers_get(peers *p, const char *name, devstate_peer *out);
 /* fn(name) for each peer, in name order (refreshes first). */
 void peers_each(peers *p, void (*fn)(const char *name, void *arg), void *arg);
 
+/* fn(name, relay_url) for each peer, in name order (refreshes first); fn
+ * must not call back into p. */
+void peers_each_relay(peers *p, void (*fn)(const char *name, const char *relay_url, void *arg),
+                      void *arg);
+
 #endif

@@ -24,6 +24,7 @@
 #include "peers.h"
 #include "age_source.h"
 #include "relay_client.h"
+#include "relay_url.h"
 #include "staging.h"
 
 /* Each PATCH is fsynced by the relay before it answers, and the next one
@@ -74,11 +75,33 @@
 
 typedef enum { RELAY_UNKNOWN = 0, RELAY_REACHABLE, RELAY_UNREACHABLE } relay_seen;
 
+/* Peers may have their inboxes on other relays than ours: each relay is
+ * seen, held and probed on its own, so one that is down holds up only the
+ * items of the peers on it. This many at once; one more takes the place
+ * of one that answers (our own keeps slot 0). */
+#define RELAYS_MAX 8
+
+typedef struct {
+    char origin[RELAY_URL_MAX];   /* the key: canonical (relay_url.h) */
+    char url[RELAY_URL_MAX];      /* a spelling of it, for the probe */
+    relay_seen seen;
+    /* While it does not answer, the workers claim none of its peers'
+     * items until hold_until (1 s doubling to 30 s, `holds` in a row),
+     * rather than every one whose own backoff came due: with thousands
+     * queued, each claim and failure is two fsyncs. An answer ends it;
+     * the probe asks meanwhile (1 s doubling to 30 s, `probes`). */
+    int64_t hold_until_ms;
+    uint32_t holds;
+    int64_t probe_next_ms;
+    uint32_t probes;
+} relay_track;
+
 /* One relay_client and the base URL it talks to; remade when a peer's
  * inbox is on another relay. */
 typedef struct {
     relay_client *c;
     char url[RELAY_URL_MAX];
+    char origin[RELAY_URL_MAX];   /* url's canonical origin */
 } conn;
 
 typedef struct {
@@ -89,6 +112,7 @@ typedef struct {
     queue_item it;
     devstate_peer peer;        /* secrets: wiped after each item */
     uint64_t patch_bytes;      /* PATCH size; smaller after a proxy's 413 */
+    char held[QUEUE_ID_LEN + 1];   /* the item claimed, "" if none; under up->mu */
 } worker;
 
 typedef struct {
@@ -108,18 +132,21 @@ struct uploader {
     atomic_int growing_sends;  /* workers sending a file still being written */
     /* What the tracker read at boot (not secret). */
     char own_relay[RELAY_URL_MAX];
+    char own_origin[RELAY_URL_MAX];   /* own_relay's canonical origin */
     char cacert[DEVSTATE_PATH_MAX];
     char pin[DEVSTATE_PIN_MAX];
     devstate *ds;              /* own handle (devstate is not thread-safe) */
     pthread_mutex_t ds_mu;
-    /* The relay as last seen, under mu. */
-    relay_seen relay;
-    /* While it does not answer, the workers claim nothing until hold_until
-     * (1 s doubling to 30 s, `holds` in a row), rather than every item
-     * whose own backoff came due: with thousands queued, each claim and
-     * failure is two fsyncs. An answer ends it; the probe asks meanwhile. */
-    int64_t hold_until_ms;
-    uint32_t holds;
+    /* Under mu: workers between starting a claim and noting what they
+     * got; and whether an item was left uploading with no worker on it
+     * (its state write failed), for the tracker to put back. */
+    int claiming;
+    bool stray;
+    int64_t stray_next_ms;     /* a failed put-back is tried again then */
+    uint32_t stray_tries;
+    /* The relays as last seen, under mu; our own first. */
+    relay_track relays[RELAYS_MAX];
+    size_t nrelays;
     /* tracker */
     pthread_t tracker;
     bool tracker_started;
@@ -128,14 +155,15 @@ struct uploader {
     devstate_peer tpeer;
     poll_entry *polls;
     size_t npolls;
-    int64_t probe_next_ms;
     worker workers[UPLOADER_WORKERS];
 };
 
+/* In-memory timers (holds, probes, polls, waits) run on the monotonic
+ * clock: a wall clock set back an hour must not stall them for an hour. */
 static int64_t now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -149,56 +177,26 @@ static void log_msg(const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- relay reachability -------------------------------------------------- */
-
-/* Any HTTP answer below 500 means the relay is there; no answer or a 5xx
- * (relay_client maps both to NETWORK) means it is not, for now. */
-static void note_relay(uploader *up, relay_client *c, chute_status st)
-{
-    long http = relay_client_http_status(c);
-    bool down = st == CHUTE_ERR_NETWORK && (http == 0 || http >= 500);
-    relay_seen now = down ? RELAY_UNREACHABLE : RELAY_REACHABLE;
-    relay_reach_note(&up->fs->reach, !down, relay_client_error(c));
-    bool back = false;
-    pthread_mutex_lock(&up->mu);
-    if (down) {
-        if (up->holds < 32) up->holds++;
-        up->hold_until_ms = now_ms() + (int64_t)backoff_delay_ms(up->holds, NET_BASE_MS,
-                                                                 PROBE_CAP_MS,
-                                                                 randombytes_random());
-    } else {
-        up->holds = 0;
-        up->hold_until_ms = 0;
-    }
-    if (up->relay != now) {
-        back = now == RELAY_REACHABLE;
-        up->relay = now;
-        if (down) log_msg("relay unreachable: %s", relay_client_error(c));
-        else log_msg("relay reachable");
-    }
-    pthread_mutex_unlock(&up->mu);
-    /* Back after an outage: what waited for it goes now, however long its
-     * backoff grew meanwhile. */
-    if (back && queue_retry_now(up->fs->q, UNREACHABLE) != CHUTE_OK)
-        log_msg("cannot make the waiting items go now");
-    if (back) {
-        pthread_mutex_lock(&up->mu);
-        up->work_gen++;
-        pthread_cond_broadcast(&up->work_cv);
-        pthread_mutex_unlock(&up->mu);
-    }
-}
-
 /* ---- connections ------------------------------------------------------------ */
 
+/* url's canonical origin (relay_url.h): pairing binds only that, so a peer
+ * may spell our relay otherwise (case, a default port, a trailing '/').
+ * A URL that does not pass the check stands for itself. */
+static void relay_origin(const char *url, char *out, size_t cap)
+{
+    if (relay_url_check(url, out, cap, NULL) != CHUTE_OK) snprintf(out, cap, "%s", url);
+}
+
 /* The relay_client for url, made (or remade) on demand. The device's CA
- * file and pin apply to its own relay; another relay gets the system CAs. */
+ * file and pin apply to its own relay, however a peer spells it; another
+ * relay gets the system CAs. */
 static relay_client *conn_for(uploader *up, conn *cn, const char *url)
 {
     if (cn->c && strcmp(cn->url, url) == 0) return cn->c;
     relay_client_free(cn->c);
     cn->c = NULL;
-    bool own = strcmp(url, up->own_relay) == 0;
+    relay_origin(url, cn->origin, sizeof cn->origin);
+    bool own = strcmp(cn->origin, up->own_origin) == 0;
     relay_config cfg = {
         .base_url = url,
         .cacert = own && up->cacert[0] ? up->cacert : NULL,
@@ -218,13 +216,164 @@ static void conn_free(conn *cn)
     cn->c = NULL;
 }
 
+/* ---- relay reachability -------------------------------------------------- */
+
+/* The entry of origin, made on first sight. Caller holds mu. */
+static relay_track *track_for(uploader *up, const char *origin, const char *url)
+{
+    for (size_t i = 0; i < up->nrelays; i++)
+        if (strcmp(up->relays[i].origin, origin) == 0) return &up->relays[i];
+    size_t at = up->nrelays;
+    if (at < RELAYS_MAX) {
+        up->nrelays++;
+    } else {   /* full: one that answers loses the least, else the last */
+        at = RELAYS_MAX - 1;
+        for (size_t i = 1; i < RELAYS_MAX; i++)
+            if (up->relays[i].seen != RELAY_UNREACHABLE) { at = i; break; }
+    }
+    relay_track *r = &up->relays[at];
+    memset(r, 0, sizeof *r);
+    snprintf(r->origin, sizeof r->origin, "%s", origin);
+    snprintf(r->url, sizeof r->url, "%s", url);
+    return r;
+}
+
+/* Names of the peers whose inbox is on one of the given relays. */
+typedef struct {
+    const char (*origins)[RELAY_URL_MAX];
+    size_t norigins;
+    char (*names)[PEERNAME_MAX + 1];
+    size_t n, cap;
+    bool oom;
+} peer_pick;
+
+static void pick_peer(const char *name, const char *relay_url, void *arg)
+{
+    peer_pick *pk = arg;
+    char origin[RELAY_URL_MAX];
+    relay_origin(relay_url, origin, sizeof origin);
+    bool on = false;
+    for (size_t i = 0; i < pk->norigins && !on; i++) on = strcmp(origin, pk->origins[i]) == 0;
+    if (!on || pk->oom) return;
+    if (pk->n == pk->cap) {
+        size_t cap = pk->cap ? pk->cap * 2 : 8;
+        void *n = realloc(pk->names, cap * sizeof *pk->names);
+        if (!n) { pk->oom = true; return; }
+        pk->names = n;
+        pk->cap = cap;
+    }
+    snprintf(pk->names[pk->n++], sizeof *pk->names, "%s", name);
+}
+
+/* The peers on the relays in origins; false (none picked) on OOM. */
+static bool peers_on(uploader *up, const char (*origins)[RELAY_URL_MAX], size_t norigins,
+                     peer_pick *pk)
+{
+    *pk = (peer_pick){ .origins = origins, .norigins = norigins };
+    if (norigins) peers_each_relay(up->fs->peers, pick_peer, pk);
+    if (!pk->oom) return true;
+    free(pk->names);
+    *pk = (peer_pick){0};
+    return false;
+}
+
+/* A relay answers again after an outage: the items of its peers that
+ * waited for it go now, however long their backoff grew meanwhile; those
+ * of peers on other relays keep their wait. */
+static void release_waiting(uploader *up, const char *origin)
+{
+    char (*one)[RELAY_URL_MAX] = malloc(sizeof *one);
+    peer_pick pk = {0};
+    if (one) snprintf(*one, sizeof *one, "%s", origin);
+    if (!one || !peers_on(up, (const char (*)[RELAY_URL_MAX])one, 1, &pk)) {
+        log_msg("cannot make the items waiting for %s go now", origin);
+        free(one);
+        return;
+    }
+    for (size_t at = 0; at < pk.n; at += QUEUE_SKIP_MAX) {
+        const char *batch[QUEUE_SKIP_MAX];
+        size_t k = pk.n - at < QUEUE_SKIP_MAX ? pk.n - at : QUEUE_SKIP_MAX;
+        for (size_t i = 0; i < k; i++) batch[i] = pk.names[at + i];
+        if (queue_retry_now_for(up->fs->q, UNREACHABLE, batch, k) != CHUTE_OK)
+            log_msg("cannot make the items waiting for %s go now", origin);
+    }
+    free(pk.names);
+    free(one);
+    pthread_mutex_lock(&up->mu);
+    up->work_gen++;
+    pthread_cond_broadcast(&up->work_cv);
+    pthread_mutex_unlock(&up->mu);
+}
+
+/* Any HTTP answer below 500 means the relay of cn is there; no answer or
+ * a 5xx (relay_client maps both to NETWORK) means it is not, for now. The
+ * status file's relay line is our own relay's: another's outage shows in
+ * its items' errors. */
+static void note_relay(uploader *up, const conn *cn, chute_status st)
+{
+    relay_client *c = cn->c;
+    long http = relay_client_http_status(c);
+    bool down = st == CHUTE_ERR_NETWORK && (http == 0 || http >= 500);
+    relay_seen now = down ? RELAY_UNREACHABLE : RELAY_REACHABLE;
+    if (strcmp(cn->origin, up->own_origin) == 0)
+        relay_reach_note(&up->fs->reach, !down, relay_client_error(c));
+    bool back = false;
+    pthread_mutex_lock(&up->mu);
+    relay_track *r = track_for(up, cn->origin, cn->url);
+    if (down) {
+        if (r->holds < 32) r->holds++;
+        r->hold_until_ms = now_ms() + (int64_t)backoff_delay_ms(r->holds, NET_BASE_MS,
+                                                                PROBE_CAP_MS,
+                                                                randombytes_random());
+    } else {
+        r->holds = r->probes = 0;
+        r->hold_until_ms = r->probe_next_ms = 0;
+    }
+    if (r->seen != now) {
+        back = now == RELAY_REACHABLE;
+        r->seen = now;
+        if (down) log_msg("relay %s unreachable: %s", cn->origin, relay_client_error(c));
+        else log_msg("relay %s reachable", cn->origin);
+    }
+    pthread_mutex_unlock(&up->mu);
+    if (back) release_waiting(up, cn->origin);
+}
+
+/* The peers whose relay is held now (at most QUEUE_SKIP_MAX: any more
+ * are tried, each at its own backoff) into pk; none on OOM. */
+static void held_peers(uploader *up, peer_pick *pk)
+{
+    char (*held)[RELAY_URL_MAX] = malloc(RELAYS_MAX * sizeof *held);
+    size_t n = 0;
+    *pk = (peer_pick){0};
+    if (!held) return;
+    int64_t now = now_ms();
+    pthread_mutex_lock(&up->mu);
+    for (size_t i = 0; i < up->nrelays; i++)
+        if (up->relays[i].hold_until_ms > now)
+            memcpy(held[n++], up->relays[i].origin, sizeof *held);
+    pthread_mutex_unlock(&up->mu);
+    if (n && peers_on(up, (const char (*)[RELAY_URL_MAX])held, n, pk) && pk->n > QUEUE_SKIP_MAX)
+        pk->n = QUEUE_SKIP_MAX;
+    free(held);
+}
+
 /* ---- one upload ----------------------------------------------------------------- */
 
 typedef enum { WAIT_NETWORK, WAIT_REFUSED, WAIT_LIMIT } wait_kind;
 
-/* Put the item back to queued with the reason and the time of the next try. */
-static void fail_item(const queue_item *it, queue *q, wait_kind kind, const char *fmt, ...)
+static void wake_tracker(uploader *up)
 {
+    pthread_mutex_lock(&up->mu);
+    up->track_gen++;
+    pthread_cond_signal(&up->track_cv);
+    pthread_mutex_unlock(&up->mu);
+}
+
+/* Put the item back to queued with the reason and the time of the next try. */
+static void fail_item(uploader *up, const queue_item *it, wait_kind kind, const char *fmt, ...)
+{
+    queue *q = up->fs->q;
     char why[QUEUE_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -242,6 +391,11 @@ static void fail_item(const queue_item *it, queue *q, wait_kind kind, const char
     if (st == CHUTE_OK)
         log_msg("upload %s (%s/%s): %s; next try in %llu s", it->id, it->peer, it->path,
                 why, (unsigned long long)((delay + 999) / 1000));
+    /* Cancelled meanwhile: the tracker's DELETE may have come before a
+     * create whose answer we lost, and found nothing. The copy it may have
+     * made is owed a DELETE again (a 404 if there is none). */
+    if (st == CHUTE_ERR_NOT_FOUND && queue_relay_cancel_owed(q, it->id) == CHUTE_OK)
+        wake_tracker(up);
 }
 
 /* An answer none of the cases above expects: a 4xx is a refusal that will
@@ -280,14 +434,6 @@ static void mark_gone(uploader *up, const char *peer)
     pthread_mutex_unlock(&up->ds_mu);
 }
 
-static void wake_tracker(uploader *up)
-{
-    pthread_mutex_lock(&up->mu);
-    up->track_gen++;
-    pthread_cond_signal(&up->track_cv);
-    pthread_mutex_unlock(&up->mu);
-}
-
 static bool stopping(uploader *up)
 {
     pthread_mutex_lock(&up->mu);
@@ -303,9 +449,19 @@ static bool stopping(uploader *up)
 static void cancel_own_copy(worker *w, relay_client *c)
 {
     chute_status st = relay_item_cancel(c, w->peer.inbox, w->peer.send_token, w->it.id);
-    note_relay(w->up, c, st);
+    note_relay(w->up, &w->cn, st);
     if (st == CHUTE_OK || st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_EXISTS) return;
     if (queue_relay_cancel_owed(w->up->fs->q, w->it.id) == CHUTE_OK) wake_tracker(w->up);
+}
+
+/* it was marked delivered: the outbox lets go of it at the path it has
+ * now — a rename of its folder during the round trip moved the row. */
+static void let_outbox_go(uploader *up, const queue_item *it)
+{
+    queue_item *now = malloc(sizeof *now);
+    bool fresh = now && queue_get(up->fs->q, it->id, now) == CHUTE_OK;
+    outbox_delivered(up->fs, fresh ? now : it);
+    free(now);
 }
 
 /* The item is already whole on the relay, or delivered: record that. */
@@ -316,7 +472,7 @@ static void settle_from_relay(worker *w, const char *state)
     if (queue_set_progress(q, it->id, it->blob_size) != CHUTE_OK) return;
     if (queue_mark_uploaded(q, it->id) != CHUTE_OK) return;
     if (strcmp(state, "delivered") == 0 && queue_mark_delivered(q, it->id) == CHUTE_OK)
-        outbox_delivered(w->up->fs, it);
+        let_outbox_go(w->up, it);
     wake_tracker(w->up);
 }
 
@@ -380,7 +536,7 @@ static bool blob_open(uploader *up, const queue_item *it, uint64_t offset, blob 
     queue *q = up->fs->q;
     queue_age *age = malloc(sizeof *age);
     if (!age) {
-        fail_item(it, q, WAIT_NETWORK, "out of memory");
+        fail_item(up, it, WAIT_NETWORK, "out of memory");
         return false;
     }
     chute_status st = queue_get_age(q, it->id, age);
@@ -391,28 +547,28 @@ static bool blob_open(uploader *up, const queue_item *it, uint64_t offset, blob 
     b->err = 0;
     b->read.released = 0;
     if (st != CHUTE_OK && !legacy) {
-        fail_item(it, q, WAIT_REFUSED, "the queue entry is damaged: %s", chute_strstatus(st));
+        fail_item(up, it, WAIT_REFUSED, "the queue entry is damaged: %s", chute_strstatus(st));
     } else if (sealed_path(up->fs, it->id, legacy ? ".age" : ".plain", path, sizeof path)) {
-        fail_item(it, q, WAIT_REFUSED, "the sealed file's name is too long");
+        fail_item(up, it, WAIT_REFUSED, "the sealed file's name is too long");
     } else if ((b->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         int e = errno;
         /* A cancel deletes the sealed file: then there is nothing to say. */
         if (queue_set_progress(q, it->id, offset) != CHUTE_ERR_NOT_FOUND)
-            fail_item(it, q, WAIT_REFUSED, "the file's sealed copy %s is %s; delete the "
+            fail_item(up, it, WAIT_REFUSED, "the file's sealed copy %s is %s; delete the "
                       "file from the outbox and send it again", path,
                       e == ENOENT ? "missing" : strerror(e));
     } else {
         struct stat sb;
         uint64_t want = legacy ? it->blob_size : it->size;
         if (fstat(b->fd, &sb) != 0 || (uint64_t)sb.st_size != want) {
-            fail_item(it, q, WAIT_REFUSED, "the file's sealed copy %s changed size", path);
+            fail_item(up, it, WAIT_REFUSED, "the file's sealed copy %s changed size", path);
         } else if (!legacy) {
             st = age_source_new(&b->src, age->header, age->header_len, age->nonce,
                                 age->file_key, b->fd, it->size);
             if (st == CHUTE_OK && age_source_size(b->src) != it->blob_size)
                 st = CHUTE_ERR_MALFORMED;
             if (st != CHUTE_OK)
-                fail_item(it, q, WAIT_REFUSED, "cannot encrypt the sealed copy: %s",
+                fail_item(up, it, WAIT_REFUSED, "cannot encrypt the sealed copy: %s",
                           chute_strstatus(st));
         }
     }
@@ -461,12 +617,12 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             break;
         }
         if (st == CHUTE_ERR_IO && b.err) {   /* our side: the sealed copy would not read */
-            fail_item(it, q, WAIT_REFUSED, "cannot read the file's sealed copy: %s",
+            fail_item(up, it, WAIT_REFUSED, "cannot read the file's sealed copy: %s",
                       strerror(b.err));
             break;
         }
         if (st != CHUTE_OK && stopping(up)) break;   /* cut short by the stop */
-        note_relay(up, c, st);
+        note_relay(up, &w->cn, st);
         if (st == CHUTE_OK) {
             offset = got;
             if (queue_set_progress(q, it->id, offset) == CHUTE_ERR_NOT_FOUND) {
@@ -490,21 +646,24 @@ static bool send_range(worker *w, relay_client *c, blob *bp, uint64_t *offset_io
             /* Offset mismatch (a lost answer, another attempt): ask. */
             uint64_t o = 0, n = 0;
             chute_status hs = relay_item_offset(c, p->inbox, p->send_token, it->id, &o, &n);
-            note_relay(up, c, hs);
+            note_relay(up, &w->cn, hs);
             if (hs == CHUTE_OK) { offset = o; continue; }
             st = hs;
         }
         if (st == CHUTE_ERR_NETWORK)
-            fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
+            fail_item(up, it, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
         else if (st == CHUTE_ERR_LIMIT)
-            fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
+            fail_item(up, it, WAIT_LIMIT, "%s", limit_text(c));
         else if (st == CHUTE_ERR_NOT_FOUND)
-            fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)",
+            fail_item(up, it, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)",
                       it->peer);
+        else if (st == CHUTE_ERR_PROTOCOL)   /* an offset that would not move us on */
+            fail_item(up, it, WAIT_NETWORK, "the relay's answer is wrong: %s",
+                      relay_client_error(c));
         else {
             const char *why;
             wait_kind k = other_failure(c, st, &why);
-            fail_item(it, q, k, "relay refused the upload: %s", why);
+            fail_item(up, it, k, "relay refused the upload: %s", why);
         }
         break;
     }
@@ -561,13 +720,13 @@ static bool send_growing(worker *w, relay_client *c)
     relay_item_state rs;
     memset(&rs, 0, sizeof rs);
     chute_status st = relay_item_create_deferred(c, p->inbox, p->send_token, it->id, &rs);
-    note_relay(up, c, st);
+    note_relay(up, &w->cn, st);
     queue_age *age = st ? NULL : malloc(sizeof *age);
     if (st == CHUTE_ERR_NETWORK) {
-        fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
+        fail_item(up, it, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
     } else if (st == CHUTE_ERR_NOT_FOUND) {
         mark_gone(up, it->peer);
-        fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
+        fail_item(up, it, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
     } else if (st || !age || queue_get_age(q, it->id, age) != CHUTE_OK) {
         /* Not early, then (an older relay, a quota): it goes at its close. */
         log_msg("item %s will go when its file is closed: %s", it->id,
@@ -596,7 +755,7 @@ static bool send_growing(worker *w, relay_client *c)
         blob b = {.fd = growing_fd(g), .src = NULL, .err = 0};
         if (age_source_new(&b.src, age->header, age->header_len, age->nonce, age->file_key,
                            b.fd, chunks * AGE_CHUNK_BYTES + 1) != CHUTE_OK) {
-            fail_item(it, q, WAIT_NETWORK, "out of memory");
+            fail_item(up, it, WAIT_NETWORK, "out of memory");
             break;
         }
         bool sent = send_range(w, c, &b, &offset, ready);
@@ -616,17 +775,17 @@ static void upload_item(worker *w)
     devstate_peer *p = &w->peer;
     chute_status st = peers_get(up->fs->peers, it->peer, p);
     if (st == CHUTE_ERR_NOT_FOUND) {
-        fail_item(it, q, WAIT_REFUSED, "peer %s is not paired any more", it->peer);
+        fail_item(up, it, WAIT_REFUSED, "peer %s is not paired any more", it->peer);
         return;
     }
     if (st != CHUTE_OK) {
-        fail_item(it, q, WAIT_NETWORK, "cannot read peer %s: %s", it->peer,
+        fail_item(up, it, WAIT_NETWORK, "cannot read peer %s: %s", it->peer,
                   chute_strstatus(st));
         return;
     }
     relay_client *c = conn_for(up, &w->cn, p->relay_url);
     if (!c) {
-        fail_item(it, q, WAIT_REFUSED, "cannot use relay %s", p->relay_url);
+        fail_item(up, it, WAIT_REFUSED, "cannot use relay %s", p->relay_url);
         devstate_peer_wipe(p);
         return;
     }
@@ -636,7 +795,7 @@ static void upload_item(worker *w)
     relay_item_state rs;
     memset(&rs, 0, sizeof rs);
     st = relay_item_create(c, p->inbox, p->send_token, it->id, it->blob_size, meta, &rs);
-    note_relay(up, c, st);
+    note_relay(up, &w->cn, st);
     switch (st) {
     case CHUTE_OK:
         break;
@@ -644,14 +803,14 @@ static void upload_item(worker *w)
         /* A revoked send token looks like a missing inbox (PROTOCOL §7.9):
          * the peer unpaired us. Keep the item; the user decides. */
         mark_gone(up, it->peer);
-        fail_item(it, q, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
+        fail_item(up, it, WAIT_REFUSED, "peer %s no longer accepts files (unpaired?)", it->peer);
         goto out;
     case CHUTE_ERR_EXISTS: {
         /* Our id, refused: maybe already complete or delivered (a lost
          * answer before a kill), else a tombstone we cannot reuse. */
         relay_item_state now;
         chute_status ss = relay_item_status(c, p->inbox, p->send_token, it->id, &now);
-        note_relay(up, c, ss);
+        note_relay(up, &w->cn, ss);
         if (ss == CHUTE_OK && (strcmp(now.state, "pending") == 0 ||
                                strcmp(now.state, "delivered") == 0)) {
             settle_from_relay(w, now.state);
@@ -660,25 +819,25 @@ static void upload_item(worker *w)
         if (ss == CHUTE_OK && strcmp(now.state, "uploading") == 0) {
             /* Ours and uploading: a PATCH cut short a moment ago still
              * holds it on the relay (a declare waits for it). Soon. */
-            fail_item(it, q, WAIT_NETWORK, "the relay is still finishing an earlier "
+            fail_item(up, it, WAIT_NETWORK, "the relay is still finishing an earlier "
                       "request for this item");
             goto out;
         }
-        fail_item(it, q, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",
+        fail_item(up, it, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",
                   relay_client_error(c), ss == CHUTE_OK ? ", state " : "",
                   ss == CHUTE_OK ? now.state : "");
         goto out;
     }
     case CHUTE_ERR_LIMIT:
-        fail_item(it, q, WAIT_LIMIT, "%s", limit_text(c));
+        fail_item(up, it, WAIT_LIMIT, "%s", limit_text(c));
         goto out;
     case CHUTE_ERR_NETWORK:
-        fail_item(it, q, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
+        fail_item(up, it, WAIT_NETWORK, "%s%s", no_answer_words(c), relay_client_error(c));
         goto out;
     default: {
         const char *why;
         wait_kind k = other_failure(c, st, &why);
-        fail_item(it, q, k, "relay refused the item: %s", why);
+        fail_item(up, it, k, "relay refused the item: %s", why);
         goto out;
     }
     }
@@ -704,9 +863,10 @@ static bool wait_ready(uploader *up)
     return go;
 }
 
+/* For pthread_cond_timedwait on work_cv and track_cv (CLOCK_MONOTONIC). */
 static void deadline_in(struct timespec *ts, int64_t ms)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
+    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (ms % 1000) * 1000000;
     if (ts->tv_nsec >= 1000000000) { ts->tv_sec++; ts->tv_nsec -= 1000000000; }
@@ -723,6 +883,29 @@ static void worker_nap(uploader *up, uint64_t gen, int64_t ms)
     pthread_mutex_unlock(&up->mu);
 }
 
+/* Done with w's item. Unless stopping (then it stays uploading on
+ * purpose, to resume at the next start), an item still uploading now is
+ * one whose state write failed: the tracker puts it back. */
+static void let_go(worker *w)
+{
+    uploader *up = w->up;
+    bool stray = false;
+    if (!stopping(up)) {
+        queue_state was = QUEUE_UPLOADING;
+        chute_status st = queue_get(up->fs->q, w->it.id, &w->it);
+        if (st == CHUTE_OK) was = w->it.state;
+        stray = st != CHUTE_ERR_NOT_FOUND && was == QUEUE_UPLOADING;
+    }
+    pthread_mutex_lock(&up->mu);
+    w->held[0] = '\0';
+    if (stray) {
+        up->stray = true;
+        up->track_gen++;
+        pthread_cond_signal(&up->track_cv);
+    }
+    pthread_mutex_unlock(&up->mu);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -732,24 +915,33 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&up->mu);
         uint64_t gen = up->work_gen;
         bool stop = up->stopping;
-        int64_t hold = up->hold_until_ms - now_ms();
         pthread_mutex_unlock(&up->mu);
         if (stop) break;
-        if (hold > 0) {   /* the relay does not answer: wait, or for it to be back */
-            worker_nap(up, gen, hold);
-            continue;
-        }
+        /* Items of peers whose relay does not answer wait for it (or the
+         * end of its hold); the others go. */
+        peer_pick held;
+        held_peers(up, &held);
+        const char *skip[QUEUE_SKIP_MAX];
+        for (size_t i = 0; i < held.n; i++) skip[i] = held.names[i];
         /* Files still being written may take all workers but one: a
          * long recording must not hold closed files up. */
         bool growing_ok = atomic_fetch_add(&up->growing_sends, 1) < UPLOADER_WORKERS - 1;
-        chute_status st = growing_ok
-            ? queue_claim_next(up->fs->q, (int64_t)time(NULL), &w->it)
-            : queue_claim_next_sealed(up->fs->q, (int64_t)time(NULL), &w->it);
+        pthread_mutex_lock(&up->mu);
+        up->claiming++;
+        pthread_mutex_unlock(&up->mu);
+        chute_status st = queue_claim_next_except(up->fs->q, (int64_t)time(NULL), !growing_ok,
+                                                  skip, held.n, &w->it);
+        free(held.names);
+        pthread_mutex_lock(&up->mu);
+        up->claiming--;
+        if (st == CHUTE_OK) memcpy(w->held, w->it.id, sizeof w->held);
+        pthread_mutex_unlock(&up->mu);
         bool grows = st == CHUTE_OK && w->it.growing;
         if (!grows) atomic_fetch_sub(&up->growing_sends, 1);   /* the place was not taken */
         if (st == CHUTE_OK) {
             upload_item(w);
             if (grows) atomic_fetch_sub(&up->growing_sends, 1);
+            let_go(w);
             continue;
         }
         if (st != CHUTE_ERR_NOT_FOUND)
@@ -780,7 +972,7 @@ static void do_cancels(uploader *up)
         relay_client *c = st == CHUTE_OK ? conn_for(up, &up->tcn, up->tpeer.relay_url) : NULL;
         if (c) {
             st = relay_item_cancel(c, up->tpeer.inbox, up->tpeer.send_token, it->id);
-            note_relay(up, c, st);
+            note_relay(up, &up->tcn, st);
         }
         devstate_peer_wipe(&up->tpeer);
         /* 404: never created, or the token is revoked; 409: delivered or
@@ -870,15 +1062,13 @@ static void check_delivery(uploader *up, poll_entry *pe, int64_t now)
     relay_item_state rs;
     if (c) {
         st = relay_item_status(c, up->tpeer.inbox, up->tpeer.send_token, it->id, &rs);
-        note_relay(up, c, st);
+        note_relay(up, &up->tcn, st);
     }
     devstate_peer_wipe(&up->tpeer);
     if (!c) return;
     if (st == CHUTE_OK && strcmp(rs.state, "delivered") == 0) {
-        if (queue_mark_delivered(q, it->id) == CHUTE_OK) {
-            it->state = QUEUE_DELIVERED;
-            outbox_delivered(up->fs, it);
-        }
+        if (queue_mark_delivered(q, it->id) == CHUTE_OK)
+            let_outbox_go(up, it);
     } else if (st == CHUTE_OK && strcmp(rs.state, "expired") == 0) {
         queue_set_error(q, it->id, "expired on the relay before the peer fetched it");
         pe->interval_ms = POLL_MAX_MS;
@@ -913,22 +1103,57 @@ static void do_deliveries(uploader *up, int64_t now)
     }
 }
 
-/* While the relay is not known to answer, ask its health now and then so
- * the status file says when it is back (and workers get woken). */
-static void do_probe(uploader *up, int64_t now, uint32_t *probes)
+/* While a relay is not known to answer, ask its health now and then so
+ * the status file says when ours is back and the items held for any of
+ * them go (note_relay); at most RELAYS_MAX asks a round, each relay at
+ * its own pace. */
+static void do_probe(uploader *up)
+{
+    for (size_t i = 0; i < RELAYS_MAX && !stopping(up); i++) {
+        char url[RELAY_URL_MAX];
+        pthread_mutex_lock(&up->mu);
+        relay_track *r = &up->relays[i];
+        bool due = i < up->nrelays && r->seen != RELAY_REACHABLE && now_ms() >= r->probe_next_ms;
+        if (due) {
+            /* Set before asking: a relay that cannot be asked waits too. */
+            if (r->probes < 32) r->probes++;
+            r->probe_next_ms = now_ms() + (int64_t)backoff_delay_ms(r->probes, NET_BASE_MS,
+                                                                    PROBE_CAP_MS,
+                                                                    randombytes_random());
+            memcpy(url, r->url, sizeof url);
+        }
+        pthread_mutex_unlock(&up->mu);
+        relay_client *c = due ? conn_for(up, &up->tcn, url) : NULL;
+        if (c) note_relay(up, &up->tcn, relay_health(c));
+    }
+}
+
+/* Items left uploading by a state write that failed go back to queued
+ * (else they would wait for the next mount). Under mu throughout, with
+ * no claim under way: a worker's item must never be put back under it. */
+static void put_back_strays(uploader *up)
 {
     pthread_mutex_lock(&up->mu);
-    relay_seen r = up->relay;
+    if (up->stray && !up->claiming && now_ms() >= up->stray_next_ms) {
+        const char *held[UPLOADER_WORKERS];
+        size_t n = 0;
+        for (int i = 0; i < UPLOADER_WORKERS; i++)
+            if (up->workers[i].held[0]) held[n++] = up->workers[i].held;
+        chute_status st = queue_requeue_unheld(up->fs->q, held, n);
+        if (st == CHUTE_OK) {
+            up->stray = false;
+            up->stray_tries = 0;
+            up->work_gen++;
+            pthread_cond_broadcast(&up->work_cv);
+        } else {   /* the disk is still full or busy: not every round */
+            if (up->stray_tries < 32) up->stray_tries++;
+            up->stray_next_ms = now_ms() + (int64_t)backoff_delay_ms(up->stray_tries, NET_BASE_MS,
+                                                                     PROBE_CAP_MS,
+                                                                     randombytes_random());
+            log_msg("cannot put interrupted uploads back: %s; trying again", chute_strstatus(st));
+        }
+    }
     pthread_mutex_unlock(&up->mu);
-    if (r == RELAY_REACHABLE) { *probes = 0; return; }
-    if (now < up->probe_next_ms || !up->own_relay[0]) return;
-    relay_client *c = conn_for(up, &up->tcn, up->own_relay);
-    if (!c) return;
-    chute_status st = relay_health(c);
-    note_relay(up, c, st);
-    (*probes)++;
-    up->probe_next_ms = now + (int64_t)backoff_delay_ms(*probes, NET_BASE_MS, PROBE_CAP_MS,
-                                                     randombytes_random());
 }
 
 /* A crash between linking an item's plaintext into sealed/ and inserting
@@ -988,6 +1213,10 @@ static bool boot(uploader *up)
     if (!st) st = devstate_get_device(ds, me);
     if (!st) {
         snprintf(up->own_relay, sizeof up->own_relay, "%s", me->relay_url);
+        relay_origin(up->own_relay, up->own_origin, sizeof up->own_origin);
+        pthread_mutex_lock(&up->mu);   /* probed from the start, until it answers */
+        if (up->own_relay[0]) track_for(up, up->own_origin, up->own_relay);
+        pthread_mutex_unlock(&up->mu);
         snprintf(up->cacert, sizeof up->cacert, "%s", me->cacert);
         snprintf(up->pin, sizeof up->pin, "%s", me->pin);
     }
@@ -1032,7 +1261,6 @@ static void *tracker_main(void *arg)
             return NULL;
     int64_t started = now_ms();
     bool swept = false;
-    uint32_t probes = 0;
         for (;;) {
         pthread_mutex_lock(&up->mu);
         uint64_t gen = up->track_gen;
@@ -1040,7 +1268,8 @@ static void *tracker_main(void *arg)
         pthread_mutex_unlock(&up->mu);
         if (stop) break;
         int64_t now = now_ms();
-        do_probe(up, now, &probes);
+        do_probe(up);
+        put_back_strays(up);
         do_cancels(up);
         do_deliveries(up, now);
         if (!swept && now - started >= SWEEP_AFTER_MS) {
@@ -1059,6 +1288,21 @@ static void *tracker_main(void *arg)
 
 /* ---- lifecycle --------------------------------------------------------------------- */
 
+/* work_cv and track_cv, timed on the monotonic clock (deadline_in). */
+static bool init_cvs(uploader *up)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) return false;
+    bool ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&up->work_cv, &ca) == 0;
+    if (ok && pthread_cond_init(&up->track_cv, &ca) != 0) {
+        pthread_cond_destroy(&up->work_cv);
+        ok = false;
+    }
+    pthread_condattr_destroy(&ca);
+    return ok;
+}
+
 chute_status uploader_start(chutefs *fs, uploader **out)
 {
     if (!fs || !out) return CHUTE_ERR_ARG;
@@ -1070,8 +1314,12 @@ chute_status uploader_start(chutefs *fs, uploader **out)
     up->fs = fs;
     pthread_mutex_init(&up->mu, NULL);
     pthread_mutex_init(&up->ds_mu, NULL);
-    pthread_cond_init(&up->work_cv, NULL);
-    pthread_cond_init(&up->track_cv, NULL);
+    if (!init_cvs(up)) {
+        pthread_mutex_destroy(&up->ds_mu);
+        pthread_mutex_destroy(&up->mu);
+        free(up);
+        return CHUTE_ERR_NOMEM;
+    }
     if (pthread_create(&up->tracker, NULL, tracker_main, up) != 0) {
         uploader_stop(up);
         return CHUTE_ERR_NOMEM;

@@ -52,6 +52,10 @@ static const char SCHEMA[] =
 /* Every public call holds mu: the connection is shared by the mount's
  * threads, and a statement of one thread must never land inside another
  * thread's BEGIN ... COMMIT. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define WAIT_MAX_TEXT STR(QUEUE_WAIT_MAX_S)
+
 #define LOCK(q) pthread_mutex_lock(&(q)->mu)
 #define UNLOCK(q) pthread_mutex_unlock(&(q)->mu)
 
@@ -334,8 +338,8 @@ chute_status queue_cancel_growing(queue *q)
 {
     if (!q) return CHUTE_ERR_ARG;
     sqlite3_stmt *s = prep_change(q,
-        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=? "
-        "WHERE growing=1 AND " ACTIVE);
+        "UPDATE queue SET relay_cancel=(state<>0 OR attempts>0), state=4, updated=?, "
+        FORGET_KEY " WHERE growing=1 AND " ACTIVE);
     if (!s) return CHUTE_ERR_DB;
     sqlite3_bind_int64(s, 1, now_s());
     chute_status st = step_change(q, s);
@@ -475,19 +479,43 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_ERR_REFUSED : st;
 }
 
-static chute_status claim_next(queue *q, int64_t now, bool growing_too, queue_item *out)
+/* " AND col [NOT] IN (?2,?3,...)" for n values into buf (cap bytes); ""
+ * when n is 0. False if n is over QUEUE_SKIP_MAX. */
+static bool in_clause(char *buf, size_t cap, const char *col, bool in, size_t n)
 {
-    if (!q || !out) return CHUTE_ERR_ARG;
+    buf[0] = '\0';
+    if (n == 0) return true;
+    if (n > QUEUE_SKIP_MAX) return false;
+    size_t len = (size_t)snprintf(buf, cap, " AND %s %sIN (", col, in ? "" : "NOT ");
+    for (size_t i = 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s?%zu", i ? "," : "", i + 2);
+    return len < cap && (size_t)snprintf(buf + len, cap - len, ")") < cap - len;
+}
+
+static void bind_from_2(sqlite3_stmt *s, const char *const *peers, size_t n)
+{
+    for (size_t i = 0; i < n; i++) sqlite3_bind_text(s, (int)i + 2, peers[i], -1, SQLITE_STATIC);
+}
+
+static chute_status claim_next(queue *q, int64_t now, bool growing_too,
+                               const char *const *skip, size_t nskip, queue_item *out)
+{
+    if (!q || !out || (nskip && !skip)) return CHUTE_ERR_ARG;
+    char not_in[32 + QUEUE_SKIP_MAX * 6], sql[512 + sizeof not_in];
+    if (!in_clause(not_in, sizeof not_in, "peer", false, nskip)) return CHUTE_ERR_ARG;
+    /* A next try further off than any backoff was set by a clock since
+     * set back (a wrong date at boot): due now, not in years. */
+    snprintf(sql, sizeof sql, "SELECT " COLS " FROM queue WHERE state=0 AND "
+                              "(next_attempt<=?1 OR next_attempt>?1+%d)%s%s "
+                              "ORDER BY created, rowid LIMIT 1", QUEUE_WAIT_MAX_S,
+             growing_too ? "" : " AND growing=0", not_in);
     pthread_mutex_lock(&q->mu);
     sqlite3_stmt *s = NULL;
     chute_status st = CHUTE_ERR_DB;
-    if (sqlite3_prepare_v2(q->db, growing_too
-            ? "SELECT " COLS " FROM queue WHERE state=0 AND next_attempt<=? "
-              "ORDER BY created, rowid LIMIT 1"
-            : "SELECT " COLS " FROM queue WHERE state=0 AND growing=0 AND next_attempt<=? "
-              "ORDER BY created, rowid LIMIT 1", -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(s, 1, now);
+    bind_from_2(s, skip, nskip);
     int rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) { st = rc == SQLITE_DONE ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_DB; goto out; }
     load_row(s, out);
@@ -504,12 +532,18 @@ out:
 
 chute_status queue_claim_next(queue *q, int64_t now, queue_item *out)
 {
-    return claim_next(q, now, true, out);
+    return claim_next(q, now, true, NULL, 0, out);
 }
 
 chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out)
 {
-    return claim_next(q, now, false, out);
+    return claim_next(q, now, false, NULL, 0, out);
+}
+
+chute_status queue_claim_next_except(queue *q, int64_t now, bool sealed_only,
+                                     const char *const *skip, size_t nskip, queue_item *out)
+{
+    return claim_next(q, now, !sealed_only, skip, nskip, out);
 }
 
 chute_status queue_requeue_interrupted(queue *q)
@@ -520,6 +554,21 @@ chute_status queue_requeue_interrupted(queue *q)
     sqlite3_bind_int64(s, 1, now_s());
     chute_status st = step_change(q, s);
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;   /* none were interrupted */
+}
+
+chute_status queue_requeue_unheld(queue *q, const char *const *held, size_t nheld)
+{
+    if (!q || (nheld && !held)) return CHUTE_ERR_ARG;
+    char not_in[32 + QUEUE_SKIP_MAX * 6], sql[128 + sizeof not_in];
+    if (!in_clause(not_in, sizeof not_in, "id", false, nheld)) return CHUTE_ERR_ARG;
+    snprintf(sql, sizeof sql, "UPDATE queue SET state=0, sent=progress, updated=?1 "
+                              "WHERE state=1%s", not_in);
+    sqlite3_stmt *s = prep_change(q, sql);
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_int64(s, 1, now_s());
+    bind_from_2(s, held, nheld);
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;
 }
 
 chute_status queue_set_error(queue *q, const char *id, const char *error)
@@ -598,16 +647,34 @@ chute_status queue_mark_delivered(queue *q, const char *id)
                            " WHERE state IN (1,2) AND id=?", id, 0, 0);
 }
 
-chute_status queue_retry_now(queue *q, const char *error_prefix)
+/* Of the peers given (all when peers is NULL). */
+static chute_status retry_now(queue *q, const char *error_prefix, const char *const *peers,
+                              size_t npeers)
 {
-    if (!q || !error_prefix) return CHUTE_ERR_ARG;
-    sqlite3_stmt *s = prep_change(q, "UPDATE queue SET next_attempt=0 WHERE state=0 AND "
-                                     "next_attempt>0 AND substr(last_error,1,?1)=?2");
+    if (!q || !error_prefix || (npeers && !peers)) return CHUTE_ERR_ARG;
+    if (peers && !npeers) return CHUTE_OK;
+    char in[32 + QUEUE_SKIP_MAX * 6], sql[256 + sizeof in];
+    if (!in_clause(in, sizeof in, "peer", true, npeers)) return CHUTE_ERR_ARG;
+    /* ?1 is the prefix; the peers are ?2... */
+    snprintf(sql, sizeof sql, "UPDATE queue SET next_attempt=0 WHERE state=0 AND "
+                              "next_attempt>0 AND substr(last_error,1,length(?1))=?1%s", in);
+    sqlite3_stmt *s = prep_change(q, sql);
     if (!s) return CHUTE_ERR_DB;
-    sqlite3_bind_int(s, 1, (int)strlen(error_prefix));
-    sqlite3_bind_text(s, 2, error_prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, error_prefix, -1, SQLITE_STATIC);
+    bind_from_2(s, peers, npeers);
     chute_status st = step_change(q, s);
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;   /* none waiting is fine */
+}
+
+chute_status queue_retry_now(queue *q, const char *error_prefix)
+{
+    return retry_now(q, error_prefix, NULL, 0);
+}
+
+chute_status queue_retry_now_for(queue *q, const char *error_prefix,
+                                 const char *const *peers, size_t npeers)
+{
+    return retry_now(q, error_prefix, peers ? peers : (const char *const[]){""}, npeers);
 }
 
 chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out)
@@ -615,8 +682,10 @@ chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out)
     if (!q || !out) return CHUTE_ERR_ARG;
     sqlite3_stmt *s;
     LOCK(q);
+    /* As in claim_next: a next try past any backoff is due. */
     if (sqlite3_prepare_v2(q->db, "SELECT " COLS " FROM queue WHERE state=4 AND relay_cancel=1 "
-                                  "AND next_attempt<=? ORDER BY next_attempt, updated LIMIT 1",
+                                  "AND (next_attempt<=?1 OR next_attempt>?1+" WAIT_MAX_TEXT ") "
+                                  "ORDER BY next_attempt, updated LIMIT 1",
                            -1, &s, NULL) != SQLITE_OK) {
         UNLOCK(q);
         return CHUTE_ERR_DB;

@@ -166,9 +166,24 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
  * uploading (the user cancelled it): the uploader stops then. mark_failed
  * puts it back to queued with the error and the next attempt time. */
 chute_status queue_requeue_interrupted(queue *q);
+/* The same while running: items uploading that none of the nheld ids
+ * (the ones workers hold; at most QUEUE_SKIP_MAX) is, left so by a state
+ * write that failed (a full or busy disk), go back to queued. */
+chute_status queue_requeue_unheld(queue *q, const char *const *held, size_t nheld);
 chute_status queue_claim_next(queue *q, int64_t now, queue_item *out);
+/* The longest wait a caller sets (the uploader's backoff caps, 6 h, and
+ * a margin): a next_attempt further from now than this was set by a wall
+ * clock since put back, and counts as due (here and in
+ * queue_next_relay_cancel). */
+#define QUEUE_WAIT_MAX_S 25200
 /* The same, passing over growing rows (a worker kept for closed files). */
 chute_status queue_claim_next_sealed(queue *q, int64_t now, queue_item *out);
+/* Either of the two (sealed_only), passing over the items of the nskip
+ * peers in skip (those whose relay does not answer now; at most
+ * QUEUE_SKIP_MAX). */
+#define QUEUE_SKIP_MAX 64
+chute_status queue_claim_next_except(queue *q, int64_t now, bool sealed_only,
+                                     const char *const *skip, size_t nskip, queue_item *out);
 chute_status queue_set_progress(queue *q, const char *id, uint64_t offset);
 /* While a request runs: how far it has got (not durable yet). NOT_FOUND
  * as set_progress. */
@@ -184,6 +199,10 @@ chute_status queue_set_error(queue *q, const char *id, const char *error);
  * error begins with error_prefix (the uploader's words for an unreachable
  * relay) may go now. Others (refused, over quota) keep their wait. */
 chute_status queue_retry_now(queue *q, const char *error_prefix);
+/* The same for the items of the npeers peers in peers only (at most
+ * QUEUE_SKIP_MAX): those on the relay that answers again. */
+chute_status queue_retry_now_for(queue *q, const char *error_prefix,
+                                 const char *const *peers, size_t npeers);
 /* The next cancelled item whose relay copy must be deleted and whose
  * next_attempt <= now (unix seconds), and the mark that it has been. */
 chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out);

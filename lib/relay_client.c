@@ -818,11 +818,19 @@ static chute_status append(relay_client *c, const char *inbox, const char *send_
     rheaders hdrs = {0};
     st = perform(c, &rq, &body, &hdrs);
     if (st == CHUTE_OK) {
+        uint64_t len = rq.upload_len, got = hdrs.upload_offset;
         if (!hdrs.has_offset) {
             set_error(c, "relay answer lacks Upload-Offset");
             st = CHUTE_ERR_PROTOCOL;
+        } else if (len ? got <= offset || got - offset > len : got != offset) {
+            /* The sender resumes from here: not past the request's offset
+             * it would resend the same bytes for ever; past its end it
+             * would count bytes never sent. */
+            snprintf(c->error, sizeof c->error, "relay answered Upload-Offset %" PRIu64
+                     " to a PATCH of %" PRIu64 " bytes at %" PRIu64, got, len, offset);
+            st = CHUTE_ERR_PROTOCOL;
         } else {
-            *new_offset = hdrs.upload_offset;
+            *new_offset = got;
         }
     } else if (st == CHUTE_ERR_EXISTS && body.data) {
         json_t *j = json_loadb(body.data, body.len, 0, NULL);

@@ -821,10 +821,13 @@ class StatusProxy:
     `release` to be set before going on; `held` counts those. With
     `drop_range`, the requests `match` picks lose their Range header (the
     relay answers 200 with the whole body, as a proxy may); `ranges_dropped`
-    counts those."""
+    counts those. While `lose(method, path)` is true of a request, it is
+    forwarded but its answer is not: the connection closes, as when a
+    network drops it on the way back; `lost` counts those."""
 
     def __init__(self, upstream_port, match):
         self.refuse, self.refused, self.deletes = None, 0, []
+        self.lose, self.lost = None, 0
         self.hold, self.held, self.release = None, 0, threading.Event()
         self.drop_range, self.ranges_dropped = False, 0
         proxy = self
@@ -863,6 +866,10 @@ class StatusProxy:
                         k: v for k, v in self.headers.items() if k.lower() not in drop})
                     r = up.getresponse()
                     data = r.read()
+                    if proxy.lose and proxy.lose(self.command, self.path.split("?")[0]):
+                        proxy.lost += 1
+                        self.close_connection = True
+                        return
                     self.send_response(r.status)
                     for k, v in r.getheaders():
                         if k.lower() not in ("content-length", "connection", "transfer-encoding",

@@ -1052,3 +1052,175 @@ def test_a_copy_created_after_its_cancel_is_deleted_when_the_first_delete_fails(
             m.check_sanitizers()
     finally:
         proxy.close()
+
+
+from test_relay_tls import cert  # noqa: E402,F401  (the self-signed certificate fixture)
+
+
+def test_a_peer_that_spells_our_relay_otherwise_still_gets_our_ca(tmp_path, relay_factory,
+                                                                  cert):  # noqa: F811
+    # Pairing binds the relay's origin, not its spelling: home typed the
+    # host in capitals and a trailing '/'. abroad's CA file must still
+    # apply to home's inbox, which is on abroad's own relay.
+    relay = relay_factory(*RELAY_ARGS, tls=cert)
+    abroad = Device(tmp_path / "abroad", "abroad", f"https://localhost:{relay.port}")
+    home = Device(tmp_path / "home", "home", f"https://LocalHost:{relay.port}/")
+    abroad.init("--cacert", cert[0])
+    home.init("--cacert", cert[0])
+    pair(home, abroad)
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    try:
+        (m.outbox / "letter.txt").write_bytes(b"same relay")
+        wait_until(lambda: m.rows("path='letter.txt' AND state=2"), timeout=20,
+                   what="the item on the relay")
+    finally:
+        m.unmount()
+        m.check_sanitizers()
+
+
+def test_a_peer_on_a_relay_that_is_down_holds_up_no_one_else(tmp_path, relay_factory):
+    # far's inbox is on another relay, and that one is down. Its item must
+    # back off on its own (1 s doubling), while our relay, which answers,
+    # releases it again at each answer — and home's files, on our relay,
+    # must go as they come, the status saying our relay is reachable.
+    relay = relay_factory(*RELAY_ARGS)
+    abroad = Device(tmp_path / "abroad", "abroad", relay.url)
+    home = Device(tmp_path / "home", "home", relay.url)
+    far = Device(tmp_path / "far", "far", relay.url)
+    for d in (abroad, home, far):
+        d.init()
+    assert pair(home, abroad)[1] == "home"
+    assert pair(far, abroad)[1] == "far"
+    con = sqlite3.connect(str(abroad.home / "state.db"), timeout=10)
+    with con:
+        con.execute("UPDATE peers SET relay_url=? WHERE name='far'",
+                    (f"http://127.0.0.1:{free_port()}",))
+    con.close()
+    m = Mount(abroad, tmp_path)
+    m.mount()
+    try:
+        (m.mnt / "outbox" / "far" / "stuck.txt").write_bytes(b"for far")
+        wait_until(lambda: m.rows("path='stuck.txt' AND attempts>=1 AND last_error<>''"),
+                   timeout=10, what="far's item failed once")
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < 15:
+            name = f"note{n}.txt"
+            (m.outbox / name).write_bytes(b"for home %d" % n)
+            wait_until(lambda: m.rows("path=? AND state=2", (name,)), timeout=3,
+                       what=f"{name} on our relay at once")
+            assert "relay: unreachable" not in m.status()
+            n += 1
+            time.sleep(0.5)
+        row = m.rows("path='stuck.txt'")[0]
+        assert row["state"] in (0, 1) and row["last_error"].startswith("relay unreachable"), row
+        # 0.5-1, 1-2, 2-4, 4-8 s (next tries in whole seconds): 6 tries at most
+        assert row["attempts"] <= 6, row["attempts"]
+    finally:
+        m.unmount()
+        m.check_sanitizers()
+
+
+def test_an_item_whose_state_write_failed_is_not_left_uploading(tmp_path, relay_factory):
+    # The relay has all of an item, but the queue cannot record it (another
+    # writer holds chutefs.db past the busy timeout, as a full or stuck
+    # disk would): the row must not stay "uploading" until the next mount.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: False)
+    try:
+        m, _, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        locker = None
+        try:
+            proxy.hold = lambda method, path: method == "PATCH"
+            (m.outbox / "ledger.txt").write_bytes(b"x" * 5000)
+            wait_until(lambda: proxy.held >= 1, timeout=20, what="the PATCH on its way")
+            item = m.row("ledger.txt")["id"]
+            locker = sqlite3.connect(str(m.home / "chutefs.db"), timeout=10,
+                                     isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")
+            proxy.hold = None
+            proxy.release.set()
+            time.sleep(24)                    # set_progress, then mark_uploaded: 10 s each
+            locker.execute("ROLLBACK")
+            locker.close()
+            locker = None
+            wait_until(lambda: m.rows("id=? AND state=2", (item,)), timeout=15,
+                       what="the item recorded on the relay")
+        finally:
+            if locker is not None:
+                locker.close()
+            proxy.release.set()
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()
+
+
+def test_a_copy_whose_create_answer_was_lost_after_its_cancel_is_deleted(tmp_path,
+                                                                         relay_factory):
+    # The user deletes a file while its create is on the way; the tracker's
+    # DELETE comes first and finds nothing. The create then lands on the
+    # relay but its answer is lost: the worker sees a network failure, not
+    # a copy, and must still owe that copy a DELETE, not leave it to the TTL.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: False)
+    try:
+        m, home, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        rcv = Receiver(home, relay, tmp_path)
+        try:
+            creates = lambda method, path: method == "PUT" and "/items/" in path  # noqa: E731
+            proxy.hold = proxy.lose = creates
+            (m.outbox / "oops.txt").write_bytes(b"not for you")
+            wait_until(lambda: proxy.held >= 1, what="the create on its way")
+            item = m.row("oops.txt")["id"]
+            os.unlink(m.outbox / "oops.txt")
+            wait_until(lambda: proxy.deletes and
+                       m.rows("id=?", (item,))[0]["relay_cancel"] == 0,
+                       what="the tracker's DELETE done: nothing there yet")
+            assert rcv.status(item) == 404
+            proxy.release.set()
+            wait_until(lambda: proxy.lost >= 1, what="the create made, its answer lost")
+            wait_until(lambda: rcv.status(item) == "cancelled", timeout=20,
+                       what="the copy deleted after all")
+            assert m.rows("id=?", (item,))[0]["relay_cancel"] == 0
+        finally:
+            proxy.release.set()
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()
+
+
+def test_a_file_delivered_while_its_folder_is_renamed_leaves_the_outbox(tmp_path,
+                                                                        relay_factory):
+    # The tracker asks whether docs/a.txt was delivered; while it asks, the
+    # folder becomes papers/. The answer "delivered" must let go of the
+    # file where it is now, not at the name it had when the check began.
+    relay = relay_factory(*RELAY_ARGS)
+    proxy = StatusProxy(relay.port, lambda method, path: False)
+    try:
+        m, home, _, _ = paired_and_mounted(tmp_path, proxy.url)
+        rcv = Receiver(home, relay, tmp_path)
+        try:
+            (m.outbox / "docs").mkdir()
+            (m.outbox / "docs" / "a.txt").write_bytes(b"minutes")
+            item = wait_until(lambda: m.rows("path='docs/a.txt' AND state=2"), timeout=20,
+                              what="the item on the relay")[0]["id"]
+            proxy.hold = lambda method, path: method == "GET" and path.endswith("/status")
+            wait_until(lambda: proxy.held >= 1, timeout=20, what="a delivery check on its way")
+            os.rename(m.outbox / "docs", m.outbox / "papers")
+            assert m.rows("id=?", (item,))[0]["path"] == "papers/a.txt"
+            rcv.ack(item)
+            proxy.hold = None
+            proxy.release.set()
+            wait_until(lambda: m.rows("id=? AND state=3", (item,)), timeout=20,
+                       what="the item seen delivered")
+            wait_until(lambda: not (m.outbox / "papers" / "a.txt").exists(), timeout=10,
+                       what="the delivered file to leave the outbox")
+        finally:
+            proxy.release.set()
+            m.unmount()
+            m.check_sanitizers()
+    finally:
+        proxy.close()

@@ -396,6 +396,39 @@ static void test_growing_rows_of_an_earlier_run_are_cancelled(void)
     queue_close(q);
 }
 
+/* A growing row cancelled at start (its file never closed) forgets its
+ * key as any cancelled row does: no copy of the file then opens it. */
+static void test_cancelled_growing_rows_forget_their_key(void)
+{
+    queue *q = fresh_named("growforget");
+    queue_item a, c, got;
+    queue_age age = some_age(), out;
+    item(&a, "home", "growing.bin");
+    item(&c, "home", "sealed.bin");
+    a.growing = true;
+    CHECK_EQ_INT(queue_insert(q, &a, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &c, &age, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_cancel_growing(q), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_CANCELLED);
+    CHECK_EQ_INT(queue_get_age(q, a.id, &out), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_get_age(q, c.id, &out), CHUTE_OK);   /* still owed */
+    queue_close(q);
+    char p[96];
+    snprintf(p, sizeof p, "%s/growforget.db", dbpath);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    int left = -1;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM queue WHERE growing=1 AND "
+                                        "(file_key IS NOT NULL OR age_nonce IS NOT NULL "
+                                        "OR age_header IS NOT NULL)", -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW) left = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    CHECK_EQ_INT(left, 0);
+}
+
 /* Once delivered or cancelled, an item's key is gone from the file, and
  * a queue an earlier version left with such keys loses them at open. */
 static void test_delivered_and_cancelled_items_forget_their_key(void)
@@ -503,6 +536,85 @@ static void test_each_uploaded_walks_only_items_on_the_relay(void)
     queue_close(q);
 }
 
+/* A peer's relay that does not answer holds up only its items: the claim
+ * passes over them, and its coming back releases only them. */
+static void test_claims_and_releases_by_peer(void)
+{
+    queue *q = fresh_named("bypeer");
+    queue_item a, b, c, got;
+    item(&a, "far", "a"); item(&b, "home", "b"); item(&c, "near", "c");
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &c, NULL, NULL), CHUTE_OK);
+    const char *skip[] = {"far", "near"};
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, false, skip, 2, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, b.id) == 0);
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, true, skip, 2, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, true, skip, QUEUE_SKIP_MAX + 1, &got),
+                 CHUTE_ERR_ARG);
+    CHECK_EQ_INT(queue_claim_next_except(q, 0, true, skip, 1, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, c.id) == 0);
+    CHECK_EQ_INT(queue_mark_failed(q, c.id, "relay unreachable: x", 1000), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, a.id) == 0);
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "relay unreachable: y", 1000), CHUTE_OK);
+    CHECK_EQ_INT(queue_retry_now_for(q, "relay unreachable: ", skip, 1), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 0);
+    CHECK_EQ_INT(queue_get(q, c.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 1000);                  /* near's relay is not back */
+    CHECK_EQ_INT(queue_retry_now_for(q, "relay unreachable: ", skip, 0), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, c.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 1000);                  /* no peers: none */
+    CHECK_EQ_INT(queue_retry_now(q, "relay unreachable: "), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, c.id, &got), CHUTE_OK);
+    CHECK(got.next_attempt == 0);
+    queue_close(q);
+}
+
+/* Items left uploading with no worker on them go back; held ones stay. */
+static void test_requeue_unheld_leaves_the_held(void)
+{
+    queue *q = fresh_named("unheld");
+    queue_item a, b, got;
+    item(&a, "home", "a"); item(&b, "home", "b");
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_insert(q, &b, NULL, NULL), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    const char *held[] = {b.id};
+    CHECK_EQ_INT(queue_requeue_unheld(q, held, 1), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, a.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_UPLOADING);
+    CHECK_EQ_INT(queue_requeue_unheld(q, held, 1), CHUTE_OK);   /* none: still OK */
+    CHECK_EQ_INT(queue_requeue_unheld(q, NULL, 0), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, b.id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED);
+    queue_close(q);
+}
+
+/* A next try set by a wall clock since put back (days ahead) is due, and
+ * so is a DELETE owed so; one within any backoff still waits. */
+static void test_a_next_try_past_any_backoff_is_due(void)
+{
+    queue *q = fresh_named("clockback");
+    queue_item a, got;
+    item(&a, "home", "a");
+    CHECK_EQ_INT(queue_insert(q, &a, NULL, NULL), CHUTE_OK);
+    int64_t now = 1800000000;
+    CHECK_EQ_INT(queue_claim_next(q, now, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_mark_failed(q, a.id, "refused", now + 6 * 3600), CHUTE_OK);
+    CHECK_EQ_INT(queue_claim_next(q, now, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_claim_next(q, now - 3 * 86400, &got), CHUTE_OK);   /* clock set back */
+    CHECK_EQ_INT(queue_cancel(q, a.id), CHUTE_OK);
+    CHECK_EQ_INT(queue_relay_cancel_failed(q, a.id, now + 600), CHUTE_OK);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_next_relay_cancel(q, now - 86400, &got), CHUTE_OK);
+    queue_close(q);
+}
+
 int main(void)
 {
     if (sodium_init() < 0 || !mkdtemp(dbpath)) return 1;
@@ -518,8 +630,12 @@ int main(void)
     RUN(test_growing_row_is_claimed_hidden_then_sealed_in_place);
     RUN(test_growing_rows_of_an_earlier_run_are_cancelled);
     RUN(test_delivered_and_cancelled_items_forget_their_key);
+    RUN(test_cancelled_growing_rows_forget_their_key);
     RUN(test_a_failing_relay_cancel_does_not_hold_up_the_others);
     RUN(test_each_uploaded_walks_only_items_on_the_relay);
+    RUN(test_claims_and_releases_by_peer);
+    RUN(test_requeue_unheld_leaves_the_held);
+    RUN(test_a_next_try_past_any_backoff_is_due);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbpath);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");

@@ -1,6 +1,9 @@
 /* test_relay_client.c — the relay client without a relay: errors are
  * values, URLs are checked. (The system tests drive it against chuted.) */
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -87,10 +90,125 @@ static void test_relay_urls(void)
     CHECK_EQ_INT(relay_url_check("", origin, sizeof origin, &why), CHUTE_ERR_ARG);
 }
 
+/* ---- a one-answer relay -------------------------------------------------- */
+
+/* Answers one request on a loopback socket with a canned reply, after
+ * reading the request's headers and its Content-Length bytes. */
+typedef struct {
+    int lfd;
+    const char *reply;
+    pthread_t t;
+} fake_relay;
+
+static size_t read_headers(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t got = read(fd, buf + n, 1);
+        if (got <= 0) break;
+        n++;
+        if (n >= 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0) break;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static void *fake_serve(void *arg)
+{
+    fake_relay *f = arg;
+    int fd = accept(f->lfd, NULL, NULL);
+    if (fd < 0) return NULL;
+    char hdr[4096];
+    read_headers(fd, hdr, sizeof hdr);
+    const char *cl = strcasestr(hdr, "Content-Length:");
+    long left = cl ? strtol(cl + 15, NULL, 10) : 0;
+    char sink[4096];
+    while (left > 0) {
+        ssize_t got = read(fd, sink, left < (long)sizeof sink ? (size_t)left : sizeof sink);
+        if (got <= 0) break;
+        left -= got;
+    }
+    size_t len = strlen(f->reply);
+    if (write(fd, f->reply, len) != (ssize_t)len) { /* the client sees it */ }
+    close(fd);
+    return NULL;
+}
+
+static int fake_start(fake_relay *f, const char *reply)
+{
+    f->reply = reply;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(f->lfd, 1) != 0 || getsockname(f->lfd, (struct sockaddr *)&a, &len) != 0 ||
+        pthread_create(&f->t, NULL, fake_serve, f) != 0)
+        abort();
+    return ntohs(a.sin_port);
+}
+
+static void fake_stop(fake_relay *f)
+{
+    pthread_join(f->t, NULL);
+    close(f->lfd);
+}
+
+static int fill_zeros(void *ctx, uint64_t pos, uint8_t *buf, size_t len)
+{
+    (void)ctx; (void)pos;
+    memset(buf, 0, len);
+    return 0;
+}
+
+/* A PATCH of len bytes at offset, answered 204 with Upload-Offset `answer`. */
+static chute_status patch_answered(const char *answer, uint64_t offset, uint64_t len,
+                                   uint64_t *new_offset)
+{
+    char reply[256];
+    snprintf(reply, sizeof reply, "HTTP/1.1 204 No Content\r\nUpload-Offset: %s\r\n"
+                                  "Connection: close\r\n\r\n", answer);
+    fake_relay f;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(&f, reply));
+    relay_config cfg = { .base_url = url, .connect_timeout_ms = 2000, .timeout_ms = 5000 };
+    relay_client *c;
+    CHECK_EQ_INT(relay_client_new(&cfg, &c), CHUTE_OK);
+    chute_status st = relay_item_append_source(c, "inbox", "tok", "item", offset, len,
+                                               fill_zeros, NULL, new_offset);
+    if (st == CHUTE_ERR_PROTOCOL) CHECK(strstr(relay_client_error(c), "Upload-Offset") != NULL);
+    relay_client_free(c);
+    fake_stop(&f);
+    return st;
+}
+
+/* The sender resumes from the offset a PATCH's answer says: one that is
+ * not past the request's offset would resend the same bytes for ever, one
+ * past its end would count bytes never sent. Both break the protocol. */
+static void test_a_patch_answer_must_move_the_offset_within_the_request(void)
+{
+    uint64_t got = 7;
+    CHECK_EQ_INT(patch_answered("1100", 1000, 100, &got), CHUTE_OK);
+    CHECK(got == 1100);
+    CHECK_EQ_INT(patch_answered("1001", 1000, 100, &got), CHUTE_OK);   /* a prefix kept */
+    CHECK(got == 1001);
+    got = 7;
+    CHECK_EQ_INT(patch_answered("1000", 1000, 100, &got), CHUTE_ERR_PROTOCOL);
+    CHECK_EQ_INT(patch_answered("999", 1000, 100, &got), CHUTE_ERR_PROTOCOL);
+    CHECK_EQ_INT(patch_answered("0", 1000, 100, &got), CHUTE_ERR_PROTOCOL);
+    CHECK_EQ_INT(patch_answered("1101", 1000, 100, &got), CHUTE_ERR_PROTOCOL);
+    CHECK_EQ_INT(patch_answered("99999999", 1000, 100, &got), CHUTE_ERR_PROTOCOL);
+    CHECK(got == 7);   /* left alone */
+    /* O = size, L = 0 (commit a complete item): the offset stays */
+    CHECK_EQ_INT(patch_answered("1000", 1000, 0, &got), CHUTE_OK);
+    CHECK(got == 1000);
+}
+
 int main(void)
 {
     RUN(test_nothing_listening_is_a_network_error);
     RUN(test_bad_path_segments_are_refused_before_sending);
     RUN(test_relay_urls);
+    RUN(test_a_patch_answer_must_move_the_offset_within_the_request);
     return unit_done();
 }
