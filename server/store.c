@@ -188,6 +188,9 @@ static const char *const migrations[] = {
     "  body BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID;",
     /* 2: items of deferred length (size and meta declared later). */
     "ALTER TABLE items ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;",
+    /* 3: a send token is found by its hash, not compared with every sender
+     * of the inbox (an unauthenticated request must cost one lookup). */
+    "CREATE INDEX senders_token ON senders(inbox, token_hash);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

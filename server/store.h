@@ -59,7 +59,8 @@ void store_close(store *s);
 chute_status store_inbox_create(store *s, const char *inbox,
                                 const uint8_t owner_hash[STORE_HASH_LEN], int64_t now);
 /* Who holds this token on this inbox. ROLE_NONE (and CHUTE_OK) for nobody,
- * including a missing inbox. Compares hashes in constant time. */
+ * including a missing inbox. The owner's hash is compared in constant
+ * time, a sender's is looked up by index. */
 chute_status store_inbox_auth(store *s, const char *inbox,
                               const uint8_t hash[STORE_HASH_LEN], store_role *role,
                               char sender[RELAY_ID_CHARS + 1]);
@@ -68,8 +69,10 @@ chute_status store_inbox_info_get(store *s, const char *inbox, store_inbox_info 
  * the transaction committed. */
 chute_status store_inbox_delete(store *s, const char *inbox, store_body_fn each,
                                 void *cls);
+/* CHUTE_ERR_LIMIT when the inbox has max_senders already. */
 chute_status store_sender_create(store *s, const char *inbox, const char *sender,
-                                 const uint8_t hash[STORE_HASH_LEN], int64_t now);
+                                 const uint8_t hash[STORE_HASH_LEN], int64_t now,
+                                 uint64_t max_senders);
 /* CHUTE_ERR_NOT_FOUND when there is no such sender. */
 chute_status store_sender_delete(store *s, const char *inbox, const char *sender);
 
