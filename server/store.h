@@ -131,9 +131,10 @@ chute_status store_item_commit(store *s, const char *inbox, const char *item,
 chute_status store_item_retire(store *s, const char *inbox, const char *item,
                                item_state to, int64_t tomb_expires, item_state *was);
 /* Committed (or with `partial`, also uploading) items with seq > after,
- * in order, at most `limit`. */
+ * in order, at most `limit`, and no more than `max_meta` bytes of meta
+ * together (but at least one item, if there is one). */
 chute_status store_item_list(store *s, const char *inbox, uint64_t after,
-                             bool partial, int64_t now, size_t limit,
+                             bool partial, int64_t now, size_t limit, size_t max_meta,
                              store_item **items, size_t *n);
 /* Is there a live (uploading or pending) item with this id? */
 chute_status store_item_live(store *s, const char *inbox, const char *item, bool *live);

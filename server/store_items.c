@@ -633,9 +633,10 @@ static const char SQL_LIST[] =
     " AND state <= 1 AND state >= ?3 AND expires > ?4 ORDER BY seq LIMIT ?5";
 
 chute_status store_item_list(store *s, const char *inbox, uint64_t after,
-                             bool partial, int64_t now, size_t limit,
+                             bool partial, int64_t now, size_t limit, size_t max_meta,
                              store_item **items, size_t *n)
 {
+    size_t meta = 0;
     *items = NULL;
     *n = 0;
     store_item *arr = calloc(limit ? limit : 1, sizeof *arr);
@@ -654,11 +655,18 @@ chute_status store_item_list(store *s, const char *inbox, uint64_t after,
         sqlite3_bind_int64(q, 4, now);
         sqlite3_bind_int64(q, 5, (int64_t)limit);
         int rc;
-        while (st == CHUTE_OK && k < limit && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-            st = read_item(q, &arr[k]);
-            k++;
+        bool full = false;
+        while (st == CHUTE_OK && !full && k < limit && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+            /* The row past max_meta ends the page unread (not the first). */
+            size_t len = (size_t)sqlite3_column_bytes(q, 8);
+            full = k > 0 && len > max_meta - meta;
+            if (!full) {
+                st = read_item(q, &arr[k]);
+                meta += len > max_meta - meta ? max_meta - meta : len;
+                k++;
+            }
         }
-        if (st == CHUTE_OK && k < limit && rc != SQLITE_DONE)
+        if (st == CHUTE_OK && !full && k < limit && rc != SQLITE_DONE)
             st = db_err(s, "list items");
         sqlite3_reset(q);
     }
