@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct blob_writer {
     bool created;           /* no offset acknowledged yet: its name may not be durable */
     bool sync_failed;       /* a sync failed: no later one may vouch for the bytes */
     uint64_t offset;
+    uint64_t limit;         /* the body never passes this: nothing is reserved beyond */
     uint64_t unchecked;     /* bytes written since free space was checked */
 };
 
@@ -97,7 +99,7 @@ void blobs_close(blobs *b)
 }
 
 chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
-                               uint64_t offset, blob_writer **out)
+                               uint64_t offset, uint64_t limit, blob_writer **out)
 {
     char name[NAME_MAX_LEN + 1];
     body_name(name, sizeof name, inbox, item, true);
@@ -135,6 +137,7 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
         return rc;
     }
     w->offset = offset;
+    w->limit = limit;
     /* Nothing acknowledged yet: whichever request made the file, its name
      * is made durable with the first offset (an earlier request may have
      * ended before its sync). */
@@ -166,7 +169,8 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
         }
         /* A body is read once, by its owner: it need not stay in memory. */
         pagecache_wrote(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
-        prealloc_grew(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
+        prealloc_grew_within(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n),
+                             w->limit > INT64_MAX ? INT64_MAX : (off_t)w->limit);
         p += n;
         len -= (size_t)n;
         w->offset += (uint64_t)n;
@@ -201,6 +205,9 @@ void blob_writer_close(blob_writer *w)
 {
     if (!w)
         return;
+    /* What was reserved ahead goes back: an upload left here may never
+     * resume (until its item expires), and one that does reserves again. */
+    (void)prealloc_trim(w->fd);
     atomic_fetch_sub(w->writers, 1);
     close(w->fd);
     free(w);

@@ -505,7 +505,7 @@ enum MHD_Result routes_item_patch_begin(request *r)
     u->end = off + len;             /* append_allowed: at most limit */
     u->checkpoint = off;
     u->store = r->srv->store;
-    if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, &u->w) != CHUTE_OK) {
+    if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, u->limit, &u->w) != CHUTE_OK) {
         busy_release(u);
         free(u);
         return reply_error(r, 500, "cannot open the item body");
