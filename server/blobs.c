@@ -110,7 +110,9 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
     w->writers = &b->writers;
     w->created = false;
     w->sync_failed = false;
-    w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    /* Only a first append makes the file: one missing under a later
+     * offset was lost, and an empty one would not bring it back. */
+    w->fd = openat(b->dirfd, name, O_WRONLY | O_CLOEXEC | (offset == 0 ? O_CREAT : 0), 0600);
     if (w->fd < 0) {
         log_error("open body %s: %s", name, strerror(errno));
         free(w);
@@ -146,6 +148,22 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
     atomic_fetch_add(w->writers, 1);
     *out = w;
     return CHUTE_OK;
+}
+
+chute_status blob_part_length(blobs *b, const char *inbox, const char *item, uint64_t *have)
+{
+    char name[NAME_MAX_LEN + 1];
+    body_name(name, sizeof name, inbox, item, true);
+    struct stat st;
+    *have = 0;
+    if (fstatat(b->dirfd, name, &st, 0) == 0) {
+        *have = (uint64_t)st.st_size;
+        return CHUTE_OK;
+    }
+    if (errno == ENOENT)
+        return CHUTE_OK;
+    log_error("stat body %s: %s", name, strerror(errno));
+    return CHUTE_ERR_IO;
 }
 
 chute_status blob_write(blob_writer *w, const void *buf, size_t len)

@@ -30,6 +30,8 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len);
 /* fsync; afterwards blob_writer_offset bytes are durable. */
 chute_status blob_writer_sync(blob_writer *w);
 uint64_t blob_writer_offset(const blob_writer *w);
+/* How many bytes an uploading body holds (0 when it has no file yet). */
+chute_status blob_part_length(blobs *b, const char *inbox, const char *item, uint64_t *have);
 /* Gives back the disk reserved beyond the body's end, and closes. */
 void blob_writer_close(blob_writer *w);
 

@@ -346,7 +346,7 @@ chute_status store_sweep(store *s, int64_t now, uint64_t tombstone_ttl,
 }
 
 static const char SQL_UNFINISHED[] =
-    "SELECT inbox, id FROM items WHERE state = 0 AND off = size AND deferred = 0";
+    "SELECT inbox, id FROM items WHERE state = 0 AND (off > 0 OR (off = size AND deferred = 0))";
 
 chute_status store_unfinished(store *s, store_body_fn each, void *cls)
 {

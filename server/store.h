@@ -171,7 +171,8 @@ chute_status store_pair_close(store *s, const char *session);
  * expired longer than pair_grace. */
 chute_status store_sweep(store *s, int64_t now, uint64_t tombstone_ttl,
                          uint64_t pair_grace, store_body_fn each, void *cls);
-/* Uploading, declared items whose offset reached their size (a crash
+/* Uploading items with bytes committed (their bodies may have lost their
+ * end since), and declared ones whose offset reached their size (a crash
  * between the last fsync, or the declare, and the commit). */
 chute_status store_unfinished(store *s, store_body_fn each, void *cls);
 
