@@ -350,7 +350,9 @@ void blob_reader_free(blob_reader *r)
 void blob_remove(blobs *b, const char *inbox, const char *item)
 {
     char name[NAME_MAX_LEN + 1];
-    for (int part = 0; part < 2; part++) {
+    /* The part first: a commit renaming it to final meanwhile either finds
+     * it gone or leaves a final that the second unlink takes. */
+    for (int part = 1; part >= 0; part--) {
         body_name(name, sizeof name, inbox, item, part);
         if (unlinkat(b->dirfd, name, 0) != 0 && errno != ENOENT)
             log_warn("unlink body %s: %s", name, strerror(errno));

@@ -566,19 +566,23 @@ static enum MHD_Result finish_patch(request *r)
     bool failed = r->upload->failed, disk_full = r->upload->disk_full;
     uint64_t offset;
     chute_status st = settle_upload(r, &offset);
-    if (st == CHUTE_ERR_NOT_FOUND) {
+    /* Retired meanwhile: its offset or commit found it so, or its body went
+     * with it under the commit's rename (TRUNCATED). */
+    if (st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_TRUNCATED) {
         store_item it;
-        /* Still uploading, yet no longer ours to write: its sender was
-         * revoked meanwhile, and a revoked token gets 404 everywhere. */
         if (store_item_get(r->srv->store, r->route.a, r->route.b, &it) != CHUTE_OK)
             return reply_error(r, 404, "not found");
-        if (it.state == ITEM_UPLOADING) {
-            store_item_clear(&it);
-            return reply_error(r, 404, "not found");
-        }
-        enum MHD_Result rc = conflict_offset(r, "the item is no longer uploading", &it);
+        bool uploading = it.state == ITEM_UPLOADING;
+        enum MHD_Result rc = MHD_NO;
+        if (!uploading)
+            rc = conflict_offset(r, "the item is no longer uploading", &it);
         store_item_clear(&it);
-        return rc;
+        if (!uploading)
+            return rc;
+        /* Still uploading, yet no longer ours to write: its sender was
+         * revoked meanwhile, and a revoked token gets 404 everywhere. */
+        if (st == CHUTE_ERR_NOT_FOUND)
+            return reply_error(r, 404, "not found");
     }
     if (st != CHUTE_OK || failed) {
         json_t *extra = st == CHUTE_OK ? json_pack("{s:I}", "offset", (json_int_t)offset) : NULL;
