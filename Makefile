@@ -152,6 +152,7 @@ $(BUILD)/t/%: $(BUILD)/obj/tests/unit/%.o $(LIBCHUTE)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@
 # A unit test of a relay module links that module too.
 $(BUILD)/t/test_syncer: $(BUILD)/obj/server/syncer.o
+$(BUILD)/t/test_ratelimit: $(BUILD)/obj/server/ratelimit.o
 $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(LIBCHUTE)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) $^ $(TEST_LIBS) -o $@

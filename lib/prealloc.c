@@ -2,6 +2,7 @@
 #include "prealloc.h"
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -9,8 +10,16 @@
 
 void prealloc_grew(int fd, off_t old_end, off_t new_end)
 {
+    prealloc_grew_within(fd, old_end, new_end, INT64_MAX);
+}
+
+void prealloc_grew_within(int fd, off_t old_end, off_t new_end, off_t limit)
+{
     if (fd < 0 || new_end <= old_end || new_end / PREALLOC_STEP == old_end / PREALLOC_STEP) return;
     off_t step = new_end / PREALLOC_STEP * PREALLOC_STEP;
+    off_t len = 2 * PREALLOC_STEP;
+    if (step >= limit) return;
+    if (limit - step < len) len = limit - step;
     /* Only a file growing at its end: reserving inside it would fill the
      * holes of a sparse file. */
     struct stat sb;
@@ -20,7 +29,7 @@ void prealloc_grew(int fd, off_t old_end, off_t new_end)
         (unsigned long long)vfs.f_bavail * vfs.f_frsize <
             PREALLOC_MIN_FREE + 2 * (unsigned long long)PREALLOC_STEP)
         return;
-    (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, step, 2 * PREALLOC_STEP);
+    (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, step, len);
 }
 
 chute_status prealloc_trim(int fd)

@@ -29,6 +29,9 @@
  * step, reserve the two steps after it. Nothing for a write inside the
  * file (its size is past new_end): the holes of a sparse file stay. */
 void prealloc_grew(int fd, off_t old_end, off_t new_end);
+/* The same for a file known never to pass `limit` bytes (an upload of a
+ * declared size): nothing is reserved beyond it. */
+void prealloc_grew_within(int fd, off_t old_end, off_t new_end, off_t limit);
 
 /* Give back blocks reserved beyond the end of fd (open for writing). Only
  * while no one can extend the file: it is cut to the size it has now. */

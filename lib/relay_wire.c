@@ -450,17 +450,17 @@ const char *relay_route_methods(relay_route_id id)
     case RELAY_R_HEALTH:        return "GET, HEAD";
     case RELAY_R_METRICS:       return "GET, HEAD";
     case RELAY_R_INBOXES:       return "POST";
-    case RELAY_R_INBOX:         return "GET, DELETE";
+    case RELAY_R_INBOX:         return "GET, HEAD, DELETE";
     case RELAY_R_SENDERS:       return "POST";
     case RELAY_R_SENDER:        return "DELETE";
-    case RELAY_R_ITEMS:         return "GET";
+    case RELAY_R_ITEMS:         return "GET, HEAD";
     case RELAY_R_ITEM:          return "PUT, PATCH, HEAD, DELETE";
-    case RELAY_R_ITEM_STATUS:   return "GET";
+    case RELAY_R_ITEM_STATUS:   return "GET, HEAD";
     case RELAY_R_ITEM_DATA:     return "GET, HEAD";
     case RELAY_R_PAIR:          return "POST";
     case RELAY_R_PAIR_CLAIM:    return "POST";
-    case RELAY_R_PAIR_SESSION:  return "GET, DELETE";
-    case RELAY_R_PAIR_MESSAGES: return "GET, POST";
+    case RELAY_R_PAIR_SESSION:  return "GET, HEAD, DELETE";
+    case RELAY_R_PAIR_MESSAGES: return "GET, HEAD, POST";
     case RELAY_R_NONE:
     case RELAY_R_COUNT:         break;
     }

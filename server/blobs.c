@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct blob_writer {
     bool created;           /* no offset acknowledged yet: its name may not be durable */
     bool sync_failed;       /* a sync failed: no later one may vouch for the bytes */
     uint64_t offset;
+    uint64_t limit;         /* the body never passes this: nothing is reserved beyond */
     uint64_t unchecked;     /* bytes written since free space was checked */
 };
 
@@ -97,7 +99,7 @@ void blobs_close(blobs *b)
 }
 
 chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
-                               uint64_t offset, blob_writer **out)
+                               uint64_t offset, uint64_t limit, blob_writer **out)
 {
     char name[NAME_MAX_LEN + 1];
     body_name(name, sizeof name, inbox, item, true);
@@ -108,7 +110,9 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
     w->writers = &b->writers;
     w->created = false;
     w->sync_failed = false;
-    w->fd = openat(b->dirfd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    /* Only a first append makes the file: one missing under a later
+     * offset was lost, and an empty one would not bring it back. */
+    w->fd = openat(b->dirfd, name, O_WRONLY | O_CLOEXEC | (offset == 0 ? O_CREAT : 0), 0600);
     if (w->fd < 0) {
         log_error("open body %s: %s", name, strerror(errno));
         free(w);
@@ -135,6 +139,7 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
         return rc;
     }
     w->offset = offset;
+    w->limit = limit;
     /* Nothing acknowledged yet: whichever request made the file, its name
      * is made durable with the first offset (an earlier request may have
      * ended before its sync). */
@@ -143,6 +148,22 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
     atomic_fetch_add(w->writers, 1);
     *out = w;
     return CHUTE_OK;
+}
+
+chute_status blob_part_length(blobs *b, const char *inbox, const char *item, uint64_t *have)
+{
+    char name[NAME_MAX_LEN + 1];
+    body_name(name, sizeof name, inbox, item, true);
+    struct stat st;
+    *have = 0;
+    if (fstatat(b->dirfd, name, &st, 0) == 0) {
+        *have = (uint64_t)st.st_size;
+        return CHUTE_OK;
+    }
+    if (errno == ENOENT)
+        return CHUTE_OK;
+    log_error("stat body %s: %s", name, strerror(errno));
+    return CHUTE_ERR_IO;
 }
 
 chute_status blob_write(blob_writer *w, const void *buf, size_t len)
@@ -166,7 +187,8 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
         }
         /* A body is read once, by its owner: it need not stay in memory. */
         pagecache_wrote(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
-        prealloc_grew(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
+        prealloc_grew_within(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n),
+                             w->limit > INT64_MAX ? INT64_MAX : (off_t)w->limit);
         p += n;
         len -= (size_t)n;
         w->offset += (uint64_t)n;
@@ -201,6 +223,9 @@ void blob_writer_close(blob_writer *w)
 {
     if (!w)
         return;
+    /* What was reserved ahead goes back: an upload left here may never
+     * resume (until its item expires), and one that does reserves again. */
+    (void)prealloc_trim(w->fd);
     atomic_fetch_sub(w->writers, 1);
     close(w->fd);
     free(w);
@@ -325,7 +350,9 @@ void blob_reader_free(blob_reader *r)
 void blob_remove(blobs *b, const char *inbox, const char *item)
 {
     char name[NAME_MAX_LEN + 1];
-    for (int part = 0; part < 2; part++) {
+    /* The part first: a commit renaming it to final meanwhile either finds
+     * it gone or leaves a final that the second unlink takes. */
+    for (int part = 1; part >= 0; part--) {
         body_name(name, sizeof name, inbox, item, part);
         if (unlinkat(b->dirfd, name, 0) != 0 && errno != ENOENT)
             log_warn("unlink body %s: %s", name, strerror(errno));

@@ -22,14 +22,17 @@ void blobs_close(blobs *b);
 
 /* Start appending to an uploading body at its durable `offset`: anything
  * beyond it (bytes written but never committed before a crash) is cut off.
- * CHUTE_ERR_IO if the stored body is shorter than `offset`. */
+ * The body never passes `limit` (its declared size): no disk is reserved
+ * beyond it. CHUTE_ERR_IO if the stored body is shorter than `offset`. */
 chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
-                               uint64_t offset, blob_writer **out);
-/* CHUTE_ERR_LIMIT when the filesystem is (nearly) full. */
+                               uint64_t offset, uint64_t limit, blob_writer **out);
 chute_status blob_write(blob_writer *w, const void *buf, size_t len);
 /* fsync; afterwards blob_writer_offset bytes are durable. */
 chute_status blob_writer_sync(blob_writer *w);
 uint64_t blob_writer_offset(const blob_writer *w);
+/* How many bytes an uploading body holds (0 when it has no file yet). */
+chute_status blob_part_length(blobs *b, const char *inbox, const char *item, uint64_t *have);
+/* Gives back the disk reserved beyond the body's end, and closes. */
 void blob_writer_close(blob_writer *w);
 
 /* Make a complete uploading body of `size` bytes final (rename, then fsync

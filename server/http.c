@@ -343,6 +343,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         *con_cls = r;
         atomic_fetch_add(&srv->in_flight, 1);
         relay_match_route(url, &r->route);
+        /* HEAD is answered as GET wherever there is one (PROTOCOL §6.1):
+         * MHD, which knows it is HEAD, leaves the body out. An item's own
+         * HEAD (its upload offset) has no GET beside it. */
+        if (strcmp(method, "HEAD") == 0 && relay_route_allows(r->route.id, "GET"))
+            r->method = "GET";
         enum MHD_Result rc;
         if (reject_early(r, url, &rc))
             return rc;

@@ -56,8 +56,13 @@ static void make_key(const struct sockaddr *addr, rl_kind kind, uint8_t key[17])
         memcpy(key + 12, &a->sin_addr, 4);
     } else if (addr && addr->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
-        /* A /64 is what one client usually has. */
-        memcpy(key, &a->sin6_addr, 8);
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+            /* An IPv4 client of a dual-stack socket: its /64 would be
+             * every IPv4 client's. It is its IPv4 address, as above. */
+            memcpy(key, &a->sin6_addr, 16);
+        else
+            /* A /64 is what one client usually has. */
+            memcpy(key, &a->sin6_addr, 8);
     }
     key[16] = (uint8_t)kind;
 }

@@ -8,6 +8,10 @@
 #include "ratelimit.h"
 #include "routes.h"
 
+/* A device pairs with a few peers; the cap keeps an owner (or a stolen
+ * owner token) from growing the table without end (PROTOCOL §6.4). */
+#define MAX_SENDERS 1000
+
 static enum MHD_Result create_inbox(request *r)
 {
     if (!request_has_access(r))
@@ -73,7 +77,11 @@ static enum MHD_Result owner_request(request *r)
         uint8_t hash[32];
         make_id(id);
         make_token(token, hash);
-        if (store_sender_create(srv->store, inbox, id, hash, (int64_t)time(NULL)) != CHUTE_OK)
+        chute_status st = store_sender_create(srv->store, inbox, id, hash, (int64_t)time(NULL),
+                                              MAX_SENDERS);
+        if (st == CHUTE_ERR_LIMIT)
+            return reply_error(r, 507, "too many senders on this inbox");
+        if (st != CHUTE_OK)
             return reply_error(r, 500, "cannot add the sender");
         return reply_json(r, 201, json_pack("{s:s,s:s}", "sender", id, "send_token", token));
     }

@@ -23,6 +23,14 @@
 #include "syncer.h"
 
 #define LIST_LIMIT 1000
+/* A list answer's JSON stays within this (PROTOCOL §6.6): MHD holds an
+ * answer whole while its client reads it, as slowly as it likes, and 1000
+ * items of 4 KiB meta each made 5.6 MB. The store reads no more meta than
+ * fits (base64 takes 4 bytes for 3). */
+#define LIST_BYTES (256u << 10)
+#define LIST_META (LIST_BYTES / 4 * 3)
+/* What the answer's object, "items", "cursor" and its number take. */
+#define LIST_ENVELOPE 64
 /* A long PATCH makes its prefix durable this often, so a relay killed
  * mid-upload loses at most this much of it, and a receiver following the
  * upload (partial=1) gets it in steps of this size. */
@@ -497,7 +505,7 @@ enum MHD_Result routes_item_patch_begin(request *r)
     u->end = off + len;             /* append_allowed: at most limit */
     u->checkpoint = off;
     u->store = r->srv->store;
-    if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, &u->w) != CHUTE_OK) {
+    if (blob_append_begin(r->srv->blobs, u->inbox, u->item, off, u->limit, &u->w) != CHUTE_OK) {
         busy_release(u);
         free(u);
         return reply_error(r, 500, "cannot open the item body");
@@ -558,19 +566,23 @@ static enum MHD_Result finish_patch(request *r)
     bool failed = r->upload->failed, disk_full = r->upload->disk_full;
     uint64_t offset;
     chute_status st = settle_upload(r, &offset);
-    if (st == CHUTE_ERR_NOT_FOUND) {
+    /* Retired meanwhile: its offset or commit found it so, or its body went
+     * with it under the commit's rename (TRUNCATED). */
+    if (st == CHUTE_ERR_NOT_FOUND || st == CHUTE_ERR_TRUNCATED) {
         store_item it;
-        /* Still uploading, yet no longer ours to write: its sender was
-         * revoked meanwhile, and a revoked token gets 404 everywhere. */
         if (store_item_get(r->srv->store, r->route.a, r->route.b, &it) != CHUTE_OK)
             return reply_error(r, 404, "not found");
-        if (it.state == ITEM_UPLOADING) {
-            store_item_clear(&it);
-            return reply_error(r, 404, "not found");
-        }
-        enum MHD_Result rc = conflict_offset(r, "the item is no longer uploading", &it);
+        bool uploading = it.state == ITEM_UPLOADING;
+        enum MHD_Result rc = MHD_NO;
+        if (!uploading)
+            rc = conflict_offset(r, "the item is no longer uploading", &it);
         store_item_clear(&it);
-        return rc;
+        if (!uploading)
+            return rc;
+        /* Still uploading, yet no longer ours to write: its sender was
+         * revoked meanwhile, and a revoked token gets 404 everywhere. */
+        if (st == CHUTE_ERR_NOT_FOUND)
+            return reply_error(r, 404, "not found");
     }
     if (st != CHUTE_OK || failed) {
         json_t *extra = st == CHUTE_OK ? json_pack("{s:I}", "offset", (json_int_t)offset) : NULL;
@@ -634,20 +646,34 @@ static json_t *list_json(const store_item *items, size_t n, uint64_t after, bool
         json_decref(o);
         return NULL;
     }
+    size_t bytes = LIST_ENVELOPE;
     for (size_t i = 0; i < n; i++) {
         const store_item *it = &items[i];
         json_t *e = list_entry_json(it, partial);
-        if (!e || json_array_append_new(arr, e) != 0) {
-            json_decref(arr);
-            json_decref(o);
-            return NULL;
+        /* Its compact text and a comma. */
+        size_t len = e ? json_dumpb(e, NULL, 0, JSON_COMPACT) : 0;
+        if (len == 0) {
+            json_decref(e);
+            goto fail;
         }
+        /* The first item goes in whatever its size, so the cursor moves. */
+        if (i > 0 && bytes + len + 1 > LIST_BYTES) {
+            json_decref(e);
+            break;                  /* the next answer carries on from here */
+        }
+        if (json_array_append_new(arr, e) != 0)
+            goto fail;
+        bytes += len + 1;
         if (it->seq > cursor)
             cursor = it->seq;
     }
     json_object_set_new(o, "items", arr);
     json_object_set_new(o, "cursor", json_integer((json_int_t)cursor));
     return o;
+fail:
+    json_decref(arr);
+    json_decref(o);
+    return NULL;
 }
 
 static bool parse_flag(const char *v)
@@ -675,7 +701,7 @@ static enum MHD_Result list_items(request *r)
         /* Look and suspend under the registry lock (see waiters.h). */
         waiters_lock(srv->waiters);
         st = store_item_list(srv->store, r->route.a, after, partial, (int64_t)time(NULL),
-                             LIST_LIMIT, &items, &n);
+                             LIST_LIMIT, LIST_META, &items, &n);
         if (st == CHUTE_OK && n == 0 &&
             waiters_suspend(srv->waiters, &r->wait, r->conn, key, partial,
                             (unsigned)wait * 1000)) {
@@ -686,7 +712,7 @@ static enum MHD_Result list_items(request *r)
         waiters_unlock(srv->waiters);
     } else {
         st = store_item_list(srv->store, r->route.a, after, partial, (int64_t)time(NULL),
-                             LIST_LIMIT, &items, &n);
+                             LIST_LIMIT, LIST_META, &items, &n);
     }
     if (st != CHUTE_OK)
         return reply_error(r, 500, "cannot list the items");

@@ -59,7 +59,8 @@ void store_close(store *s);
 chute_status store_inbox_create(store *s, const char *inbox,
                                 const uint8_t owner_hash[STORE_HASH_LEN], int64_t now);
 /* Who holds this token on this inbox. ROLE_NONE (and CHUTE_OK) for nobody,
- * including a missing inbox. Compares hashes in constant time. */
+ * including a missing inbox. The owner's hash is compared in constant
+ * time, a sender's is looked up by index. */
 chute_status store_inbox_auth(store *s, const char *inbox,
                               const uint8_t hash[STORE_HASH_LEN], store_role *role,
                               char sender[RELAY_ID_CHARS + 1]);
@@ -68,8 +69,10 @@ chute_status store_inbox_info_get(store *s, const char *inbox, store_inbox_info 
  * the transaction committed. */
 chute_status store_inbox_delete(store *s, const char *inbox, store_body_fn each,
                                 void *cls);
+/* CHUTE_ERR_LIMIT when the inbox has max_senders already. */
 chute_status store_sender_create(store *s, const char *inbox, const char *sender,
-                                 const uint8_t hash[STORE_HASH_LEN], int64_t now);
+                                 const uint8_t hash[STORE_HASH_LEN], int64_t now,
+                                 uint64_t max_senders);
 /* CHUTE_ERR_NOT_FOUND when there is no such sender. */
 chute_status store_sender_delete(store *s, const char *inbox, const char *sender);
 
@@ -128,9 +131,10 @@ chute_status store_item_commit(store *s, const char *inbox, const char *item,
 chute_status store_item_retire(store *s, const char *inbox, const char *item,
                                item_state to, int64_t tomb_expires, item_state *was);
 /* Committed (or with `partial`, also uploading) items with seq > after,
- * in order, at most `limit`. */
+ * in order, at most `limit`, and no more than `max_meta` bytes of meta
+ * together (but at least one item, if there is one). */
 chute_status store_item_list(store *s, const char *inbox, uint64_t after,
-                             bool partial, int64_t now, size_t limit,
+                             bool partial, int64_t now, size_t limit, size_t max_meta,
                              store_item **items, size_t *n);
 /* Is there a live (uploading or pending) item with this id? */
 chute_status store_item_live(store *s, const char *inbox, const char *item, bool *live);
@@ -167,7 +171,8 @@ chute_status store_pair_close(store *s, const char *session);
  * expired longer than pair_grace. */
 chute_status store_sweep(store *s, int64_t now, uint64_t tombstone_ttl,
                          uint64_t pair_grace, store_body_fn each, void *cls);
-/* Uploading, declared items whose offset reached their size (a crash
+/* Uploading items with bytes committed (their bodies may have lost their
+ * end since), and declared ones whose offset reached their size (a crash
  * between the last fsync, or the declare, and the commit). */
 chute_status store_unfinished(store *s, store_body_fn each, void *cls);
 

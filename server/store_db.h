@@ -17,11 +17,6 @@ struct store {
     pthread_mutex_t mu;
     struct { const char *sql; sqlite3_stmt *st; } cache[MAX_STMTS];
     int ncache;
-    /* The last stats, and the change count and second they were read at:
-     * an unauthenticated /metrics scrape scans every item, under mu. */
-    store_stats stats;
-    sqlite3_int64 stats_changes;
-    int64_t stats_at;
 };
 
 void db_lock(store *s);

@@ -42,8 +42,32 @@ chute_status store_inbox_create(store *s, const char *inbox,
 }
 
 static const char SQL_INBOX_OWNER[] = "SELECT owner_hash FROM inboxes WHERE id = ?1";
-static const char SQL_INBOX_SENDERS[] =
-    "SELECT id, token_hash FROM senders WHERE inbox = ?1";
+/* By the index on (inbox, token_hash): the cost does not grow with the
+ * senders, and a timing difference could tell at most how much of a
+ * SHA-256 of an unknown token matched, which says nothing of the token. */
+static const char SQL_INBOX_SENDER[] =
+    "SELECT id FROM senders WHERE inbox = ?1 AND token_hash = ?2";
+
+/* Inside the lock: the sender holding this token hash, if any. */
+static chute_status find_sender(store *s, const char *inbox, const uint8_t hash[STORE_HASH_LEN],
+                                store_role *role, char sender[RELAY_ID_CHARS + 1])
+{
+    sqlite3_stmt *q = db_stmt(s, SQL_INBOX_SENDER);
+    if (!q)
+        return CHUTE_ERR_DB;
+    db_bind_text(q, 1, inbox);
+    db_bind_blob(q, 2, hash, STORE_HASH_LEN);
+    chute_status st = CHUTE_OK;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *role = ROLE_SENDER;
+        db_copy_text(sender, RELAY_ID_CHARS + 1, sqlite3_column_text(q, 0));
+    } else if (rc != SQLITE_DONE) {
+        st = db_err(s, "inbox sender");
+    }
+    sqlite3_reset(q);
+    return st;
+}
 
 chute_status store_inbox_auth(store *s, const char *inbox,
                               const uint8_t hash[STORE_HASH_LEN], store_role *role,
@@ -60,34 +84,16 @@ chute_status store_inbox_auth(store *s, const char *inbox,
     }
     db_bind_text(q, 1, inbox);
     int rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE)
-        goto out;                   /* no inbox: nobody holds anything */
-    if (rc != SQLITE_ROW) {
-        st = db_err(s, "inbox owner");
-        goto out;
-    }
-    if (db_hash_eq(sqlite3_column_blob(q, 0), sqlite3_column_bytes(q, 0), hash))
+    if (rc == SQLITE_ROW &&
+        db_hash_eq(sqlite3_column_blob(q, 0), sqlite3_column_bytes(q, 0), hash))
         *role = ROLE_OWNER;
+    else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = db_err(s, "inbox owner");
     sqlite3_reset(q);
-    if (*role == ROLE_OWNER)
-        goto out;
-    q = db_stmt(s, SQL_INBOX_SENDERS);
-    if (!q) {
-        st = CHUTE_ERR_DB;
-        goto out;
-    }
-    db_bind_text(q, 1, inbox);
-    /* Compare with every sender, not stopping at a match. */
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-        if (db_hash_eq(sqlite3_column_blob(q, 1), sqlite3_column_bytes(q, 1), hash)) {
-            *role = ROLE_SENDER;
-            db_copy_text(sender, RELAY_ID_CHARS + 1, sqlite3_column_text(q, 0));
-        }
-    if (rc != SQLITE_DONE)
-        st = db_err(s, "inbox senders");
+    /* No inbox: nobody holds anything (and it has no senders). */
+    if (st == CHUTE_OK && rc == SQLITE_ROW && *role != ROLE_OWNER)
+        st = find_sender(s, inbox, hash, role, sender);
 out:
-    if (q)
-        sqlite3_reset(q);
     db_unlock(s);
     return st;
 }
@@ -163,11 +169,14 @@ chute_status store_inbox_delete(store *s, const char *inbox, store_body_fn each,
     return st;
 }
 
+/* Added only while the inbox has fewer than ?5 senders. */
 static const char SQL_SENDER_INSERT[] =
-    "INSERT INTO senders(id, inbox, token_hash, created) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO senders(id, inbox, token_hash, created) SELECT ?1, ?2, ?3, ?4"
+    " WHERE (SELECT count(*) FROM senders WHERE inbox = ?2) < ?5";
 
 chute_status store_sender_create(store *s, const char *inbox, const char *sender,
-                                 const uint8_t hash[STORE_HASH_LEN], int64_t now)
+                                 const uint8_t hash[STORE_HASH_LEN], int64_t now,
+                                 uint64_t max_senders)
 {
     db_lock(s);
     chute_status st = CHUTE_OK;
@@ -179,11 +188,14 @@ chute_status store_sender_create(store *s, const char *inbox, const char *sender
         db_bind_text(q, 2, inbox);
         db_bind_blob(q, 3, hash, STORE_HASH_LEN);
         sqlite3_bind_int64(q, 4, now);
+        sqlite3_bind_int64(q, 5, max_senders > INT64_MAX ? INT64_MAX : (int64_t)max_senders);
         int rc = sqlite3_step(q);
         if (rc == SQLITE_CONSTRAINT)
             st = CHUTE_ERR_EXISTS;
         else if (rc != SQLITE_DONE)
             st = db_err(s, "insert sender");
+        else if (sqlite3_changes(s->db) == 0)
+            st = CHUTE_ERR_LIMIT;
         sqlite3_reset(q);
     }
     db_unlock(s);
@@ -621,9 +633,10 @@ static const char SQL_LIST[] =
     " AND state <= 1 AND state >= ?3 AND expires > ?4 ORDER BY seq LIMIT ?5";
 
 chute_status store_item_list(store *s, const char *inbox, uint64_t after,
-                             bool partial, int64_t now, size_t limit,
+                             bool partial, int64_t now, size_t limit, size_t max_meta,
                              store_item **items, size_t *n)
 {
+    size_t meta = 0;
     *items = NULL;
     *n = 0;
     store_item *arr = calloc(limit ? limit : 1, sizeof *arr);
@@ -642,11 +655,18 @@ chute_status store_item_list(store *s, const char *inbox, uint64_t after,
         sqlite3_bind_int64(q, 4, now);
         sqlite3_bind_int64(q, 5, (int64_t)limit);
         int rc;
-        while (st == CHUTE_OK && k < limit && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-            st = read_item(q, &arr[k]);
-            k++;
+        bool full = false;
+        while (st == CHUTE_OK && !full && k < limit && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+            /* The row past max_meta ends the page unread (not the first). */
+            size_t len = (size_t)sqlite3_column_bytes(q, 8);
+            full = k > 0 && len > max_meta - meta;
+            if (!full) {
+                st = read_item(q, &arr[k]);
+                meta += len > max_meta - meta ? max_meta - meta : len;
+                k++;
+            }
         }
-        if (st == CHUTE_OK && k < limit && rc != SQLITE_DONE)
+        if (st == CHUTE_OK && !full && k < limit && rc != SQLITE_DONE)
             st = db_err(s, "list items");
         sqlite3_reset(q);
     }

@@ -42,6 +42,24 @@ static bool body_is_live(void *cls, const char *inbox, const char *item)
     return live;
 }
 
+static void rewound(chute_status st, uint64_t have)
+{
+    if (st == CHUTE_OK)
+        log_warn("an item's body was short at start: its sender resumes it from byte %llu",
+                 (unsigned long long)have);
+}
+
+/* An item still uploading: a body shorter than its committed offset (a
+ * crash of the disk's, not ours) takes the offset back to what is there,
+ * and its sender sends the rest; PATCHes at the old offset could never
+ * go on. */
+static void check_upload(parts *p, const char *inbox, const char *item, uint64_t offset)
+{
+    uint64_t have;
+    if (blob_part_length(p->bl, inbox, item, &have) == CHUTE_OK && have < offset)
+        rewound(store_item_rewind_offset(p->st, inbox, item, have), have);
+}
+
 static void finish_item(void *cls, const char *inbox, const char *item)
 {
     parts *p = cls;
@@ -49,16 +67,19 @@ static void finish_item(void *cls, const char *inbox, const char *item)
     store_item it;
     if (store_item_get(p->st, inbox, item, &it) != CHUTE_OK)
         return;
-    chute_status st = blob_finish(p->bl, inbox, item, it.size, &have);
+    bool whole = !it.deferred && it.offset == it.size;
+    uint64_t size = it.size, offset = it.offset;
     store_item_clear(&it);
+    if (!whole) {
+        check_upload(p, inbox, item, offset);
+        return;
+    }
+    chute_status st = blob_finish(p->bl, inbox, item, size, &have);
     if (st == CHUTE_OK && store_item_commit(p->st, inbox, item, &seq) == CHUTE_OK)
         log_info("recovered an item whose commit was interrupted");
-    /* Its bytes did not all survive (a crash of the disk's, not ours): the
-     * offset goes back to what is there, and its sender sends the rest. */
-    else if (st == CHUTE_ERR_TRUNCATED &&
-             store_item_rewind_offset(p->st, inbox, item, have) == CHUTE_OK)
-        log_warn("an item's body was short at start: its sender resumes it from byte %llu",
-                 (unsigned long long)have);
+    /* Its bytes did not all survive: as check_upload. */
+    else if (st == CHUTE_ERR_TRUNCATED)
+        rewound(store_item_rewind_offset(p->st, inbox, item, have), have);
 }
 
 chute_status sweeper_recover(store *st, blobs *bl)

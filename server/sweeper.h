@@ -12,7 +12,8 @@
 typedef struct sweeper sweeper;
 
 /* Before serving: finish items whose last bytes were durable but whose
- * commit was cut short, and remove orphaned bodies. */
+ * commit was cut short, take back the offsets of uploads whose bodies are
+ * shorter, and remove orphaned bodies. */
 chute_status sweeper_recover(store *st, blobs *bl);
 
 chute_status sweeper_start(store *st, blobs *bl, const relay_config *cfg, sweeper **out);

@@ -12,6 +12,10 @@
  *       next write to a SQLite WAL file fails with EIO, once: the commit
  *       that follows a file's rename fails, as on a disk that fills or
  *       errs between the two.
+ *   CHUTE_FAULT_HOLD_RENAME=<gate>
+ *       the first rename of a name ending in ".part" creates <gate>.held
+ *       and waits (at most 20 s) until the file <gate> exists: a test
+ *       does something else meanwhile, then lets the rename go on.
  * Without them every call goes straight through. Not for production. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -40,6 +44,8 @@ static atomic_int sync_left;
 static char rename_text[256];
 static atomic_bool rename_armed;    /* waiting for the rename */
 static atomic_bool wal_armed;       /* the next WAL write fails */
+static char hold_gate[4096];
+static atomic_bool hold_armed;      /* the next .part rename waits at the gate */
 
 static void *next_fn(const char *name);
 
@@ -59,6 +65,11 @@ static void load_config(void)
     if (colon && (size_t)(colon - v) < sizeof sync_text) {
         memcpy(sync_text, v, (size_t)(colon - v));
         atomic_store(&sync_left, atoi(colon + 1));
+    }
+    v = getenv("CHUTE_FAULT_HOLD_RENAME");
+    if (v && *v && strlen(v) + 6 < sizeof hold_gate) {
+        strcpy(hold_gate, v);
+        atomic_store(&hold_armed, true);
     }
     v = getenv("CHUTE_FAULT_WAL_AFTER_RENAME");
     if (v && *v && strlen(v) < sizeof rename_text) {
@@ -153,9 +164,27 @@ ssize_t write(int fd, const void *buf, size_t n)
     return wal_write_fails(fd) ? -1 : real_write(fd, buf, n);
 }
 
+/* CHUTE_FAULT_HOLD_RENAME: the first rename of a .part waits at the gate. */
+static void hold_rename(const char *from)
+{
+    pthread_once(&once, load_config);
+    size_t n = strlen(from);
+    if (n < 5 || strcmp(from + n - 5, ".part") != 0 || !atomic_load(&hold_armed) ||
+        !atomic_exchange(&hold_armed, false))
+        return;
+    char held[sizeof hold_gate + 8];
+    snprintf(held, sizeof held, "%s.held", hold_gate);
+    int fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    for (int i = 0; i < 2000 && access(hold_gate, F_OK) != 0; i++)
+        usleep(10000);
+}
+
 int rename(const char *from, const char *to)
 {
     pthread_once(&once, load_config);
+    hold_rename(from);
     int rc = real_rename(from, to);
     note_rename(rc, from, to);
     return rc;
@@ -164,6 +193,7 @@ int rename(const char *from, const char *to)
 int renameat(int fromfd, const char *from, int tofd, const char *to)
 {
     pthread_once(&once, load_config);
+    hold_rename(from);
     int rc = real_renameat(fromfd, from, tofd, to);
     note_rename(rc, from, to);
     return rc;
@@ -172,6 +202,7 @@ int renameat(int fromfd, const char *from, int tofd, const char *to)
 int renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned int flags)
 {
     pthread_once(&once, load_config);
+    hold_rename(from);
     int rc = real_renameat2(fromfd, from, tofd, to, flags);
     note_rename(rc, from, to);
     return rc;

@@ -456,6 +456,28 @@ def metric(metrics, name, **labels):
     return metrics.get((name, frozenset(labels.items())))
 
 
+# What each version of the relay's schema added (server/store.c, migrations),
+# and how a test takes it away again to make a database of an older relay.
+SCHEMA_UNDO = {
+    2: ["ALTER TABLE items DROP COLUMN deferred"],
+    3: ["DROP INDEX senders_token"],
+    4: ["DROP TRIGGER live_stats_insert", "DROP TRIGGER live_stats_delete",
+        "DROP TRIGGER live_stats_update", "DROP TABLE live_stats"],
+}
+
+
+def downgrade_schema(relay, version):
+    """Turn the stopped relay's database into one of schema `version`."""
+    con = sqlite3.connect(relay.database())
+    with con:
+        for v in sorted(SCHEMA_UNDO, reverse=True):
+            if v > version:
+                for sql in SCHEMA_UNDO[v]:
+                    con.execute(sql)
+        con.execute(f"PRAGMA user_version = {version}")
+    con.close()
+
+
 # --- the relay process -----------------------------------------------------------
 
 class RelayStartError(Exception):

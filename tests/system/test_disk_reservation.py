@@ -7,7 +7,9 @@ reserved at all."""
 import ctypes
 import os
 
-from conftest import b64, new_item_id, small_tmpfs
+import pytest
+
+from conftest import b64, new_item_id, read_until_close, small_tmpfs, status_line, wait_until
 from fsfixtures import chute, run  # noqa: F401  (fixture)
 
 MiB = 1 << 20
@@ -77,20 +79,65 @@ def part_body(relay, inbox, item):
     return relay.data_dir / "items" / f"{inbox.id}.{item}.part"
 
 
+def send_patch_head(relay, sender, item, offset, length):
+    """A PATCH whose body the test sends itself; the connection."""
+    s = relay.api().raw_socket(timeout=30)
+    s.sendall((f"PATCH {sender.inbox.item_path(item)} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {sender.token}\r\nUpload-Offset: {offset}\r\n"
+               "Content-Type: application/offset+octet-stream\r\n"
+               f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode())
+    return s
+
+
 def test_a_growing_relay_body_has_blocks_reserved_and_a_complete_one_none(relay, inbox, sender):
     item = new_item_id()
     assert sender.api.put(sender.inbox.item_path(item), {"deferred": True}).status == 201
     data = os.urandom(STEP + 4 * MiB)
-    assert sender.append(item, 0, data).status == 204
+    s = send_patch_head(relay, sender, item, 0, len(data))
+    s.sendall(data[:STEP + 2 * MiB])
     body = part_body(relay, inbox, item)
-    assert body.stat().st_size == len(data)
+    wait_until(lambda: body.exists() and body.stat().st_size == STEP + 2 * MiB,
+               what="the relay to write what was sent")
     if roomy(body.parent):
-        assert allocated(body) >= 3 * STEP
+        assert allocated(body) >= 3 * STEP   # while it grows
+    s.sendall(data[STEP + 2 * MiB:])
+    assert status_line(read_until_close(s, 30)) == 204
+    s.close()
+    # the PATCH is over: what was reserved ahead goes back until the next
+    assert body.stat().st_size == len(data)
+    assert allocated(body) <= len(data) + SLACK
     # declared whole: committed, and nothing beyond its end stays reserved
     r = sender.api.put(sender.inbox.item_path(item), {"size": len(data), "meta": b64(b"m")})
     assert r.status in (200, 201), r
     final = body.with_name(f"{inbox.id}.{item}")
     assert allocated(final) <= len(data) + SLACK
+    assert inbox.download(item).body == data
+
+
+@pytest.mark.parametrize("end", ["interrupted", "complete request"])
+def test_a_relay_body_reserves_nothing_beyond_its_declared_size(relay, inbox, sender, end):
+    """An item declared 9 MiB took 24 MiB of disk once 8.5 MiB of it were
+    written (two steps reserved past 8 MiB), and kept them while the
+    upload stayed unfinished, until the item expired: the reservation
+    stops at the declared size, and goes back when a PATCH ends."""
+    size, sent = STEP + MiB, STEP + MiB // 2
+    data = os.urandom(size)
+    item = new_item_id()
+    assert sender.create(item, size).status == 201
+    body = part_body(relay, inbox, item)
+    if end == "interrupted":
+        s = send_patch_head(relay, sender, item, 0, size)
+        s.sendall(data[:sent])
+        wait_until(lambda: body.exists() and body.stat().st_size == sent,
+                   what="the relay to write what was sent")
+        assert allocated(body) <= size + SLACK     # while the PATCH is open
+        s.close()
+        wait_until(lambda: sender.offset(item)[0] == sent, what="the upload to settle")
+    else:
+        assert sender.append(item, 0, data[:sent]).status == 204
+    assert body.stat().st_size == sent
+    assert allocated(body) <= sent + SLACK
+    assert sender.append(item, sent, data[sent:]).status == 204
     assert inbox.download(item).body == data
 
 

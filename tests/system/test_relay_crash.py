@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import Inbox, Sender, new_item_id, wait_until
+from conftest import Inbox, Sender, b64, new_item_id, wait_until
 
 ROUNDS = 5
 SEED = 20261122
@@ -174,6 +174,43 @@ def test_a_commit_cut_short_with_its_body_lost_is_uploaded_again(relay_factory, 
     assert sender.offset(item) == (have, len(data))
     assert inbox.listed() == []
     assert sender.append(item, have, data[have:]).status == 204
+    assert inbox.download(item).body == data
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+@pytest.mark.parametrize("lost", ["the whole body", "its tail"])
+def test_a_body_shorter_than_its_offset_mid_upload_is_resumed_from_what_is_there(
+        relay_factory, lost, deferred):
+    """A body that lost the end of its committed offset mid-upload (a crash
+    of the disk's) could never be resumed: every PATCH at the offset got
+    500 (and made an empty file where there was none). At start the offset
+    goes back to what the body holds, and its sender sends the rest."""
+    relay = relay_factory()
+    data = random.Random(8).randbytes(5000)
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    item = new_item_id()
+    if deferred:
+        assert snd.api.put(box.item_path(item), {"deferred": True}).status == 201
+    else:
+        assert snd.create(item, len(data)).status == 201
+    assert snd.append(item, 0, data[:3000]).status == 204
+    relay.stop()
+    [part] = [p for p in (relay.data_dir / "items").iterdir() if item in p.name]
+    if lost == "the whole body":
+        part.unlink()
+        have = 0
+    else:
+        os.truncate(part, 1000)
+        have = 1000
+    relay.start()
+    inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
+    r = sender.api.head(inbox.item_path(item))
+    assert (r.status, int(r.header("Upload-Offset"))) == (200, have)
+    assert sender.append(item, have, data[have:]).status == 204
+    if deferred:
+        r = sender.api.put(inbox.item_path(item), {"size": len(data), "meta": b64(b"m")})
+        assert r.status == 200 and r.json["state"] == "pending", r
     assert inbox.download(item).body == data
 
 

@@ -4,13 +4,12 @@ declares size and meta at the end."""
 
 import os
 import signal
-import sqlite3
 import time
 
 import pytest
 
-from conftest import (NOT_FOUND, Inbox, Sender, b64, metric, new_item_id, patch_head,
-                      read_until_close, status_line, wait_until)
+from conftest import (NOT_FOUND, Inbox, Sender, b64, downgrade_schema, metric, new_item_id,
+                      patch_head, read_until_close, status_line, wait_until)
 from test_relay_longpoll import Poller, waiting
 
 
@@ -530,12 +529,7 @@ def test_a_relay_database_from_before_deferred_items_opens_and_works(relay_facto
     snd.create(half, 10)
     snd.append(half, 0, b"half")
     assert relay.stop() == 0
-    # the schema as it was: no deferred column, user_version 1
-    db = sqlite3.connect(relay.database())
-    db.execute("ALTER TABLE items DROP COLUMN deferred")
-    db.execute("PRAGMA user_version = 1")
-    db.commit()
-    db.close()
+    downgrade_schema(relay, 1)   # the schema as it was: no deferred column
     relay.start()
     inbox = Inbox(relay.api(), box.id, box.owner_token)
     sender = Sender(inbox, snd.id, snd.token)

@@ -4,8 +4,12 @@ bytes it could not make durable, and an item whose commit failed can
 still be finished."""
 
 import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from conftest import faults_env, new_item_id
+import pytest
+
+from conftest import faults_env, new_item_id, wait_until
 
 MiB = 1 << 20
 
@@ -54,3 +58,32 @@ def test_failed_commit_after_the_body_is_final_completes_on_an_empty_patch(relay
     assert got.status == 200 and got.body == data
     # Nothing was left behind to be swept: one body, the final one.
     assert not [p for p in relay.data_files() if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("who", ["sender cancels", "owner acks"])
+def test_an_item_retired_while_its_last_patch_commits_is_409_and_leaves_no_body(
+        relay_factory, tmp_path, who):
+    """PROTOCOL §6.5: a PATCH of an item retired meanwhile gets 409 with
+    the state. A cancel or an ack between the last PATCH's offset and its
+    body's rename to final took the body away under the rename, and the
+    PATCH got 500. The rename is held at a gate while the item retires."""
+    gate = tmp_path / "gate"
+    relay = relay_factory(env=faults_env(hold_rename=str(gate)))
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    data = os.urandom(64 * 1024)
+    item = new_item_id()
+    assert snd.create(item, len(data)).status == 201
+    with ThreadPoolExecutor(1) as ex:
+        patch = ex.submit(snd.append, item, 0, data)
+        wait_until(lambda: Path(f"{gate}.held").exists() or patch.done(),
+                   what="the last PATCH at its rename")
+        assert not patch.done(), patch.result()
+        r = snd.cancel(item) if who == "sender cancels" else box.ack(item)
+        assert r.status == 204, r
+        gate.touch()
+        r = patch.result(timeout=30)
+    want = "cancelled" if who == "sender cancels" else "delivered"
+    assert r.status == 409 and r.json["state"] == want, r
+    assert snd.status(item).json["state"] == want
+    assert not [p for p in relay.data_files() if item in p.name]

@@ -1,10 +1,13 @@
 """PROTOCOL §6.2–6.4: health, metrics, inboxes, senders, capabilities."""
 
 import base64
+import hashlib
 import re
+import secrets
+import sqlite3
 
-from conftest import (B64URL_ID, B64URL_TOKEN, NOT_FOUND, metric, new_item_id,
-                      parse_prometheus)
+from conftest import (B64URL_ID, B64URL_TOKEN, NOT_FOUND, Inbox, Sender, downgrade_schema, metric,
+                      new_item_id, parse_prometheus)
 
 
 def test_health_reports_ok_and_version(api):
@@ -36,6 +39,45 @@ def test_metrics_count_stored_items_and_bytes(api, inbox, sender):
     after = api.metrics()
     assert metric(after, "chute_items_stored") - metric(before, "chute_items_stored") == 2
     assert metric(after, "chute_bytes_stored") - metric(before, "chute_bytes_stored") == 1024
+
+
+def test_metrics_count_what_a_schema_3_database_held(relay):
+    """The item counts of /metrics are kept as items change (a count
+    scanned every item and tombstone for each scrape): a database from
+    before is counted once, when it is upgraded."""
+    inbox = relay.api().create_inbox()
+    sender = inbox.add_sender()
+    kept = sender.upload(b"x" * 100)
+    acked = sender.upload(b"y" * 50)
+    assert inbox.ack(acked).status == 204
+    half = new_item_id()
+    assert sender.create(half, 30).status == 201
+    assert sender.append(half, 0, b"z" * 7).status == 204
+    relay.stop()
+    downgrade_schema(relay, 3)
+    relay.start()
+    api = relay.api()
+    m = api.metrics()
+    assert (metric(m, "chute_items_stored"), metric(m, "chute_bytes_stored")) == (2, 107)
+    sender = Sender(Inbox(api, inbox.id, inbox.owner_token), sender.id, sender.token)
+    assert sender.append(half, 7, b"z" * 23).status == 204
+    assert sender.cancel(kept).status == 204
+    m = api.metrics()
+    assert (metric(m, "chute_items_stored"), metric(m, "chute_bytes_stored")) == (1, 30)
+
+
+def test_metrics_forget_the_items_of_a_deleted_inbox(api, inbox, sender):
+    other = api.create_inbox()
+    other.add_sender().upload(b"o" * 11)
+    sender.upload(b"a" * 5)
+    half = new_item_id()
+    assert sender.create(half, 9).status == 201
+    assert sender.append(half, 0, b"b" * 4).status == 204
+    m = api.metrics()
+    assert (metric(m, "chute_items_stored"), metric(m, "chute_bytes_stored")) == (3, 20)
+    assert inbox.owner.delete(inbox.path).status == 204
+    m = api.metrics()
+    assert (metric(m, "chute_items_stored"), metric(m, "chute_bytes_stored")) == (1, 11)
 
 
 def test_metrics_count_requests_by_status_code(api):
@@ -218,6 +260,73 @@ def test_revoking_one_sender_leaves_the_others(inbox):
 def test_revoking_unknown_sender_is_not_found(inbox):
     r = inbox.owner.delete(f"{inbox.path}/senders/AAAAAAAAAAAAAAAAAAAAAA")
     assert (r.status, r.json) == (404, NOT_FOUND)
+
+
+MAX_SENDERS = 1000  # PROTOCOL §6.4
+
+
+def sender_indexes(relay):
+    """The columns of each index on the senders table."""
+    con = sqlite3.connect(relay.database())
+    try:
+        names = [n for (n,) in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'senders'")]
+        return {n: [row[2] for row in con.execute(f"PRAGMA index_info({n})")] for n in names}
+    finally:
+        con.close()
+
+
+def test_send_tokens_are_looked_up_by_an_index_on_inbox_and_token_hash(relay, inbox, sender):
+    """Checking a send token must cost one index lookup, not a comparison
+    with every sender of the inbox under the store's lock (a flood of
+    made-up tokens on an inbox of many senders stalled the relay). The
+    lookup's cost is for make bench; here: the index is there and used."""
+    assert ["inbox", "token_hash"] in sender_indexes(relay).values()
+    con = sqlite3.connect(relay.database())
+    plan = " ".join(str(r[-1]) for r in con.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM senders WHERE inbox = ?1 AND token_hash = ?2",
+        (inbox.id, b"\0" * 32)))
+    con.close()
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+    assert sender.create(new_item_id(), 0).status == 201
+
+
+def test_a_schema_2_database_gets_the_sender_index_and_its_tokens_still_work(relay):
+    inbox = relay.api().create_inbox()
+    sender = inbox.add_sender()
+    relay.stop()
+    downgrade_schema(relay, 2)
+    assert ["inbox", "token_hash"] not in sender_indexes(relay).values()
+    relay.start()
+    assert ["inbox", "token_hash"] in sender_indexes(relay).values()
+    inbox = Inbox(relay.api(), inbox.id, inbox.owner_token)
+    sender = Sender(inbox, sender.id, sender.token)
+    assert sender.create(new_item_id(), 0).status == 201
+    assert inbox.info()["senders"] == 1
+
+
+def test_an_inbox_has_at_most_1000_senders(relay, inbox):
+    """Senders per inbox are capped: 507, like the inbox's other quotas,
+    until one is revoked. The first MAX_SENDERS - 1 are written straight
+    into the database (a thousand requests would only be slower)."""
+    first = inbox.add_sender()
+    con = sqlite3.connect(relay.database(), timeout=10)
+    with con:
+        con.executemany(
+            "INSERT INTO senders(id, inbox, token_hash, created) VALUES (?, ?, ?, 0)",
+            ((secrets.token_urlsafe(16), inbox.id, hashlib.sha256(secrets.token_bytes(32)).digest())
+             for _ in range(MAX_SENDERS - 2)))
+    con.close()
+    last = inbox.add_sender()
+    assert inbox.info()["senders"] == MAX_SENDERS
+    r = inbox.owner.post(f"{inbox.path}/senders", b"")
+    assert r.status == 507 and "error" in r.json, r
+    assert inbox.info()["senders"] == MAX_SENDERS
+    # the senders there keep working, and a revoke makes room again
+    assert first.create(new_item_id(), 0).status == 201
+    assert last.create(new_item_id(), 0).status == 201
+    assert inbox.owner.delete(f"{inbox.path}/senders/{first.id}").status == 204
+    assert inbox.add_sender().create(new_item_id(), 0).status == 201
 
 
 def test_send_token_of_one_inbox_is_useless_on_another(api, sender):

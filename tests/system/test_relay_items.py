@@ -1,5 +1,6 @@
 """PROTOCOL §6.5–6.6: uploading, listing, downloading, acking items."""
 
+import base64
 import hashlib
 import os
 import random
@@ -254,6 +255,41 @@ def test_listing_pages_at_1000_items(inbox, sender):
     rest = inbox.list(after=first["cursor"]).json
     assert len(rest["items"]) == 1
     assert {i["item"] for i in first["items"] + rest["items"]} == set(ids)
+
+
+LIST_BYTES = 256 * 1024  # PROTOCOL §6.6: the most JSON in one list answer
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_a_list_answer_stays_within_256_kib_and_the_cursor_carries_on(inbox, sender, partial):
+    """A list answer is held in the relay's memory until its client has
+    read it: 1000 items of 4 KiB meta made 5.6 MB each. An answer stops
+    at 256 KiB of JSON, and following the cursor still lists every item,
+    once, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+    rng = random.Random(7)
+    metas = {new_item_id(): rng.randbytes(4096) for _ in range(150)}
+    with ThreadPoolExecutor(8) as ex:
+        statuses = list(ex.map(lambda i: sender.create(i, 0, metas[i]).status, metas))
+    assert statuses == [201] * len(metas)
+    seen, after, pages = [], 0, 0
+    for _ in range(20):  # 150 items of ~5.6 KiB: 4 answers and an empty one
+        r = inbox.list(after=after, partial=partial)
+        assert r.status == 200, r
+        assert len(r.body) <= LIST_BYTES, len(r.body)
+        j = r.json
+        if not j["items"]:
+            break
+        pages += 1
+        seen += j["items"]
+        assert j["cursor"] == j["items"][-1]["seq"] > after
+        after = j["cursor"]
+    else:
+        raise AssertionError("the listing did not end")
+    assert pages > 1
+    assert [i["seq"] for i in seen] == sorted(i["seq"] for i in seen)
+    assert sorted(i["item"] for i in seen) == sorted(metas)
+    assert all(base64.b64decode(i["meta"]) == metas[i["item"]] for i in seen)
 
 
 @pytest.mark.parametrize("after", ["-1", "abc", "1.5"])

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, new_item_id, read_until_close, status_line, wait_until
+from conftest import SLOW, metric, new_item_id, read_until_close, status_line, wait_until
 
 
 def test_undelivered_item_expires_to_an_expired_tombstone(relay_factory):
@@ -26,6 +26,8 @@ def test_undelivered_item_expires_to_an_expired_tombstone(relay_factory):
     assert inbox.download(done).status == 404
     assert sender.append(half, 2, b"34").status in (404, 409, 410)
     assert inbox.info()["items"] == 0
+    m = relay.api().metrics()
+    assert (metric(m, "chute_items_stored"), metric(m, "chute_bytes_stored")) == (0, 0)
 
 
 def test_tombstones_are_forgotten_after_tombstone_ttl(relay_factory):

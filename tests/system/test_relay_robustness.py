@@ -161,6 +161,33 @@ def test_wrong_methods_are_405(api, method, path):
         assert isinstance(r.json["error"], str)
 
 
+def test_head_is_answered_wherever_get_is(api, inbox, sender):
+    """PROTOCOL §6.1: HEAD is answered wherever GET is, as GET's status and
+    headers without its body; on an inbox it did not fall through to the
+    inbox's other method, DELETE."""
+    item = sender.upload(b"some bytes")
+    a = api.post("/v1/pair", {}).json
+    side = api.with_token(a["token"])
+    paths = [(api, "/v1/health"), (api, "/metrics"), (inbox.owner, inbox.path),
+             (inbox.owner, f"{inbox.path}/items?after=0"),
+             (inbox.owner, f"{inbox.item_path(item)}/status"),
+             (sender.api, f"{inbox.item_path(item)}/status"),
+             (inbox.owner, f"{inbox.item_path(item)}/data"),
+             (side, f"/v1/pair/{a['session']}"), (side, f"/v1/pair/{a['session']}/messages?after=0")]
+    for client, path in paths:
+        g, h = client.get(path), client.head(path)
+        assert g.status == 200, (path, g)
+        assert (h.status, h.body) == (200, b""), (path, h)
+        assert h.header("Content-Type") == g.header("Content-Type"), path
+    # what HEAD looked at is all still there
+    assert inbox.listed_ids() == [item]
+    assert inbox.download(item).body == b"some bytes"
+    assert side.get(f"/v1/pair/{a['session']}").status == 200
+    # a wrong token is a missing inbox, for HEAD too
+    h = api.with_token(sender.token).head(inbox.path)
+    assert (h.status, h.body) == (404, b""), h
+
+
 def test_wrong_methods_on_capability_resources_are_405(inbox, sender):
     item = sender.upload(b"x")
     for method, path in (("PUT", inbox.path), ("PATCH", inbox.path),

@@ -69,6 +69,27 @@ static void test_a_file_growing_past_a_step_gets_the_next_two_reserved(void)
     free(p);
 }
 
+static void test_nothing_is_reserved_beyond_a_known_limit(void)
+{
+    /* An upload declared as STEP + 1 MiB: the step it crosses reserves
+     * up to there, not two steps on (a body given up mid-way kept them). */
+    uint8_t *p = calloc(1, (size_t)(STEP + MiB));
+    CHECK(p != NULL);
+    if (!p) return;
+    int fd = open_new("limited");
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(pwrite(fd, p, (size_t)(STEP + MiB / 2), 0), STEP + MiB / 2);
+    prealloc_grew_within(fd, STEP - MiB, STEP + MiB / 2, STEP + MiB);
+    CHECK_EQ_INT(size_of(fd), STEP + MiB / 2);
+    CHECK(allocated(fd) <= STEP + MiB + 64 * 1024);
+    if (reserves) CHECK(allocated(fd) >= STEP + MiB);
+    /* and a file at its limit gets nothing more */
+    prealloc_grew_within(fd, STEP - MiB, STEP + MiB / 2, STEP);
+    CHECK(allocated(fd) <= STEP + MiB + 64 * 1024);
+    close(fd);
+    free(p);
+}
+
 static void test_a_small_file_gets_nothing_reserved(void)
 {
     uint8_t *p = calloc(1, (size_t)STEP);
@@ -169,6 +190,7 @@ int main(void)
     if (fd >= 0) close(fd);
     if (!reserves) printf("note: no reservations on this filesystem (fallocate or free space)\n");
     RUN(test_a_file_growing_past_a_step_gets_the_next_two_reserved);
+    RUN(test_nothing_is_reserved_beyond_a_known_limit);
     RUN(test_a_small_file_gets_nothing_reserved);
     RUN(test_a_write_inside_a_sparse_file_keeps_its_holes);
     RUN(test_trim_gives_back_what_lies_beyond_and_keeps_bytes_and_times);
