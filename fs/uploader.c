@@ -141,6 +141,7 @@ struct uploader {
      * got; and whether an item was left uploading with no worker on it
      * (its state write failed), for the tracker to put back. */
     int claiming;
+    bool putting_back;         /* put_back_strays runs: no claim starts */
     bool stray;
     int64_t stray_next_ms;     /* a failed put-back is tried again then */
     uint32_t stray_tries;
@@ -218,7 +219,10 @@ static void conn_free(conn *cn)
 
 /* ---- relay reachability -------------------------------------------------- */
 
-/* The entry of origin, made on first sight. Caller holds mu. */
+/* The entry of origin, made on first sight; NULL when every place is
+ * taken by a relay that does not answer (one held is never dropped: its
+ * peers' items would go at their own pace, and it would not be probed).
+ * An untracked relay holds nothing up. Caller holds mu. */
 static relay_track *track_for(uploader *up, const char *origin, const char *url)
 {
     for (size_t i = 0; i < up->nrelays; i++)
@@ -226,16 +230,25 @@ static relay_track *track_for(uploader *up, const char *origin, const char *url)
     size_t at = up->nrelays;
     if (at < RELAYS_MAX) {
         up->nrelays++;
-    } else {   /* full: one that answers loses the least, else the last */
-        at = RELAYS_MAX - 1;
-        for (size_t i = 1; i < RELAYS_MAX; i++)
-            if (up->relays[i].seen != RELAY_UNREACHABLE) { at = i; break; }
+    } else {   /* full: one that answers gives its place (ours keeps slot 0) */
+        for (at = 1; at < RELAYS_MAX && up->relays[at].seen == RELAY_UNREACHABLE; at++) {}
+        if (at == RELAYS_MAX) return NULL;
     }
     relay_track *r = &up->relays[at];
     memset(r, 0, sizeof *r);
     snprintf(r->origin, sizeof r->origin, "%s", origin);
     snprintf(r->url, sizeof r->url, "%s", url);
     return r;
+}
+
+/* Forget the entry of origin (not our own, slot 0). Caller holds mu. */
+static void untrack(uploader *up, const char *origin)
+{
+    for (size_t i = 1; i < up->nrelays; i++)
+        if (strcmp(up->relays[i].origin, origin) == 0) {
+            up->relays[i] = up->relays[--up->nrelays];
+            return;
+        }
 }
 
 /* Names of the peers whose inbox is on one of the given relays. */
@@ -320,6 +333,10 @@ static void note_relay(uploader *up, const conn *cn, chute_status st)
     bool back = false;
     pthread_mutex_lock(&up->mu);
     relay_track *r = track_for(up, cn->origin, cn->url);
+    if (!r) {   /* not tracked: its items go at their own backoff */
+        pthread_mutex_unlock(&up->mu);
+        return;
+    }
     if (down) {
         if (r->holds < 32) r->holds++;
         r->hold_until_ms = now_ms() + (int64_t)backoff_delay_ms(r->holds, NET_BASE_MS,
@@ -927,6 +944,7 @@ static void *worker_main(void *arg)
          * long recording must not hold closed files up. */
         bool growing_ok = atomic_fetch_add(&up->growing_sends, 1) < UPLOADER_WORKERS - 1;
         pthread_mutex_lock(&up->mu);
+        while (up->putting_back && !up->stopping) pthread_cond_wait(&up->work_cv, &up->mu);
         up->claiming++;
         pthread_mutex_unlock(&up->mu);
         chute_status st = queue_claim_next_except(up->fs->q, (int64_t)time(NULL), !growing_ok,
@@ -1110,7 +1128,8 @@ static void do_deliveries(uploader *up, int64_t now)
 static void do_probe(uploader *up)
 {
     for (size_t i = 0; i < RELAYS_MAX && !stopping(up); i++) {
-        char url[RELAY_URL_MAX];
+        char (*key)[RELAY_URL_MAX] = malloc(2 * sizeof *key);   /* origin, url */
+        if (!key) return;
         pthread_mutex_lock(&up->mu);
         relay_track *r = &up->relays[i];
         bool due = i < up->nrelays && r->seen != RELAY_REACHABLE && now_ms() >= r->probe_next_ms;
@@ -1120,39 +1139,67 @@ static void do_probe(uploader *up)
             r->probe_next_ms = now_ms() + (int64_t)backoff_delay_ms(r->probes, NET_BASE_MS,
                                                                     PROBE_CAP_MS,
                                                                     randombytes_random());
-            memcpy(url, r->url, sizeof url);
+            memcpy(key[0], r->origin, sizeof key[0]);
+            memcpy(key[1], r->url, sizeof key[1]);
         }
         pthread_mutex_unlock(&up->mu);
-        relay_client *c = due ? conn_for(up, &up->tcn, url) : NULL;
+        /* Another relay no peer is on any more (unpaired, moved) is
+         * forgotten, not asked after for the rest of the mount. */
+        peer_pick pk = {0};
+        bool unused = due && i > 0 && peers_on(up, (const char (*)[RELAY_URL_MAX])key, 1, &pk) &&
+                      pk.n == 0;
+        free(pk.names);
+        if (unused) {
+            pthread_mutex_lock(&up->mu);
+            untrack(up, key[0]);
+            pthread_mutex_unlock(&up->mu);
+        }
+        relay_client *c = due && !unused ? conn_for(up, &up->tcn, key[1]) : NULL;
         if (c) note_relay(up, &up->tcn, relay_health(c));
+        free(key);
     }
 }
 
 /* Items left uploading by a state write that failed go back to queued
- * (else they would wait for the next mount). Under mu throughout, with
- * no claim under way: a worker's item must never be put back under it. */
+ * (else they would wait for the next mount). With no claim under way, and
+ * none starting until it is done (putting_back): a worker's item must
+ * never be put back under it. The database write is made without mu, which
+ * a close(2) (uploader_wake) and every worker need meanwhile. */
 static void put_back_strays(uploader *up)
 {
     pthread_mutex_lock(&up->mu);
-    if (up->stray && !up->claiming && now_ms() >= up->stray_next_ms) {
-        const char *held[UPLOADER_WORKERS];
-        size_t n = 0;
-        for (int i = 0; i < UPLOADER_WORKERS; i++)
-            if (up->workers[i].held[0]) held[n++] = up->workers[i].held;
-        chute_status st = queue_requeue_unheld(up->fs->q, held, n);
-        if (st == CHUTE_OK) {
-            up->stray = false;
-            up->stray_tries = 0;
-            up->work_gen++;
-            pthread_cond_broadcast(&up->work_cv);
-        } else {   /* the disk is still full or busy: not every round */
-            if (up->stray_tries < 32) up->stray_tries++;
-            up->stray_next_ms = now_ms() + (int64_t)backoff_delay_ms(up->stray_tries, NET_BASE_MS,
-                                                                     PROBE_CAP_MS,
-                                                                     randombytes_random());
-            log_msg("cannot put interrupted uploads back: %s; trying again", chute_strstatus(st));
-        }
+    if (!up->stray || up->claiming || now_ms() < up->stray_next_ms) {
+        pthread_mutex_unlock(&up->mu);
+        return;
     }
+    up->putting_back = true;
+    char held[UPLOADER_WORKERS][QUEUE_ID_LEN + 1];
+    const char *ids[UPLOADER_WORKERS];
+    size_t n = 0;
+    for (int i = 0; i < UPLOADER_WORKERS; i++)
+        if (up->workers[i].held[0]) {
+            memcpy(held[n], up->workers[i].held, sizeof held[n]);
+            ids[n] = held[n];
+            n++;
+        }
+    pthread_mutex_unlock(&up->mu);
+    /* The held set can only shrink meanwhile: an item let go of is no
+     * longer uploading, or is a stray again (let_go), for the next round. */
+    chute_status st = queue_requeue_unheld(up->fs->q, ids, n);
+    pthread_mutex_lock(&up->mu);
+    up->putting_back = false;
+    if (st == CHUTE_OK) {
+        up->stray = false;
+        up->stray_tries = 0;
+        up->work_gen++;
+    } else {   /* the disk is still full or busy: not every round */
+        if (up->stray_tries < 32) up->stray_tries++;
+        up->stray_next_ms = now_ms() + (int64_t)backoff_delay_ms(up->stray_tries, NET_BASE_MS,
+                                                                 PROBE_CAP_MS,
+                                                                 randombytes_random());
+        log_msg("cannot put interrupted uploads back: %s; trying again", chute_strstatus(st));
+    }
+    pthread_cond_broadcast(&up->work_cv);   /* claims waiting for it, and work */
     pthread_mutex_unlock(&up->mu);
 }
 
@@ -1222,6 +1269,10 @@ static bool boot(uploader *up)
     }
     if (me) { devstate_device_wipe(me); free(me); }
     if (!st) st = queue_requeue_interrupted(up->fs->q);
+    /* A new mount tries at once what waited for a relay, whichever relay:
+     * the backoff it grew belongs to the last run. */
+    if (!st && queue_retry_now(up->fs->q, UNREACHABLE) != CHUTE_OK)
+        log_msg("cannot make the waiting items go now");
     if (st) {
         log_msg("uploader cannot start: %s; trying again", chute_strstatus(st));
         devstate_close(ds);

@@ -674,7 +674,8 @@ chute_status queue_retry_now(queue *q, const char *error_prefix)
 chute_status queue_retry_now_for(queue *q, const char *error_prefix,
                                  const char *const *peers, size_t npeers)
 {
-    return retry_now(q, error_prefix, peers ? peers : (const char *const[]){""}, npeers);
+    if (!peers) return CHUTE_ERR_ARG;
+    return retry_now(q, error_prefix, peers, npeers);
 }
 
 chute_status queue_next_relay_cancel(queue *q, int64_t now, queue_item *out)
