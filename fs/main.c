@@ -302,8 +302,9 @@ int main(int argc, char *argv[])
         rc = serve(&args, &co, fs, notify);
     else
         daemon_ready(notify, rc);
-    uploader_stop(fs->up);   /* started by the init op once the mount was up */
+    /* The resealer first: a seal it makes wakes the uploader. */
     resealer_stop(fs->reseal);
+    uploader_stop(fs->up);   /* started by the init op once the mount was up */
     close_all(fs);
     free(fs);
     free(o.home);

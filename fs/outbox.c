@@ -150,13 +150,15 @@ static void handle_unflush(handle *h)
 }
 
 /* With the ofiles lock held, before h changes its file: a file marked as
- * owed a seal (staging.h) is not what was closed any more; its next close
- * seals it. Under the lock, so the mark never outlives a first change. */
+ * owed a seal (staging.h) is not what was closed any more; its last close
+ * seals it (dirty: even if the change fails, the seal is owed). Under the
+ * lock, so the mark never outlives a first change. */
 static void unmark_before_change(handle *h)
 {
     if (!h->of->unsealed) return;
     staging_clear_unsealed(h->fd);
     h->of->unsealed = false;
+    h->of->dirty = true;
 }
 
 /* A seal's failure as close(2), truncate(2) or rename(2) tell it. */
@@ -175,9 +177,14 @@ static void not_queued(chutefs *fs, const char *peer, const char *rel, chute_sta
     if (!seal_failure_passes(why) || staging_path(fs, peer, rel, path, sizeof path)) return;
     ofiles_lock(fs->open);
     ofile *of = ofiles_find(fs->open, peer, rel);
+    struct stat sb;
     bool marked = false;
     if (of) of->dirty = true;
-    else marked = staging_mark_unsealed_at(path);
+    /* Not a file whose write or fsync failed (it stays local), nor one a
+     * seal linked meanwhile (another close queued what is there now). */
+    else if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink == 1 &&
+             !staging_is_cut_at(path))
+        marked = staging_mark_unsealed_at(path);
     ofiles_unlock(fs->open);
     if (marked) resealer_note(fs->reseal, peer, rel, why);
 }
@@ -542,8 +549,10 @@ int outbox_truncate(chutefs *fs, const char *peer, const char *rel, off_t size,
     pid_t who = caller_process();
     ofiles_lock(fs->open);
     ofile *of = rc ? NULL : ofiles_find(fs->open, peer, rel);
-    if (of) { of->dirty = true; of->ino = sb.st_ino; of->changer = who; }
+    if (of) { of->dirty = true; of->ino = sb.st_ino; of->changer = who; of->unsealed = false; }
     if (of && size == 0) of->write_failed = false;
+    /* Not what was closed any more: sealed now, or at the last close. */
+    if (!rc) staging_clear_unsealed_at(path);
     growing *stopped = of ? stop_growing(of) : NULL;
     ofiles_unlock(fs->open);
     ofiles_content_unlock(fs->open);
@@ -651,7 +660,8 @@ int outbox_fallocate(chutefs *fs, int mode, off_t off, off_t len, struct fuse_fi
     growing *stopped = change ? stop_growing(h->of) : NULL;
     ofiles_unlock(fs->open);
     rc = fallocate(h->fd, mode, off, len) == 0 ? 0 : -errno;
-    if (!rc && change) {
+    /* Failed, it may still have grown the file part of the way. */
+    if (change) {
         ofiles_lock(fs->open);
         h->of->dirty = true;
         h->of->changer = who;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "names.h"
 #include "seal.h"
@@ -17,6 +18,7 @@
 #define FIRST_RETRY_S 1
 #define LAST_RETRY_S 30
 #define IDLE_WAIT_S 60
+#define WALK_TRIES 5
 
 typedef struct entry {
     char *peer, *rel;
@@ -32,6 +34,8 @@ struct resealer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
+    unsigned long moves;   /* renames seen: a retry that lost its file to
+                              one keeps the entry (it was moved) */
     entry *list;
 };
 
@@ -124,6 +128,7 @@ void resealer_move(resealer *r, const char *peer, const char *from, const char *
 {
     if (!r) return;
     pthread_mutex_lock(&r->mu);
+    r->moves++;
     entry **over = find(r, peer, to);   /* replaced by the rename */
     if (over) drop(over);
     for (entry *e = r->list; e; e = e->next) {
@@ -158,9 +163,11 @@ chute_status resealer_text(resealer *r, char **out)
         for (entry *e = r->list; e; e = e->next) {
             char path[PATH_MAX];
             struct stat sb;
-            /* Written again or sealed since: its close or the queue tells. */
-            if (staging_path(r->fs, e->peer, e->rel, path, sizeof path) != 0 ||
-                lstat(path, &sb) != 0 || !staging_is_unsealed_at(path))
+            /* Written again or sealed since: its close or the queue tells.
+             * (Not staging_path: that makes a missing peer folder.) */
+            int n = snprintf(path, sizeof path, "%s/%s/%s", r->fs->staging, e->peer, e->rel);
+            if (n < 0 || (size_t)n >= sizeof path || lstat(path, &sb) != 0 ||
+                !staging_is_unsealed_at(path))
                 continue;
             if (!any) fputs("\nnot queued (closed, but the queue could not take them; retried):\n", f);
             any = true;
@@ -191,6 +198,10 @@ static int found(const char *path, const struct stat *sb, int type, struct FTW *
     if (type != FTW_F || !S_ISREG(sb->st_mode) || ftw->level < 2 ||
         !staging_is_unsealed_at(path))
         return 0;
+    if (sb->st_nlink > 1) {   /* queued (a kill came before the mark went) */
+        staging_clear_unsealed_at(path);
+        return 0;
+    }
     const char *peer = path + strlen(r->fs->staging) + 1;
     const char *slash = strchr(peer, '/');
     if (!slash) return 0;
@@ -210,6 +221,7 @@ static void retry(resealer *r, entry *e)
         e->due = after_s(LAST_RETRY_S);
         return;
     }
+    unsigned long moves = r->moves;
     pthread_mutex_unlock(&r->mu);
     /* Renamed to a temporary name: never sealed (a rename back seals it). */
     const char *slash = strrchr(rel, '/');
@@ -218,7 +230,9 @@ static void retry(resealer *r, entry *e)
     pthread_mutex_lock(&r->mu);
     /* Moved, forgotten or noted again meanwhile: as it is now. */
     entry **p = find(r, peer, rel);
-    if (p && (st == CHUTE_OK || !seal_failure_passes(st))) {
+    /* Gone under a rename that had not told us yet: moved, not dropped. */
+    bool lost_to_move = st == CHUTE_ERR_NOT_FOUND && moves != r->moves;
+    if (p && !lost_to_move && (st == CHUTE_OK || !seal_failure_passes(st))) {
         drop(p);
     } else if (p) {
         entry *x = *p;
@@ -235,8 +249,21 @@ static void *reseal_main(void *arg)
 {
     resealer *r = arg;
     walking = r;
-    if (nftw(r->fs->staging, found, 16, FTW_PHYS | FTW_MOUNT) < 0)
-        fprintf(stderr, "chutefs: cannot look for files left unqueued: %s\n", strerror(errno));
+    /* nftw gives up on a folder that goes away under it (a user's rm or
+     * mv right after the mount): the walk starts over, a few times. */
+    for (int tries = 1; nftw(r->fs->staging, found, 16, FTW_PHYS | FTW_MOUNT) < 0; tries++) {
+        int e = errno;
+        if (tries == WALK_TRIES || (e == ENOENT && access(r->fs->staging, F_OK) != 0)) {
+            fprintf(stderr, "chutefs: cannot look for files left unqueued: %s\n", strerror(e));
+            break;
+        }
+        pthread_mutex_lock(&r->mu);
+        struct timespec until = after_s(1);
+        while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0) {}
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop) break;
+    }
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
         entry *next = NULL;

@@ -1097,6 +1097,26 @@ def test_a_refused_file_moved_or_deleted_is_retried_as_it_is_now(small_chute):
     assert c.decrypt(c.item("holiday/day1.jpg")["id"]) == data
 
 
+def test_a_refused_file_whose_next_change_failed_is_still_sent_at_its_close(small_chute):
+    # The change through a handle takes the mark off (the close seals from
+    # then on); a change that fails on the full disk must not leave the
+    # file with neither the mark nor a seal at its close.
+    c = small_chute
+    data = os.urandom(30_000)
+    close_on_a_full_disk(c, {"clip.mov": data})
+    fd = os.open(c.outbox / "clip.mov", os.O_RDWR)
+    try:
+        with pytest.raises(OSError) as e:
+            os.posix_fallocate(fd, 0, 64 << 20)      # the disk is still full
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        with pytest.raises(OSError):
+            os.close(fd)                            # its seal: still no room
+    (c.home / "ballast").unlink()
+    wait_until(lambda: c.active_paths() == ["clip.mov"], timeout=15, what="the seal owed")
+    assert c.decrypt(c.item("clip.mov")["id"])[:len(data)] == data
+
+
 def test_a_file_the_full_queue_refused_is_queued_after_a_remount(tmp_path):
     with small_tmpfs(tmp_path / "state", "8m"):
         c = Chute(tmp_path)
