@@ -25,10 +25,11 @@ static const char TABLES[] =
 static const char NEW_FILE[] = "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL";
 
 /* A file made before auto_vacuum is rebuilt with it (VACUUM) only while
- * it holds at most this: VACUUM copies every live page twice (a temporary
- * file, then back through the journal) and holds the file locked all the
- * while, from readers too, whose busy timeout is 10 s. */
-#define MIGRATE_MAX_BYTES ((int64_t)64 << 20)
+ * it holds at most this: VACUUM copies every live page twice and holds
+ * the file locked all the while, from readers too, whose busy timeout is
+ * 10 s; and its copy is made in memory (plaintext must not spill into a
+ * temporary file elsewhere), which this bounds. */
+#define MIGRATE_MAX_BYTES ((int64_t)16 << 20)
 
 /* The writer's page cache: a batch spills past it (see chunkstore.h). */
 #define WRITER_CACHE_KIB "-2048"
@@ -399,7 +400,10 @@ static chute_status migrate(chunkstore *s, int64_t page_size, int64_t pages, int
 {
     if ((pages - free_pages) * page_size > MIGRATE_MAX_BYTES) return CHUTE_OK;
     chute_status st = db_exec(s->db, NEW_FILE);
-    return st ? st : db_exec(s->db, "VACUUM");
+    if (!st) st = db_exec(s->db, "PRAGMA temp_store=MEMORY");
+    if (!st) st = db_exec(s->db, "VACUUM");
+    (void)db_exec(s->db, "PRAGMA temp_store=DEFAULT");
+    return st;
 }
 
 chute_status chunkstore_shrink(chunkstore *s, unsigned pages, bool *more)
