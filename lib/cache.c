@@ -298,6 +298,11 @@ static chute_status data_store(sqlite3 *db, int64_t data, int *store)
 /* Free pages given back to the filesystem per transaction, by the reaper
  * once nothing is doomed: 4 MiB of 16 KiB pages, as much as REAP_CHUNKS. */
 #define SHRINK_PAGES 256
+/* The pause after each such step (~7 ms here): back to back, the 265
+ * steps after a 1 GiB file was removed held arrivals off for up to 1.5 s
+ * (their busy handler polls; the reaper took the lock again first). The
+ * space comes back over seconds instead; nothing waits for it. */
+#define SHRINK_PAUSE_MS 25
 
 /* Delete at most limit (0: all) chunks of data from where it keeps them:
  * through chunks (a writer of the data file), or through db, the index,
@@ -390,15 +395,16 @@ static bool is_held(const cache *c, int64_t data)
 }
 
 /* Nothing is doomed: give some of the pages freed back to the filesystem
- * (chunkstore_shrink); *done once none is left. One that fails (busy with
+ * (chunkstore_shrink); *done once none is left, *pause while some are. One that fails (busy with
  * an arrival's batch, which reuses the free pages anyway; a disk too full
  * for a first VACUUM) waits for the reaper's next pass: not retried every
  * 2 s as a failed free is. */
-static chute_status shrink_some(chunkstore *chunks, bool *done)
+static chute_status shrink_some(chunkstore *chunks, bool *done, bool *pause)
 {
     bool more = false;
     (void)chunkstore_shrink(chunks, SHRINK_PAGES, &more);
     *done = !more;
+    *pause = more;
     return CHUTE_OK;
 }
 
@@ -406,9 +412,10 @@ static chute_status shrink_some(chunkstore *chunks, bool *done)
  * none left, or else some free pages (shrink_some); *done when nothing is
  * left to do. db: the reaper's index
  * connection; chunks: its writer of the data file. */
-static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *done)
+static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *done,
+                              bool *pause)
 {
-    *done = false;
+    *done = *pause = false;
     /* The first doomed row no one has open (a removed file stays readable
      * through the descriptors open on it: cache_open_file). None can be
      * opened anew once doomed, so one found free stays free. */
@@ -420,7 +427,7 @@ static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *d
     int64_t data = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     int store = rc == SQLITE_ROW ? sqlite3_column_int(s, 1) : STORE_DATA;
     sqlite3_finalize(s);
-    if (rc == SQLITE_DONE) return shrink_some(chunks, done);
+    if (rc == SQLITE_DONE) return shrink_some(chunks, done, pause);
     if (rc != SQLITE_ROW) return CHUTE_ERR_DB;
     bool deleted = false;
     chute_status st = delete_chunks(db, chunks, data, store, REAP_CHUNKS, &deleted);
@@ -469,8 +476,16 @@ static void *reap_loop(void *arg)
         pthread_mutex_lock(&c->reap_mu);
         while (!done && !failed && !c->reap_stopping) {
             pthread_mutex_unlock(&c->reap_mu);
-            failed = reap_some(c, db, chunks, &done) != CHUTE_OK;
+            bool pause = false;
+            failed = reap_some(c, db, chunks, &done, &pause) != CHUTE_OK;
             pthread_mutex_lock(&c->reap_mu);
+            if (pause && !c->reap_stopping) {   /* let arrivals in (SHRINK_PAUSE_MS) */
+                struct timespec at;
+                clock_gettime(CLOCK_REALTIME, &at);
+                at.tv_nsec += SHRINK_PAUSE_MS * 1000000L;
+                if (at.tv_nsec >= 1000000000L) { at.tv_sec++; at.tv_nsec -= 1000000000L; }
+                pthread_cond_timedwait(&c->reap_cv, &c->reap_mu, &at);
+            }
         }
         if (failed && !c->reap_stopping) {
             /* busy or a transient error: try again in a while */
