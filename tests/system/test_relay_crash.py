@@ -146,6 +146,17 @@ def test_acknowledged_offset_survives_kill_9_exactly(relay_factory):
     assert inbox.download(item).body == data
 
 
+def lose_body(relay, item, lost):
+    """What a disk crash takes from item's body on a stopped relay: "the
+    whole body" or "its tail" (all but 1000 bytes); the bytes left."""
+    [part] = [p for p in (relay.data_dir / "items").iterdir() if item in p.name]
+    if lost == "the whole body":
+        part.unlink()
+        return 0
+    os.truncate(part, 1000)
+    return 1000
+
+
 @pytest.mark.parametrize("lost", ["the whole body", "its tail"])
 def test_a_commit_cut_short_with_its_body_lost_is_uploaded_again(relay_factory, lost):
     """At start the relay finishes the items whose last append was durable
@@ -161,13 +172,7 @@ def test_a_commit_cut_short_with_its_body_lost_is_uploaded_again(relay_factory, 
     con.execute("UPDATE items SET off = size WHERE id = ?", (item,))   # as if all were durable
     con.commit()
     con.close()
-    [part] = [p for p in (relay.data_dir / "items").iterdir() if item in p.name]
-    if lost == "the whole body":
-        part.unlink()
-        have = 0
-    else:
-        os.truncate(part, 1000)
-        have = 1000
+    have = lose_body(relay, item, lost)
     relay.start()
     inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
     assert sender.status(item).json["state"] == "uploading"
@@ -196,13 +201,7 @@ def test_a_body_shorter_than_its_offset_mid_upload_is_resumed_from_what_is_there
         assert snd.create(item, len(data)).status == 201
     assert snd.append(item, 0, data[:3000]).status == 204
     relay.stop()
-    [part] = [p for p in (relay.data_dir / "items").iterdir() if item in p.name]
-    if lost == "the whole body":
-        part.unlink()
-        have = 0
-    else:
-        os.truncate(part, 1000)
-        have = 1000
+    have = lose_body(relay, item, lost)
     relay.start()
     inbox, sender = reattach(relay, box.id, box.owner_token, snd.id, snd.token)
     r = sender.api.head(inbox.item_path(item))
