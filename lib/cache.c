@@ -142,6 +142,21 @@ static chute_status add_store_column(sqlite3 *db)
     return db_exec(db, "ALTER TABLE data ADD COLUMN store INTEGER NOT NULL DEFAULT 0");
 }
 
+/* A connection to the index (names, sizes, times of inbox files). A
+ * removed file's name must not outlive its delete any more than its bytes
+ * (chunkstore.c): pages freed are zeroed (secure_delete) and the journal,
+ * which holds their old contents, is emptied at each commit (TRUNCATE;
+ * PERSIST kept them). */
+static chute_status index_open(const char *path, const char *schema, sqlite3 **db)
+{
+    chute_status st = db_open_journal(path, schema, DB_JOURNAL_TRUNCATE, db);
+    if (!st && (st = db_exec(*db, "PRAGMA secure_delete=ON")) != CHUTE_OK) {
+        sqlite3_close(*db);
+        *db = NULL;
+    }
+    return st;
+}
+
 static chute_status open_cache(const char *db_path, bool reaper, cache **out)
 {
     if (!db_path || !out) return CHUTE_ERR_ARG;
@@ -150,7 +165,7 @@ static chute_status open_cache(const char *db_path, bool reaper, cache **out)
     c->path = strdup(db_path);
     c->data_path = cache_data_path(db_path);
     if (!c->path || !c->data_path) { free(c->path); free(c->data_path); free(c); return CHUTE_ERR_NOMEM; }
-    chute_status st = db_open_journal(db_path, SCHEMA, DB_JOURNAL_ROLLBACK, &c->db);
+    chute_status st = index_open(db_path, SCHEMA, &c->db);
     if (!st) st = add_store_column(c->db);
     if (st) { sqlite3_close(c->db); free(c->path); free(c->data_path); free(c); return st; }
     pthread_mutex_init(&c->mu, NULL);
@@ -455,7 +470,7 @@ static chute_status reap_some(cache *c, sqlite3 *db, chunkstore *chunks, bool *d
 static bool reaper_connect(cache *c, sqlite3 **db, chunkstore **chunks)
 {
     /* Each batch need not be durable: a crash leaves the rest doomed. */
-    if (!*db && db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, db) == CHUTE_OK)
+    if (!*db && index_open(c->path, NULL, db) == CHUTE_OK)
         (void)db_exec(*db, "PRAGMA synchronous=NORMAL");
     if (*db && !*chunks && chunkstore_open_writer(c->data_path, chunks) != CHUTE_OK)
         *chunks = NULL;
@@ -541,7 +556,7 @@ chute_status cache_item_resume(cache *c, const char *peer, const char *item,
     snprintf(t->peer, sizeof t->peer, "%s", peer);
     t->item = strdup(item);
     if (!t->item) { free(t->buf); free(t); return CHUTE_ERR_NOMEM; }
-    chute_status st = db_open_journal(c->path, NULL, DB_JOURNAL_ROLLBACK, &t->db);
+    chute_status st = index_open(c->path, NULL, &t->db);
     if (!st) st = chunkstore_open_writer(c->data_path, &t->store);
     if (!st) st = db_exec(t->db, "BEGIN IMMEDIATE");
     if (st) goto fail;

@@ -167,8 +167,7 @@ static chute_status open_store(const char *path, bool writer, bool shared, chunk
      * and a TRUNCATE journal keeps none of their old contents after the
      * commit — PERSIST kept them, plaintext, in inbox-data.db-journal. */
     chute_status st = db_open_signal(path, NULL,
-                                     /* a legacy reader's is the index: its mode */
-                                     shared ? DB_JOURNAL_TRUNCATE : DB_JOURNAL_ROLLBACK,
+                                     DB_JOURNAL_TRUNCATE,   /* the index's too */
                                      !writer && s->file ? &s->file->reader_waiting : NULL,
                                      &s->db);
     if (!st && (db_exec(s->db, "PRAGMA secure_delete=ON") != CHUTE_OK ||

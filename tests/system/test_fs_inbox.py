@@ -93,6 +93,24 @@ def test_an_unlinked_file_leaves_no_bytes_and_gives_its_space_back(chute):
     assert not journal.exists() or journal.read_bytes().count(marker) == 0
     assert (chute.inbox / "keep").read_bytes() == b"k" * 70000
 
+def test_an_unlinked_file_leaves_no_name_in_the_index(chute):
+    """The index (inbox.db) holds names, sizes and times: from the moment
+    rm returns, a removed file's name is nowhere in it or its journal (a
+    PERSIST journal kept the page as it was before the delete)."""
+    name = b"diagnosis-ward7-2026.pdf"
+    chute.receive(name.decode(), b"x" * 5000)
+    chute.receive("keep.txt", b"k" * 100)
+    index = chute.home / "inbox.db"
+    journal = chute.home / "inbox.db-journal"
+    assert name in index.read_bytes()
+    os.unlink(chute.inbox / name.decode())
+    for when in ("removed", "reaped"):
+        if when == "reaped":
+            wait_until(lambda: chunk_rows(chute) == 1, timeout=20, what="the reaper")
+        assert name not in index.read_bytes(), when
+        assert not journal.exists() or name not in journal.read_bytes(), when
+
+
 def test_a_removed_file_stays_readable_while_open(chute):
     """As on a local disk: rm takes the name at once, but the bytes stay for
     the descriptors already open on the file until the last one closes —
