@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "age_keys.h"
@@ -104,6 +105,15 @@ static int cmd_receive(int argc, char **argv)
     if (st) return die("cache", st);
     int fd = open(argv[6], O_RDONLY);
     if (fd < 0) { cache_close(c); perror(argv[6]); return 1; }
+    /* As the downloader does: a partial with its .part, which a running
+     * mount's downloader keeps (it drops partials without one). */
+    char part[4096];
+    snprintf(part, sizeof part, "%s/spool/incoming", home);
+    (void)mkdir(part, 0700);
+    snprintf(part, sizeof part, "%s/spool/incoming/%s.part", home, item);
+    int pfd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (pfd < 0) { close(fd); cache_close(c); perror(part); return 1; }
+    close(pfd);
     cache_txn *t;
     st = cache_item_begin(c, peer, item, &t);
     uint64_t total = 0;
@@ -114,7 +124,7 @@ static int cmd_receive(int argc, char **argv)
         total += (uint64_t)n;
     }
     close(fd);
-    if (st) { cache_close(c); return die("append", st); }
+    if (st) { cache_close(c); unlink(part); return die("append", st); }
     chute_meta *m = calloc(1, sizeof *m);
     if (!m) { cache_item_abort(t); cache_close(c); return 1; }
     snprintf(m->path, sizeof m->path, "%s", path);
@@ -125,6 +135,7 @@ static int cmd_receive(int argc, char **argv)
     st = cache_item_commit(t, m, final, sizeof final);
     free(m);
     cache_close(c);
+    unlink(part);
     if (st) return die("commit", st);
     printf("%s\n", final);
     return 0;
