@@ -108,6 +108,8 @@ static int cmd_receive(int argc, char **argv)
     /* As the downloader does: a partial with its .part, which a running
      * mount's downloader keeps (it drops partials without one). */
     char part[4096];
+    snprintf(part, sizeof part, "%s/spool", home);   /* a home never mounted has none */
+    (void)mkdir(part, 0700);
     snprintf(part, sizeof part, "%s/spool/incoming", home);
     (void)mkdir(part, 0700);
     snprintf(part, sizeof part, "%s/spool/incoming/%s.part", home, item);
