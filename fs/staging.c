@@ -76,7 +76,7 @@ bool staging_mark_unsealed_at(const char *path)
 {
     if (mark_set(-1, path, UNSEALED_XATTR)) return true;
     fprintf(stderr, "chutefs: cannot mark a file that could not be queued: %s "
-            "(its next close tries again)\n", strerror(errno));
+            "(it stays unsent until it is written again)\n", strerror(errno));
     return false;
 }
 
