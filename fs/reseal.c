@@ -2,7 +2,6 @@
 #include "reseal.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "names.h"
 #include "seal.h"
 #include "staging.h"
+#include "unqueued.h"
 
 #define FIRST_RETRY_S 1
 #define LAST_RETRY_S 30
@@ -185,29 +185,21 @@ chute_status resealer_text(resealer *r, char **out)
 
 /* ---- the thread ------------------------------------------------------ */
 
-static _Thread_local resealer *walking;   /* nftw's callback has no argument */
-
-static int found(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+/* One marked file the walk found (unqueued.h). */
+static int found(const char *peer, const char *rel, const struct stat *sb, void *arg)
 {
-    resealer *r = walking;
+    resealer *r = arg;
     pthread_mutex_lock(&r->mu);
     bool stop = r->stop;
     pthread_mutex_unlock(&r->mu);
     if (stop) return 1;
-    /* staging/<peer>/<rel>: a file at level 2 or deeper */
-    if (type != FTW_F || !S_ISREG(sb->st_mode) || ftw->level < 2 ||
-        !staging_is_unsealed_at(path))
-        return 0;
     if (sb->st_nlink > 1) {   /* queued (a kill came before the mark went) */
-        staging_clear_unsealed_at(path);
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof path, "%s/%s/%s", r->fs->staging, peer, rel);
+        if (n > 0 && (size_t)n < sizeof path) staging_clear_unsealed_at(path);
         return 0;
     }
-    const char *peer = path + strlen(r->fs->staging) + 1;
-    const char *slash = strchr(peer, '/');
-    if (!slash) return 0;
-    char *name = strndup(peer, (size_t)(slash - peer));
-    if (name) note_at(r, name, slash + 1, CHUTE_OK, 0);
-    free(name);
+    note_at(r, peer, rel, CHUTE_OK, 0);
     return 0;
 }
 
@@ -248,10 +240,9 @@ static void retry(resealer *r, entry *e)
 static void *reseal_main(void *arg)
 {
     resealer *r = arg;
-    walking = r;
-    /* nftw gives up on a folder that goes away under it (a user's rm or
-     * mv right after the mount): the walk starts over, a few times. */
-    for (int tries = 1; nftw(r->fs->staging, found, 16, FTW_PHYS | FTW_MOUNT) < 0; tries++) {
+    /* A walk gives up on a folder that goes away under it (a user's rm or
+     * mv right after the mount): it starts over, a few times. */
+    for (int tries = 1; unqueued_each(r->fs->staging, found, r) != CHUTE_OK; tries++) {
         int e = errno;
         if (tries == WALK_TRIES || (e == ENOENT && access(r->fs->staging, F_OK) != 0)) {
             fprintf(stderr, "chutefs: cannot look for files left unqueued: %s\n", strerror(e));

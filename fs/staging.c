@@ -10,6 +10,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "unqueued.h"
+
 int staging_path(chutefs *fs, const char *peer, const char *rel, char *out,
                  size_t cap)
 {
@@ -40,7 +42,6 @@ void sealed_unlink(chutefs *fs, const char *id)
 }
 
 #define CUT_XATTR "user.chute.cut"
-#define UNSEALED_XATTR "user.chute.unsealed"
 
 static bool mark_set(int fd, const char *path, const char *name)
 {
@@ -74,18 +75,18 @@ void staging_clear_cut_at(const char *path) { mark_clear(-1, path, CUT_XATTR, "w
 
 bool staging_mark_unsealed_at(const char *path)
 {
-    if (mark_set(-1, path, UNSEALED_XATTR)) return true;
+    if (mark_set(-1, path, UNQUEUED_XATTR)) return true;
     fprintf(stderr, "chutefs: cannot mark a file that could not be queued: %s "
             "(it stays unsent until it is written again)\n", strerror(errno));
     return false;
 }
 
-bool staging_is_unsealed(int fd) { return mark_has(fd, NULL, UNSEALED_XATTR); }
-bool staging_is_unsealed_at(const char *path) { return mark_has(-1, path, UNSEALED_XATTR); }
-void staging_clear_unsealed(int fd) { mark_clear(fd, NULL, UNSEALED_XATTR, "not-queued"); }
+bool staging_is_unsealed(int fd) { return mark_has(fd, NULL, UNQUEUED_XATTR); }
+bool staging_is_unsealed_at(const char *path) { return mark_has(-1, path, UNQUEUED_XATTR); }
+void staging_clear_unsealed(int fd) { mark_clear(fd, NULL, UNQUEUED_XATTR, "not-queued"); }
 void staging_clear_unsealed_at(const char *path)
 {
-    mark_clear(-1, path, UNSEALED_XATTR, "not-queued");
+    mark_clear(-1, path, UNQUEUED_XATTR, "not-queued");
 }
 
 /* Copy all of src into dst: in the kernel where it can, else by hand. */

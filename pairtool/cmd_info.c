@@ -1,4 +1,6 @@
 /* cmd_info.c — pairtool status, export-identity and recipient. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +12,14 @@
 #include "cli.h"
 #include "queue.h"
 #include "report.h"
+#include "unqueued.h"
 
 static const char STATUS_USAGE[] =
     "Usage: pairtool [-H DIR] status [--json]\n"
     "\n"
     "This device's name, relay (and whether it answers now), peer count, and\n"
-    "the mount's queue: counters and every pending outgoing file (progress\n"
-    "bars on a terminal).\n"
+    "the mount's queue: counters, every pending outgoing file (progress\n"
+    "bars on a terminal) and the files it could not queue yet.\n"
     "\n"
     "  --json   one JSON object: name, recipient, relay, relay_reachable, peers,\n"
     "           queue (the mount's report, or null before the first mount;\n"
@@ -57,6 +60,50 @@ static int open_mount_db(const cli_globals *g, queue **q, cache **c)
         return -1;
     }
     return 0;
+}
+
+typedef struct {
+    json_t *list;
+    bool nomem;
+} unqueued_walk;
+
+static int add_unqueued(const char *peer, const char *path, const struct stat *sb, void *arg)
+{
+    unqueued_walk *w = arg;
+    if (sb->st_nlink > 1) return 0;   /* queued after all: the queue lists it */
+    json_t *o = json_pack("{s:s,s:s,s:I}", "peer", peer, "path", path,
+                          "size", (json_int_t)sb->st_size);
+    w->nomem = !o || json_array_append_new(w->list, o) != 0;
+    return w->nomem;
+}
+
+/* The files the mount closed whole but could not queue (unqueued.h), as a
+ * JSON array of {peer, path, size}; NULL (said) if they cannot be read. */
+static json_t *list_unqueued(const cli_globals *g)
+{
+    char dir[DEVSTATE_PATH_MAX], staging[DEVSTATE_PATH_MAX + 16];
+    if (devstate_resolve_dir(g->home, dir, sizeof dir) != CHUTE_OK ||
+        snprintf(staging, sizeof staging, "%s/spool/staging", dir) >= (int)sizeof staging) {
+        cli_error("cannot find the mount's spool");
+        return NULL;
+    }
+    if (access(staging, F_OK) != 0) return json_array();
+    /* A folder renamed or removed under the walk: walk again. */
+    for (int tries = 0; tries < 3; tries++) {
+        unqueued_walk w = { .list = json_array() };
+        if (!w.list) break;
+        chute_status st = unqueued_each(staging, add_unqueued, &w);
+        int e = errno;
+        if (st == CHUTE_OK && !w.nomem) return w.list;
+        json_decref(w.list);
+        if (st != CHUTE_ERR_NOT_FOUND) {
+            cli_error("cannot look for files not queued in %s: %s", staging,
+                      w.nomem ? "out of memory" : strerror(e));
+            return NULL;
+        }
+    }
+    cli_error("cannot look for files not queued in %s: it kept changing", staging);
+    return NULL;
 }
 
 typedef struct {
@@ -102,7 +149,7 @@ static int count_growing(const queue_item *it, void *arg)
     return 0;
 }
 
-static int print_queue(queue *q, cache *c)
+static int print_queue(queue *q, cache *c, const json_t *unqueued)
 {
     queue_counts_t qc;
     cache_counts_t cc = {0};
@@ -122,7 +169,17 @@ static int print_queue(queue *q, cache *c)
     unsigned long long growing = 0;
     if (queue_each_growing(q, count_growing, &growing) != CHUTE_OK) return -1;
     if (growing) puts("writing:");
-    return queue_each_growing(q, print_growing, NULL) == CHUTE_OK ? 0 : -1;
+    if (queue_each_growing(q, print_growing, NULL) != CHUTE_OK) return -1;
+    if (json_array_size(unqueued))
+        puts("not queued (closed whole, but the queue had no room; the mount retries):");
+    size_t i;
+    const json_t *f;
+    json_array_foreach(unqueued, i, f)
+        printf("  %s/%s  not queued, %lld bytes\n",
+               json_string_value(json_object_get(f, "peer")),
+               json_string_value(json_object_get(f, "path")),
+               (long long)json_integer_value(json_object_get(f, "size")));
+    return 0;
 }
 
 int cmd_status(const cli_globals *g, int argc, char **argv)
@@ -161,12 +218,16 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
     queue *mq = NULL;
     cache *mc = NULL;
     if (open_mount_db(g, &mq, &mc) != 0) rc = EXIT_FAIL;
+    json_t *unqueued = mq ? list_unqueued(g) : NULL;
+    if (mq && !unqueued) rc = EXIT_FAIL;
     if (json) {
         json_t *queue_obj = json_null();
         char *report = NULL;
         if (mq && report_json(mq, mc, reachable ? "reachable" : "unreachable", &report) == CHUTE_OK) {
             json_decref(queue_obj);
             queue_obj = json_loads(report, 0, NULL);
+            if (queue_obj && unqueued && json_object_set(queue_obj, "not_queued", unqueued) != 0)
+                rc = EXIT_FAIL;
         } else if (mq) {
             rc = EXIT_FAIL;
         }
@@ -187,8 +248,9 @@ int cmd_status(const cli_globals *g, int argc, char **argv)
         if (me.access_token[0])
             printf("access:    a private relay's access token is set\n");   /* never the token */
         printf("peers:     %zu\n", peers);
-        if (mq && print_queue(mq, mc) != 0) rc = EXIT_FAIL;
+        if (mq && print_queue(mq, mc, unqueued) != 0) rc = EXIT_FAIL;
     }
+    json_decref(unqueued);
     cache_close(mc);
     queue_close(mq);
     relay_client_free(client);

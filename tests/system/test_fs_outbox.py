@@ -5,6 +5,7 @@ crash survival."""
 
 import ctypes
 import errno
+import json
 import mmap
 import os
 import shutil
@@ -1062,6 +1063,14 @@ def close_on_a_full_disk(c, files):
                    what=f"{name} marked not queued")
 
 
+def pairtool_status(c):
+    """pairtool status of c's state folder: (text, the --json queue)."""
+    pairtool = binary("pairtool")
+    text = run(pairtool, "-H", c.home, "status").stdout.decode()
+    q = json.loads(run(pairtool, "-H", c.home, "status", "--json").stdout)["queue"]
+    return text, q
+
+
 def test_a_file_the_full_queue_refused_is_queued_once_room_returns(small_chute):
     c = small_chute
     data = os.urandom(100_000)
@@ -1073,12 +1082,19 @@ def test_a_file_the_full_queue_refused_is_queued_once_room_returns(small_chute):
     status = c.status()
     assert "not queued" in status and "home/photo.jpg\tnot queued\t100000 bytes" in status
     assert c.active() == []
+    # pairtool status, which reads the queue, lists it too
+    text, q = pairtool_status(c)
+    assert "  home/photo.jpg  not queued, 100000 bytes\n" in text
+    assert q["not_queued"] == [{"peer": "home", "path": "photo.jpg", "size": 100000}]
     # room again: no close, no touch, it goes by itself
     (c.home / "ballast").unlink()
     wait_until(lambda: c.active_paths() == ["photo.jpg"], timeout=15, what="the retried seal")
     assert c.decrypt(c.item("photo.jpg")["id"]) == data
     assert os.getxattr(c.outbox / "photo.jpg", "user.chute.state") == b"queued"
     assert "not queued" not in c.status()
+    text, q = pairtool_status(c)
+    assert "not queued" not in text and q["not_queued"] == []
+    assert [p["path"] for p in q["pending"]] == ["photo.jpg"]
 
 
 def test_a_refused_file_moved_or_deleted_is_retried_as_it_is_now(small_chute):
@@ -1126,6 +1142,10 @@ def test_a_file_the_full_queue_refused_is_queued_after_a_remount(tmp_path):
             close_on_a_full_disk(c, {"notes.txt": data})
         finally:
             c.unmount()
+        # unmounted, pairtool still finds it by its mark
+        text, q = pairtool_status(c)
+        assert "  home/notes.txt  not queued, 50000 bytes\n" in text
+        assert q["not_queued"] == [{"peer": "home", "path": "notes.txt", "size": 50000}]
         (c.home / "ballast").unlink()
         with mounted(c):
             wait_until(lambda: c.active_paths() == ["notes.txt"], timeout=15,
