@@ -305,7 +305,9 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
     route r;
     int rc = resolve(path, &r);
     if (rc) return rc;
-    if (r.area == R_OUT && *r.rel) return outbox_chmod(chutefs_get(), r.peer, r.rel, mode, fi);
+    /* The peer folder too: `rsync -a dir/ outbox/home/` and `cp -a dir/.`
+     * give it their folder's mode and times. */
+    if (r.area == R_OUT) return outbox_chmod(chutefs_get(), r.peer, r.rel, mode, fi);
     return -EPERM;
 }
 
@@ -316,7 +318,7 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
     int rc = resolve(path, &r);
     if (rc) return rc;
     /* Ownership does not travel; accepting it keeps cp -a and tar quiet. */
-    return r.area == R_OUT && *r.rel ? 0 : -EPERM;
+    return r.area == R_OUT ? 0 : -EPERM;
 }
 
 static int op_utimens(const char *path, const struct timespec tv[2],
@@ -325,7 +327,7 @@ static int op_utimens(const char *path, const struct timespec tv[2],
     route r;
     int rc = resolve(path, &r);
     if (rc) return rc;
-    if (r.area == R_OUT && *r.rel) return outbox_utimens(chutefs_get(), r.peer, r.rel, tv, fi);
+    if (r.area == R_OUT) return outbox_utimens(chutefs_get(), r.peer, r.rel, tv, fi);
     return -EPERM;
 }
 
@@ -344,13 +346,14 @@ static int op_getxattr(const char *path, const char *name, char *value, size_t s
     return -ENODATA;
 }
 
+/* user.chute.state and .error are read by name, never listed: listed,
+ * `cp -a` out of the outbox copies a stale state along and `rsync -X`
+ * into it fails removing them (CephFS hides its virtual xattrs so too). */
 static int op_listxattr(const char *path, char *list, size_t size)
 {
+    (void)list; (void)size;
     route r;
-    int rc = resolve(path, &r);
-    if (rc) return rc;
-    if (r.area == R_OUT) return outbox_listxattr(chutefs_get(), r.peer, r.rel, list, size);
-    return 0;
+    return resolve(path, &r);
 }
 
 static int op_setxattr(const char *path, const char *name, const char *value,

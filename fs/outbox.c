@@ -971,20 +971,6 @@ int outbox_getxattr(chutefs *fs, const char *peer, const char *rel,
     return (int)len;
 }
 
-int outbox_listxattr(chutefs *fs, const char *peer, const char *rel,
-                     char *list, size_t size)
-{
-    char text[QUEUE_ERR_MAX];
-    if (!*rel || state_of(fs, peer, rel, text, sizeof text) != 0) return 0;
-    bool err = error_of(fs, peer, rel, text, sizeof text) == 0 && text[0];
-    size_t len = sizeof STATE_XATTR + (err ? sizeof ERROR_XATTR : 0);   /* with NULs */
-    if (size == 0) return (int)len;
-    if (size < len) return -ERANGE;
-    memcpy(list, STATE_XATTR, sizeof STATE_XATTR);
-    if (err) memcpy(list + sizeof STATE_XATTR, ERROR_XATTR, sizeof ERROR_XATTR);
-    return (int)len;
-}
-
 /* Is the staging file sb the one item it sent? Its sealed plaintext is a
  * hard link to that inode (plain, if it was still there); an item queued
  * by an earlier version has none, and is known by size and mtime. */

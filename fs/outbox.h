@@ -44,8 +44,6 @@ int outbox_utimens(chutefs *fs, const char *peer, const char *rel,
                    const struct timespec tv[2], struct fuse_file_info *fi);
 int outbox_getxattr(chutefs *fs, const char *peer, const char *rel,
                     const char *name, char *value, size_t size);
-int outbox_listxattr(chutefs *fs, const char *peer, const char *rel,
-                     char *list, size_t size);
 
 /* The later uploader calls this after queue_mark_delivered: the staging
  * copy and the blob go, so the entry leaves the outbox — unless the file

@@ -191,6 +191,59 @@ def test_rsync_queues_once_with_the_final_name(chute, tmp_path):
     assert chute.open_meta(rows[0]["id"])["mtime"] == int(src.stat().st_mtime)
 
 
+def a_folder(tmp_path):
+    """A folder with two files and a subfolder, mode 0750, an old mtime."""
+    src = tmp_path / "photos"
+    (src / "2026").mkdir(parents=True)
+    files = {"a.jpg": os.urandom(30000), "2026/b.jpg": os.urandom(20000)}
+    for rel, data in files.items():
+        (src / rel).write_bytes(data)
+    os.chmod(src, 0o750)
+    os.utime(src, (1600000000, 1600000000))
+    return src, files
+
+
+def test_rsync_a_of_a_folders_contents_into_the_peer_folder(chute, tmp_path):
+    # The trailing slash gives the peer folder the source folder's mode
+    # and times: that must not fail the copy (rsync exited 23).
+    src, files = a_folder(tmp_path)
+    r = run("rsync", "-a", f"{src}/", f"{chute.outbox}/", check=False)
+    assert r.returncode == 0, r.stderr
+    assert chute.active_paths() == sorted(files)
+    for rel, data in files.items():
+        assert chute.decrypt(chute.item(rel)["id"]) == data
+    st = os.stat(chute.outbox)
+    assert st.st_mode & 0o777 == 0o750 and st.st_mtime == 1600000000
+
+
+def test_cp_a_of_a_folders_contents_into_the_peer_folder(chute, tmp_path):
+    src, files = a_folder(tmp_path)
+    r = run("cp", "-a", f"{src}/.", f"{chute.outbox}/", check=False)
+    assert r.returncode == 0, r.stderr
+    assert chute.active_paths() == sorted(files)
+    assert chute.decrypt(chute.item("2026/b.jpg")["id"]) == files["2026/b.jpg"]
+
+
+def test_rsync_X_into_the_outbox_and_cp_a_out_of_it(chute, tmp_path):
+    # The state xattrs are read by name, never listed: rsync -X does not
+    # try to remove them, and a copy out of the outbox does not carry a
+    # stale "queued" along.
+    src, files = a_folder(tmp_path)
+    r = run("rsync", "-aX", f"{src}/", f"{chute.outbox}/", check=False)
+    assert r.returncode == 0, r.stderr
+    assert chute.active_paths() == sorted(files)
+    assert os.getxattr(chute.outbox / "a.jpg", "user.chute.state") == b"queued"
+    assert os.listxattr(chute.outbox / "a.jpg") == []
+    back = tmp_path / "back"
+    run("cp", "-a", chute.outbox / "a.jpg", back)
+    assert back.read_bytes() == files["a.jpg"]
+    assert not [x for x in os.listxattr(back) if x.startswith("user.chute.")]
+    # a source's own xattrs do not travel: rsync -X says so
+    os.setxattr(src / "a.jpg", "user.comment", b"holiday")
+    r = run("rsync", "-aX", f"{src}/a.jpg", f"{chute.outbox}/c.jpg", check=False)
+    assert r.returncode == 23 and b"Operation not supported" in r.stderr
+
+
 def test_tar_x_into_outbox(chute, tmp_path):
     srcdir = tmp_path / "pkg"
     (srcdir / "docs").mkdir(parents=True)
@@ -425,7 +478,7 @@ def test_xattr_states(chute):
         f.write(b"x" * 1000)
         f.flush()
         assert os.getxattr(p, "user.chute.state") == b"writing"
-    assert "user.chute.state" in os.listxattr(p)
+    assert os.listxattr(p) == []           # read by name, never listed
     assert os.getxattr(p, "user.chute.state") == b"queued"
     it = chute.item("s.bin")
     # what the uploader will do, through the queue
