@@ -3,6 +3,8 @@
 #include <sodium.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "age.h"
@@ -718,6 +720,57 @@ static void test_header_longer_than_the_limit_is_refused(void)
     free(big);
 }
 
+/* A header of ~10,000 stanzas of one byte each, within the size limit:
+ * parsed whole at every line it took 20 s of CPU before anything was
+ * authenticated. The child has 10 CPU-s; it needs a few milliseconds. */
+static void test_a_header_of_many_tiny_stanzas_costs_one_parse(void)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct rlimit cpu = { 10, 10 };
+        setrlimit(RLIMIT_CPU, &cpu);
+        size_t n = 0, cap = AGE_HEADER_MAX + 64;
+        uint8_t *hdr = malloc(cap);
+        if (!hdr) _exit(2);
+        n += (size_t)sprintf((char *)hdr, "age-encryption.org/v1\n");
+        while (n + 6 + 48 < AGE_HEADER_MAX) { memcpy(hdr + n, "-> a\n\n", 6); n += 6; }
+        memcpy(hdr + n, "--- ", 4);
+        memset(hdr + n + 4, 'A', 43);
+        hdr[n + 47] = '\n';
+        n += 48;
+        memset(hdr + n, 0, 16 + 17);   /* nonce and a chunk */
+        n += 33;
+        struct buf out = {0};
+        age_identity ids[1] = {alice};
+        chute_status st = decrypt_buf(hdr, n, ids, 1, 1, 4096, &out, NULL);
+        _exit(st == CHUTE_ERR_NO_MATCH ? 0 : 1);
+    }
+    int status = 0;
+    CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+    CHECK(!WIFSIGNALED(status));          /* SIGXCPU: quadratic again */
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_a_line_no_header_can_hold_is_refused_at_once(void)
+{
+    static const char *bad[] = {
+        "age-encryption.org/v1\n-> X25519 abc\nnot base64!\n",
+        "age-encryption.org/v1\n-> a\n"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",   /* 65 */
+        "age-encryption.org/v1\n-- MAC\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        age_decryptor *d = NULL;
+        CHECK_EQ_INT(age_decryptor_new(&d, &alice, 1), CHUTE_OK);
+        uint8_t out[64];
+        age_io io = { (const uint8_t *)bad[i], strlen(bad[i]), out, sizeof out };
+        /* refused with what arrived so far, not after 64 KiB more */
+        CHECK_EQ_INT(age_decryptor_update(d, &io), CHUTE_ERR_MALFORMED);
+        age_decryptor_free(d);
+    }
+}
+
 static void test_header_mac_is_the_same_everywhere(void)
 {
     struct buf ct = {0}, back = {0};
@@ -900,6 +953,8 @@ int main(void)
     RUN(test_errors_are_sticky_and_calls_after_finish_refused);
     RUN(test_header_parse_asks_for_more_bytes_then_succeeds);
     RUN(test_header_longer_than_the_limit_is_refused);
+    RUN(test_a_header_of_many_tiny_stanzas_costs_one_parse);
+    RUN(test_a_line_no_header_can_hold_is_refused_at_once);
     RUN(test_header_mac_is_the_same_everywhere);
     RUN(test_scrypt_stanza_is_unsupported);
     RUN(test_unknown_stanzas_are_skipped_but_covered_by_the_mac);
