@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,7 +246,11 @@ static int header_u64(const char *line, size_t n, const char *name,
                       uint64_t *out)
 {
     size_t i = header_value(line, n, name);
-    return i && take_u64(line, n, &i, out);
+    if (!i || !take_u64(line, n, &i, out))
+        return 0;
+    while (i < n && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\n'))
+        i++;
+    return i == n;   /* "12abc" is no number */
 }
 
 /* "Content-Range: bytes a-b/N": a, where the body starts. */
@@ -351,6 +356,31 @@ static chute_status status_for_http(long code)
     return code >= 500 ? CHUTE_ERR_NETWORK : CHUTE_ERR_PROTOCOL;
 }
 
+/* src (UTF-8: jansson checked it) into dst, cap bytes with the NUL, fit
+ * for a terminal: the relay is not trusted, and its words reach screens
+ * and the status file. Control characters (C0, DEL, C1) become '?'; a
+ * cut never splits a character. */
+static void copy_printable(char *dst, size_t cap, const char *src)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)src; *p;) {
+        size_t len = *p < 0x80 ? 1 : *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
+        for (size_t k = 1; k < len; k++)
+            if (!p[k]) len = k;               /* never past the end */
+        bool control = *p < 0x20 || *p == 0x7f || (*p == 0xc2 && len == 2 && p[1] < 0xa0);
+        size_t out = control ? 1 : len;
+        if (o + out + 1 > cap)
+            break;
+        if (control)
+            dst[o] = '?';
+        else
+            memcpy(dst + o, p, len);
+        o += out;
+        p += len;
+    }
+    dst[o] = '\0';
+}
+
 /* Pick "error" and "reason" out of an error body, if it is JSON. */
 static void take_error_body(relay_client *c, const rbuf *b)
 {
@@ -362,9 +392,9 @@ static void take_error_body(relay_client *c, const rbuf *b)
     const char *e = json_string_value(json_object_get(j, "error"));
     const char *r = json_string_value(json_object_get(j, "reason"));
     if (e)
-        set_error(c, e);
+        copy_printable(c->error, sizeof c->error, e);
     if (r)
-        snprintf(c->reason, sizeof c->reason, "%s", r);
+        copy_printable(c->reason, sizeof c->reason, r);
     json_decref(j);
 }
 

@@ -204,11 +204,68 @@ static void test_a_patch_answer_must_move_the_offset_within_the_request(void)
     CHECK(got == 1000);
 }
 
+/* The answer to a GET /v1/health, with the given status line and body. */
+static chute_status health_answered(const char *status_line, const char *body,
+                                    char *error, size_t cap)
+{
+    char reply[4096];
+    snprintf(reply, sizeof reply, "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                                  "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             status_line, strlen(body), body);
+    fake_relay f;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(&f, reply));
+    relay_config cfg = { .base_url = url, .connect_timeout_ms = 2000, .timeout_ms = 5000 };
+    relay_client *c;
+    CHECK_EQ_INT(relay_client_new(&cfg, &c), CHUTE_OK);
+    chute_status st = relay_health(c);
+    snprintf(error, cap, "%s", relay_client_error(c));
+    relay_client_free(c);
+    fake_stop(&f);
+    return st;
+}
+
+/* The relay is not trusted: its error text reaches terminals (pairtool)
+ * and the status file, and must not carry escapes or line breaks. */
+static void test_a_relays_error_text_reaches_no_terminal_raw(void)
+{
+    char err[512];
+    CHECK_EQ_INT(health_answered("500 Oops",
+                                 "{\"error\": \"bad\\u001b[2J\\u001b]0;title\\u0007 day\\n"
+                                 "SAS OK\\r\\u009b31m \\u00e9t\\u00e9 \\u2713\\u007f\"}",
+                                 err, sizeof err), CHUTE_ERR_NETWORK);
+    CHECK(strcmp(err, "bad?[2J?]0;title? day?SAS OK??31m \u00e9t\u00e9 \u2713?") == 0);
+    if (strcmp(err, "bad?[2J?]0;title? day?SAS OK??31m \u00e9t\u00e9 \u2713?") != 0)
+        fprintf(stderr, "  got: %s\n", err);
+    /* a long text is cut between characters, never inside one */
+    char body[3000] = "{\"error\": \"";
+    for (int i = 0; i < 400; i++) strcat(body, "\\u00e9");
+    strcat(body, "\"}");
+    CHECK_EQ_INT(health_answered("500 Oops", body, err, sizeof err), CHUTE_ERR_NETWORK);
+    size_t n = strlen(err);
+    CHECK(n > 0 && n % 2 == 0);
+    for (size_t i = 0; i < n; i += 2)
+        CHECK((unsigned char)err[i] == 0xc3 && (unsigned char)err[i + 1] == 0xa9);
+}
+
+/* "Upload-Offset: 12abc" is no offset (it read as 12). */
+static void test_an_offset_with_trailing_junk_is_refused(void)
+{
+    uint64_t got = 7;
+    CHECK_EQ_INT(patch_answered("1050abc", 1000, 100, &got), CHUTE_ERR_PROTOCOL);
+    CHECK_EQ_INT(patch_answered("1050 7", 1000, 100, &got), CHUTE_ERR_PROTOCOL);
+    CHECK(got == 7);
+    CHECK_EQ_INT(patch_answered("1050  ", 1000, 100, &got), CHUTE_OK);
+    CHECK(got == 1050);
+}
+
 int main(void)
 {
     RUN(test_nothing_listening_is_a_network_error);
     RUN(test_bad_path_segments_are_refused_before_sending);
     RUN(test_relay_urls);
     RUN(test_a_patch_answer_must_move_the_offset_within_the_request);
+    RUN(test_a_relays_error_text_reaches_no_terminal_raw);
+    RUN(test_an_offset_with_trailing_junk_is_refused);
     return unit_done();
 }
