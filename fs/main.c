@@ -100,6 +100,11 @@ static int open_all(chutefs *fs, const char *home_opt)
                 fs->home);
         return -1;
     }
+    if (st == CHUTE_ERR_REFUSED) {
+        fprintf(stderr, "chutefs: refusing the state in %s: other users can write to the "
+                "folder (or it is not yours); make it yours alone (chmod go-w)\n", fs->home);
+        return -1;
+    }
     if (st) { fprintf(stderr, "chutefs: %s: %s\n", fs->home, chute_strstatus(st)); return -1; }
     if (make_dir(fs->spool, sizeof fs->spool, fs->home, "spool") ||
         make_dir(fs->staging, sizeof fs->staging, fs->spool, "staging") ||

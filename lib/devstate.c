@@ -46,6 +46,13 @@ static const char *const migrations[] = {
     /* 1 → 2: a private relay wants its access token for every new inbox
      * and pairing (PROTOCOL §6.1). */
     "ALTER TABLE device ADD COLUMN access_token TEXT NOT NULL DEFAULT '';",
+    /* 2 → 3: folder names of unpaired peers, with whose they were. The
+     * mount keeps an unpaired peer's queue and received files under its
+     * folder name: only the same device (recipient) may have it again. */
+    "CREATE TABLE past_peers ("
+    "  name TEXT PRIMARY KEY,"
+    "  recipient TEXT NOT NULL,"
+    "  unpaired_at INTEGER NOT NULL);",
 };
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
 
@@ -168,6 +175,12 @@ chute_status devstate_open(const char *dir, int create, devstate **out)
             return CHUTE_ERR_IO;
     } else if (access(path, F_OK) != 0) {
         return errno == ENOENT ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_IO;
+    } else {
+        /* Every open, not only the first: a folder made writable for
+         * others since holds keys another user could swap. */
+        chute_status st = devstate_dir_usable(dir);
+        if (st != CHUTE_OK)
+            return st;
     }
 
     devstate *ds = calloc(1, sizeof *ds);
@@ -327,15 +340,20 @@ static chute_status read_peer(sqlite3_stmt *q, devstate_peer *p)
     return st;
 }
 
-static int name_taken(sqlite3 *db, const char *name, chute_status *st)
+/* Is name a current peer's folder, or an unpaired one's that was not
+ * `recipient`'s (its queue and inbox stay with that device)? */
+static int name_taken(sqlite3 *db, const char *name, const char *recipient,
+                      chute_status *st)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM peers WHERE name = ?", -1, &q,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM peers WHERE name = ?1 UNION ALL "
+                           "SELECT 1 FROM past_peers WHERE name = ?1 AND recipient <> ?2",
+                           -1, &q, NULL) != SQLITE_OK) {
         *st = CHUTE_ERR_DB;
         return 1;
     }
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, recipient, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -355,12 +373,21 @@ chute_status devstate_add_peer(devstate *ds, devstate_peer *p)
     unsigned n;
     for (n = 1; n <= 999; n++) {
         peername_candidate(p->device_name, n, p->name, sizeof p->name);
-        if (!name_taken(ds->db, p->name, &st) || st != CHUTE_OK)
+        if (!name_taken(ds->db, p->name, p->recipient, &st) || st != CHUTE_OK)
             break;
     }
     if (st == CHUTE_OK && n > 999)
         st = CHUTE_ERR_LIMIT;
     sqlite3_stmt *q = NULL;
+    /* The same device back: its old folder is current again. */
+    if (st == CHUTE_OK &&
+        (sqlite3_prepare_v2(ds->db, "DELETE FROM past_peers WHERE name = ?", -1, &q,
+                            NULL) != SQLITE_OK ||
+         sqlite3_bind_text(q, 1, p->name, -1, SQLITE_STATIC) != SQLITE_OK ||
+         sqlite3_step(q) != SQLITE_DONE))
+        st = CHUTE_ERR_DB;
+    sqlite3_finalize(q);
+    q = NULL;
     if (st == CHUTE_OK &&
         sqlite3_prepare_v2(ds->db, "INSERT INTO peers (" PEER_COLUMNS
                            ") VALUES (?,?,?,?,?,?,?,?,?,0)", -1, &q, NULL) != SQLITE_OK)
@@ -422,16 +449,42 @@ chute_status devstate_find_peer_by_recipient(devstate *ds, const char *recipient
 
 chute_status devstate_remove_peer(devstate *ds, const char *name)
 {
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(ds->db, "DELETE FROM peers WHERE name = ?", -1, &q,
-                           NULL) != SQLITE_OK)
+    static const char *const steps[] = {
+        /* its folder name stays the device's (see past_peers) */
+        "INSERT OR REPLACE INTO past_peers (name, recipient, unpaired_at) "
+        "SELECT name, recipient, ?2 FROM peers WHERE name = ?1",
+        "DELETE FROM peers WHERE name = ?1",
+    };
+    if (exec_sql(ds->db, "BEGIN IMMEDIATE") != CHUTE_OK)
         return CHUTE_ERR_DB;
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return CHUTE_ERR_DB;
-    return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
+    chute_status st = CHUTE_OK;
+    for (size_t i = 0; st == CHUTE_OK && i < sizeof steps / sizeof *steps; i++) {
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(ds->db, steps[i], -1, &q, NULL) != SQLITE_OK) {
+            st = CHUTE_ERR_DB;
+            break;
+        }
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        if (sqlite3_bind_parameter_count(q) == 2)
+            sqlite3_bind_int64(q, 2, (sqlite3_int64)time(NULL));
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = CHUTE_ERR_DB;
+        else if (i == 1 && sqlite3_changes(ds->db) != 1)
+            st = CHUTE_ERR_NOT_FOUND;
+        sqlite3_finalize(q);
+    }
+    if (st == CHUTE_OK)
+        st = exec_sql(ds->db, "COMMIT");
+    if (st != CHUTE_OK) {
+        exec_sql(ds->db, "ROLLBACK");
+        return st;
+    }
+    /* The deleted row's keys are zeroed (secure_delete) in the WAL's copy
+     * of its page; until a checkpoint the main file keeps the old page, and
+     * a running mount keeps connections open that would put it off to
+     * unmount. Best effort: a busy reader only delays it. */
+    sqlite3_wal_checkpoint_v2(ds->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    return CHUTE_OK;
 }
 
 chute_status devstate_mark_peer_gone(devstate *ds, const char *name)

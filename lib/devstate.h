@@ -22,7 +22,7 @@
 #include "relay_client.h"
 #include "status.h"
 
-#define DEVSTATE_SCHEMA_VERSION 2
+#define DEVSTATE_SCHEMA_VERSION 3
 #define DEVSTATE_KEY_MAX        128   /* AGE-SECRET-KEY-1… / age1… with NUL */
 #define DEVSTATE_PATH_MAX       4096
 #define DEVSTATE_PIN_MAX        512
@@ -74,8 +74,8 @@ chute_status devstate_dir_usable(const char *dir);
 /* Open (create = 1: create the folder and database if missing) the state
  * in dir and bring its schema up to date. CHUTE_ERR_NOT_FOUND if create is
  * 0 and there is no state yet; CHUTE_ERR_UNSUPPORTED for a schema newer
- * than this build knows; with create, CHUTE_ERR_REFUSED for an existing
- * folder devstate_dir_usable refuses. */
+ * than this build knows; CHUTE_ERR_REFUSED for an existing folder
+ * devstate_dir_usable refuses (checked at every open). */
 chute_status devstate_open(const char *dir, int create, devstate **out);
 void devstate_close(devstate *ds);
 
@@ -92,15 +92,19 @@ chute_status devstate_set_access_token(devstate *ds, const char *token);
 
 /* Add a peer. p->name is ignored on input: the peer gets a folder name
  * derived from p->device_name that no other peer has ("home", "home-2",
- * …), written back into p->name. CHUTE_ERR_ARG if device_name fails
- * peername_ok. */
+ * …) and no unpaired peer of another recipient had (a mount keeps an
+ * unpaired peer's queue and inbox under its name; the same device paired
+ * again gets its folder back), written back into p->name.
+ * CHUTE_ERR_ARG if device_name fails peername_ok. */
 chute_status devstate_add_peer(devstate *ds, devstate_peer *p);
 chute_status devstate_get_peer(devstate *ds, const char *name, devstate_peer *out);
 /* The folder name of a peer with this recipient (the same device paired
  * before) into name[PEERNAME_MAX + 1]; CHUTE_ERR_NOT_FOUND if none. */
 chute_status devstate_find_peer_by_recipient(devstate *ds, const char *recipient,
                                              char name[PEERNAME_MAX + 1]);
-/* CHUTE_ERR_NOT_FOUND if there is no such peer. */
+/* Forget a peer (its keys are zeroed in the file, not only unlinked);
+ * its folder name is kept for its recipient. CHUTE_ERR_NOT_FOUND if there
+ * is no such peer. */
 chute_status devstate_remove_peer(devstate *ds, const char *name);
 
 /* Record that the relay refused our send token for this peer (404 on item

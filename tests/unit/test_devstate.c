@@ -1,5 +1,7 @@
 /* test_devstate.c — the device state database: modes, schema, records. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -287,6 +289,93 @@ static void test_resolve_dir_order(void)
     CHECK(strcmp(out, "/x/home/.local/share/chute") == 0);
 }
 
+static devstate_peer peer_of(const char *device_name, const char *recipient)
+{
+    devstate_peer p = sample_peer(device_name);
+    snprintf(p.recipient, sizeof p.recipient, "%s", recipient);
+    return p;
+}
+
+/* The mount keeps an unpaired peer's queue and received files under its
+ * folder name: another device must not inherit them by its name. */
+static void test_an_unpaired_peers_folder_goes_to_no_other_device(void)
+{
+    make_tmpdir();
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    devstate_peer b = peer_of("home", "age1bbbb");
+    CHECK_EQ_INT(devstate_add_peer(ds, &b), CHUTE_OK);
+    CHECK(strcmp(b.name, "home") == 0);
+    CHECK_EQ_INT(devstate_remove_peer(ds, "home"), CHUTE_OK);
+    devstate_peer c = peer_of("home", "age1cccc");          /* another device */
+    CHECK_EQ_INT(devstate_add_peer(ds, &c), CHUTE_OK);
+    CHECK(strcmp(c.name, "home-2") == 0);
+    devstate_peer again = peer_of("home", "age1bbbb");      /* the first, back */
+    CHECK_EQ_INT(devstate_add_peer(ds, &again), CHUTE_OK);
+    CHECK(strcmp(again.name, "home") == 0);
+    /* and once current again, its folder is an ordinary taken name */
+    CHECK_EQ_INT(devstate_remove_peer(ds, "home-2"), CHUTE_OK);
+    devstate_peer d = peer_of("home", "age1dddd");
+    CHECK_EQ_INT(devstate_add_peer(ds, &d), CHUTE_OK);
+    CHECK(strcmp(d.name, "home-3") == 0);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
+/* Does the file at path hold needle anywhere? */
+static int file_holds(const char *path, const void *needle, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static unsigned char buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(buf + i, needle, n) == 0) return 1;
+    return 0;
+}
+
+/* A mount keeps the state open: the unpaired peer's keys must not wait
+ * for its unmount to leave the files. */
+static void test_an_unpaired_peers_keys_leave_the_files_at_once(void)
+{
+    make_tmpdir();
+    devstate *ds, *mount;
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    CHECK_EQ_INT(devstate_open(tmpdir, 0, &mount), CHUTE_OK);
+    devstate_peer p = sample_peer("home");
+    snprintf(p.send_token, sizeof p.send_token, "SENDTOKEN-that-must-go-away");
+    memset(p.link_key, 0xA7, sizeof p.link_key);
+    CHECK_EQ_INT(devstate_add_peer(ds, &p), CHUTE_OK);
+    size_t count;
+    CHECK_EQ_INT(devstate_count_peers(mount, &count), CHUTE_OK);   /* the mount reads */
+    CHECK_EQ_INT(devstate_remove_peer(ds, "home"), CHUTE_OK);
+    char db[400], wal[400];
+    snprintf(db, sizeof db, "%s/state.db", tmpdir);
+    snprintf(wal, sizeof wal, "%s/state.db-wal", tmpdir);
+    const char *tok = "SENDTOKEN-that-must-go-away";
+    CHECK(!file_holds(db, tok, strlen(tok)) && !file_holds(wal, tok, strlen(tok)));
+    CHECK(!file_holds(db, p.link_key, sizeof p.link_key));
+    CHECK(!file_holds(wal, p.link_key, sizeof p.link_key));
+    devstate_close(mount);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
+static void test_a_folder_others_can_write_is_refused_at_every_open(void)
+{
+    make_tmpdir();
+    devstate *ds;
+    CHECK_EQ_INT(devstate_open(tmpdir, 1, &ds), CHUTE_OK);
+    devstate_close(ds);
+    CHECK_EQ_INT(chmod(tmpdir, 0777), 0);
+    CHECK_EQ_INT(devstate_open(tmpdir, 0, &ds), CHUTE_ERR_REFUSED);
+    CHECK_EQ_INT(chmod(tmpdir, 0750), 0);
+    CHECK_EQ_INT(devstate_open(tmpdir, 0, &ds), CHUTE_OK);
+    devstate_close(ds);
+    rm_tmpdir();
+}
+
 int main(void)
 {
     RUN(test_open_creates_private_folder_and_file);
@@ -295,6 +384,9 @@ int main(void)
     RUN(test_device_is_recorded_once);
     RUN(test_schema_1_is_migrated);
     RUN(test_peers_get_distinct_folder_names);
+    RUN(test_an_unpaired_peers_folder_goes_to_no_other_device);
+    RUN(test_an_unpaired_peers_keys_leave_the_files_at_once);
+    RUN(test_a_folder_others_can_write_is_refused_at_every_open);
     RUN(test_peername_rules);
     RUN(test_peername_quote_escapes_quotes);
     RUN(test_resolve_dir_order);
