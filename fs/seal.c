@@ -30,6 +30,7 @@ static chute_status seal_meta(const devstate_peer *p, const chute_meta *m,
     if (!st) st = meta_seal(m, key, it->id, p->recipient, it->meta,
                             sizeof it->meta, &it->meta_len);
     sodium_memzero(key, sizeof key);
+    snprintf(it->recipient, sizeof it->recipient, "%s", p->recipient);
     return st;
 }
 
@@ -234,6 +235,29 @@ chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel)
     return st;
 }
 
+chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_peer *p)
+{
+    uint8_t key[META_KEY_BYTES];
+    chute_meta m;
+    chute_status st = meta_key(p->link_key, key);
+    if (!st) st = meta_open(it->meta, it->meta_len, key, it->id, p->recipient, &m);
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(&m, sizeof m);
+    if (st != CHUTE_ERR_AUTH) return st;
+    if (!it->recipient[0] || strcmp(it->recipient, p->recipient) != 0)
+        return CHUTE_ERR_REFUSED;
+    memset(&m, 0, sizeof m);
+    snprintf(m.path, sizeof m.path, "%s", it->path);
+    m.size = it->size;
+    m.mode = it->mode;
+    m.mtime_sec = it->mtime_sec;
+    m.mtime_nsec = it->mtime_nsec;
+    memcpy(m.header_mac, it->header_mac, META_MAC_BYTES);
+    st = seal_meta(p, &m, it);
+    sodium_memzero(&m, sizeof m);
+    return st ? st : queue_replace_meta(fs->q, it->id, it->meta, it->meta_len);
+}
+
 chute_status seal_grow_start(chutefs *fs, const char *peer, const char *rel,
                              uint64_t size, growing **out)
 {
@@ -252,6 +276,7 @@ chute_status seal_grow_start(chutefs *fs, const char *peer, const char *rel,
         snprintf(it->peer, sizeof it->peer, "%s", peer);
         snprintf(it->path, sizeof it->path, "%s", rel);
         it->growing = true;
+        snprintf(it->recipient, sizeof it->recipient, "%s", p->recipient);
         st = make_age(p, age, it->header_mac);
     }
     if (!st && (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) st = CHUTE_ERR_IO;
@@ -318,7 +343,11 @@ static chute_status seal_grown(chutefs *fs, const char *peer, const char *rel,
         it->mode = m.mode;
         it->mtime_sec = m.mtime_sec;
         it->mtime_nsec = m.mtime_nsec;
-        st = seal_meta(p, &m, it);
+        /* Its header was made for the peer of that name then: another
+         * device (a re-pair under the name) could not open it. */
+        if (it->recipient[0] && strcmp(it->recipient, p->recipient) != 0)
+            st = CHUTE_ERR_REFUSED;
+        if (!st) st = seal_meta(p, &m, it);
         if (!st) st = queue_seal_growing(fs->q, it, replaced);
     }
     if (st && linked) sealed_unlink(fs, it->id);

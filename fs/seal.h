@@ -47,6 +47,14 @@ chute_status seal_file_grown(chutefs *fs, const char *peer, const char *rel,
 void seal_grow_cancel(chutefs *fs, growing *g);
 chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel);
 
+/* it's sealed meta as the peer p is paired now, before it goes: kept if
+ * it opens with p's link key; sealed again and stored if the same device
+ * (recipient) was paired again since (unpaired, then paired anew);
+ * CHUTE_ERR_REFUSED if it was sealed for another device, or for one not
+ * recorded (a row from before recipients were kept): the header could
+ * not be opened there either. */
+chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_peer *p);
+
 /* Cancel the active item at peer/rel, if any, and delete its sealed file
  * (.plain, not the staging file). */
 void seal_cancel(chutefs *fs, const char *peer, const char *rel);

@@ -25,6 +25,7 @@
 #include "age_source.h"
 #include "relay_client.h"
 #include "relay_url.h"
+#include "seal.h"
 #include "staging.h"
 
 /* Each PATCH is fsynced by the relay before it answers, and the next one
@@ -807,6 +808,17 @@ static void upload_item(worker *w)
         return;
     }
     if (it->growing && !send_growing(w, c)) goto out;
+    st = seal_meta_for_pairing(up->fs, it, p);
+    if (st == CHUTE_ERR_REFUSED) {
+        fail_item(up, it, WAIT_REFUSED, "sealed for another device once paired as %s; "
+                  "copy it again to send it to this one", it->peer);
+        goto out;
+    }
+    if (st) {
+        fail_item(up, it, WAIT_NETWORK, "cannot seal its name for %s: %s", it->peer,
+                  chute_strstatus(st));
+        goto out;
+    }
     char meta[sodium_base64_ENCODED_LEN(META_SEALED_MAX, sodium_base64_VARIANT_ORIGINAL)];
     sodium_bin2base64(meta, sizeof meta, it->meta, it->meta_len, sodium_base64_VARIANT_ORIGINAL);
     relay_item_state rs;

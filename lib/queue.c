@@ -33,13 +33,14 @@ static const char SCHEMA[] =
     " next_attempt INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
     " updated INTEGER NOT NULL, relay_cancel INTEGER NOT NULL DEFAULT 0,"
     " age_header BLOB, age_nonce BLOB, file_key BLOB,"
-    " growing INTEGER NOT NULL DEFAULT 0, sent INTEGER NOT NULL DEFAULT 0);"
+    " growing INTEGER NOT NULL DEFAULT 0, sent INTEGER NOT NULL DEFAULT 0,"
+    " recipient TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS queue_by_path ON queue(peer, path, state);"
     "CREATE INDEX IF NOT EXISTS queue_by_state ON queue(state, created);";
 
 #define COLS "id,peer,path,state,size,blob_size,progress,mode,mtime_sec," \
              "mtime_nsec,header_mac,meta,attempts,last_error,next_attempt," \
-             "created,updated,relay_cancel,growing,sent"
+             "created,updated,relay_cancel,growing,sent,recipient"
 #define ACTIVE "state IN (0,1,2)"
 /* Active and sealed: what the outbox shows as queued at a path. A growing
  * row belongs to the open file that is sending it (queue.h). */
@@ -64,12 +65,15 @@ static int64_t now_s(void) { return (int64_t)time(NULL); }
 /* A queue made before items kept their plaintext (blob sealed at close)
  * lacks the age columns: add them, empty, so its rows still go (as .age);
  * one made before files were sent while written lacks `growing`, one
- * before progress was noted during a request `sent`. */
+ * before progress was noted during a request `sent`, one before items
+ * kept whom they were sealed for `recipient`. */
 static chute_status migrate(sqlite3 *db)
 {
-    static const char *const cols[] = {"age_header", "age_nonce", "file_key", "growing", "sent"};
+    static const char *const cols[] = {"age_header", "age_nonce", "file_key", "growing", "sent",
+                                       "recipient"};
     static const char *const types[] = {"BLOB", "BLOB", "BLOB", "INTEGER NOT NULL DEFAULT 0",
-                                        "INTEGER NOT NULL DEFAULT 0"};
+                                        "INTEGER NOT NULL DEFAULT 0",
+                                        "TEXT NOT NULL DEFAULT ''"};
     chute_status st = db_exec(db, "BEGIN IMMEDIATE");
     for (size_t i = 0; !st && i < sizeof cols / sizeof *cols; i++) {
         sqlite3_stmt *s;
@@ -174,6 +178,7 @@ static void load_row(sqlite3_stmt *s, queue_item *it)
     it->relay_cancel = sqlite3_column_int(s, 17) != 0;
     it->growing = sqlite3_column_int(s, 18) != 0;
     it->sent = (uint64_t)sqlite3_column_int64(s, 19);
+    copy_text(it->recipient, sizeof it->recipient, sqlite3_column_text(s, 20));
 }
 
 /* Run a one-row SELECT with text parameters; load the row or NOT_FOUND. */
@@ -227,7 +232,7 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(q->db,
             "INSERT INTO queue(" COLS ",age_header,age_nonce,file_key) "
-            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,0,?,?,?)",
+            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,0,?,?,?,?)",
             -1, &s, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     int64_t t = now_s();
@@ -244,11 +249,12 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
     sqlite3_bind_int64(s, 11, t);
     sqlite3_bind_int64(s, 12, t);
     if (age) {   /* else NULLs: a legacy row whose blob is sealed/<id>.age */
-        sqlite3_bind_blob(s, 14, age->header, (int)age->header_len, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 15, age->nonce, AGE_NONCE_BYTES, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 16, age->file_key, AGE_FILE_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 15, age->header, (int)age->header_len, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 16, age->nonce, AGE_NONCE_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 17, age->file_key, AGE_FILE_KEY_BYTES, SQLITE_STATIC);
     }
     sqlite3_bind_int(s, 13, it->growing ? 1 : 0);
+    sqlite3_bind_text(s, 14, it->recipient, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT) return CHUTE_ERR_EXISTS;
@@ -313,7 +319,8 @@ chute_status queue_seal_growing(queue *q, const queue_item *it,
         st = replace_at_path(q, it->peer, it->path, it->id, replaced);
         sqlite3_stmt *s = st ? NULL : prep_change(q,
             "UPDATE queue SET growing=0, path=?, size=?, blob_size=?, mode=?, mtime_sec=?,"
-            " mtime_nsec=?, meta=?, updated=? WHERE growing=1 AND " ACTIVE " AND id=?");
+            " mtime_nsec=?, meta=?, updated=?, recipient=?10"
+            " WHERE growing=1 AND " ACTIVE " AND id=?9");
         if (!st && !s) st = CHUTE_ERR_DB;
         if (s) {
             sqlite3_bind_text(s, 1, it->path, -1, SQLITE_STATIC);
@@ -325,6 +332,7 @@ chute_status queue_seal_growing(queue *q, const queue_item *it,
             sqlite3_bind_blob(s, 7, it->meta, (int)it->meta_len, SQLITE_STATIC);
             sqlite3_bind_int64(s, 8, now_s());
             sqlite3_bind_text(s, 9, it->id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 10, it->recipient, -1, SQLITE_STATIC);
             st = step_change(q, s);   /* NOT_FOUND: cancelled meanwhile */
         }
         if (!st) st = db_exec(q->db, "COMMIT");
@@ -477,6 +485,20 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
     sqlite3_bind_text(s, 6, id, -1, SQLITE_STATIC);
     chute_status st = step_change(q, s);
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_ERR_REFUSED : st;
+}
+
+chute_status queue_replace_meta(queue *q, const char *id, const uint8_t *meta,
+                                size_t meta_len)
+{
+    if (!q || !id || !meta || !meta_len || meta_len > META_SEALED_MAX)
+        return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q,
+            "UPDATE queue SET meta=?, updated=? WHERE " ACTIVE " AND id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_blob(s, 1, meta, (int)meta_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now_s());
+    sqlite3_bind_text(s, 3, id, -1, SQLITE_STATIC);
+    return step_change(q, s);
 }
 
 /* " AND col [NOT] IN (?2,?3,...)" for n values into buf (cap bytes); ""

@@ -39,6 +39,7 @@
 #define QUEUE_ID_LEN   22          /* 16 random bytes, unpadded base64url */
 #define QUEUE_PEER_MAX 128
 #define QUEUE_ERR_MAX  256
+#define QUEUE_RECIPIENT_MAX 127
 #define QUEUE_AGE_HEADER_MAX 1024   /* one X25519 recipient takes about 170 */
 
 typedef enum {
@@ -73,6 +74,9 @@ typedef struct {
     int64_t     created, updated;
     bool        relay_cancel;             /* cancelled; relay DELETE owed */
     bool        growing;                  /* size and meta not known yet */
+    char        recipient[QUEUE_RECIPIENT_MAX + 1];   /* the peer's age recipient
+                                 its header and meta were sealed for; "" in
+                                 rows from before it was kept */
 } queue_item;
 
 /* How an item's plaintext becomes its age file (lib/age_source.h). The
@@ -155,6 +159,12 @@ chute_status queue_move(queue *q, const char *peer, const char *old_prefix,
 chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
                                 int64_t mtime_sec, uint32_t mtime_nsec,
                                 const uint8_t *meta, size_t meta_len);
+
+/* The peer was paired again (same device, new link key): replace the
+ * sealed meta of an item not delivered or cancelled. CHUTE_ERR_NOT_FOUND
+ * if there is no such item. */
+chute_status queue_replace_meta(queue *q, const char *id, const uint8_t *meta,
+                                size_t meta_len);
 
 /* ---- for the uploader ---------------------------------------------------
  * claim_next takes the oldest queued item whose next_attempt <= now, moves

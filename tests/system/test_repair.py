@@ -1,0 +1,78 @@
+"""A peer unpaired, and a device paired afterwards under its name.
+
+The mount keeps an unpaired peer's queued and received files under its
+folder name (DESIGN: kept and reported, never silently deleted). Another
+device that calls itself the same must get a folder of its own, not that
+history; the same device paired again (PROTOCOL §7.5, §7.9 advise it) gets
+its folder back and what was queued for it. Real chuted, real pairing,
+real mounts on both sides.
+"""
+
+import os
+import sqlite3
+
+from conftest import wait_until
+from pairtool import Device, pair
+from test_sync_upload import Mount, Receiver, sync  # noqa: F401  (fixture)
+
+
+def refused_then_forgotten(m, home, name_at_home, name, data):
+    """home unpairs abroad; abroad queues name for it, is refused, and
+    forgets home in turn. The item stays queued, its folder gone."""
+    home.run("unpair", name_at_home, check=True)
+    (m.outbox / name).write_bytes(data)
+    wait_until(lambda: "no longer accepts" in m.status(), timeout=20, what="the refusal")
+    m.dev.run("unpair", "home", check=True)
+    wait_until(lambda: not (m.mnt / "outbox" / "home").exists(), timeout=5,
+               what="the unpaired peer's folder to go")
+    assert m.row(name)["state"] == 0                  # kept, not dropped
+
+
+def retry_now(m, wake_folder):
+    """Bring every retry forward and wake the uploader with a new file."""
+    con = sqlite3.connect(str(m.home / "chutefs.db"), timeout=10)
+    try:
+        con.execute("UPDATE queue SET next_attempt = 0")
+        con.commit()
+    finally:
+        con.close()
+    (m.mnt / "outbox" / wake_folder / "wake.txt").write_bytes(b"wake")
+
+
+def test_another_device_by_the_old_name_gets_a_folder_of_its_own(sync, tmp_path):
+    relay, m, rcv, home, name_at_home = sync
+    refused_then_forgotten(m, home, name_at_home, "meant-for-home.txt", b"for home only")
+    other = Device(tmp_path / "other", "home", relay.url)
+    other.init()
+    _, folder = pair(other, m.dev)
+    assert folder == "home-2"
+    assert os.listdir(m.mnt / "outbox" / "home-2") == []
+    assert os.listdir(m.mnt / "inbox" / "home-2") == []
+    retry_now(m, "home-2")
+    # the old item is tried, and stays for the old home; only the new file goes
+    wait_until(lambda: m.row("meant-for-home.txt")["last_error"]
+               == "peer home is not paired any more", timeout=20, what="the old item's retry")
+    got = Receiver(other, relay, tmp_path)
+    wait_until(lambda: len(got.complete()) == 1, timeout=20, what="the new file at the other")
+    assert [i["item"] for i in got.complete().values()] == [m.rows("path='wake.txt'")[0]["id"]]
+
+
+def test_the_same_device_paired_again_gets_what_was_queued_for_it(sync, tmp_path):
+    relay, m, rcv, home, name_at_home = sync
+    refused_then_forgotten(m, home, name_at_home, "report.pdf", b"queued while unpaired")
+    name_at_home, folder = pair(home, m.dev)
+    assert folder == "home"
+    assert os.listdir(m.mnt / "outbox" / "home") == ["report.pdf"]
+    (tmp_path / "b").mkdir()
+    mb = Mount(home, tmp_path / "b")
+    mb.mount()
+    try:
+        retry_now(m, "home")
+        inbox = mb.mnt / "inbox" / name_at_home
+        wait_until(lambda: sorted(os.listdir(inbox)) == ["report.pdf", "wake.txt"],
+                   timeout=30, what="both files at home")
+        assert (inbox / "report.pdf").read_bytes() == b"queued while unpaired"
+        assert "quarantin" not in mb.stderr()
+    finally:
+        mb.unmount()
+        mb.check_sanitizers()
