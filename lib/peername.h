@@ -17,7 +17,8 @@
  * that shows as nothing or as a plain space (format characters, line and
  * paragraph separators, spaces other than U+0020, fillers and other
  * default-ignorables, U+2800, private use, noncharacters, plane 14 on);
- * not starting with '.' or '-'; not ending with '~' or a space. */
+ * not starting with '.', '-', a space or a combining mark; not ending with
+ * '~' or a space. Every such name has a visible first character. */
 int peername_ok(const char *name);
 
 /* Write candidate number n (1, 2, 3, ...) for a folder named after `base`

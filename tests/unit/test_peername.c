@@ -77,6 +77,8 @@ static void test_a_name_of_invisible_characters_is_refused(void)
     CHECK(!peername_ok("\U000E0068\U000E006F\U000E006D\U000E0065"));   /* "home" in tags */
     CHECK(!peername_ok("\u00A0"));
     CHECK(!peername_ok("\u3000"));
+    CHECK(!peername_ok("\u0301"));
+    CHECK(!peername_ok("\u0301\u0302\u0303"));
     CHECK(!peername_ok(" "));
     CHECK(!peername_ok("   "));
     CHECK(peername_ok("x"));
@@ -134,6 +136,14 @@ static void test_spaces_other_than_the_ascii_space_are_refused(void)
     CHECK(peername_ok("a b c"));
 }
 
+static void test_a_space_at_either_end_is_refused(void)
+{
+    CHECK(!peername_ok(" home"));
+    CHECK(!peername_ok("home "));
+    CHECK(!peername_ok(" home "));
+    CHECK(peername_ok("my home"));
+}
+
 static void test_fillers_and_blank_looking_characters_are_refused(void)
 {
     CHECK(refused_anywhere(0x115F));      /* HANGUL CHOSEONG FILLER */
@@ -185,6 +195,19 @@ static void test_private_use_and_noncharacters_are_refused(void)
     CHECK(allowed(0x1F600));              /* GRINNING FACE */
 }
 
+static void test_a_combining_mark_is_refused_only_at_the_start(void)
+{
+    CHECK(!peername_ok("\u0301home"));       /* COMBINING ACUTE ACCENT (Mn) */
+    CHECK(!peername_ok("\u20DDhome"));       /* COMBINING ENCLOSING CIRCLE (Me) */
+    CHECK(!peername_ok("\u0903home"));       /* DEVANAGARI SIGN VISARGA (Mc) */
+    CHECK(!peername_ok("\u093F\u0915"));     /* a vowel sign before its consonant */
+    CHECK(!peername_ok("\U0001E944x"));      /* ADLAM ALIF LENGTHENER, a mark beyond the BMP */
+    CHECK(peername_ok("cafe\u0301"));        /* café, decomposed */
+    CHECK(peername_ok("caf\u00E9"));         /* café, precomposed */
+    CHECK(peername_ok("\u0939\u093F\u0928\u094D\u0926\u0940"));   /* हिन्दी */
+    CHECK(peername_ok("\u0628\u064E\u0627\u0628"));               /* Arabic with a vowel mark */
+}
+
 int main(void)
 {
     RUN(test_home_followed_by_an_invisible_character_is_refused);
@@ -192,8 +215,10 @@ int main(void)
     RUN(test_format_characters_are_refused);
     RUN(test_line_and_paragraph_separators_are_refused);
     RUN(test_spaces_other_than_the_ascii_space_are_refused);
+    RUN(test_a_space_at_either_end_is_refused);
     RUN(test_fillers_and_blank_looking_characters_are_refused);
     RUN(test_variation_selectors_and_other_ignorables_are_refused);
     RUN(test_private_use_and_noncharacters_are_refused);
+    RUN(test_a_combining_mark_is_refused_only_at_the_start);
     return unit_done();
 }
