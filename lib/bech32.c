@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include <sodium.h>
+
 static const char charset[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
 
 static uint32_t polymod_step(uint32_t chk, uint8_t v)
@@ -125,11 +127,13 @@ chute_status bech32_decode_groups(const char *s, char *hrp, size_t hrp_cap,
 chute_status bech32_encode(char *out, size_t out_cap, const char *hrp,
                            const uint8_t *data, size_t data_len)
 {
-    uint8_t groups[BECH32_MAX_LEN];
     if (data_len && !data)
         return CHUTE_ERR_ARG;
     if (data_len > BECH32_MAX_LEN * 5 / 8)
         return CHUTE_ERR_LIMIT;
+    /* groups and acc hold the payload, for an age identity its secret key:
+     * both are wiped before returning, as the callers wipe their bytes. */
+    uint8_t groups[BECH32_MAX_LEN];
     size_t n = 0;
     uint32_t acc = 0;
     int bits = 0;
@@ -143,37 +147,48 @@ chute_status bech32_encode(char *out, size_t out_cap, const char *hrp,
     }
     if (bits)
         groups[n++] = (acc << (5 - bits)) & 31;
-    return bech32_encode_groups(out, out_cap, hrp, groups, n);
+    chute_status st = bech32_encode_groups(out, out_cap, hrp, groups, n);
+    sodium_memzero(groups, sizeof groups);
+    sodium_memzero(&acc, sizeof acc);
+    return st;
 }
 
 chute_status bech32_decode(const char *s, char *hrp, size_t hrp_cap,
                            uint8_t *data, size_t data_cap, size_t *data_len)
 {
-    uint8_t groups[BECH32_MAX_LEN];
-    size_t n5 = 0;
     if (!data_len || (data_cap && !data))
         return CHUTE_ERR_ARG;
+    /* groups and acc hold the payload, for an age identity its secret key:
+     * both are wiped before returning, as the callers wipe their bytes. */
+    uint8_t groups[BECH32_MAX_LEN];
+    size_t n5 = 0, n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
     chute_status st = bech32_decode_groups(s, hrp, hrp_cap, groups,
                                            sizeof groups, &n5);
     if (st != CHUTE_OK)
-        return st;
+        goto out;
 
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0;
     for (size_t i = 0; i < n5; i++) {
         acc = ((acc << 5) | groups[i]) & 0xfff;
         bits += 5;
         if (bits >= 8) {
             bits -= 8;
-            if (n >= data_cap)
-                return CHUTE_ERR_LIMIT;
+            if (n >= data_cap) {
+                st = CHUTE_ERR_LIMIT;
+                goto out;
+            }
             data[n++] = (uint8_t)(acc >> bits);
         }
     }
     /* Canonical: fewer than 5 padding bits, all zero. */
-    if (bits > 4 || (acc & ((1u << bits) - 1)) != 0)
-        return CHUTE_ERR_MALFORMED;
+    if (bits > 4 || (acc & ((1u << bits) - 1)) != 0) {
+        st = CHUTE_ERR_MALFORMED;
+        goto out;
+    }
     *data_len = n;
-    return CHUTE_OK;
+out:
+    sodium_memzero(groups, sizeof groups);
+    sodium_memzero(&acc, sizeof acc);
+    return st;
 }

@@ -12,10 +12,13 @@
 /* A quoted name: two quotes, each byte at most escaped, and the NUL. */
 #define PEERNAME_QUOTED_MAX (2 * PEERNAME_MAX + 3)
 
-/* 1 if name is 1..PEERNAME_MAX bytes of valid UTF-8 with no '/' or '\\',
- * no control characters (C0, DEL, C1), no bidi or zero-width format
- * characters, does not start with '.' or '-', and does not end with '~'
- * or a space. */
+/* 1 if name is 1..PEERNAME_MAX bytes of valid UTF-8 that PROTOCOL §7.4
+ * allows: no '/' or '\\', no control character (C0, DEL, C1), nothing
+ * that shows as nothing or as a plain space (format characters, line and
+ * paragraph separators, spaces other than U+0020, fillers and other
+ * default-ignorables, U+2800, private use, noncharacters, plane 14 on);
+ * not starting with '.', '-', a space or a combining mark; not ending with
+ * '~' or a space. Every such name has a visible first character. */
 int peername_ok(const char *name);
 
 /* Write candidate number n (1, 2, 3, ...) for a folder named after `base`

@@ -173,6 +173,21 @@ def test_init_refuses_a_folder_others_can_write(tmp_path, prelay, mode):
     assert metric(prelay.api().metrics(), "chute_http_requests_total", code="201") is None
 
 
+@pytest.mark.parametrize("name", ["home\U000E0020", "home\uFE0F", "home\u00A0", " home",
+                                  "\u3164", "\u0301home"],
+                         ids=["tag-space", "variation-selector", "no-break-space",
+                              "leading-space", "hangul-filler", "leading-mark"])
+def test_init_refuses_a_name_that_reads_as_another_or_as_nothing(tmp_path, prelay, name):
+    """A second "home" with an invisible character after it would get a
+    folder that reads "home" at its peers, not "home-2" (PROTOCOL §7.4)."""
+    d = Device(tmp_path / "home", name, prelay.url)
+    r = d.run("init", "--relay", prelay.url, "--name", name)
+    assert r.returncode == 2 and "not a usable device name" in r.stderr, r.stderr
+    assert not (d.home / "state.db").exists()
+    # refused before the relay was asked: no inbox made and left behind
+    assert metric(prelay.api().metrics(), "chute_http_requests_total", code="201") is None
+
+
 def test_usage_errors_exit_2_and_help_exits_0(tmp_path):
     d = Device(tmp_path / "home", "home", "http://127.0.0.1:1")
     assert d.run("--help").returncode == 0
