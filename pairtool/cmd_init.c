@@ -200,7 +200,9 @@ int cmd_init(const cli_globals *g, int argc, char **argv)
     if (name) {
         if (!peername_ok(name)) {
             cli_error("'%s' is not a usable device name (1-%d bytes of UTF-8; no '/', "
-                      "control characters, leading '.' or '-')", name, PEERNAME_MAX);
+                      "no control, invisible or space-like characters but a plain space "
+                      "inside, no leading '.', '-', space or combining mark)", name,
+                      PEERNAME_MAX);
             rc = EXIT_USAGE;
             goto out;
         }
