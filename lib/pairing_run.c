@@ -96,7 +96,9 @@ static void unlimit(channel *ch)
 /* Wait for the other side's next message until `deadline` (monotonic
  * seconds). CHUTE_OK with the message in buf; CHUTE_ERR_EXPIRED when the
  * deadline passes (*timed_out = 1) or the session is gone (410);
- * CHUTE_ERR_NETWORK when the relay stayed unreachable for the grace time.
+ * CHUTE_ERR_NETWORK when the relay stayed unreachable for the grace time;
+ * CHUTE_ERR_MALFORMED when the other side sent more than `cap` bytes (a
+ * message of the wrong length, §7.3: wait_failed answers ABORT 02).
  * `before_claim`: a 410 while the session still says "waiting" is not the
  * end (a relay may refuse reads before the claim), so keep waiting. */
 static chute_status await_msg(channel *ch, double deadline, int before_claim,
@@ -152,9 +154,14 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
             return st;
         if (in.count > 0) {
             relay_pair_message *m = &in.messages[0];
-            if (m->len > cap || m->seq <= ch->after) {
+            if (m->seq <= ch->after) {   /* the relay's numbering went back */
                 relay_pair_inbox_free(&in);
                 return CHUTE_ERR_PROTOCOL;
+            }
+            if (m->len > cap) {          /* the other side's, as the relay took it */
+                ch->after = m->seq;
+                relay_pair_inbox_free(&in);
+                return CHUTE_ERR_MALFORMED;
             }
             ch->after = m->seq;
             /* No side sends two messages of one type in a row, so such a
@@ -228,13 +235,20 @@ static void revoke_quietly(relay_client *c, const devstate_device *me,
     sodium_memzero(granted, sizeof *granted);
 }
 
-/* Explain a failed wait for the other side's message. */
+/* Explain a failed wait for the other side's message; returns the run's
+ * status. */
 static chute_status wait_failed(channel *ch, chute_status st, int timed_out,
                                 const char *waiting_for)
 {
     if (stopped(ch)) {
         say_why(ch, "Stopped while waiting for %s. Nothing was stored.", waiting_for);
         return CHUTE_ERR_REFUSED;
+    }
+    if (st == CHUTE_ERR_MALFORMED) {   /* longer than any pairing message */
+        say_why(ch, "The other device sent a malformed pairing message (too long) while "
+                "we waited for %s.", waiting_for);
+        send_abort(ch, PABORT_PROTOCOL);
+        return CHUTE_ERR_PROTOCOL;
     }
     if (timed_out)
         say_why(ch, "Timed out waiting for %s.", waiting_for);
@@ -579,7 +593,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
                     "again for a new code.");
             st = CHUTE_ERR_EXPIRED;
         } else {
-            wait_failed(&ch, st, timed_out, "the other device to use the code");
+            st = wait_failed(&ch, st, timed_out, "the other device to use the code");
         }
         goto fail;
     }
@@ -606,7 +620,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         goto fail;
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
     if (st != CHUTE_OK) {
-        wait_failed(&ch, st, timed_out, "the joining device's key");
+        st = wait_failed(&ch, st, timed_out, "the joining device's key");
         goto fail;
     }
     if (pairing_msg_type(msg, len) != PMSG_CPACE2) {
@@ -786,7 +800,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     }
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
     if (st != CHUTE_OK) {
-        wait_failed(&ch, st, timed_out, "the inviting device's key");
+        st = wait_failed(&ch, st, timed_out, "the inviting device's key");
         goto fail;
     }
     if (pairing_msg_type(msg, len) != PMSG_CPACE1) {
@@ -815,7 +829,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     /* 2. CONFIRM in (or ABORT: wrong code) */
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
     if (st != CHUTE_OK) {
-        wait_failed(&ch, st, timed_out, "the inviting device to confirm the code");
+        st = wait_failed(&ch, st, timed_out, "the inviting device to confirm the code");
         goto fail;
     }
     if (pairing_msg_type(msg, len) != PMSG_CONFIRM) {

@@ -791,7 +791,10 @@ def test_joiner_times_out_when_the_inviter_goes_silent(devices, prelay):
     assert no_peers(b) and senders_on_inbox(b) == 0
 
 
-def test_a_key_message_of_the_wrong_length_is_a_protocol_error(devices, prelay):
+@pytest.mark.parametrize("body", [b"\x02" + b"\0" * 10,       # CPACE1 is 81 bytes
+                                  b"\x02" + b"\0" * 3000],     # the relay takes 4096
+                         ids=["short", "longer-than-any-pairing-message"])
+def test_a_key_message_of_the_wrong_length_is_a_protocol_error(devices, prelay, body):
     """§7.3: a wrong length ends the run with ABORT 02, not 01 (a wrong
     code); the test plays the inviter through the relay API."""
     (b,) = devices("laptop")
@@ -806,14 +809,39 @@ def test_a_key_message_of_the_wrong_length_is_a_protocol_error(devices, prelay):
         return got.json["messages"]
     hello = wait_until(first_message, timeout=20, what="the joiner's HELLO")[0]
     assert base64.b64decode(hello["body"])[0] == 0x01
-    short = base64.b64encode(b"\x02" + b"\0" * 10).decode()   # CPACE1 is 81 bytes
-    assert me.post(f"/v1/pair/{session}/messages", {"body": short}).status == 201
+    assert me.post(f"/v1/pair/{session}/messages",
+                   {"body": base64.b64encode(body).decode()}).status == 201
     out, err = j.communicate(timeout=30 * SLOW)
-    assert j.returncode == 1 and "malformed key message" in err, err
+    assert j.returncode == 1 and "malformed" in err and "relay" not in err, err
     after = [m for m in me.get(f"/v1/pair/{session}/messages?after={hello['seq'] + 1}"
                                ).json["messages"]]
     assert [base64.b64decode(m["body"]) for m in after] == [b"\x7f\x02"]
     assert no_peers(b) and senders_on_inbox(b) == 0
+
+
+def test_an_oversized_message_from_the_joiner_is_a_protocol_error(devices, prelay):
+    """§7.3: a message longer than any pairing message is one of the wrong
+    length: the inviter says the joining device sent a malformed message,
+    not that the relay failed, and answers ABORT 02. The test plays the
+    joiner through the relay API."""
+    (a,) = devices("home")
+    inv = a.invite("--yes")
+    api = prelay.api()
+    r = api.post(f"/v1/pair/{inv.code.split('-', 1)[0]}/claim", {})
+    assert r.status == 200, r
+    path = f"/v1/pair/{r.json['session']}/messages"
+    me = api.with_token(r.json["token"])
+    assert me.post(path, {"body": base64.b64encode(b"\x01\x01").decode()}).status == 201
+    (cpace1,) = me.get(f"{path}?after=0&wait=10").json["messages"]
+    assert base64.b64decode(cpace1["body"])[0] == 0x02
+    big = b"\x03" + b"\0" * 3000           # CPACE2 is 65 bytes; the relay takes 4096
+    assert me.post(path, {"body": base64.b64encode(big).decode()}).status == 201
+    got = me.get(f"{path}?after={cpace1['seq']}&wait=10")
+    assert got.status == 200, got
+    assert [base64.b64decode(m["body"]) for m in got.json["messages"]] == [b"\x7f\x02"]
+    rc, _, err = inv.finish()
+    assert rc == 1 and "malformed" in err and "relay" not in err.splitlines()[-1], err
+    assert no_peers(a) and senders_on_inbox(a) == 0
 
 
 # --- TLS: --cacert and --pin are kept and used --------------------------------------------
