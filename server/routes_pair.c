@@ -25,6 +25,11 @@ static void wake_both(server *srv, const char *session)
     }
 }
 
+/* A claimed session lives at least this long past the claim (at most
+ * max_pair_ttl): the code's ttl bounds the time to claim it, and the run
+ * that follows has two people answer, each within 600 s (PROTOCOL §7.5). */
+#define PAIR_RUN_S 1800
+
 static const char *pair_state_name(pair_state st)
 {
     return st == PAIR_WAITING ? "waiting" : st == PAIR_CLAIMED ? "claimed" : "closed";
@@ -80,7 +85,9 @@ static enum MHD_Result claim(request *r)
     int64_t expires;
     make_token(token, hash);
     int64_t now = (int64_t)time(NULL);
-    chute_status st = store_pair_claim(srv->store, r->route.a, hash, now, session, &expires);
+    uint64_t run = srv->cfg->max_pair_ttl < PAIR_RUN_S ? srv->cfg->max_pair_ttl : PAIR_RUN_S;
+    chute_status st = store_pair_claim(srv->store, r->route.a, hash, now, now + (int64_t)run,
+                                       session, &expires);
     if (st == CHUTE_ERR_NOT_FOUND)
         return reply_error(r, 404, "not found");
     if (st == CHUTE_ERR_EXISTS)

@@ -538,6 +538,35 @@ def test_no_answer_in_time_is_no_pairing_and_the_other_side_is_told(devices):
 
 
 @pytest.mark.parametrize("who", ["inviter", "joiner"])
+def test_a_person_who_answers_after_the_codes_ttl_still_pairs(devices, who):
+    """The code's --ttl bounds the time to use it; a used code's session
+    lasts for the run (§6.7), whose people each get 600 s to compare the
+    check number (§7.5)."""
+    a, b = devices("home", "laptop")
+    ttl = int(6 * SLOW)
+    t0 = time.monotonic()
+    if who == "inviter":
+        inv = a.invite("--ttl", f"{ttl}s")
+        j = b.join_process(inv.code, "--yes")
+        inv.wait_for_stderr("[y/N]")
+    else:
+        inv = a.invite("--yes", "--ttl", f"{ttl}s")
+        j = b.join_process(inv.code)
+        stderr_until(j, "[y/N]")
+    time.sleep(max(0.0, t0 + ttl + 2 - time.monotonic()))   # the code's time is over
+    if who == "inviter":
+        inv.answer("y\n")
+    else:
+        j.stdin.write("y\n")
+        j.stdin.flush()
+    rc, _, err = inv.finish()
+    _, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 0 and j.returncode == 0, (err, jerr)
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+
+
+@pytest.mark.parametrize("who", ["inviter", "joiner"])
 def test_a_signal_mid_pairing_stops_it_cleanly_and_revokes_its_grant(devices, who):
     a, b = devices("home", "laptop")
     if who == "inviter":
