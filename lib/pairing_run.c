@@ -217,6 +217,28 @@ static chute_status send_msg(channel *ch, const uint8_t *msg, size_t len)
     return CHUTE_ERR_NETWORK;
 }
 
+/* The relay ended the session because its time ran out (§6.7: a 410
+ * whose reason is "expired"), as the last answer says. */
+static bool session_expired(const channel *ch)
+{
+    return relay_client_http_status(ch->c) == 410 &&
+           strcmp(relay_client_reason(ch->c), "expired") == 0;
+}
+
+/* Explain a send that failed. */
+static void send_failed(channel *ch, chute_status st)
+{
+    if (st == CHUTE_ERR_EXPIRED && session_expired(ch))
+        say_why(ch, "The code's time ran out during the pairing: the relay ended the "
+                "session. Nothing was stored; pair again with a longer `pairtool invite "
+                "--ttl`.");
+    else if (st == CHUTE_ERR_EXPIRED && strcmp(relay_client_reason(ch->c), "closed") == 0)
+        say_why(ch, "The other device ended the pairing session on the relay (it gave up "
+                "or was stopped). Nothing was stored.");
+    else
+        say_why(ch, "Could not send to the relay (%s).", relay_client_error(ch->c));
+}
+
 /* Best effort: tell the other side why we stop. */
 static void send_abort(channel *ch, uint8_t reason)
 {
@@ -255,6 +277,13 @@ static chute_status wait_failed(channel *ch, chute_status st, int timed_out,
     else if (st == CHUTE_ERR_NETWORK)
         say_why(ch, "The relay became unreachable while waiting for %s (%s).",
                 waiting_for, relay_client_error(ch->c));
+    else if (st == CHUTE_ERR_EXPIRED && session_expired(ch))
+        say_why(ch, "The code's time ran out while waiting for %s: the relay ended the "
+                "session. Nothing was stored; pair again with a longer `pairtool invite "
+                "--ttl`.", waiting_for);
+    else if (st == CHUTE_ERR_EXPIRED && strcmp(relay_client_reason(ch->c), "closed") == 0)
+        say_why(ch, "The other device ended the pairing session on the relay while we "
+                "waited for %s (it gave up or was stopped).", waiting_for);
     else if (st == CHUTE_ERR_EXPIRED)
         say_why(ch, "The pairing session ended on the relay while waiting for %s "
                 "(the other side gave up, or the code expired).", waiting_for);
@@ -374,7 +403,7 @@ static chute_status send_payload(channel *ch, const pairing *p, uint8_t type,
     st = send_msg(ch, msg, msg_len);
     sodium_memzero(msg, sizeof msg);
     if (st != CHUTE_OK)
-        say_why(ch, "Could not send to the relay (%s).", relay_client_error(ch->c));
+        send_failed(ch, st);
     return st;
 }
 
@@ -615,7 +644,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     /* 2. CPACE1 out, CPACE2 in, confirm */
     st = pairing_inviter_cpace1(&p, msg);
     if (st == CHUTE_OK && (st = send_msg(&ch, msg, PAIRING_CPACE1_BYTES)) != CHUTE_OK)
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
     if (st != CHUTE_OK)
         goto fail;
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
@@ -642,7 +671,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         goto fail;
     }
     if ((st = send_msg(&ch, confirm, sizeof confirm)) != CHUTE_OK) {
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
         goto fail;
     }
     snprintf(out->sas, sizeof out->sas, "%s", pairing_sas(&p));
@@ -795,7 +824,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     /* 1. HELLO out, CPACE1 in, CPACE2 out */
     pairing_hello(msg);
     if ((st = send_msg(&ch, msg, PAIRING_HELLO_BYTES)) != CHUTE_OK) {
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
         goto fail;
     }
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
@@ -822,7 +851,7 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         goto fail;
     }
     if ((st = send_msg(&ch, reply, sizeof reply)) != CHUTE_OK) {
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
         goto fail;
     }
 

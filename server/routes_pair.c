@@ -116,7 +116,8 @@ static enum MHD_Result gone(request *r, const char *reason)
                             json_pack("{s:s}", "reason", reason));
 }
 
-static enum MHD_Result send_message(request *r, int side)
+/* state and expires: the session's as its token was checked. */
+static enum MHD_Result send_message(request *r, int side, pair_state state, int64_t expires)
 {
     server *srv = r->srv;
     uint8_t *body;
@@ -131,8 +132,14 @@ static enum MHD_Result send_message(request *r, int side)
     st = store_pair_send(srv->store, r->route.a, side, body, len, srv->cfg->pair_max_messages,
                          (int64_t)time(NULL), &seq);
     free(body);
+    /* Why, as a receive says it: a client tells a code whose time ran out
+     * from a session the other side closed. */
+    if (st == CHUTE_ERR_EXPIRED && expires <= (int64_t)time(NULL))
+        return gone(r, "expired");
+    if (st == CHUTE_ERR_EXPIRED && state == PAIR_WAITING)
+        return reply_error(r, 410, "the code has not been claimed yet");
     if (st == CHUTE_ERR_EXPIRED)
-        return reply_error(r, 410, "the session is not open for messages");
+        return gone(r, "closed");
     if (st == CHUTE_ERR_LIMIT)
         return reply_error(r, 413, "too many messages in this session");
     if (st == CHUTE_ERR_NOT_FOUND)
@@ -181,7 +188,9 @@ static enum MHD_Result receive(request *r, int side)
         return reply_error(r, 500, "cannot read messages");
     if (n == 0 && !live) {
         store_messages_free(msgs, n);
-        return gone(r, state == PAIR_CLOSED ? "closed" : "expired");
+        /* A session whose time ran out is "expired" even if a side closed
+         * it since (a run that failed on the expiry closes it). */
+        return gone(r, expires <= (int64_t)time(NULL) ? "expired" : "closed");
     }
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++) {
@@ -234,6 +243,6 @@ enum MHD_Result routes_pair(request *r)
         return reply_empty(r, 204);
     }
     if (strcmp(m, "POST") == 0)
-        return send_message(r, side);
+        return send_message(r, side, state, expires);
     return receive(r, side);
 }

@@ -566,6 +566,32 @@ def test_a_person_who_answers_after_the_codes_ttl_still_pairs(devices, who):
     assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
 
 
+def test_a_run_longer_than_the_relay_allows_says_the_codes_time_ran_out(tmp_path,
+                                                                        relay_factory):
+    """A relay whose max_pair_ttl is shorter than a person takes ends the
+    session mid-run (§6.7): both sides say the code's time ran out, not
+    that the relay failed."""
+    ttl = f"{int(5 * SLOW)}s"
+    relay = relay_factory(*RELAY_ARGS, "--pair-ttl", ttl, "--max-pair-ttl", ttl)
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    a.init()
+    b.init()
+    inv = a.invite()
+    t0 = time.monotonic()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")
+    time.sleep(max(0.0, t0 + 6 * SLOW - time.monotonic()))
+    inv.answer("y\n")
+    rc, _, err = inv.finish()
+    _, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 1 and "time ran out" in err and "--ttl" in err, err
+    assert j.returncode == 1 and "time ran out" in jerr, jerr
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
 @pytest.mark.parametrize("who", ["inviter", "joiner"])
 def test_a_signal_mid_pairing_stops_it_cleanly_and_revokes_its_grant(devices, who):
     a, b = devices("home", "laptop")

@@ -179,14 +179,15 @@ def test_expired_nameplate_is_gone_with_reason_expired(relay_factory):
     assert r.json["reason"] == "expired"
 
 
-def test_expired_session_refuses_messages(relay_factory):
+def test_expired_session_refuses_messages_saying_expired(relay_factory):
     api = relay_factory("--pair-ttl", "2s", "--max-pair-ttl", "2s").api()
     inviter, joiner = paired(api)
     assert inviter.send(b"in time").status == 201
     exp = inviter.state().json["expires"]
     wait_until(lambda: time.time() > exp + 0.2, timeout=6, what="expiry")
-    assert inviter.send(b"late").status == 410
-    assert joiner.send(b"late").status == 410
+    for side in (inviter, joiner):
+        r = side.send(b"late")
+        assert r.status == 410 and r.json["reason"] == "expired", r
 
 
 def test_state_goes_waiting_claimed_closed(api):
@@ -273,7 +274,8 @@ def test_close_ends_the_session_for_both_sides(api):
     inviter.send(b"unread")
     assert inviter.close().status == 204
     for side in (inviter, joiner):
-        assert side.send(b"after close").status == 410
+        r = side.send(b"after close")
+        assert r.status == 410 and r.json["reason"] == "closed", r
         assert side.receive().status == 410
 
 
@@ -417,6 +419,18 @@ def test_expired_session_state_is_gone_with_reason_expired(relay_factory):
     wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
     r = inviter.state()
     assert r.status == 410 and r.json["reason"] == "expired", r
+    r = joiner.receive()
+    assert r.status == 410 and r.json["reason"] == "expired", r
+
+
+def test_a_session_closed_after_its_time_ran_out_reads_expired(relay_factory):
+    """A run that fails on the expiry closes the session; the other side,
+    reading after that, learns why it ended: its time ran out."""
+    api = relay_factory("--pair-ttl", "1s", "--max-pair-ttl", "1s").api()
+    inviter, joiner = paired(api)
+    exp = inviter.state().json["expires"]
+    wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
+    assert inviter.close().status == 204
     r = joiner.receive()
     assert r.status == 410 and r.json["reason"] == "expired", r
 
