@@ -35,6 +35,7 @@ typedef struct {
     bool ended;                /* a terminal message (ABORT, a refusal) was sent or read */
     bool closed;               /* we closed the session */
     bool claim_seen;           /* inviter: the relay said the code was claimed */
+    bool send_unanswered;      /* a try of the last send got no answer (or a 5xx) */
 } channel;
 
 static bool stopped(const channel *ch)
@@ -202,16 +203,20 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
 
 /* Send one message. A relay that cannot be reached (or answers 5xx) is
  * retried for the grace time: the request may have been stored before its
- * answer was lost, and the receiver drops such a repeat (§7.3). */
+ * answer was lost, and the receiver drops such a repeat (§7.3). Such a
+ * try sets ch->send_unanswered: the message may be on the relay, and read,
+ * whatever a later try gets. */
 static chute_status send_msg(channel *ch, const uint8_t *msg, size_t len)
 {
     double give_up = now_s() + ch->network_grace_s;
+    ch->send_unanswered = false;
     for (unsigned attempt = 0; attempt < 1000; attempt++) {
         limit_next_request(ch, give_up - now_s());
         chute_status st = relay_pair_send(ch->c, &ch->side, msg, len, NULL);
         unlimit(ch);
         if (st != CHUTE_ERR_NETWORK || now_s() >= give_up || stopped(ch))
             return st;
+        ch->send_unanswered = true;
         nap_ms(250);
     }
     return CHUTE_ERR_NETWORK;
@@ -940,11 +945,32 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     }
     decision.decision = PAIRING_ACCEPT;
     st = send_payload(&ch, &p, PMSG_JOINER_DECISION, &decision);
+    /* A try whose answer was lost may have stored the accept, and the
+     * inviter read it, stored the peer and closed the session before the
+     * retry, which then finds it gone (410). The accept may be on the
+     * relay, so store it as §7.5 says, keep the grant, and tell the person
+     * what to check: failing here would leave the inviter paired with a
+     * device that revoked its token. */
+    bool accept_unconfirmed = st == CHUTE_ERR_EXPIRED && ch.send_unanswered;
+    if (accept_unconfirmed) {
+        st = CHUTE_OK;
+        out->why[0] = '\0';
+    }
     if (st != CHUTE_OK)
         goto fail;
     st = store_peer(&ch, ds, &p, &theirs.device, &granted);
     if (st != CHUTE_OK)
         goto fail;
+    if (accept_unconfirmed) {
+        char folder[PEERNAME_QUOTED_MAX], warn[360 + PEERNAME_QUOTED_MAX];
+        peername_quote(out->peer_name, folder, sizeof folder);
+        snprintf(warn, sizeof warn, "Warning: the relay's answer to our accept was lost, "
+                 "and when we sent it again the inviting device had closed the pairing: "
+                 "it most likely read the accept and paired. Check `pairtool peers` "
+                 "there; if this device is not listed, run `pairtool unpair %s` here and "
+                 "pair again.", folder);
+        note(&ch, warn);
+    }
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);
     sodium_memzero(&granted, sizeof granted);

@@ -746,6 +746,40 @@ def test_a_message_stored_twice_by_a_retried_send_is_read_once(tmp_path, prelay,
         proxy.close()
 
 
+def test_a_lost_answer_to_the_joiners_accept_still_pairs_both(tmp_path, prelay):
+    """The relay stores the joiner's M6 accept but its answer is lost; the
+    inviter reads the accept, stores and closes the session, so the
+    joiner's retry gets 410. The accept may be on the relay (§7.5): the
+    joiner stores too, keeps the send token it granted, and says what to
+    check."""
+    proxy = FlipProxy(prelay.port, lose_type=0x07)
+    try:
+        a = Device(tmp_path / "a", "home", proxy.url)
+        b = Device(tmp_path / "b", "laptop", proxy.url)
+        a.init()
+        b.init()
+        inv = a.invite("--yes")
+        j = b.join(inv.code, "--yes")
+        rc, out, err = inv.finish()
+        assert proxy.lost == 1
+        assert rc == 0 and j.returncode == 0, (err, j.stderr)
+        assert out.strip() == "laptop" and j.stdout.strip() == "home"
+        assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+        assert "answer" in j.stderr and "pairtool peers" in j.stderr, j.stderr
+        # nothing revoked: each side's token for the other's inbox works
+        for sender, receiver in ((a, b), (b, a)):
+            (row,) = sender.peer_rows()
+            assert row["inbox"] == receiver.device_row()["inbox"]
+            up = Api(prelay.url, row["send_token"])
+            r = up.put(f"/v1/inboxes/{row['inbox']}/items/probe-{'x' * 20}",
+                       {"size": 0, "meta": "bWV0YQ=="})
+            assert r.status == 201, r
+        assert a.peer_rows()[0]["link_key"] == b.peer_rows()[0]["link_key"]
+        assert senders_on_inbox(a) == 1 and senders_on_inbox(b) == 1
+    finally:
+        proxy.close()
+
+
 def test_relay_files_hold_no_code_secret_or_name(devices, prelay):
     a, b = devices("home-zebra-7", "laptop-quokka-9")
     inv = a.invite("--yes")
