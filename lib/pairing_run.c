@@ -35,6 +35,7 @@ typedef struct {
     bool ended;                /* a terminal message (ABORT, a refusal) was sent or read */
     bool closed;               /* we closed the session */
     bool claim_seen;           /* inviter: the relay said the code was claimed */
+    bool send_unanswered;      /* a try of the last send got no answer (or a 5xx) */
 } channel;
 
 static bool stopped(const channel *ch)
@@ -96,7 +97,9 @@ static void unlimit(channel *ch)
 /* Wait for the other side's next message until `deadline` (monotonic
  * seconds). CHUTE_OK with the message in buf; CHUTE_ERR_EXPIRED when the
  * deadline passes (*timed_out = 1) or the session is gone (410);
- * CHUTE_ERR_NETWORK when the relay stayed unreachable for the grace time.
+ * CHUTE_ERR_NETWORK when the relay stayed unreachable for the grace time;
+ * CHUTE_ERR_MALFORMED when the other side sent more than `cap` bytes (a
+ * message of the wrong length, §7.3: wait_failed answers ABORT 02).
  * `before_claim`: a 410 while the session still says "waiting" is not the
  * end (a relay may refuse reads before the claim), so keep waiting. */
 static chute_status await_msg(channel *ch, double deadline, int before_claim,
@@ -152,9 +155,14 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
             return st;
         if (in.count > 0) {
             relay_pair_message *m = &in.messages[0];
-            if (m->len > cap || m->seq <= ch->after) {
+            if (m->seq <= ch->after) {   /* the relay's numbering went back */
                 relay_pair_inbox_free(&in);
                 return CHUTE_ERR_PROTOCOL;
+            }
+            if (m->len > cap) {          /* the other side's, as the relay took it */
+                ch->after = m->seq;
+                relay_pair_inbox_free(&in);
+                return CHUTE_ERR_MALFORMED;
             }
             ch->after = m->seq;
             /* No side sends two messages of one type in a row, so such a
@@ -195,19 +203,45 @@ static chute_status await_msg(channel *ch, double deadline, int before_claim,
 
 /* Send one message. A relay that cannot be reached (or answers 5xx) is
  * retried for the grace time: the request may have been stored before its
- * answer was lost, and the receiver drops such a repeat (§7.3). */
+ * answer was lost, and the receiver drops such a repeat (§7.3). Such a
+ * try sets ch->send_unanswered: the message may be on the relay, and read,
+ * whatever a later try gets. */
 static chute_status send_msg(channel *ch, const uint8_t *msg, size_t len)
 {
     double give_up = now_s() + ch->network_grace_s;
+    ch->send_unanswered = false;
     for (unsigned attempt = 0; attempt < 1000; attempt++) {
         limit_next_request(ch, give_up - now_s());
         chute_status st = relay_pair_send(ch->c, &ch->side, msg, len, NULL);
         unlimit(ch);
         if (st != CHUTE_ERR_NETWORK || now_s() >= give_up || stopped(ch))
             return st;
+        ch->send_unanswered = true;
         nap_ms(250);
     }
     return CHUTE_ERR_NETWORK;
+}
+
+/* The relay ended the session because its time ran out (§6.7: a 410
+ * whose reason is "expired"), as the last answer says. */
+static bool session_expired(const channel *ch)
+{
+    return relay_client_http_status(ch->c) == 410 &&
+           strcmp(relay_client_reason(ch->c), "expired") == 0;
+}
+
+/* Explain a send that failed. */
+static void send_failed(channel *ch, chute_status st)
+{
+    if (st == CHUTE_ERR_EXPIRED && session_expired(ch))
+        say_why(ch, "The code's time ran out during the pairing: the relay ended the "
+                "session. Nothing was stored; pair again with a longer `pairtool invite "
+                "--ttl`.");
+    else if (st == CHUTE_ERR_EXPIRED && strcmp(relay_client_reason(ch->c), "closed") == 0)
+        say_why(ch, "The other device ended the pairing session on the relay (it gave up "
+                "or was stopped). Nothing was stored.");
+    else
+        say_why(ch, "Could not send to the relay (%s).", relay_client_error(ch->c));
 }
 
 /* Best effort: tell the other side why we stop. */
@@ -228,7 +262,8 @@ static void revoke_quietly(relay_client *c, const devstate_device *me,
     sodium_memzero(granted, sizeof *granted);
 }
 
-/* Explain a failed wait for the other side's message. */
+/* Explain a failed wait for the other side's message; returns the run's
+ * status. */
 static chute_status wait_failed(channel *ch, chute_status st, int timed_out,
                                 const char *waiting_for)
 {
@@ -236,11 +271,24 @@ static chute_status wait_failed(channel *ch, chute_status st, int timed_out,
         say_why(ch, "Stopped while waiting for %s. Nothing was stored.", waiting_for);
         return CHUTE_ERR_REFUSED;
     }
+    if (st == CHUTE_ERR_MALFORMED) {   /* longer than any pairing message */
+        say_why(ch, "The other device sent a malformed pairing message (too long) while "
+                "we waited for %s.", waiting_for);
+        send_abort(ch, PABORT_PROTOCOL);
+        return CHUTE_ERR_PROTOCOL;
+    }
     if (timed_out)
         say_why(ch, "Timed out waiting for %s.", waiting_for);
     else if (st == CHUTE_ERR_NETWORK)
         say_why(ch, "The relay became unreachable while waiting for %s (%s).",
                 waiting_for, relay_client_error(ch->c));
+    else if (st == CHUTE_ERR_EXPIRED && session_expired(ch))
+        say_why(ch, "The code's time ran out while waiting for %s: the relay ended the "
+                "session. Nothing was stored; pair again with a longer `pairtool invite "
+                "--ttl`.", waiting_for);
+    else if (st == CHUTE_ERR_EXPIRED && strcmp(relay_client_reason(ch->c), "closed") == 0)
+        say_why(ch, "The other device ended the pairing session on the relay while we "
+                "waited for %s (it gave up or was stopped).", waiting_for);
     else if (st == CHUTE_ERR_EXPIRED)
         say_why(ch, "The pairing session ended on the relay while waiting for %s "
                 "(the other side gave up, or the code expired).", waiting_for);
@@ -360,7 +408,7 @@ static chute_status send_payload(channel *ch, const pairing *p, uint8_t type,
     st = send_msg(ch, msg, msg_len);
     sodium_memzero(msg, sizeof msg);
     if (st != CHUTE_OK)
-        say_why(ch, "Could not send to the relay (%s).", relay_client_error(ch->c));
+        send_failed(ch, st);
     return st;
 }
 
@@ -579,7 +627,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
                     "again for a new code.");
             st = CHUTE_ERR_EXPIRED;
         } else {
-            wait_failed(&ch, st, timed_out, "the other device to use the code");
+            st = wait_failed(&ch, st, timed_out, "the other device to use the code");
         }
         goto fail;
     }
@@ -601,12 +649,12 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
     /* 2. CPACE1 out, CPACE2 in, confirm */
     st = pairing_inviter_cpace1(&p, msg);
     if (st == CHUTE_OK && (st = send_msg(&ch, msg, PAIRING_CPACE1_BYTES)) != CHUTE_OK)
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
     if (st != CHUTE_OK)
         goto fail;
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
     if (st != CHUTE_OK) {
-        wait_failed(&ch, st, timed_out, "the joining device's key");
+        st = wait_failed(&ch, st, timed_out, "the joining device's key");
         goto fail;
     }
     if (pairing_msg_type(msg, len) != PMSG_CPACE2) {
@@ -628,7 +676,7 @@ chute_status pairing_invite(devstate *ds, const devstate_device *me,
         goto fail;
     }
     if ((st = send_msg(&ch, confirm, sizeof confirm)) != CHUTE_OK) {
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
         goto fail;
     }
     snprintf(out->sas, sizeof out->sas, "%s", pairing_sas(&p));
@@ -781,12 +829,12 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     /* 1. HELLO out, CPACE1 in, CPACE2 out */
     pairing_hello(msg);
     if ((st = send_msg(&ch, msg, PAIRING_HELLO_BYTES)) != CHUTE_OK) {
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
         goto fail;
     }
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
     if (st != CHUTE_OK) {
-        wait_failed(&ch, st, timed_out, "the inviting device's key");
+        st = wait_failed(&ch, st, timed_out, "the inviting device's key");
         goto fail;
     }
     if (pairing_msg_type(msg, len) != PMSG_CPACE1) {
@@ -808,14 +856,14 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
         goto fail;
     }
     if ((st = send_msg(&ch, reply, sizeof reply)) != CHUTE_OK) {
-        say_why(&ch, "Could not send to the relay (%s).", relay_client_error(c));
+        send_failed(&ch, st);
         goto fail;
     }
 
     /* 2. CONFIRM in (or ABORT: wrong code) */
     st = await_msg(&ch, now_s() + opt.step_timeout_s, 0, msg, sizeof msg, &len, &timed_out);
     if (st != CHUTE_OK) {
-        wait_failed(&ch, st, timed_out, "the inviting device to confirm the code");
+        st = wait_failed(&ch, st, timed_out, "the inviting device to confirm the code");
         goto fail;
     }
     if (pairing_msg_type(msg, len) != PMSG_CONFIRM) {
@@ -897,11 +945,32 @@ chute_status pairing_join(devstate *ds, const devstate_device *me,
     }
     decision.decision = PAIRING_ACCEPT;
     st = send_payload(&ch, &p, PMSG_JOINER_DECISION, &decision);
+    /* A try whose answer was lost may have stored the accept, and the
+     * inviter read it, stored the peer and closed the session before the
+     * retry, which then finds it gone (410). The accept may be on the
+     * relay, so store it as §7.5 says, keep the grant, and tell the person
+     * what to check: failing here would leave the inviter paired with a
+     * device that revoked its token. */
+    bool accept_unconfirmed = st == CHUTE_ERR_EXPIRED && ch.send_unanswered;
+    if (accept_unconfirmed) {
+        st = CHUTE_OK;
+        out->why[0] = '\0';
+    }
     if (st != CHUTE_OK)
         goto fail;
     st = store_peer(&ch, ds, &p, &theirs.device, &granted);
     if (st != CHUTE_OK)
         goto fail;
+    if (accept_unconfirmed) {
+        char folder[PEERNAME_QUOTED_MAX], warn[360 + PEERNAME_QUOTED_MAX];
+        peername_quote(out->peer_name, folder, sizeof folder);
+        snprintf(warn, sizeof warn, "Warning: the relay's answer to our accept was lost, "
+                 "and when we sent it again the inviting device had closed the pairing: "
+                 "it most likely read the accept and paired. Check `pairtool peers` "
+                 "there; if this device is not listed, run `pairtool unpair %s` here and "
+                 "pair again.", folder);
+        note(&ch, warn);
+    }
     pairing_payload_wipe(&theirs);
     pairing_wipe(&p);
     sodium_memzero(&granted, sizeof granted);

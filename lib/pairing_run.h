@@ -6,7 +6,9 @@
  * only when both sides have approved (PROTOCOL §7). Every wait is bounded
  * by a deadline; every failure leaves nothing stored and revokes the send
  * token it registered (best effort: the relay may be the thing that
- * failed). */
+ * failed). A joiner whose accept may be on the relay (a try got no answer,
+ * a retry 410: the inviter read it and closed) stores, keeps its token and
+ * warns through ui->note (§7.5). */
 #ifndef CHUTE_PAIRING_RUN_H
 #define CHUTE_PAIRING_RUN_H
 

@@ -25,6 +25,11 @@ static void wake_both(server *srv, const char *session)
     }
 }
 
+/* A claimed session lives at least this long past the claim (at most
+ * max_pair_ttl): the code's ttl bounds the time to claim it, and the run
+ * that follows has two people answer, each within 600 s (PROTOCOL §7.5). */
+#define PAIR_RUN_S 1800
+
 static const char *pair_state_name(pair_state st)
 {
     return st == PAIR_WAITING ? "waiting" : st == PAIR_CLAIMED ? "claimed" : "closed";
@@ -80,7 +85,9 @@ static enum MHD_Result claim(request *r)
     int64_t expires;
     make_token(token, hash);
     int64_t now = (int64_t)time(NULL);
-    chute_status st = store_pair_claim(srv->store, r->route.a, hash, now, session, &expires);
+    uint64_t run = srv->cfg->max_pair_ttl < PAIR_RUN_S ? srv->cfg->max_pair_ttl : PAIR_RUN_S;
+    chute_status st = store_pair_claim(srv->store, r->route.a, hash, now, now + (int64_t)run,
+                                       session, &expires);
     if (st == CHUTE_ERR_NOT_FOUND)
         return reply_error(r, 404, "not found");
     if (st == CHUTE_ERR_EXISTS)
@@ -109,7 +116,8 @@ static enum MHD_Result gone(request *r, const char *reason)
                             json_pack("{s:s}", "reason", reason));
 }
 
-static enum MHD_Result send_message(request *r, int side)
+/* state and expires: the session's as its token was checked. */
+static enum MHD_Result send_message(request *r, int side, pair_state state, int64_t expires)
 {
     server *srv = r->srv;
     uint8_t *body;
@@ -124,8 +132,14 @@ static enum MHD_Result send_message(request *r, int side)
     st = store_pair_send(srv->store, r->route.a, side, body, len, srv->cfg->pair_max_messages,
                          (int64_t)time(NULL), &seq);
     free(body);
+    /* Why, as a receive says it: a client tells a code whose time ran out
+     * from a session the other side closed. */
+    if (st == CHUTE_ERR_EXPIRED && expires <= (int64_t)time(NULL))
+        return gone(r, "expired");
+    if (st == CHUTE_ERR_EXPIRED && state == PAIR_WAITING)
+        return reply_error(r, 410, "the code has not been claimed yet");
     if (st == CHUTE_ERR_EXPIRED)
-        return reply_error(r, 410, "the session is not open for messages");
+        return gone(r, "closed");
     if (st == CHUTE_ERR_LIMIT)
         return reply_error(r, 413, "too many messages in this session");
     if (st == CHUTE_ERR_NOT_FOUND)
@@ -174,7 +188,9 @@ static enum MHD_Result receive(request *r, int side)
         return reply_error(r, 500, "cannot read messages");
     if (n == 0 && !live) {
         store_messages_free(msgs, n);
-        return gone(r, state == PAIR_CLOSED ? "closed" : "expired");
+        /* A session whose time ran out is "expired" even if a side closed
+         * it since (a run that failed on the expiry closes it). */
+        return gone(r, expires <= (int64_t)time(NULL) ? "expired" : "closed");
     }
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++) {
@@ -227,6 +243,6 @@ enum MHD_Result routes_pair(request *r)
         return reply_empty(r, 204);
     }
     if (strcmp(m, "POST") == 0)
-        return send_message(r, side);
+        return send_message(r, side, state, expires);
     return receive(r, side);
 }

@@ -146,9 +146,13 @@ chute_status store_pair_create(store *s, const char *session,
                                int64_t now, int64_t expires,
                                char nameplate[RELAY_NAMEPLATE_MAX + 1]);
 /* First claim wins. NOT_FOUND unknown, EXPIRED, EXISTS already claimed,
- * REFUSED closed by its inviter before anyone claimed it. */
+ * REFUSED closed by its inviter before anyone claimed it. A claim makes
+ * the session last until run_until at least (the code's expiry bounds the
+ * time to claim it, not the run that follows); *expires is the session's
+ * expiry after the claim. */
 chute_status store_pair_claim(store *s, const char *nameplate,
                               const uint8_t joiner_hash[STORE_HASH_LEN], int64_t now,
+                              int64_t run_until,
                               char session[RELAY_ID_CHARS + 1], int64_t *expires);
 /* Which side (0 inviter, 1 joiner) holds the token. NOT_FOUND for none. */
 chute_status store_pair_auth(store *s, const char *session,

@@ -57,13 +57,14 @@ chute_status store_pair_create(store *s, const char *session,
 }
 
 static const char SQL_PAIR_CLAIM[] =
-    "UPDATE pair_sessions SET state = 1, joiner_hash = ?2"
+    "UPDATE pair_sessions SET state = 1, joiner_hash = ?2, expires = max(expires, ?4)"
     " WHERE nameplate = ?1 AND state = 0 AND expires > ?3 RETURNING id, expires";
 static const char SQL_PAIR_BY_NAMEPLATE[] =
     "SELECT expires, state, joiner_hash IS NULL FROM pair_sessions WHERE nameplate = ?1";
 
 chute_status store_pair_claim(store *s, const char *nameplate,
                               const uint8_t joiner_hash[STORE_HASH_LEN], int64_t now,
+                              int64_t run_until,
                               char session[RELAY_ID_CHARS + 1], int64_t *expires)
 {
     db_lock(s);
@@ -78,6 +79,7 @@ chute_status store_pair_claim(store *s, const char *nameplate,
     db_bind_text(q, 1, nameplate);
     db_bind_blob(q, 2, joiner_hash, STORE_HASH_LEN);
     sqlite3_bind_int64(q, 3, now);
+    sqlite3_bind_int64(q, 4, run_until);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         db_copy_text(session, RELAY_ID_CHARS + 1, sqlite3_column_text(q, 0));

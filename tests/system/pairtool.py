@@ -6,7 +6,8 @@
   through Python's sqlite3, read-only, for tokens the CLI never prints).
 - ``pair(a, b)``: a whole successful pairing, both sides approving.
 - ``FlipProxy``: an HTTP forwarder on 127.0.0.1 that can flip one bit of
-  one pairing message body on its way to the relay.
+  one pairing message body on its way to the relay, store one twice, or
+  lose the relay's answer to one.
 
 Every wait is bounded. Every network peer is 127.0.0.1.
 """
@@ -215,15 +216,23 @@ class FlipProxy:
     decoded body starts with that type byte gets one bit flipped at
     flip_offset (counted in the decoded body), once. When dup_type is set,
     the first message of that type is stored on the relay twice, as a
-    sender's retry after a lost answer would."""
+    sender's retry after a lost answer would. When lose_type is set, the
+    first message of that type reaches the relay but its answer never
+    comes back: the connection is closed without it, and only once a
+    pairing session was closed through the forwarder (10 s at most), so
+    the sender's retry finds the session closed."""
 
-    def __init__(self, upstream_port, flip_type=None, flip_offset=5, dup_type=None):
+    def __init__(self, upstream_port, flip_type=None, flip_offset=5, dup_type=None,
+                 lose_type=None):
         self.upstream_port = upstream_port
         self.flip_type = flip_type
         self.flip_offset = flip_offset
         self.flipped = 0
         self.dup_type = dup_type      # deliver this message type twice, as a retry would
         self.duplicated = 0
+        self.lose_type = lose_type    # the relay's answer to this message type is lost
+        self.lost = 0
+        self.session_closed = threading.Event()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -274,6 +283,20 @@ class FlipProxy:
             self.duplicated += 1
             return True
 
+    def _should_lose_answer(self, head, body):
+        if self.lose_type is None or b"/messages" not in head.split(b"\r\n", 1)[0] \
+                or not head.startswith(b"POST "):
+            return False
+        try:
+            raw = base64.b64decode(json.loads(body)["body"])
+        except (ValueError, KeyError):
+            return False
+        with self.lock:
+            if self.lost or not raw or raw[0] != self.lose_type:
+                return False
+            self.lost += 1
+            return True
+
     def _handle(self, client):
         client.settimeout(120)
         try:
@@ -282,6 +305,8 @@ class FlipProxy:
                 return
             head, body = msg
             body = self._maybe_flip(head, body)
+            lose = self._should_lose_answer(head, body)
+            closes_session = head.startswith(b"DELETE /v1/pair/")
             lines = [l for l in head.split(b"\r\n")
                      if not l.lower().startswith((b"content-length:", b"connection:"))]
             if body or head.startswith((b"POST", b"PUT", b"PATCH")):
@@ -305,9 +330,14 @@ class FlipProxy:
                     chunk = up.recv(65536)
                     if not chunk:
                         break
-                    client.sendall(chunk)
+                    if not lose:
+                        client.sendall(chunk)
             finally:
                 up.close()
+            if closes_session:
+                self.session_closed.set()
+            if lose:
+                self.session_closed.wait(10)    # then close: the answer is lost
         except OSError:
             pass
         finally:

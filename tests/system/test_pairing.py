@@ -553,6 +553,61 @@ def test_no_answer_in_time_is_no_pairing_and_the_other_side_is_told(devices):
 
 
 @pytest.mark.parametrize("who", ["inviter", "joiner"])
+def test_a_person_who_answers_after_the_codes_ttl_still_pairs(devices, who):
+    """The code's --ttl bounds the time to use it; a used code's session
+    lasts for the run (§6.7), whose people each get 600 s to compare the
+    check number (§7.5)."""
+    a, b = devices("home", "laptop")
+    ttl = int(6 * SLOW)
+    t0 = time.monotonic()
+    if who == "inviter":
+        inv = a.invite("--ttl", f"{ttl}s")
+        j = b.join_process(inv.code, "--yes")
+        inv.wait_for_stderr("[y/N]")
+    else:
+        inv = a.invite("--yes", "--ttl", f"{ttl}s")
+        j = b.join_process(inv.code)
+        stderr_until(j, "[y/N]")
+    time.sleep(max(0.0, t0 + ttl + 2 - time.monotonic()))   # the code's time is over
+    if who == "inviter":
+        inv.answer("y\n")
+    else:
+        j.stdin.write("y\n")
+        j.stdin.flush()
+    rc, _, err = inv.finish()
+    _, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 0 and j.returncode == 0, (err, jerr)
+    assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+
+
+def test_a_run_longer_than_the_relay_allows_says_the_codes_time_ran_out(tmp_path,
+                                                                        relay_factory):
+    """A relay whose max_pair_ttl is shorter than a person takes ends the
+    session mid-run (§6.7): both sides say the code's time ran out, not
+    that the relay failed."""
+    ttl = f"{int(5 * SLOW)}s"
+    relay = relay_factory(*RELAY_ARGS, "--pair-ttl", ttl, "--max-pair-ttl", ttl)
+    a = Device(tmp_path / "a", "home", relay.url)
+    b = Device(tmp_path / "b", "laptop", relay.url)
+    a.init()
+    b.init()
+    inv = a.invite()
+    t0 = time.monotonic()
+    j = b.join_process(inv.code, "--yes")
+    inv.wait_for_stderr("[y/N]")
+    time.sleep(max(0.0, t0 + 6 * SLOW - time.monotonic()))
+    inv.answer("y\n")
+    rc, _, err = inv.finish()
+    _, jerr = j.communicate(timeout=60 * SLOW)
+    assert_clean(jerr)
+    assert rc == 1 and "time ran out" in err and "--ttl" in err, err
+    assert j.returncode == 1 and "time ran out" in jerr, jerr
+    assert no_peers(a, b)
+    assert senders_on_inbox(a) == 0 and senders_on_inbox(b) == 0
+
+
+@pytest.mark.parametrize("who", ["inviter", "joiner"])
 def test_a_signal_mid_pairing_stops_it_cleanly_and_revokes_its_grant(devices, who):
     a, b = devices("home", "laptop")
     if who == "inviter":
@@ -706,6 +761,40 @@ def test_a_message_stored_twice_by_a_retried_send_is_read_once(tmp_path, prelay,
         proxy.close()
 
 
+def test_a_lost_answer_to_the_joiners_accept_still_pairs_both(tmp_path, prelay):
+    """The relay stores the joiner's M6 accept but its answer is lost; the
+    inviter reads the accept, stores and closes the session, so the
+    joiner's retry gets 410. The accept may be on the relay (§7.5): the
+    joiner stores too, keeps the send token it granted, and says what to
+    check."""
+    proxy = FlipProxy(prelay.port, lose_type=0x07)
+    try:
+        a = Device(tmp_path / "a", "home", proxy.url)
+        b = Device(tmp_path / "b", "laptop", proxy.url)
+        a.init()
+        b.init()
+        inv = a.invite("--yes")
+        j = b.join(inv.code, "--yes")
+        rc, out, err = inv.finish()
+        assert proxy.lost == 1
+        assert rc == 0 and j.returncode == 0, (err, j.stderr)
+        assert out.strip() == "laptop" and j.stdout.strip() == "home"
+        assert a.peer_names() == ["laptop"] and b.peer_names() == ["home"]
+        assert "answer" in j.stderr and "pairtool peers" in j.stderr, j.stderr
+        # nothing revoked: each side's token for the other's inbox works
+        for sender, receiver in ((a, b), (b, a)):
+            (row,) = sender.peer_rows()
+            assert row["inbox"] == receiver.device_row()["inbox"]
+            up = Api(prelay.url, row["send_token"])
+            r = up.put(f"/v1/inboxes/{row['inbox']}/items/probe-{'x' * 20}",
+                       {"size": 0, "meta": "bWV0YQ=="})
+            assert r.status == 201, r
+        assert a.peer_rows()[0]["link_key"] == b.peer_rows()[0]["link_key"]
+        assert senders_on_inbox(a) == 1 and senders_on_inbox(b) == 1
+    finally:
+        proxy.close()
+
+
 def test_relay_files_hold_no_code_secret_or_name(devices, prelay):
     a, b = devices("home-zebra-7", "laptop-quokka-9")
     inv = a.invite("--yes")
@@ -806,7 +895,10 @@ def test_joiner_times_out_when_the_inviter_goes_silent(devices, prelay):
     assert no_peers(b) and senders_on_inbox(b) == 0
 
 
-def test_a_key_message_of_the_wrong_length_is_a_protocol_error(devices, prelay):
+@pytest.mark.parametrize("body", [b"\x02" + b"\0" * 10,       # CPACE1 is 81 bytes
+                                  b"\x02" + b"\0" * 3000],     # the relay takes 4096
+                         ids=["short", "longer-than-any-pairing-message"])
+def test_a_key_message_of_the_wrong_length_is_a_protocol_error(devices, prelay, body):
     """§7.3: a wrong length ends the run with ABORT 02, not 01 (a wrong
     code); the test plays the inviter through the relay API."""
     (b,) = devices("laptop")
@@ -821,14 +913,39 @@ def test_a_key_message_of_the_wrong_length_is_a_protocol_error(devices, prelay):
         return got.json["messages"]
     hello = wait_until(first_message, timeout=20, what="the joiner's HELLO")[0]
     assert base64.b64decode(hello["body"])[0] == 0x01
-    short = base64.b64encode(b"\x02" + b"\0" * 10).decode()   # CPACE1 is 81 bytes
-    assert me.post(f"/v1/pair/{session}/messages", {"body": short}).status == 201
+    assert me.post(f"/v1/pair/{session}/messages",
+                   {"body": base64.b64encode(body).decode()}).status == 201
     out, err = j.communicate(timeout=30 * SLOW)
-    assert j.returncode == 1 and "malformed key message" in err, err
+    assert j.returncode == 1 and "malformed" in err and "relay" not in err, err
     after = [m for m in me.get(f"/v1/pair/{session}/messages?after={hello['seq'] + 1}"
                                ).json["messages"]]
     assert [base64.b64decode(m["body"]) for m in after] == [b"\x7f\x02"]
     assert no_peers(b) and senders_on_inbox(b) == 0
+
+
+def test_an_oversized_message_from_the_joiner_is_a_protocol_error(devices, prelay):
+    """§7.3: a message longer than any pairing message is one of the wrong
+    length: the inviter says the joining device sent a malformed message,
+    not that the relay failed, and answers ABORT 02. The test plays the
+    joiner through the relay API."""
+    (a,) = devices("home")
+    inv = a.invite("--yes")
+    api = prelay.api()
+    r = api.post(f"/v1/pair/{inv.code.split('-', 1)[0]}/claim", {})
+    assert r.status == 200, r
+    path = f"/v1/pair/{r.json['session']}/messages"
+    me = api.with_token(r.json["token"])
+    assert me.post(path, {"body": base64.b64encode(b"\x01\x01").decode()}).status == 201
+    (cpace1,) = me.get(f"{path}?after=0&wait=10").json["messages"]
+    assert base64.b64decode(cpace1["body"])[0] == 0x02
+    big = b"\x03" + b"\0" * 3000           # CPACE2 is 65 bytes; the relay takes 4096
+    assert me.post(path, {"body": base64.b64encode(big).decode()}).status == 201
+    got = me.get(f"{path}?after={cpace1['seq']}&wait=10")
+    assert got.status == 200, got
+    assert [base64.b64decode(m["body"]) for m in got.json["messages"]] == [b"\x7f\x02"]
+    rc, _, err = inv.finish()
+    assert rc == 1 and "malformed" in err and "relay" not in err.splitlines()[-1], err
+    assert no_peers(a) and senders_on_inbox(a) == 0
 
 
 # --- TLS: --cacert and --pin are kept and used --------------------------------------------

@@ -98,8 +98,38 @@ def test_claim_joins_the_inviters_session(api):
     assert set(j) == {"session", "token", "expires", "ttl"}
     assert j["session"] == a["session"]
     assert B64URL_TOKEN.match(j["token"]) and j["token"] != a["token"]
-    assert j["expires"] == a["expires"]
+    assert j["expires"] == a["expires"]          # more than a run's time: kept
     assert 3600 - 5 <= j["ttl"] <= 3600
+
+
+def test_a_claim_gives_the_session_half_an_hour_past_the_codes_ttl(relay_factory):
+    """The code's ttl bounds the time to claim it; a claimed session lasts
+    for the run (whose people take up to 600 s each), however little of
+    the ttl was left."""
+    api = relay_factory("--pair-ttl", "2s").api()
+    a = allocate(api)
+    assert a["ttl"] == 2
+    now = time.time()
+    r = claim(api, a["nameplate"])
+    assert r.status == 200, r
+    assert 1800 - 5 <= r.json["ttl"] <= 1800
+    assert now + 1800 - 5 <= r.json["expires"] <= now + 1800 + 5
+    inviter = Side(api, a["session"], a["token"])
+    joiner = Side(api, r.json["session"], r.json["token"])
+    assert inviter.state().json == {"state": "claimed", "expires": r.json["expires"]}
+    wait_until(lambda: time.time() > a["expires"] + 0.2, timeout=5, what="the code's ttl")
+    assert joiner.send(b"after the code's ttl").status == 201
+    got = inviter.receive()
+    assert got.status == 200 and got.json["state"] == "claimed", got
+    assert [m["body"] for m in got.json["messages"]] == [b64(b"after the code's ttl")]
+
+
+def test_the_time_a_claim_gives_is_at_most_max_pair_ttl(relay_factory):
+    api = relay_factory("--pair-ttl", "2s", "--max-pair-ttl", "60s").api()
+    a = allocate(api)
+    r = claim(api, a["nameplate"])
+    assert r.status == 200, r
+    assert 60 - 5 <= r.json["ttl"] <= 60
 
 
 def test_second_claim_is_gone_with_reason_claimed(api):
@@ -149,14 +179,15 @@ def test_expired_nameplate_is_gone_with_reason_expired(relay_factory):
     assert r.json["reason"] == "expired"
 
 
-def test_expired_session_refuses_messages(relay_factory):
-    api = relay_factory("--pair-ttl", "2s").api()
+def test_expired_session_refuses_messages_saying_expired(relay_factory):
+    api = relay_factory("--pair-ttl", "2s", "--max-pair-ttl", "2s").api()
     inviter, joiner = paired(api)
     assert inviter.send(b"in time").status == 201
     exp = inviter.state().json["expires"]
     wait_until(lambda: time.time() > exp + 0.2, timeout=6, what="expiry")
-    assert inviter.send(b"late").status == 410
-    assert joiner.send(b"late").status == 410
+    for side in (inviter, joiner):
+        r = side.send(b"late")
+        assert r.status == 410 and r.json["reason"] == "expired", r
 
 
 def test_state_goes_waiting_claimed_closed(api):
@@ -243,7 +274,8 @@ def test_close_ends_the_session_for_both_sides(api):
     inviter.send(b"unread")
     assert inviter.close().status == 204
     for side in (inviter, joiner):
-        assert side.send(b"after close").status == 410
+        r = side.send(b"after close")
+        assert r.status == 410 and r.json["reason"] == "closed", r
         assert side.receive().status == 410
 
 
@@ -326,7 +358,7 @@ def test_metrics_count_active_pairings(api):
 
 
 def test_an_expired_session_cannot_be_read(relay_factory):
-    api = relay_factory("--pair-ttl", "1s").api()
+    api = relay_factory("--pair-ttl", "1s", "--max-pair-ttl", "1s").api()
     inviter, joiner = paired(api)
     exp = inviter.state().json["expires"]
     wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
@@ -342,7 +374,7 @@ def test_concurrent_allocations_get_distinct_nameplates(relay_factory):
 
 
 def test_expired_pairings_leave_the_active_gauge(relay_factory):
-    api = relay_factory("--pair-ttl", "1s").api()
+    api = relay_factory("--pair-ttl", "1s", "--max-pair-ttl", "1s").api()
     paired(api)
     allocate(api)
     assert api.metrics()[("chute_pairings_active", frozenset())] == 2
@@ -381,12 +413,24 @@ def test_a_claim_wakes_the_waiting_inviter(api):
 
 
 def test_expired_session_state_is_gone_with_reason_expired(relay_factory):
-    api = relay_factory("--pair-ttl", "1s").api()
+    api = relay_factory("--pair-ttl", "1s", "--max-pair-ttl", "1s").api()
     inviter, joiner = paired(api)
     exp = inviter.state().json["expires"]
     wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
     r = inviter.state()
     assert r.status == 410 and r.json["reason"] == "expired", r
+    r = joiner.receive()
+    assert r.status == 410 and r.json["reason"] == "expired", r
+
+
+def test_a_session_closed_after_its_time_ran_out_reads_expired(relay_factory):
+    """A run that fails on the expiry closes the session; the other side,
+    reading after that, learns why it ended: its time ran out."""
+    api = relay_factory("--pair-ttl", "1s", "--max-pair-ttl", "1s").api()
+    inviter, joiner = paired(api)
+    exp = inviter.state().json["expires"]
+    wait_until(lambda: time.time() > exp + 0.2, timeout=5, what="expiry")
+    assert inviter.close().status == 204
     r = joiner.receive()
     assert r.status == 410 and r.json["reason"] == "expired", r
 
