@@ -316,6 +316,22 @@ chute_status devstate_set_access_token(devstate *ds, const char *token)
     return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
 }
 
+chute_status devstate_set_device_name(devstate *ds, const char *name)
+{
+    sqlite3_stmt *q;
+    if (!name || !peername_ok(name))
+        return CHUTE_ERR_ARG;
+    if (sqlite3_prepare_v2(ds->db, "UPDATE device SET name = ? WHERE id = 1", -1, &q,
+                           NULL) != SQLITE_OK)
+        return CHUTE_ERR_DB;
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+        return CHUTE_ERR_DB;
+    return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
+}
+
 #define PEER_COLUMNS "name, device_name, recipient, relay_url, inbox, send_token," \
                      " granted_sender, link_key, paired_at, gone_at"
 

@@ -89,6 +89,10 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d);
 /* Replace the stored access token of the relay ("" for none): a private
  * relay may change it. CHUTE_ERR_NOT_FOUND before devstate_set_device. */
 chute_status devstate_set_access_token(devstate *ds, const char *token);
+/* Rename this device: what peers paired from now on are told (those
+ * paired already keep their folder name for it). CHUTE_ERR_ARG if name
+ * fails peername_ok; CHUTE_ERR_NOT_FOUND before devstate_set_device. */
+chute_status devstate_set_device_name(devstate *ds, const char *name);
 
 /* Add a peer. p->name is ignored on input: the peer gets a folder name
  * derived from p->device_name that no other peer has ("home", "home-2",

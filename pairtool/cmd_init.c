@@ -73,14 +73,14 @@ static int differs(int given, const char *want, const char *have, const char *op
     return 1;
 }
 
-/* Say, and return 1, if this init asks for a name, CA file or pin other
- * than the stored ones: init would ignore them, so it refuses instead. */
+/* Say, and return 1, if this init asks for a CA file or pin other than
+ * the stored ones: init would ignore them, so it refuses instead. (A new
+ * name is a rename.) */
 static int options_differ(const devstate_device *want, const devstate_device *have,
                           const given_opts *given)
 {
     char list[64] = "";
-    int n = differs(given->name, want->name, have->name, "--name", list, sizeof list) +
-            differs(given->cacert, want->cacert, have->cacert, "--cacert", list, sizeof list) +
+    int n = differs(given->cacert, want->cacert, have->cacert, "--cacert", list, sizeof list) +
             differs(given->pin, want->pin, have->pin, "--pin", list, sizeof list);
     if (n == 0)
         return 0;
@@ -93,8 +93,8 @@ static int options_differ(const devstate_device *want, const devstate_device *ha
 }
 
 /* init on a device that is set up already: the same relay changes
- * nothing (but a new access token), another one is refused, and so are
- * options that would change what is stored. -1: the state holds no device
+ * nothing (but a new name or access token), another one is refused, and
+ * so are options that would change what is stored. -1: the state holds no device
  * yet (an init that failed to store it), set it up anew. */
 static int init_again(devstate *ds, const devstate_device *want, const char *origin,
                       int token_given, const given_opts *given)
@@ -116,6 +116,19 @@ static int init_again(devstate *ds, const devstate_device *want, const char *ori
         rc = EXIT_FAIL;
     } else if (options_differ(want, &have, given)) {
         rc = EXIT_USAGE;
+    } else if (given->name && strcmp(want->name, have.name) != 0) {
+        if ((st = devstate_set_device_name(ds, want->name)) != CHUTE_OK) {
+            cli_error("cannot rename this device: %s", chute_strstatus(st));
+            rc = EXIT_FAIL;
+        } else {
+            cli_note("Renamed this device from \"%s\" to \"%s\": devices paired from now "
+                     "on see the new name; those paired already keep their folder for it.",
+                     have.name, want->name);
+            if (token_given && (st = devstate_set_access_token(ds, want->access_token))) {
+                cli_error("cannot store the access token: %s", chute_strstatus(st));
+                rc = EXIT_FAIL;
+            }
+        }
     } else if (!token_given) {
         cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
                  have.name, have.relay_url);

@@ -1,6 +1,7 @@
 /* cmd_pair.c — pairtool invite and join: the people's side of §7. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "cli.h"
 #include "pairing_run.h"
+#include "peername.h"
 
 static const char INVITE_USAGE[] =
     "Usage: pairtool [-H DIR] invite [--yes] [--ttl DURATION] [--timeout DURATION]\n"
@@ -151,6 +153,21 @@ static int report_success(const pairing_result *res)
     return EXIT_OK;
 }
 
+/* This device's own name, as the other device will check it: a name
+ * stored before the rules grew (an invisible or space-like character)
+ * would fail the pairing half-way with no word of why. */
+static bool own_name_usable(const devstate_device *me)
+{
+    if (peername_ok(me->name))
+        return true;
+    char quoted[PEERNAME_QUOTED_MAX];
+    peername_quote(me->name, quoted, sizeof quoted);
+    cli_error("this device's name %s has characters other devices refuse (invisible or "
+              "space-like ones, or a leading space or mark); rename it first: pairtool "
+              "init --relay %s --name NEW", quoted, me->relay_url);
+    return false;
+}
+
 int cmd_invite(const cli_globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -190,7 +207,7 @@ int cmd_invite(const cli_globals *g, int argc, char **argv)
     if (!ds)
         return EXIT_FAIL;
     int rc = EXIT_FAIL;
-    relay_client *client = cli_relay_client(&me, 15000);
+    relay_client *client = own_name_usable(&me) ? cli_relay_client(&me, 15000) : NULL;
     if (client) {
         pairing_ui ui = { ui_show_code, ui_note, ui_approve, &u };
         pairing_result res;
@@ -236,7 +253,7 @@ int cmd_join(const cli_globals *g, int argc, char **argv)
     if (!ds)
         return EXIT_FAIL;
     int rc = EXIT_FAIL;
-    relay_client *client = cli_relay_client(&me, 15000);
+    relay_client *client = own_name_usable(&me) ? cli_relay_client(&me, 15000) : NULL;
     if (client) {
         pairing_ui ui = { NULL, ui_note, ui_approve, &u };
         pairing_result res;

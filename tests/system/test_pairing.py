@@ -13,6 +13,7 @@ import re
 import selectors
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import time
@@ -103,10 +104,10 @@ def test_init_again_refuses_options_it_would_ignore(tmp_path, prelay):
     before = d.device_row()
     ca = tmp_path / "ca.pem"
     ca.write_text("not used\n")
-    for args, named in ((("--name", "office"), "--name"),
-                        (("--cacert", str(ca)), "--cacert"),
+    for args, named in ((("--cacert", str(ca)), "--cacert"),
                         (("--pin", "sha256//" + "B" * 43 + "="), "--pin"),
-                        (("--name", "office", "--pin", "sha256//x"), "--name, --pin")):
+                        (("--name", "office", "--pin", "sha256//x"), "--pin"),
+                        (("--cacert", str(ca), "--pin", "sha256//x"), "--cacert, --pin")):
         r = d.run("init", "--relay", prelay.url, *args)
         assert r.returncode == 2, (args, r.stderr)
         assert f"refuses {named}" in r.stderr and '"home"' in r.stderr, r.stderr
@@ -114,6 +115,38 @@ def test_init_again_refuses_options_it_would_ignore(tmp_path, prelay):
     # the same settings again are no change, and fine
     r = d.run("init", "--relay", prelay.url, "--name", "home")
     assert r.returncode == 0 and "nothing to do" in r.stderr
+
+
+def test_init_again_with_another_name_renames_the_device(tmp_path, prelay):
+    d = Device(tmp_path / "home", "home", prelay.url)
+    d.init()
+    before = d.device_row()
+    r = d.run("init", "--relay", prelay.url, "--name", "office")
+    assert r.returncode == 0, r.stderr
+    assert 'Renamed this device from "home" to "office"' in r.stderr
+    after = d.device_row()
+    assert after["name"] == "office"
+    assert {k: v for k, v in after.items() if k != "name"} == \
+        {k: v for k, v in before.items() if k != "name"}      # identity, inbox kept
+    r = d.run("init", "--relay", prelay.url, "--name", "../bad")
+    assert r.returncode == 2 and d.device_row()["name"] == "office"
+
+
+def test_a_device_whose_stored_name_breaks_the_rules_is_told_to_rename(tmp_path, prelay):
+    # A name stored before the rules grew (here a no-break space) would
+    # fail the pairing half-way at the other device.
+    d = Device(tmp_path / "home", "home", prelay.url)
+    d.init()
+    con = sqlite3.connect(str(d.home / "state.db"))
+    con.execute("UPDATE device SET name = ?", ("my\u00a0laptop",))
+    con.commit()
+    con.close()
+    for cmd in (("invite", "--yes"), ("join", "12-abcd-efgh", "--yes")):
+        r = d.run(*cmd)
+        assert r.returncode == 1, (cmd, r.stderr)
+        assert "characters other devices refuse" in r.stderr and "--name NEW" in r.stderr
+    assert d.run("init", "--relay", prelay.url, "--name", "my laptop").returncode == 0
+    assert d.device_row()["name"] == "my laptop"
 
 
 @pytest.mark.parametrize("url", ["http://192.0.2.10:8080", "http://relay.example",
