@@ -626,7 +626,12 @@ static chute_status get_str(relay_client *c, json_t *o, const char *key,
                             char *dst, size_t cap)
 {
     const char *s = json_string_value(json_object_get(o, key));
-    if (!s || strlen(s) >= cap) {
+    /* Ids, tokens, nameplates and states are printable ASCII words: the
+     * relay is not trusted, and a state reaches the status file. */
+    bool word = s != NULL;
+    for (const char *p = s; word && *p; p++)
+        word = *p > ' ' && *p < 0x7f;
+    if (!word || strlen(s) >= cap) {
         char msg[96];
         snprintf(msg, sizeof msg, "relay answer lacks a valid \"%s\"", key);
         set_error(c, msg);

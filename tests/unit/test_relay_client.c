@@ -248,6 +248,31 @@ static void test_a_relays_error_text_reaches_no_terminal_raw(void)
         CHECK((unsigned char)err[i] == 0xc3 && (unsigned char)err[i + 1] == 0xa9);
 }
 
+/* An item's state from the relay lands in the status file: a word, or
+ * the answer is broken. */
+static void test_a_state_that_is_not_a_word_is_a_protocol_error(void)
+{
+    static const char *states[] = { "\\u001b[2Juploading", "on relay", "pending\\n" };
+    for (size_t i = 0; i < sizeof states / sizeof *states; i++) {
+        char body[256], reply[512];
+        snprintf(body, sizeof body, "{\"item\": \"item\", \"state\": \"%s\", \"size\": 10,"
+                                    " \"offset\": 0}", states[i]);
+        snprintf(reply, sizeof reply, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                 strlen(body), body);
+        fake_relay f;
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(&f, reply));
+        relay_config cfg = { .base_url = url, .connect_timeout_ms = 2000, .timeout_ms = 5000 };
+        relay_client *c;
+        CHECK_EQ_INT(relay_client_new(&cfg, &c), CHUTE_OK);
+        relay_item_state rs;
+        CHECK_EQ_INT(relay_item_status(c, "inbox", "tok", "item", &rs), CHUTE_ERR_PROTOCOL);
+        relay_client_free(c);
+        fake_stop(&f);
+    }
+}
+
 /* "Upload-Offset: 12abc" is no offset (it read as 12). */
 static void test_an_offset_with_trailing_junk_is_refused(void)
 {
@@ -267,5 +292,6 @@ int main(void)
     RUN(test_a_patch_answer_must_move_the_offset_within_the_request);
     RUN(test_a_relays_error_text_reaches_no_terminal_raw);
     RUN(test_an_offset_with_trailing_junk_is_refused);
+    RUN(test_a_state_that_is_not_a_word_is_a_protocol_error);
     return unit_done();
 }
