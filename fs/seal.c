@@ -243,9 +243,15 @@ chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_p
     if (!st) st = meta_open(it->meta, it->meta_len, key, it->id, p->recipient, &m);
     sodium_memzero(key, sizeof key);
     sodium_memzero(&m, sizeof m);
+    /* It opens, so it was sealed for this recipient (the meta binds it):
+     * a row from before recipients were kept learns it here. */
+    if (st == CHUTE_OK && !it->recipient[0]) {
+        snprintf(it->recipient, sizeof it->recipient, "%s", p->recipient);
+        return queue_note_recipient(fs->q, it->id, p->recipient);
+    }
     if (st != CHUTE_ERR_AUTH) return st;
-    if (!it->recipient[0] || strcmp(it->recipient, p->recipient) != 0)
-        return CHUTE_ERR_REFUSED;
+    if (!it->recipient[0]) return CHUTE_ERR_UNSUPPORTED;
+    if (strcmp(it->recipient, p->recipient) != 0) return CHUTE_ERR_REFUSED;
     memset(&m, 0, sizeof m);
     snprintf(m.path, sizeof m.path, "%s", it->path);
     m.size = it->size;

@@ -50,9 +50,9 @@ chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel);
 /* it's sealed meta as the peer p is paired now, before it goes: kept if
  * it opens with p's link key; sealed again and stored if the same device
  * (recipient) was paired again since (unpaired, then paired anew);
- * CHUTE_ERR_REFUSED if it was sealed for another device, or for one not
- * recorded (a row from before recipients were kept): the header could
- * not be opened there either. */
+ * CHUTE_ERR_REFUSED if it was sealed for another device (whose header it
+ * could not open either), CHUTE_ERR_UNSUPPORTED if whom for is unknown
+ * (a row queued by an earlier version, not tried since). */
 chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_peer *p);
 
 /* Cancel the active item at peer/rel, if any, and delete its sealed file

@@ -809,9 +809,12 @@ static void upload_item(worker *w)
     }
     if (it->growing && !send_growing(w, c)) goto out;
     st = seal_meta_for_pairing(up->fs, it, p);
-    if (st == CHUTE_ERR_REFUSED) {
-        fail_item(up, it, WAIT_REFUSED, "sealed for another device once paired as %s; "
-                  "copy it again to send it to this one", it->peer);
+    if (st == CHUTE_ERR_REFUSED || st == CHUTE_ERR_UNSUPPORTED) {
+        fail_item(up, it, WAIT_REFUSED, st == CHUTE_ERR_REFUSED
+                  ? "sealed for another device once paired as %s; copy it again to send "
+                    "it to this one"
+                  : "queued by an earlier version for %s before it was paired again; "
+                    "copy it again to send it", it->peer);
         goto out;
     }
     if (st) {

@@ -2,6 +2,7 @@
 #include "devstate.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -386,15 +387,33 @@ chute_status devstate_add_peer(devstate *ds, devstate_peer *p)
     if (exec_sql(ds->db, "BEGIN IMMEDIATE") != CHUTE_OK)
         return CHUTE_ERR_DB;
     chute_status st = CHUTE_OK;
+    bool back = false;
+    sqlite3_stmt *q = NULL;
+    /* The same device back, whatever it calls itself now: its old folder,
+     * with what is queued and received there, if no peer has it since. */
+    if (sqlite3_prepare_v2(ds->db, "SELECT name FROM past_peers WHERE recipient = ? AND "
+                           "name NOT IN (SELECT name FROM peers) "
+                           "ORDER BY unpaired_at DESC LIMIT 1", -1, &q, NULL) != SQLITE_OK)
+        st = CHUTE_ERR_DB;
+    else {
+        sqlite3_bind_text(q, 1, p->recipient, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW)
+            st = col_text(q, 0, p->name, sizeof p->name);
+        else if (rc != SQLITE_DONE)
+            st = CHUTE_ERR_DB;
+        back = rc == SQLITE_ROW && st == CHUTE_OK;
+    }
+    sqlite3_finalize(q);
+    q = NULL;
     unsigned n;
-    for (n = 1; n <= 999; n++) {
+    for (n = 1; st == CHUTE_OK && !back && n <= 999; n++) {
         peername_candidate(p->device_name, n, p->name, sizeof p->name);
         if (!name_taken(ds->db, p->name, p->recipient, &st) || st != CHUTE_OK)
             break;
     }
-    if (st == CHUTE_OK && n > 999)
+    if (st == CHUTE_OK && !back && n > 999)
         st = CHUTE_ERR_LIMIT;
-    sqlite3_stmt *q = NULL;
     /* The same device back: its old folder is current again. */
     if (st == CHUTE_OK &&
         (sqlite3_prepare_v2(ds->db, "DELETE FROM past_peers WHERE name = ?", -1, &q,

@@ -501,6 +501,18 @@ chute_status queue_replace_meta(queue *q, const char *id, const uint8_t *meta,
     return step_change(q, s);
 }
 
+chute_status queue_note_recipient(queue *q, const char *id, const char *recipient)
+{
+    if (!q || !id || !recipient || !*recipient || strlen(recipient) > QUEUE_RECIPIENT_MAX)
+        return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q, "UPDATE queue SET recipient=? WHERE recipient='' AND id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_text(s, 1, recipient, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
+    chute_status st = step_change(q, s);
+    return st == CHUTE_ERR_NOT_FOUND ? CHUTE_OK : st;
+}
+
 /* " AND col [NOT] IN (?2,?3,...)" for n values into buf (cap bytes); ""
  * when n is 0. False if n is over QUEUE_SKIP_MAX. */
 static bool in_clause(char *buf, size_t cap, const char *col, bool in, size_t n)

@@ -165,6 +165,9 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
  * if there is no such item. */
 chute_status queue_replace_meta(queue *q, const char *id, const uint8_t *meta,
                                 size_t meta_len);
+/* Record whom a row from before recipients were kept was sealed for
+ * (its meta opened with that peer's link key); other rows are left. */
+chute_status queue_note_recipient(queue *q, const char *id, const char *recipient);
 
 /* ---- for the uploader ---------------------------------------------------
  * claim_next takes the oldest queued item whose next_attempt <= now, moves

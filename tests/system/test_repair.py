@@ -76,3 +76,29 @@ def test_the_same_device_paired_again_gets_what_was_queued_for_it(sync, tmp_path
     finally:
         mb.unmount()
         mb.check_sanitizers()
+
+
+def test_an_item_queued_by_an_earlier_version_goes_to_the_same_device_paired_again(
+        sync, tmp_path):
+    # Rows from before items kept their recipient learn it at their next
+    # try while the peer is still paired (the meta opening proves it).
+    relay, m, rcv, home, name_at_home = sync
+    home.run("unpair", name_at_home, check=True)
+    (m.outbox / "old.txt").write_bytes(b"queued before the upgrade")
+    wait_until(lambda: "no longer accepts" in m.status(), timeout=20, what="the refusal")
+    m.unmount()
+    con = sqlite3.connect(str(m.home / "chutefs.db"), timeout=10)
+    try:
+        con.execute("UPDATE queue SET recipient = '', next_attempt = 0")   # as an old row
+        con.commit()
+    finally:
+        con.close()
+    m.mount()
+    wait_until(lambda: m.row("old.txt")["recipient"].startswith("age1"), timeout=20,
+               what="the old row to learn its recipient")
+    m.dev.run("unpair", "home", check=True)
+    name_at_home, folder = pair(home, m.dev)
+    assert folder == "home"
+    retry_now(m, "home")
+    wait_until(lambda: len(rcv.complete()) == 2, timeout=30, what="both files on the relay")
+    assert m.row("old.txt")["last_error"] == ""

@@ -313,6 +313,12 @@ static void test_an_unpaired_peers_folder_goes_to_no_other_device(void)
     devstate_peer again = peer_of("home", "age1bbbb");      /* the first, back */
     CHECK_EQ_INT(devstate_add_peer(ds, &again), CHUTE_OK);
     CHECK(strcmp(again.name, "home") == 0);
+    /* whatever it calls itself now, the same device gets its folder back */
+    CHECK_EQ_INT(devstate_remove_peer(ds, "home"), CHUTE_OK);
+    devstate_peer renamed = peer_of("work-laptop", "age1bbbb");
+    CHECK_EQ_INT(devstate_add_peer(ds, &renamed), CHUTE_OK);
+    CHECK(strcmp(renamed.name, "home") == 0);
+    CHECK(strcmp(renamed.device_name, "work-laptop") == 0);
     /* and once current again, its folder is an ordinary taken name */
     CHECK_EQ_INT(devstate_remove_peer(ds, "home-2"), CHUTE_OK);
     devstate_peer d = peer_of("home", "age1dddd");
