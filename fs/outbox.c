@@ -874,6 +874,12 @@ int outbox_chmod(chutefs *fs, const char *peer, const char *rel, mode_t mode,
         ofiles_content_unlock(fs->open);
     } else {
         STAGE(fs, peer, rel, path);
+        struct stat sb;
+        /* A folder stays ours to write: the mount (as this user) makes
+         * files in it and removes the delivered ones. rsync -a or cp -a
+         * from read-only media would otherwise leave it 0555, and every
+         * delivered file listed for good. Folders' modes do not travel. */
+        if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) mode |= S_IRWXU;
         rc = chmod(path, mode) == 0 ? 0 : -errno;
     }
     if (rc == 0 && *rel) attrs_changed(fs, peer, rel);

@@ -224,6 +224,27 @@ def test_cp_a_of_a_folders_contents_into_the_peer_folder(chute, tmp_path):
     assert chute.decrypt(chute.item("2026/b.jpg")["id"]) == files["2026/b.jpg"]
 
 
+def test_a_read_only_source_leaves_the_outbox_folders_writable(chute, tmp_path):
+    # rsync -a from read-only media gives the peer folder and subfolders
+    # mode 0555; the mount (running as the user) must still make files in
+    # them and remove the delivered ones. Folders' modes do not travel.
+    src, files = a_folder(tmp_path)
+    os.chmod(src / "2026", 0o555)
+    os.chmod(src, 0o555)
+    try:
+        r = run("rsync", "-a", f"{src}/", f"{chute.outbox}/", check=False)
+        assert r.returncode == 0, r.stderr
+    finally:
+        os.chmod(src, 0o755)
+        os.chmod(src / "2026", 0o755)
+    for folder in (chute.outbox, chute.outbox / "2026"):
+        assert os.stat(folder).st_mode & 0o777 == 0o755
+        assert os.stat(chute.home / "spool" / "staging" / "home" /
+                       folder.relative_to(chute.outbox)).st_mode & 0o700 == 0o700
+    os.chmod(chute.outbox / "a.jpg", 0o444)              # a file's mode is its own
+    assert os.stat(chute.outbox / "a.jpg").st_mode & 0o777 == 0o444
+
+
 def test_rsync_X_into_the_outbox_and_cp_a_out_of_it(chute, tmp_path):
     # The state xattrs are read by name, never listed: rsync -X does not
     # try to remove them, and a copy out of the outbox does not carry a
