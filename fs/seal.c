@@ -247,7 +247,10 @@ chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_p
      * a row from before recipients were kept learns it here. */
     if (st == CHUTE_OK && !it->recipient[0]) {
         snprintf(it->recipient, sizeof it->recipient, "%s", p->recipient);
-        return queue_note_recipient(fs->q, it->id, p->recipient);
+        if (queue_note_recipient(fs->q, it->id, p->recipient) != CHUTE_OK)
+            fprintf(stderr, "chutefs: cannot note whom item %s is for (its next try will)\n",
+                    it->id);
+        return CHUTE_OK;   /* the item goes all the same */
     }
     if (st != CHUTE_ERR_AUTH) return st;
     if (!it->recipient[0]) return CHUTE_ERR_UNSUPPORTED;
