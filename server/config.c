@@ -39,7 +39,7 @@ static const opt_def opts[] = {
     { "item-ttl", T_DURATION, F(item_ttl), "undelivered item lifetime (60d)" },
     { "tombstone-ttl", T_DURATION, F(tombstone_ttl), "tombstone lifetime (30d)" },
     { "pair-ttl", T_DURATION, F(pair_ttl), "default pair code lifetime (1h)" },
-    { "max-pair-ttl", T_DURATION, F(max_pair_ttl), "longest pair code lifetime (24h)" },
+    { "max-pair-ttl", T_DURATION, F(max_pair_ttl), "longest pair code lifetime; caps a claimed run's 30 min (24h)" },
     { "max-item-size", T_SIZE, F(max_item_size), "largest item (64G)" },
     { "max-meta", T_SIZE, F(max_meta), "largest sealed meta, decoded (4096)" },
     { "inbox-quota-items", T_COUNT, F(inbox_quota_items), "undelivered items per inbox (10000)" },
