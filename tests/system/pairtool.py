@@ -269,30 +269,31 @@ class FlipProxy:
             self.flipped += 1
         return json.dumps({"body": base64.b64encode(bytes(raw)).decode()}).encode()
 
-    def _should_duplicate(self, head, body):
-        if self.dup_type is None or b"/messages" not in head.split(b"\r\n", 1)[0] \
-                or not head.startswith(b"POST "):
-            return False
+    @staticmethod
+    def _sent_type(head, body):
+        """The type byte of a pairing message a POST sends, or None."""
+        if b"/messages" not in head.split(b"\r\n", 1)[0] or not head.startswith(b"POST "):
+            return None
         try:
             raw = base64.b64decode(json.loads(body)["body"])
         except (ValueError, KeyError):
+            return None
+        return raw[0] if raw else None
+
+    def _should_duplicate(self, head, body):
+        if self.dup_type is None or self._sent_type(head, body) != self.dup_type:
             return False
         with self.lock:
-            if self.duplicated or not raw or raw[0] != self.dup_type:
+            if self.duplicated:
                 return False
             self.duplicated += 1
             return True
 
     def _should_lose_answer(self, head, body):
-        if self.lose_type is None or b"/messages" not in head.split(b"\r\n", 1)[0] \
-                or not head.startswith(b"POST "):
-            return False
-        try:
-            raw = base64.b64decode(json.loads(body)["body"])
-        except (ValueError, KeyError):
+        if self.lose_type is None or self._sent_type(head, body) != self.lose_type:
             return False
         with self.lock:
-            if self.lost or not raw or raw[0] != self.lose_type:
+            if self.lost:
                 return False
             self.lost += 1
             return True

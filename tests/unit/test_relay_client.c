@@ -154,6 +154,17 @@ static void fake_stop(fake_relay *f)
     close(f->lfd);
 }
 
+/* A client of a fake relay that answers its one request with reply. */
+static relay_client *client_of(fake_relay *f, const char *reply)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(f, reply));
+    relay_config cfg = { .base_url = url, .connect_timeout_ms = 2000, .timeout_ms = 5000 };
+    relay_client *c = NULL;
+    CHECK_EQ_INT(relay_client_new(&cfg, &c), CHUTE_OK);
+    return c;
+}
+
 static int fill_zeros(void *ctx, uint64_t pos, uint8_t *buf, size_t len)
 {
     (void)ctx; (void)pos;
@@ -169,11 +180,7 @@ static chute_status patch_answered(const char *answer, uint64_t offset, uint64_t
     snprintf(reply, sizeof reply, "HTTP/1.1 204 No Content\r\nUpload-Offset: %s\r\n"
                                   "Connection: close\r\n\r\n", answer);
     fake_relay f;
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(&f, reply));
-    relay_config cfg = { .base_url = url, .connect_timeout_ms = 2000, .timeout_ms = 5000 };
-    relay_client *c;
-    CHECK_EQ_INT(relay_client_new(&cfg, &c), CHUTE_OK);
+    relay_client *c = client_of(&f, reply);
     chute_status st = relay_item_append_source(c, "inbox", "tok", "item", offset, len,
                                                fill_zeros, NULL, new_offset);
     if (st == CHUTE_ERR_PROTOCOL) CHECK(strstr(relay_client_error(c), "Upload-Offset") != NULL);
@@ -213,11 +220,7 @@ static chute_status health_answered(const char *status_line, const char *body,
                                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
              status_line, strlen(body), body);
     fake_relay f;
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(&f, reply));
-    relay_config cfg = { .base_url = url, .connect_timeout_ms = 2000, .timeout_ms = 5000 };
-    relay_client *c;
-    CHECK_EQ_INT(relay_client_new(&cfg, &c), CHUTE_OK);
+    relay_client *c = client_of(&f, reply);
     chute_status st = relay_health(c);
     snprintf(error, cap, "%s", relay_client_error(c));
     relay_client_free(c);
@@ -261,11 +264,7 @@ static void test_a_state_that_is_not_a_word_is_a_protocol_error(void)
                                       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                  strlen(body), body);
         fake_relay f;
-        char url[64];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(&f, reply));
-        relay_config cfg = { .base_url = url, .connect_timeout_ms = 2000, .timeout_ms = 5000 };
-        relay_client *c;
-        CHECK_EQ_INT(relay_client_new(&cfg, &c), CHUTE_OK);
+        relay_client *c = client_of(&f, reply);
         relay_item_state rs;
         CHECK_EQ_INT(relay_item_status(c, "inbox", "tok", "item", &rs), CHUTE_ERR_PROTOCOL);
         relay_client_free(c);
