@@ -301,15 +301,13 @@ chute_status devstate_set_device(devstate *ds, const devstate_device *d)
                ? CHUTE_ERR_EXISTS : CHUTE_ERR_DB;
 }
 
-chute_status devstate_set_access_token(devstate *ds, const char *token)
+/* Run sql, an UPDATE of the device row with one text parameter. */
+static chute_status update_device(devstate *ds, const char *sql, const char *value)
 {
     sqlite3_stmt *q;
-    if (!token || strlen(token) >= DEVSTATE_ACCESS_TOKEN_MAX)
-        return CHUTE_ERR_ARG;
-    if (sqlite3_prepare_v2(ds->db, "UPDATE device SET access_token = ? WHERE id = 1",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(ds->db, sql, -1, &q, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
-    sqlite3_bind_text(q, 1, token, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 1, value, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     if (rc != SQLITE_DONE)
@@ -317,20 +315,18 @@ chute_status devstate_set_access_token(devstate *ds, const char *token)
     return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
 }
 
+chute_status devstate_set_access_token(devstate *ds, const char *token)
+{
+    if (!token || strlen(token) >= DEVSTATE_ACCESS_TOKEN_MAX)
+        return CHUTE_ERR_ARG;
+    return update_device(ds, "UPDATE device SET access_token = ? WHERE id = 1", token);
+}
+
 chute_status devstate_set_device_name(devstate *ds, const char *name)
 {
-    sqlite3_stmt *q;
     if (!name || !peername_ok(name))
         return CHUTE_ERR_ARG;
-    if (sqlite3_prepare_v2(ds->db, "UPDATE device SET name = ? WHERE id = 1", -1, &q,
-                           NULL) != SQLITE_OK)
-        return CHUTE_ERR_DB;
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return CHUTE_ERR_DB;
-    return sqlite3_changes(ds->db) == 1 ? CHUTE_OK : CHUTE_ERR_NOT_FOUND;
+    return update_device(ds, "UPDATE device SET name = ? WHERE id = 1", name);
 }
 
 #define PEER_COLUMNS "name, device_name, recipient, relay_url, inbox, send_token," \
