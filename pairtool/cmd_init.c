@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,29 +117,30 @@ static int init_again(devstate *ds, const devstate_device *want, const char *ori
         rc = EXIT_FAIL;
     } else if (options_differ(want, &have, given)) {
         rc = EXIT_USAGE;
-    } else if (given->name && strcmp(want->name, have.name) != 0) {
-        if ((st = devstate_set_device_name(ds, want->name)) != CHUTE_OK) {
+    } else {
+        bool rename = given->name && strcmp(want->name, have.name) != 0;
+        if (rename && (st = devstate_set_device_name(ds, want->name)) != CHUTE_OK) {
             cli_error("cannot rename this device: %s", chute_strstatus(st));
             rc = EXIT_FAIL;
-        } else {
+        } else if (rename) {
             cli_note("Renamed this device from \"%s\" to \"%s\": devices paired from now "
                      "on see the new name; those paired already keep their folder for it.",
                      have.name, want->name);
-            if (token_given && (st = devstate_set_access_token(ds, want->access_token))) {
+        }
+        if (rc == EXIT_OK && token_given) {
+            if ((st = devstate_set_access_token(ds, want->access_token)) != CHUTE_OK) {
                 cli_error("cannot store the access token: %s", chute_strstatus(st));
                 rc = EXIT_FAIL;
+            } else {
+                /* A private relay may change its token; identity and peers stay. */
+                cli_note("This device is already set up as \"%s\" with relay %s; stored "
+                         "the new access token.", rename ? want->name : have.name,
+                         have.relay_url);
             }
         }
-    } else if (!token_given) {
-        cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
-                 have.name, have.relay_url);
-    } else if ((st = devstate_set_access_token(ds, want->access_token)) != CHUTE_OK) {
-        cli_error("cannot store the access token: %s", chute_strstatus(st));
-        rc = EXIT_FAIL;
-    } else {
-        /* A private relay may change its token; identity and peers stay. */
-        cli_note("This device is already set up as \"%s\" with relay %s; stored "
-                 "the new access token.", have.name, have.relay_url);
+        if (rc == EXIT_OK && !rename && !token_given)
+            cli_note("This device is already set up as \"%s\" with relay %s; nothing to do.",
+                     have.name, have.relay_url);
     }
     devstate_device_wipe(&have);
     return rc;
