@@ -37,15 +37,24 @@ int chutefs_errno(chute_status st)
     }
 }
 
-/* Parse and check the peer exists; a peer folder of an unpaired peer is
- * gone even if its staging data is kept for the status report. */
+/* An unpaired peer's inbox folder stays while it holds what was received
+ * from it (the user's files); its outbox folder goes at once (its queued
+ * items stay in the queue and in the status report). */
+static bool inbox_holds_past_peer(chutefs *fs, const char *peer)
+{
+    bool holds = false;
+    return cache_peer_holds(fs->c, peer, &holds) == CHUTE_OK && holds;
+}
+
+/* Parse and check the peer's folder exists. */
 static int resolve(const char *path, route *r)
 {
     int rc = route_parse(path, r);
     if (rc) return rc;
-    if ((r->area == R_OUT || r->area == R_IN) && !peers_has(chutefs_get()->peers, r->peer))
-        return -ENOENT;
-    return 0;
+    if (r->area != R_OUT && r->area != R_IN) return 0;
+    chutefs *fs = chutefs_get();
+    if (peers_has(fs->peers, r->peer)) return 0;
+    return r->area == R_IN && inbox_holds_past_peer(fs, r->peer) ? 0 : -ENOENT;
 }
 
 static void dir_stat(struct stat *st)
@@ -101,6 +110,18 @@ static void fill_peer(const char *name, void *arg)
     a->filler(a->buf, name, NULL, 0, 0);
 }
 
+typedef struct {
+    fill_arg fill;
+    peers *paired;
+} fill_past_arg;
+
+/* An unpaired peer's inbox folder, listed while it holds files. */
+static void fill_past_peer(const char *name, void *arg)
+{
+    fill_past_arg *a = arg;
+    if (!peers_has(a->paired, name)) fill_peer(name, &a->fill);
+}
+
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
@@ -120,9 +141,14 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
         filler(buf, "status", NULL, 0, 0);
         return 0;
     case R_OUTBOX:
-    case R_INBOX:
         peers_each(fs->peers, fill_peer, &a);   /* re-reads a changed list */
         return 0;
+    case R_INBOX: {
+        peers_each(fs->peers, fill_peer, &a);
+        fill_past_arg past = {a, fs->peers};
+        cache_each_peer(fs->c, fill_past_peer, &past);
+        return 0;
+    }
     case R_OUT: return outbox_readdir(fs, r.peer, r.rel, buf, filler);
     case R_IN: return inbox_readdir(fs, r.peer, r.rel, buf, filler);
     default: return -ENOTDIR;

@@ -1008,6 +1008,43 @@ chute_status cache_list(cache *c, const char *peer, int64_t dir,
     return st;
 }
 
+chute_status cache_each_peer(cache *c, void (*fn)(const char *peer, void *arg), void *arg)
+{
+    if (!c || !fn) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    /* DISTINCT walks the UNIQUE(peer, parent, name) index */
+    sqlite3_stmt *s = prep(c->db, "SELECT DISTINCT peer FROM nodes ORDER BY peer");
+    chute_status st = CHUTE_ERR_DB;
+    if (s) {
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+            fn((const char *)sqlite3_column_text(s, 0), arg);
+        st = rc == SQLITE_DONE ? CHUTE_OK : CHUTE_ERR_DB;
+        sqlite3_finalize(s);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+chute_status cache_peer_holds(cache *c, const char *peer, bool *holds)
+{
+    if (!c || !peer || !holds) return CHUTE_ERR_ARG;
+    pthread_mutex_lock(&c->mu);
+    sqlite3_stmt *s = prep(c->db, "SELECT 1 FROM nodes WHERE peer=? LIMIT 1");
+    chute_status st = CHUTE_ERR_DB;
+    if (s) {
+        sqlite3_bind_text(s, 1, peer, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+            *holds = rc == SQLITE_ROW;
+            st = CHUTE_OK;
+        }
+        sqlite3_finalize(s);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
 chute_status cache_read(cache *c, const cache_node *n, uint64_t off,
                         void *buf, size_t len, size_t *got)
 {

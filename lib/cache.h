@@ -119,6 +119,12 @@ void cache_close_file(cache *c, const cache_node *n);
 typedef int (*cache_list_fn)(const char *name, const cache_node *n, void *arg);
 chute_status cache_list(cache *c, const char *peer, int64_t dir,
                         cache_list_fn fn, void *arg);
+/* The peers that have anything in the inbox, in name order: an unpaired
+ * peer's received files stay the user's, so its folder stays while it
+ * holds them. fn must not call back into c. */
+chute_status cache_each_peer(cache *c, void (*fn)(const char *peer, void *arg), void *arg);
+/* *holds = the peer has a file or folder in the inbox. */
+chute_status cache_peer_holds(cache *c, const char *peer, bool *holds);
 /* Bytes of file n (from cache_lookup or cache_list) at off. */
 chute_status cache_read(cache *c, const cache_node *n, uint64_t off,
                         void *buf, size_t len, size_t *got);

@@ -11,6 +11,8 @@ real mounts on both sides.
 import os
 import sqlite3
 
+import pytest
+
 from conftest import wait_until
 from pairtool import Device, pair
 from test_sync_upload import Mount, Receiver, sync  # noqa: F401  (fixture)
@@ -102,3 +104,40 @@ def test_an_item_queued_by_an_earlier_version_goes_to_the_same_device_paired_aga
     retry_now(m, "home")
     wait_until(lambda: len(rcv.complete()) == 2, timeout=30, what="both files on the relay")
     assert m.row("old.txt")["last_error"] == ""
+
+
+def test_files_received_from_an_unpaired_peer_stay_until_removed(sync, tmp_path):
+    # Unpairing a lost or sold device must not take away what it sent:
+    # its inbox folder stays while it holds files; nothing new arrives.
+    relay, m, rcv, home, name_at_home = sync
+    (tmp_path / "b").mkdir()
+    mb = Mount(home, tmp_path / "b")
+    mb.mount()
+    try:
+        (m.outbox / "photos").mkdir()
+        (m.outbox / "photos" / "a.jpg").write_bytes(b"first photo")
+        (m.outbox / "notes.txt").write_bytes(b"some notes")
+        inbox = mb.mnt / "inbox" / name_at_home
+        wait_until(lambda: inbox.exists() and sorted(os.listdir(inbox)) == ["notes.txt", "photos"],
+                   timeout=30, what="both at home")
+        home.run("unpair", name_at_home, check=True)
+        wait_until(lambda: not (mb.mnt / "outbox" / name_at_home).exists(), timeout=5,
+                   what="the unpaired peer's outbox folder to go")
+        assert os.listdir(mb.mnt / "outbox") == []
+        assert os.listdir(mb.mnt / "inbox") == [name_at_home]
+        assert (inbox / "photos" / "a.jpg").read_bytes() == b"first photo"
+        assert (inbox / "notes.txt").read_bytes() == b"some notes"
+        os.rename(inbox / "notes.txt", inbox / "kept.txt")
+        assert sorted(os.listdir(inbox)) == ["kept.txt", "photos"]
+        with pytest.raises(PermissionError):
+            (inbox / "new.txt").write_bytes(b"x")
+        # the folder goes with the last thing in it
+        os.unlink(inbox / "kept.txt")
+        os.unlink(inbox / "photos" / "a.jpg")
+        assert os.listdir(mb.mnt / "inbox") == [name_at_home]
+        os.rmdir(inbox / "photos")
+        assert os.listdir(mb.mnt / "inbox") == []
+        assert not inbox.exists()
+    finally:
+        mb.unmount()
+        mb.check_sanitizers()

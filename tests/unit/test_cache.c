@@ -210,6 +210,43 @@ static void test_remove_rename(void)
     CHECK_EQ_INT(cache_remove(C, "alice", "nope"), CHUTE_ERR_NOT_FOUND);
 }
 
+static void collect_peer(const char *peer, void *arg)
+{
+    char *out = arg;
+    size_t l = strlen(out);
+    snprintf(out + l, 256 - l, "%s;", peer);
+}
+
+static void test_a_peer_holds_its_folder_until_its_last_node_goes(void)
+{
+    bool holds = true;
+    char peers[256] = "";
+    CHECK_EQ_INT(cache_peer_holds(C, "bob", &holds), CHUTE_OK);
+    CHECK(!holds);
+    cache_txn *t;
+    chute_meta m;
+    char out[4096];
+    CHECK_EQ_INT(cache_item_begin(C, "bob", "bob-item", &t), CHUTE_OK);
+    CHECK_EQ_INT(cache_item_append(t, "hi", 2), CHUTE_OK);
+    meta_for(&m, "sub/hi.txt", 2);
+    CHECK_EQ_INT(cache_item_commit(t, &m, out, sizeof out), CHUTE_OK);
+    CHECK_EQ_INT(cache_peer_holds(C, "bob", &holds), CHUTE_OK);
+    CHECK(holds);
+    CHECK_EQ_INT(cache_each_peer(C, collect_peer, peers), CHUTE_OK);
+    CHECK(strcmp(peers, "alice;bob;") == 0);
+    /* an empty folder left behind is still the user's to remove */
+    CHECK_EQ_INT(cache_remove(C, "bob", "sub/hi.txt"), CHUTE_OK);
+    CHECK_EQ_INT(cache_peer_holds(C, "bob", &holds), CHUTE_OK);
+    CHECK(holds);
+    CHECK_EQ_INT(cache_remove(C, "bob", "sub"), CHUTE_OK);
+    CHECK_EQ_INT(cache_peer_holds(C, "bob", &holds), CHUTE_OK);
+    CHECK(!holds);
+    peers[0] = '\0';
+    CHECK_EQ_INT(cache_each_peer(C, collect_peer, peers), CHUTE_OK);
+    CHECK(strcmp(peers, "alice;") == 0);
+    CHECK_EQ_INT(cache_peer_holds(C, NULL, &holds), CHUTE_ERR_ARG);
+}
+
 static int count_q(const char *peer, const char *item, const char *reason,
                    int64_t at, void *arg)
 {
@@ -1166,6 +1203,7 @@ int main(void)
     RUN(test_partial_invisible_and_abort);
     RUN(test_hostile_paths_and_collisions);
     RUN(test_remove_rename);
+    RUN(test_a_peer_holds_its_folder_until_its_last_node_goes);
     RUN(test_quarantine_and_cursor);
     RUN(test_resume_keeps_whole_chunks);
     RUN(test_drop_partials_keeps_files);
