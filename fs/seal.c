@@ -235,14 +235,63 @@ chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel)
     return st;
 }
 
-chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_peer *p)
+/* The meta of it under p's link key, opened into m. */
+static chute_status open_meta(const queue_item *it, const devstate_peer *p, chute_meta *m)
 {
     uint8_t key[META_KEY_BYTES];
-    chute_meta m;
     chute_status st = meta_key(p->link_key, key);
-    if (!st) st = meta_open(it->meta, it->meta_len, key, it->id, p->recipient, &m);
+    if (!st) st = meta_open(it->meta, it->meta_len, key, it->id, p->recipient, m);
     sodium_memzero(key, sizeof key);
+    sodium_memzero(m, sizeof *m);
+    return st;
+}
+
+bool seal_meta_is_current(const queue_item *it, const devstate_peer *p)
+{
+    chute_meta m;
+    return open_meta(it, p, &m) == CHUTE_OK;
+}
+
+/* it under a new id, its meta sealed anew for p: the queue row and the
+ * sealed file follow, or nothing changes. */
+static chute_status renew_item(chutefs *fs, queue_item *it, const devstate_peer *p)
+{
+    char old_id[QUEUE_ID_LEN + 1];
+    memcpy(old_id, it->id, sizeof old_id);
+    queue_new_id(it->id);
+    chute_meta m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.path, sizeof m.path, "%s", it->path);
+    m.size = it->size;
+    m.mode = it->mode;
+    m.mtime_sec = it->mtime_sec;
+    m.mtime_nsec = it->mtime_nsec;
+    memcpy(m.header_mac, it->header_mac, META_MAC_BYTES);
+    chute_status st = seal_meta(p, &m, it);
     sodium_memzero(&m, sizeof m);
+    /* Under seal_mu, as a seal: a cancel (which finds the row by path)
+     * and the orphan sweep see the old id or the new one, whole. */
+    pthread_mutex_lock(&fs->seal_mu);
+    int rc = st ? 0 : sealed_link(fs, old_id, it->id);
+    if (!st && rc) st = rc == -ENOENT ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_IO;
+    if (!st) {
+        st = queue_renew_id(fs->q, old_id, it->id, it->meta, it->meta_len);
+        sealed_unlink(fs, st ? it->id : old_id);
+    }
+    pthread_mutex_unlock(&fs->seal_mu);
+    if (st) {
+        memcpy(it->id, old_id, sizeof old_id);
+        return st;
+    }
+    it->progress = 0;
+    it->sent = 0;
+    return CHUTE_OK;
+}
+
+chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_peer *p)
+{
+    chute_meta m;
+    chute_status st = open_meta(it, p, &m);
     /* It opens, so it was sealed for this recipient (the meta binds it):
      * a row from before recipients were kept learns it here. */
     if (st == CHUTE_OK && !it->recipient[0]) {
@@ -255,16 +304,7 @@ chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_p
     if (st != CHUTE_ERR_AUTH) return st;
     if (!it->recipient[0]) return CHUTE_ERR_UNSUPPORTED;
     if (strcmp(it->recipient, p->recipient) != 0) return CHUTE_ERR_REFUSED;
-    memset(&m, 0, sizeof m);
-    snprintf(m.path, sizeof m.path, "%s", it->path);
-    m.size = it->size;
-    m.mode = it->mode;
-    m.mtime_sec = it->mtime_sec;
-    m.mtime_nsec = it->mtime_nsec;
-    memcpy(m.header_mac, it->header_mac, META_MAC_BYTES);
-    st = seal_meta(p, &m, it);
-    sodium_memzero(&m, sizeof m);
-    return st ? st : queue_replace_meta(fs->q, it->id, it->meta, it->meta_len);
+    return renew_item(fs, it, p);
 }
 
 chute_status seal_grow_start(chutefs *fs, const char *peer, const char *rel,

@@ -48,12 +48,18 @@ void seal_grow_cancel(chutefs *fs, growing *g);
 chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel);
 
 /* it's sealed meta as the peer p is paired now, before it goes: kept if
- * it opens with p's link key; sealed again and stored if the same device
- * (recipient) was paired again since (unpaired, then paired anew);
- * CHUTE_ERR_REFUSED if it was sealed for another device (whose header it
- * could not open either), CHUTE_ERR_UNSUPPORTED if whom for is unknown
- * (a row queued by an earlier version, not tried since). */
+ * it opens with p's link key. If the same device (recipient) was paired
+ * again since (unpaired, then paired anew), the item takes a new id, its
+ * meta is sealed again for it and it goes from byte 0 (what the relay
+ * holds under the old id is the old pairing's): it is updated, and so is
+ * the queue. CHUTE_ERR_REFUSED if it was sealed for another device (whose
+ * header it could not open either), CHUTE_ERR_UNSUPPORTED if whom for is
+ * unknown (a row queued by an earlier version, not tried since),
+ * CHUTE_ERR_NOT_FOUND if it was cancelled meanwhile. */
 chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_peer *p);
+/* Does it's sealed meta open with p's link key (the pairing it was made
+ * for is p's current one)? */
+bool seal_meta_is_current(const queue_item *it, const devstate_peer *p);
 
 /* Cancel the active item at peer/rel, if any, and delete its sealed file
  * (.plain, not the staging file). */

@@ -41,6 +41,20 @@ void sealed_unlink(chutefs *fs, const char *id)
             fprintf(stderr, "chutefs: cannot delete %s: %s\n", path, strerror(errno));
 }
 
+int sealed_link(chutefs *fs, const char *old_id, const char *new_id)
+{
+    static const char *const exts[] = {".plain", ".age"};
+    char from[PATH_MAX], to[PATH_MAX];
+    for (size_t i = 0; i < sizeof exts / sizeof *exts; i++) {
+        int rc = sealed_path(fs, old_id, exts[i], from, sizeof from);
+        if (!rc) rc = sealed_path(fs, new_id, exts[i], to, sizeof to);
+        if (rc) return rc;
+        if (link(from, to) == 0) return fsync_dir(fs->sealed);
+        if (errno != ENOENT) return -errno;
+    }
+    return -ENOENT;
+}
+
 #define CUT_XATTR "user.chute.cut"
 
 static bool mark_set(int fd, const char *path, const char *name)

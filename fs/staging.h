@@ -22,6 +22,9 @@ int sealed_path(chutefs *fs, const char *id, const char *ext, char *out,
 
 /* Delete whatever sealed/ holds for item id (a missing file is fine). */
 void sealed_unlink(chutefs *fs, const char *id);
+/* Give what sealed/ holds for item old_id (.plain or .age) the name of
+ * new_id too, durably (the folder is synced). 0 or -errno. */
+int sealed_link(chutefs *fs, const char *old_id, const char *new_id);
 
 /* The staging file at path shares its inode with a sealed item: put a
  * private inode there instead, renamed over it — empty (for O_TRUNC and

@@ -785,6 +785,25 @@ static bool send_growing(worker *w, relay_client *c)
     return sealed && growing_gone(w);
 }
 
+/* A claim, or a change of a claimed item's id, runs between these two:
+ * never while put_back_strays, which goes by the ids the workers hold. */
+static void claim_begin(uploader *up)
+{
+    pthread_mutex_lock(&up->mu);
+    while (up->putting_back && !up->stopping) pthread_cond_wait(&up->work_cv, &up->mu);
+    up->claiming++;
+    pthread_mutex_unlock(&up->mu);
+}
+
+/* holds: w->it is w's now, under its id of now. */
+static void claim_end(worker *w, bool holds)
+{
+    pthread_mutex_lock(&w->up->mu);
+    w->up->claiming--;
+    if (holds) memcpy(w->held, w->it.id, sizeof w->held);
+    pthread_mutex_unlock(&w->up->mu);
+}
+
 static void upload_item(worker *w)
 {
     uploader *up = w->up;
@@ -808,7 +827,11 @@ static void upload_item(worker *w)
         return;
     }
     if (it->growing && !send_growing(w, c)) goto out;
+    /* It may take a new id (paired again since): held as a claim is. */
+    claim_begin(up);
     st = seal_meta_for_pairing(up->fs, it, p);
+    claim_end(w, true);
+    if (st == CHUTE_ERR_NOT_FOUND) goto out;   /* cancelled meanwhile */
     if (st == CHUTE_ERR_REFUSED || st == CHUTE_ERR_UNSUPPORTED) {
         fail_item(up, it, WAIT_REFUSED, st == CHUTE_ERR_REFUSED
                   ? "sealed for another device once paired as %s; copy it again to send "
@@ -958,17 +981,11 @@ static void *worker_main(void *arg)
         /* Files still being written may take all workers but one: a
          * long recording must not hold closed files up. */
         bool growing_ok = atomic_fetch_add(&up->growing_sends, 1) < UPLOADER_WORKERS - 1;
-        pthread_mutex_lock(&up->mu);
-        while (up->putting_back && !up->stopping) pthread_cond_wait(&up->work_cv, &up->mu);
-        up->claiming++;
-        pthread_mutex_unlock(&up->mu);
+        claim_begin(up);
         chute_status st = queue_claim_next_except(up->fs->q, (int64_t)time(NULL), !growing_ok,
                                                   skip, held.n, &w->it);
         free(held.names);
-        pthread_mutex_lock(&up->mu);
-        up->claiming--;
-        if (st == CHUTE_OK) memcpy(w->held, w->it.id, sizeof w->held);
-        pthread_mutex_unlock(&up->mu);
+        claim_end(w, st == CHUTE_OK);
         bool grows = st == CHUTE_OK && w->it.growing;
         if (!grows) atomic_fetch_sub(&up->growing_sends, 1);   /* the place was not taken */
         if (st == CHUTE_OK) {
@@ -1097,8 +1114,19 @@ static void check_delivery(uploader *up, poll_entry *pe, int64_t now)
         st = relay_item_status(c, up->tpeer.inbox, up->tpeer.send_token, it->id, &rs);
         note_relay(up, &up->tcn, st);
     }
+    /* Not found under the send token of now, and sealed for an earlier
+     * pairing with the same peer: the copy on the relay is that
+     * pairing's, which the peer will never fetch. It goes again. */
+    bool earlier_pairing = c && st == CHUTE_ERR_NOT_FOUND &&
+                           !seal_meta_is_current(it, &up->tpeer);
     devstate_peer_wipe(&up->tpeer);
     if (!c) return;
+    if (earlier_pairing) {
+        if (queue_send_again(q, it->id, "sent again: the peer was paired again since it "
+                                        "was uploaded") == CHUTE_OK)
+            uploader_wake(up);
+        return;
+    }
     if (st == CHUTE_OK && strcmp(rs.state, "delivered") == 0) {
         if (queue_mark_delivered(q, it->id) == CHUTE_OK)
             let_outbox_go(up, it);

@@ -487,15 +487,31 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
     return st == CHUTE_ERR_NOT_FOUND ? CHUTE_ERR_REFUSED : st;
 }
 
-chute_status queue_replace_meta(queue *q, const char *id, const uint8_t *meta,
-                                size_t meta_len)
+chute_status queue_renew_id(queue *q, const char *old_id, const char *new_id,
+                            const uint8_t *meta, size_t meta_len)
 {
-    if (!q || !id || !meta || !meta_len || meta_len > META_SEALED_MAX)
+    if (!q || !old_id || !new_id || strlen(new_id) != QUEUE_ID_LEN || !meta || !meta_len ||
+        meta_len > META_SEALED_MAX)
         return CHUTE_ERR_ARG;
     sqlite3_stmt *s = prep_change(q,
-            "UPDATE queue SET meta=?, updated=? WHERE " ACTIVE " AND id=?");
+            "UPDATE queue SET id=?, meta=?, progress=0, sent=0, updated=? "
+            "WHERE state IN (0,1) AND id=?");
     if (!s) return CHUTE_ERR_DB;
-    sqlite3_bind_blob(s, 1, meta, (int)meta_len, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, new_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, meta, (int)meta_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, now_s());
+    sqlite3_bind_text(s, 4, old_id, -1, SQLITE_STATIC);
+    return step_change(q, s);
+}
+
+chute_status queue_send_again(queue *q, const char *id, const char *why)
+{
+    if (!q || !id || !why) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q,
+            "UPDATE queue SET state=0, progress=0, sent=0, next_attempt=0, last_error=?, "
+            "updated=? WHERE state=2 AND id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_text(s, 1, why, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, now_s());
     sqlite3_bind_text(s, 3, id, -1, SQLITE_STATIC);
     return step_change(q, s);

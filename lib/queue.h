@@ -160,11 +160,18 @@ chute_status queue_update_attrs(queue *q, const char *id, uint32_t mode,
                                 int64_t mtime_sec, uint32_t mtime_nsec,
                                 const uint8_t *meta, size_t meta_len);
 
-/* The peer was paired again (same device, new link key): replace the
- * sealed meta of an item not delivered or cancelled. CHUTE_ERR_NOT_FOUND
- * if there is no such item. */
-chute_status queue_replace_meta(queue *q, const char *id, const uint8_t *meta,
-                                size_t meta_len);
+/* The peer was paired again (same device, new link key and send token):
+ * whatever the relay holds of the item is the old pairing's, under an id
+ * the new one cannot use. The item, queued or uploading, becomes new_id
+ * with meta (sealed for new_id), to be sent from byte 0.
+ * CHUTE_ERR_NOT_FOUND if there is no such item (cancelled meanwhile). */
+chute_status queue_renew_id(queue *q, const char *old_id, const char *new_id,
+                            const uint8_t *meta, size_t meta_len);
+/* An item on the relay, waiting for the peer, whose relay copy is an
+ * earlier pairing's (the peer will never fetch it): queued again, due
+ * now, with why as its last error. CHUTE_ERR_NOT_FOUND if it is not
+ * waiting for delivery. */
+chute_status queue_send_again(queue *q, const char *id, const char *why);
 /* Record whom a row from before recipients were kept was sealed for
  * (its meta opened with that peer's link key); other rows are left. */
 chute_status queue_note_recipient(queue *q, const char *id, const char *recipient);

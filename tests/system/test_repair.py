@@ -8,6 +8,7 @@ its folder back and what was queued for it. Real chuted, real pairing,
 real mounts on both sides.
 """
 
+import hashlib
 import os
 import sqlite3
 
@@ -15,7 +16,8 @@ import pytest
 
 from conftest import wait_until
 from pairtool import Device, pair
-from test_sync_upload import Mount, Receiver, sync  # noqa: F401  (fixture)
+from test_sync_upload import (SLOW, Mount, Receiver, slow_sync, sync,  # noqa: F401  (fixtures)
+                              uploading_between, wait_listed)
 
 
 def refused_then_forgotten(m, home, name_at_home, name, data):
@@ -138,6 +140,70 @@ def test_files_received_from_an_unpaired_peer_stay_until_removed(sync, tmp_path)
         os.rmdir(inbox / "photos")
         assert os.listdir(mb.mnt / "inbox") == []
         assert not inbox.exists()
+    finally:
+        mb.unmount()
+        mb.check_sanitizers()
+
+
+def paired_again_and_mounted(home, m, tmp_path):
+    """abroad and home forget each other, pair again, and home mounts:
+    (home's Mount, abroad's folder name at home)."""
+    m.dev.run("unpair", "home", check=True)
+    name_at_home, folder = pair(home, m.dev)
+    assert folder == "home"
+    (tmp_path / "b").mkdir()
+    mb = Mount(home, tmp_path / "b")
+    mb.mount()
+    return mb, name_at_home
+
+
+def test_an_item_left_on_the_relay_by_the_old_pairing_is_sent_again(sync, tmp_path):
+    # Uploaded whole, then home unpaired abroad before fetching it: the
+    # relay keeps it under the revoked sender, where the new pairing's
+    # home never looks. Once paired again it goes again, under a new id.
+    relay, m, rcv, home, name_at_home = sync
+    (m.outbox / "done.txt").write_bytes(b"on the relay before the unpair")
+    old_id = list(wait_listed(rcv, 1))[0]
+    home.run("unpair", name_at_home, check=True)
+    mb, name_at_home = paired_again_and_mounted(home, m, tmp_path)
+    try:
+        retry_now(m, "home")
+        inbox = mb.mnt / "inbox" / name_at_home
+        wait_until(lambda: inbox.exists() and sorted(os.listdir(inbox)) == ["done.txt", "wake.txt"],
+                   timeout=30, what="both files at home")
+        assert (inbox / "done.txt").read_bytes() == b"on the relay before the unpair"
+        wait_until(lambda: not (m.outbox / "done.txt").exists(), timeout=20,
+                   what="the outbox entry to go once delivered")
+        row = m.rows("path='done.txt'")[0]
+        assert row["id"] != old_id and row["state"] == 3
+        assert "quarantin" not in mb.stderr()
+    finally:
+        mb.unmount()
+        mb.check_sanitizers()
+
+
+def test_an_upload_cut_by_the_unpair_goes_from_the_start_once_paired_again(slow_sync, tmp_path):
+    # The relay keeps the part under the old sender and the id; the new
+    # pairing cannot append to it, so the item starts again under a new id.
+    relay, m, rcv, gate = slow_sync
+    home = Device(tmp_path / "home", "home", gate.url)
+    data = os.urandom(6 << 20)
+    (m.outbox / "slow.bin").write_bytes(data)
+    wait_until(lambda: uploading_between(m, "slow.bin"), timeout=30 * SLOW,
+               what="the upload part-way")
+    old_id = m.row("slow.bin")["id"]
+    home.run("unpair", "abroad", check=True)
+    wait_until(lambda: "no longer accepts" in m.status(), timeout=30 * SLOW, what="the refusal")
+    mb, name_at_home = paired_again_and_mounted(home, m, tmp_path)
+    try:
+        retry_now(m, "home")
+        inbox = mb.mnt / "inbox" / name_at_home
+        wait_until(lambda: inbox.exists() and sorted(os.listdir(inbox)) == ["slow.bin", "wake.txt"],
+                   timeout=60 * SLOW, what="both files at home")
+        got = hashlib.sha256((inbox / "slow.bin").read_bytes()).hexdigest()
+        assert got == hashlib.sha256(data).hexdigest()
+        assert m.rows("path='slow.bin'")[0]["id"] != old_id
+        assert "quarantin" not in mb.stderr()
     finally:
         mb.unmount()
         mb.check_sanitizers()
