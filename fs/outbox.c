@@ -472,8 +472,16 @@ int outbox_write(chutefs *fs, const char *buf, size_t size, off_t off,
     ssize_t n = pwrite(h->fd, buf, size, off);
     rc = n < 0 ? -errno : (int)n;
     /* Write-behind and drop-behind: the fsync of the seal at close finds
-     * little left to do, and a big file does not fill memory. */
-    if (n > 0) pagecache_wrote(h->fd, off, off + n);
+     * little left to do, and a big file does not fill memory. A write
+     * error it meets is the file's: bytes written before are lost, and the
+     * seal's fsync would no longer say so. */
+    int lost = n > 0 ? pagecache_wrote(h->fd, off, off + n) : 0;
+    if (lost) {
+        fprintf(stderr, "chutefs: an outbox file could not be written to disk (%s): "
+                        "it will not be sent\n", strerror(-lost));
+        n = -1;
+        rc = -EIO;
+    }
     if (n > 0) prealloc_grew(h->fd, off, off + n);   /* its blocks ahead of it */
     ofiles_lock(fs->open);
     if (n > 0) of->dirty = of->written = true;

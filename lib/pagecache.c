@@ -1,6 +1,7 @@
 /* pagecache.c — see pagecache.h. */
 #include "pagecache.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -116,12 +117,20 @@ static off_t held_from(int fd, bool *released)
 
 /* ---- streams ----------------------------------------------------------------- */
 
-void pagecache_wrote(int fd, off_t off, off_t end)
+/* A sync_file_range failure that means lost bytes, not missing support. */
+static bool writeback_failed(int err)
 {
-    if (fd < 0 || end <= off || end / STEP == off / STEP) return;
+    return err != EINVAL && err != ESPIPE && err != EBADF && err != ENOSYS &&
+           err != EOPNOTSUPP && err != EINTR;
+}
+
+int pagecache_wrote(int fd, off_t off, off_t end)
+{
+    if (fd < 0 || end <= off || end / STEP == off / STEP) return 0;
     off_t step = end / STEP * STEP - STEP;
-    (void)sync_file_range(fd, step, STEP, SYNC_FILE_RANGE_WRITE);
-    if (step < 2 * STEP) return;
+    if (sync_file_range(fd, step, STEP, SYNC_FILE_RANGE_WRITE) != 0 && writeback_failed(errno))
+        return -errno;
+    if (step < 2 * STEP) return 0;
     /* Unfollowed, the step two behind goes: [upto - STEP, upto). */
     off_t upto = step - STEP, from = upto - STEP;
     bool released = false;
@@ -137,12 +146,15 @@ void pagecache_wrote(int fd, off_t off, off_t end)
         from = upto - window - 4 * STEP;
         if (from < 0) from = 0;
     }
-    if (upto <= from) return;
-    /* Clean pages only leave the cache: wait for their writeback. */
-    (void)sync_file_range(fd, from, upto - from,
-                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                          SYNC_FILE_RANGE_WAIT_AFTER);
+    if (upto <= from) return 0;
+    /* Clean pages only leave the cache: wait for their writeback. The
+     * wait reports (and so consumes) a write error of the whole file. */
+    if (sync_file_range(fd, from, upto - from,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                        SYNC_FILE_RANGE_WAIT_AFTER) != 0 && writeback_failed(errno))
+        return -errno;
     (void)posix_fadvise(fd, from, upto - from, POSIX_FADV_DONTNEED);
+    return 0;
 }
 
 void pagecache_synced(pagecache_stream *s, int fd, off_t durable)

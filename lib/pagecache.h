@@ -12,7 +12,10 @@
  * does nothing for small files (below one step).
  *
  * Every call is advice: a failure (a filesystem without the support) is
- * ignored, and the data stays correct either way. */
+ * ignored, and the data stays correct either way. But one: waiting for a
+ * step's writeback takes its write error (EIO, ENOSPC underneath) from
+ * the descriptor's next fsync, which would then pass with the bytes
+ * lost; pagecache_wrote hands that error to the writer. */
 #ifndef CHUTE_PAGECACHE_H
 #define CHUTE_PAGECACHE_H
 
@@ -32,8 +35,11 @@ typedef struct {
  * if still in flight, leaves the cache: the writer runs at most two steps
  * ahead of the disk, and an fsync at the end finds little left to do.
  * While the file is followed (below), what its follower has still to
- * read stays, up to pagecache_follow_window() behind the writer. */
-void pagecache_wrote(int fd, off_t off, off_t end);
+ * read stays, up to pagecache_follow_window() behind the writer.
+ * 0, or -errno if writing the file back failed: bytes written before are
+ * lost (the writer must treat the file as failed; a later fsync will not
+ * say so), and nothing was dropped from the cache. */
+int pagecache_wrote(int fd, off_t off, off_t end);
 
 /* A reader that reads a file while it is being written, a little behind
  * the writer (the relay's owner downloading an item as it is uploaded).

@@ -11,7 +11,7 @@ build="gcc make pkg-config libsodium-dev libsqlite3-dev libjansson-dev
 libcurl4-openssl-dev libmicrohttpd-dev libfuse3-dev fuse3 libqrencode-dev
 libsystemd-dev zlib1g-dev"
 check="$build python3 python3-pytest age curl rsync sqlite3 gnutls-bin
-tar coreutils procps systemd man-db groff-base strace faketime"
+tar coreutils procps systemd man-db groff-base strace faketime e2fsprogs mount"
 fuzz="$build clang libclang-rt-14-dev"
 bench="$check nginx-light gocryptfs hyperfine"
 demo="$check"

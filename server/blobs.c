@@ -185,8 +185,14 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
             log_error("write body: %s", strerror(errno));
             return errno == ENOSPC || errno == EDQUOT ? CHUTE_ERR_LIMIT : CHUTE_ERR_IO;
         }
-        /* A body is read once, by its owner: it need not stay in memory. */
-        pagecache_wrote(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
+        /* A body is read once, by its owner: it need not stay in memory.
+         * A write error met on the way is the body's (see sync_failed). */
+        int lost = pagecache_wrote(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
+        if (lost) {
+            log_error("write body back to disk: %s", strerror(-lost));
+            w->sync_failed = true;
+            return CHUTE_ERR_IO;
+        }
         prealloc_grew_within(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n),
                              w->limit > INT64_MAX ? INT64_MAX : (off_t)w->limit);
         p += n;

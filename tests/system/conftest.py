@@ -117,6 +117,77 @@ def small_tmpfs(path, size):
         subprocess.run(["umount", "-l", str(path)], timeout=10)
 
 
+class FailingDisk:
+    """An ext4 filesystem on a loop device whose image is a sparse file in
+    a small tmpfs: starve() fills the tmpfs, so the device fails every
+    write to a block it never held (EIO to ext4's writeback, as a failing
+    or thin-provisioned disk does), feed() gives the room back. Blocks
+    written before stay writable: the journal and metadata, made at mkfs."""
+
+    def __init__(self, path, root=None):
+        self.path = Path(path)
+        self.backing = self.path / "backing"
+        self.root = Path(root) if root else self.path / "fs"
+        self.filler = self.backing / "filler"
+        self.device = None
+
+    def run(self, *cmd):
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise OSError(f"{cmd[0]}: {r.stderr.decode().strip()}")
+        return r.stdout.decode().strip()
+
+    def make(self, size_mib):
+        image = self.backing / "disk.img"
+        self.run("truncate", "-s", f"{size_mib}M", image)
+        self.run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+                 image)
+        self.device = self.run("losetup", "--find", "--show", image)
+        self.root.mkdir()
+        self.run("mount", "-o", "discard", self.device, self.root)
+
+    def starve(self):
+        """Every block the device has not written yet fails from now."""
+        os.sync()
+        self.run("fstrim", self.root)          # freed blocks go back to the tmpfs
+        vfs = os.statvfs(self.backing)
+        self.run("fallocate", "-l", str(vfs.f_bavail * vfs.f_frsize), self.filler)
+
+    def feed(self):
+        self.filler.unlink()
+
+    def remount(self):
+        """Drop every cached page: what is read next comes from the device."""
+        self.run("umount", self.root)
+        self.run("mount", "-o", "discard", self.device, self.root)
+
+    def close(self):
+        subprocess.run(["umount", "-l", str(self.root)], capture_output=True, timeout=30)
+        if self.device:
+            subprocess.run(["losetup", "-d", self.device], capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def failing_disk(path, size_mib=256, root=None):
+    """A FailingDisk at the new folder path, mounted on root (a new folder;
+    path/fs by default); skips the test without root, loop devices or
+    mkfs.ext4."""
+    if os.geteuid() != 0:
+        pytest.skip("a loop device needs root")
+    disk = FailingDisk(path, root)
+    with small_tmpfs(disk.path, f"{size_mib + 64}m"):
+        disk.backing.mkdir()
+        try:
+            disk.make(size_mib)
+        except OSError as e:
+            disk.close()
+            pytest.skip(f"cannot make a loop filesystem: {e}")
+        try:
+            yield disk
+        finally:
+            disk.close()
+
+
 def inbox_cache(home, timeout=10):
     """A connection to a device's inbox cache: its index (inbox.db), with
     its chunk file (inbox-data.db) attached, so that "chunks" names the

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import binary, faults_env, small_tmpfs, wait_until
+from conftest import binary, failing_disk, faults_env, small_tmpfs, wait_until
 from fsfixtures import Chute, chute, header_mac, mounted, run  # noqa: F401  (fixture)
 
 
@@ -1205,6 +1205,39 @@ def test_a_refused_file_whose_next_change_failed_is_still_sent_at_its_close(smal
     (c.home / "ballast").unlink()
     wait_until(lambda: c.active_paths() == ["clip.mov"], timeout=15, what="the seal owed")
     assert c.decrypt(c.item("clip.mov")["id"])[:len(data)] == data
+
+
+def test_a_file_the_disk_failed_to_write_back_is_never_sealed(tmp_path):
+    # The disk under the state folder fails the writeback of [16, 24) MiB
+    # and works again before the copy ends. The outbox's drop-behind waits
+    # for that writeback, which takes the error from the seal's fsync: the
+    # write must fail, and the file must not go with what the disk lost.
+    MiB = 1 << 20
+    data = os.urandom(40 * MiB)
+    with failing_disk(tmp_path / "disk", root=tmp_path / "state") as disk, \
+            mounted(Chute(tmp_path)) as c:
+        failed = None
+        fd = os.open(c.outbox / "film.mkv", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data[:16 * MiB + 256 * 1024])
+            disk.starve()
+            try:
+                os.write(fd, data[16 * MiB + 256 * 1024:24 * MiB + 256 * 1024])
+                time.sleep(2)               # the writeback fails meanwhile
+            finally:
+                disk.feed()
+            for off in range(24 * MiB + 256 * 1024, len(data), MiB):
+                os.write(fd, data[off:off + MiB])
+        except OSError as e:
+            failed = e
+        finally:
+            try:
+                os.close(fd)
+            except OSError as e:
+                failed = failed or e
+        assert failed is not None and failed.errno == errno.EIO
+        assert c.active() == []
+        assert os.getxattr(c.outbox / "film.mkv", "user.chute.state") == b"write failed"
 
 
 def test_a_file_the_full_queue_refused_is_queued_after_a_remount(tmp_path):

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import SLOW, new_item_id, read_until_close, small_tmpfs, status_line, wait_until
+from conftest import (SLOW, Inbox, Sender, failing_disk, new_item_id, patch_head,
+                      read_until_close, small_tmpfs, status_line, wait_until)
 
 
 @pytest.mark.parametrize("body", [b"{", b"{\"size\": 1,}", b"\xff\xfe\x00", b"null",
@@ -428,3 +429,48 @@ def test_a_commit_that_failed_is_finished_by_the_senders_repeated_create(relay, 
     assert inbox.listed_ids() == [item]
     assert inbox.download(item).body == data
     assert sender.status(item).json["state"] == "pending"
+
+
+def test_a_body_the_disk_failed_to_write_is_never_acknowledged(relay_factory, tmp_path):
+    # The disk fails the writeback of [16, 24) MiB of a 40 MiB PATCH and
+    # works again before its end. The relay's drop-behind waits for that
+    # writeback and so takes the error from the fdatasync after it: the
+    # PATCH must fail and the offset stay where the disk had everything.
+    MiB = 1 << 20
+    size = 40 * MiB
+    data = os.urandom(size)
+    with failing_disk(tmp_path / "disk") as disk:
+        relay = relay_factory(data_dir=disk.root / "data")
+        api = relay.api()
+        inbox = api.create_inbox()
+        sender = inbox.add_sender()
+        item = new_item_id()
+        assert sender.create(item, size).status == 201
+        sock = api.raw_socket(timeout=30)
+        sock.sendall(patch_head(inbox.item_path(item), sender.token, 0, size))
+        sock.sendall(data[:16 * MiB + 256 * 1024])
+        checkpoint = wait_until(lambda: sender.offset(item)[0] >= 16 * MiB and sender.offset(item)[0],
+                                timeout=10, what="the 16 MiB checkpoint")
+        disk.starve()
+        try:
+            sock.sendall(data[16 * MiB + 256 * 1024:24 * MiB + 256 * 1024])
+            time.sleep(2)                   # the writeback fails meanwhile
+        finally:
+            disk.feed()
+        try:
+            sock.sendall(data[24 * MiB + 256 * 1024:])
+        except (BrokenPipeError, ConnectionResetError):
+            pass                            # refused before the end: fine
+        answer = read_until_close(sock, 10)
+        sock.close()
+        assert status_line(answer) in (500, 507, None), answer[:200]
+        offset = sender.offset(item)[0]
+        assert offset == checkpoint
+        relay.stop()
+        disk.remount()                      # reads come from the disk now
+        relay.start()                       # on another port
+        inbox = Inbox(relay.api(), inbox.id, inbox.owner_token)
+        sender = Sender(inbox, sender.id, sender.token)
+        assert inbox.download(item).body == data[:offset]
+        assert sender.append(item, offset, data[offset:]).status == 204
+        assert inbox.download(item).body == data

@@ -236,13 +236,19 @@ static void test_the_follow_window_is_a_share_of_memory(void)
 static void test_a_bad_fd_is_ignored(void)
 {
     pagecache_stream s = {0};
-    pagecache_wrote(-1, 0, 3 * STEP);
+    CHECK_EQ_INT(pagecache_wrote(-1, 0, 3 * STEP), 0);
     pagecache_synced(&s, -1, 3 * STEP);
     pagecache_read_to(&s, -1, 3 * STEP);
     CHECK_EQ_INT(s.released, 0);
     int fd = open("/dev/null", O_RDONLY);
     pagecache_read_to(&s, fd, 3 * STEP);          /* advice on a device: no harm */
     close(fd);
+    /* advice a pipe cannot take is no write error (ESPIPE) */
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK_EQ_INT(pagecache_wrote(p[1], 2 * STEP, 3 * STEP + 1), 0);
+    close(p[0]);
+    close(p[1]);
 }
 
 int main(void)
