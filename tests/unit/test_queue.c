@@ -536,6 +536,43 @@ static void test_each_uploaded_walks_only_items_on_the_relay(void)
     queue_close(q);
 }
 
+/* Paired again: the item goes under a new id from byte 0, and one on
+ * the relay of the old pairing is queued again, due now. */
+static void test_an_item_of_an_earlier_pairing_is_renewed_or_sent_again(void)
+{
+    queue *q = fresh_named("renew");
+    queue_item a, b, got;
+    item(&a, "home", "a"); item(&b, "home", "b");
+    queue_insert(q, &a, NULL, NULL);
+    queue_insert(q, &b, NULL, NULL);
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK_EQ_INT(queue_set_progress(q, got.id, 120), CHUTE_OK);
+    char fresh_id[QUEUE_ID_LEN + 1];
+    queue_new_id(fresh_id);
+    CHECK_EQ_INT(queue_renew_id(q, got.id, fresh_id, (const uint8_t *)"new meta", 8), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, got.id, &got), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_get(q, fresh_id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_UPLOADING && got.progress == 0 && got.sent == 0);
+    CHECK(got.meta_len == 8 && memcmp(got.meta, "new meta", 8) == 0);
+    char other_id[QUEUE_ID_LEN + 1];
+    queue_new_id(other_id);
+    CHECK_EQ_INT(queue_renew_id(q, "no-such-item", other_id, (const uint8_t *)"m", 1),
+                 CHUTE_ERR_NOT_FOUND);
+    /* on the relay, waiting for the peer: queued again, due now */
+    CHECK_EQ_INT(queue_mark_uploaded(q, fresh_id), CHUTE_OK);
+    CHECK_EQ_INT(queue_send_again(q, fresh_id, "sent again"), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, fresh_id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED && got.progress == 0 && got.next_attempt == 0);
+    CHECK(strcmp(got.last_error, "sent again") == 0);
+    CHECK_EQ_INT(queue_send_again(q, fresh_id, "twice"), CHUTE_ERR_NOT_FOUND);
+    /* a cancelled item is neither */
+    CHECK_EQ_INT(queue_cancel(q, b.id), CHUTE_OK);
+    queue_new_id(fresh_id);
+    CHECK_EQ_INT(queue_renew_id(q, b.id, fresh_id, (const uint8_t *)"m", 1), CHUTE_ERR_NOT_FOUND);
+    CHECK_EQ_INT(queue_renew_id(q, b.id, "short", (const uint8_t *)"m", 1), CHUTE_ERR_ARG);
+    queue_close(q);
+}
+
 /* A peer's relay that does not answer holds up only its items: the claim
  * passes over them, and its coming back releases only them. */
 static void test_claims_and_releases_by_peer(void)
@@ -633,6 +670,7 @@ int main(void)
     RUN(test_cancelled_growing_rows_forget_their_key);
     RUN(test_a_failing_relay_cancel_does_not_hold_up_the_others);
     RUN(test_each_uploaded_walks_only_items_on_the_relay);
+    RUN(test_an_item_of_an_earlier_pairing_is_renewed_or_sent_again);
     RUN(test_claims_and_releases_by_peer);
     RUN(test_requeue_unheld_leaves_the_held);
     RUN(test_a_next_try_past_any_backoff_is_due);
