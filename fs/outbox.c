@@ -70,13 +70,7 @@ static int longest_below(int folder, size_t *out)
     return rc;
 }
 
-static const char *base_of(const char *rel)
-{
-    const char *s = strrchr(rel, '/');
-    return s ? s + 1 : rel;
-}
-
-static bool sendable(const char *rel) { return !names_is_temporary(base_of(rel)); }
+static bool sendable(const char *rel) { return !names_is_temporary_path(rel); }
 
 static bool writable(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
 
@@ -303,6 +297,16 @@ static int handle_begin(chutefs *fs, handle *h, intent why)
     return -EIO;
 }
 
+/* The staging file's stat as the outbox shows it. A queued file's second
+ * link is ours (sealed/<id>.plain): shown, it would make gzip, bzip2 and
+ * xz refuse the file ("has 1 other link") and editors change how they
+ * save it. */
+static void outbox_stat(struct stat *st)
+{
+    st->st_blksize = OUTBOX_IO_SIZE;
+    if (S_ISREG(st->st_mode) && st->st_nlink > 1) st->st_nlink = 1;
+}
+
 int outbox_getattr(chutefs *fs, const char *peer, const char *rel, struct stat *st,
                    struct fuse_file_info *fi)
 {
@@ -312,12 +316,12 @@ int outbox_getattr(chutefs *fs, const char *peer, const char *rel, struct stat *
         if (rc) return rc;
         rc = fstat(h->fd, st) == 0 ? 0 : -errno;
         ofiles_content_unlock(fs->open);
-        if (!rc) st->st_blksize = OUTBOX_IO_SIZE;
+        if (!rc) outbox_stat(st);
         return rc;
     }
     STAGE(fs, peer, rel, path);
     if (lstat(path, st) != 0) return -errno;
-    st->st_blksize = OUTBOX_IO_SIZE;
+    outbox_stat(st);
     return 0;
 }
 

@@ -216,9 +216,8 @@ static void retry(resealer *r, entry *e)
     unsigned long moves = r->moves;
     pthread_mutex_unlock(&r->mu);
     /* Renamed to a temporary name: never sealed (a rename back seals it). */
-    const char *slash = strrchr(rel, '/');
-    chute_status st = names_is_temporary(slash ? slash + 1 : rel)
-                      ? CHUTE_ERR_REFUSED : seal_file_marked(r->fs, peer, rel);
+    chute_status st = names_is_temporary_path(rel) ? CHUTE_ERR_REFUSED
+                                                   : seal_file_marked(r->fs, peer, rel);
     pthread_mutex_lock(&r->mu);
     /* Moved, forgotten or noted again meanwhile: as it is now. */
     entry **p = find(r, peer, rel);

@@ -164,3 +164,19 @@ bool names_is_temporary(const char *base)
            ends_with(base, len, ".crdownload") ||
            ends_with(base, len, ".tmp");
 }
+
+#define RSYNC_DELAY_DIR ".~tmp~"
+
+bool names_is_temporary_path(const char *rel)
+{
+    if (!rel) return false;
+    const char *base = strrchr(rel, '/');
+    if (names_is_temporary(base ? base + 1 : rel)) return true;
+    size_t n = strlen(RSYNC_DELAY_DIR);
+    for (const char *p = rel; base && p < base;) {
+        const char *e = strchr(p, '/');
+        if ((size_t)(e - p) == n && memcmp(p, RSYNC_DELAY_DIR, n) == 0) return true;
+        p = e + 1;
+    }
+    return false;
+}

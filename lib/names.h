@@ -33,6 +33,10 @@ chute_status names_variant(const char *name, unsigned n,
 /* True for names that stay local until renamed: a leading '.', or a
  * trailing "~", ".part", ".crdownload" or ".tmp". base is one component. */
 bool names_is_temporary(const char *base);
+/* The same for a relative path: its last component is temporary, or it
+ * lies in a folder named ".~tmp~" (where rsync --delay-updates keeps each
+ * finished file until it renames them all into place at the end). */
+bool names_is_temporary_path(const char *rel);
 
 /* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool names_utf8_valid(const char *s, size_t len);

@@ -191,6 +191,33 @@ def test_rsync_queues_once_with_the_final_name(chute, tmp_path):
     assert chute.open_meta(rows[0]["id"])["mtime"] == int(src.stat().st_mtime)
 
 
+def test_rsync_delay_updates_queues_each_file_once_under_its_name(chute, tmp_path):
+    # rsync keeps each finished file in .~tmp~/ and renames them all into
+    # place at the end: sent from there, they would leave before that.
+    src = tmp_path / "docs"
+    src.mkdir()
+    files = {f"f{i}.txt": os.urandom(20000) for i in range(5)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    run("rsync", "-a", "--delay-updates", str(src) + "/", str(chute.outbox / "docs") + "/")
+    assert chute.active_paths() == sorted(f"docs/{n}" for n in files)
+    assert [r for r in chute.rows() if ".~tmp~" in r["path"]] == []
+    for name, data in files.items():
+        assert chute.decrypt(chute.item(f"docs/{name}")["id"]) == data
+
+
+def test_a_queued_file_shows_one_link_so_gzip_takes_it(chute, tmp_path):
+    # Its second link is the queue's (sealed/<id>.plain), not the user's.
+    (tmp_path / "nums.txt").write_bytes(b"".join(b"%d\n" % i for i in range(1000)))
+    run("cp", tmp_path / "nums.txt", chute.outbox / "nums.txt")
+    assert chute.active_paths() == ["nums.txt"]
+    assert os.stat(chute.outbox / "nums.txt").st_nlink == 1
+    with open(chute.outbox / "nums.txt", "rb") as f:
+        assert os.fstat(f.fileno()).st_nlink == 1
+    run("gzip", "-k", chute.outbox / "nums.txt")
+    assert chute.active_paths() == ["nums.txt", "nums.txt.gz"]
+
+
 def a_folder(tmp_path):
     """A folder with two files and a subfolder, mode 0750, an old mtime."""
     src = tmp_path / "photos"

@@ -92,6 +92,15 @@ static void test_temporary(void)
     CHECK(!names_is_temporary("f.txt"));
     CHECK(!names_is_temporary("tmp"));
     CHECK(!names_is_temporary(""));
+    CHECK(names_is_temporary_path("a/b/.x.swp"));
+    CHECK(names_is_temporary_path(".~tmp~/f1"));
+    CHECK(names_is_temporary_path("photos/.~tmp~/2026/a.jpg"));
+    CHECK(!names_is_temporary_path("photos/2026/a.jpg"));
+    CHECK(!names_is_temporary_path(".git/config"));       /* a dot folder travels */
+    CHECK(!names_is_temporary_path("x.~tmp~/f1"));
+    CHECK(!names_is_temporary_path(".~tmp~x/f1"));
+    CHECK(names_is_temporary_path("f1/.~tmp~") == names_is_temporary(".~tmp~"));
+    CHECK(!names_is_temporary_path(NULL));
 }
 
 /* Names that would show as something they are not. */
