@@ -10,6 +10,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "reach.h"
 
@@ -38,6 +39,7 @@ typedef struct {
      * orphan sweep never sees a link whose row is not inserted yet. */
     pthread_mutex_t seal_mu;
     int lock_fd;              /* flock on home/chutefs.lock: one mount per home */
+    time_t started;           /* the fixed folders date from the mount's start */
     uploader *up;             /* background sender (fs/uploader.h); NULL if off */
     growing_table *growing;   /* files sent while written (fs/growing.h) */
     relay_reach reach;        /* does the relay answer? both workers report */

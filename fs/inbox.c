@@ -37,6 +37,9 @@ int inbox_getattr(chutefs *fs, const char *peer, const char *rel, struct stat *s
     chute_status s = cache_lookup(fs->c, peer, rel, &n);
     if (s) return chutefs_errno(s);
     fill_stat(&n, st);
+    /* The peer's folder is no arrival: it dates from the mount, as the
+     * other fixed folders. */
+    if (n.id == 0) st->st_mtime = st->st_ctime = st->st_atime = fs->started;
     return 0;
 }
 

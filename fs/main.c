@@ -121,6 +121,7 @@ static int open_all(chutefs *fs, const char *home_opt)
         fprintf(stderr, "chutefs: %s is in use by another chutefs\n", fs->home);
         return -1;
     }
+    fs->started = time(NULL);
     char inbox_db[PATH_MAX];
     if (snprintf(db, sizeof db, "%s/chutefs.db", fs->home) >= (int)sizeof db ||
         snprintf(inbox_db, sizeof inbox_db, "%s/" CACHE_DB_NAME, fs->home) >= (int)sizeof inbox_db)

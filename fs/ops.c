@@ -46,6 +46,17 @@ static bool inbox_holds_past_peer(chutefs *fs, const char *peer)
     return cache_peer_holds(fs->c, peer, &holds) == CHUTE_OK && holds;
 }
 
+/* A new name whose folder only Chute fills: the mount's top, outbox/ or
+ * inbox/ (peer folders come from pairing). */
+static bool at_top(const char *path)
+{
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    if (!slash) return false;
+    size_t n = (size_t)(slash - path);
+    return n == 0 || (n == 7 && strncmp(path, "/outbox", 7) == 0) ||
+           (n == 6 && strncmp(path, "/inbox", 6) == 0);
+}
+
 /* Parse and check the peer's folder exists. */
 static int resolve(const char *path, route *r)
 {
@@ -59,10 +70,8 @@ static int resolve(const char *path, route *r)
 
 static void dir_stat(struct stat *st)
 {
-    static time_t started;   /* the fixed folders date from the mount */
-    if (!started) started = time(NULL);
     memset(st, 0, sizeof *st);
-    st->st_mtime = st->st_ctime = st->st_atime = started;
+    st->st_mtime = st->st_ctime = st->st_atime = chutefs_get()->started;
     st->st_mode = S_IFDIR | 0755;
     st->st_nlink = 2;
     st->st_uid = getuid();
@@ -159,7 +168,8 @@ static int op_mkdir(const char *path, mode_t mode)
 {
     route r;
     int rc = resolve(path, &r);
-    if (rc == -ENOENT && route_parse(path, &r) == 0 && !*r.rel) return -EACCES;
+    if (rc == -ENOENT && (at_top(path) || (route_parse(path, &r) == 0 && !*r.rel)))
+        return -EACCES;
     if (rc) return rc;
     if (r.area == R_OUT && *r.rel) return outbox_mkdir(chutefs_get(), r.peer, r.rel, mode);
     if (r.area == R_IN && *r.rel) return -EACCES;
@@ -205,7 +215,8 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     route r;
     int rc = resolve(path, &r);
-    if (rc == -ENOENT && route_parse(path, &r) == 0 && r.area != R_OUT) return -EACCES;
+    if (rc == -ENOENT && (at_top(path) || (route_parse(path, &r) == 0 && r.area != R_OUT)))
+        return -EACCES;
     if (rc) return rc;
     if (r.area == R_OUT && *r.rel) return outbox_create(chutefs_get(), r.peer, r.rel, mode, fi);
     return -EACCES;
@@ -217,7 +228,8 @@ static int op_mknod(const char *path, mode_t mode, dev_t dev)
     (void)dev;
     route r;
     int rc = resolve(path, &r);
-    if (rc == -ENOENT && route_parse(path, &r) == 0 && r.area != R_OUT) return -EACCES;
+    if (rc == -ENOENT && (at_top(path) || (route_parse(path, &r) == 0 && r.area != R_OUT)))
+        return -EACCES;
     if (rc) return rc;
     if (r.area != R_OUT || !*r.rel) return -EACCES;
     if (!S_ISREG(mode)) return -EPERM;
@@ -234,7 +246,8 @@ static int refuse_link(const char *path)
 {
     route r;
     int rc = resolve(path, &r);
-    if (rc == -ENOENT && route_parse(path, &r) == 0 && r.area != R_OUT) return -EACCES;
+    if (rc == -ENOENT && (at_top(path) || (route_parse(path, &r) == 0 && r.area != R_OUT)))
+        return -EACCES;
     if (rc) return rc;
     return r.area == R_OUT && *r.rel ? -EPERM : -EACCES;
 }

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tarfile
@@ -36,6 +37,30 @@ def test_layout(chute):
     with pytest.raises(OSError) as e:
         os.rmdir(chute.outbox)
     assert e.value.errno == errno.EPERM
+
+
+@pytest.mark.parametrize("where", ["x", "outbox/x", "inbox/x"])
+def test_making_anything_where_only_pairing_makes_folders_is_eacces(chute, where):
+    # Not ENOENT: the folder is there, it is not the user's to fill.
+    path = chute.mnt / where
+    calls = {"create": lambda: open(path, "wb"),
+             "mkdir": lambda: os.mkdir(path),
+             "mknod": lambda: os.mknod(path, 0o644 | stat.S_IFREG),
+             "symlink": lambda: os.symlink("/etc/hostname", path),
+             "link": lambda: os.link(chute.mnt / "status", path)}
+    for name, call in calls.items():
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno in (errno.EACCES, errno.EPERM) if name == "link" \
+            else e.value.errno == errno.EACCES, (name, e.value)
+    assert not path.exists()
+
+
+def test_the_fixed_folders_date_from_the_mount(chute):
+    started = os.stat(chute.mnt / "outbox").st_mtime
+    assert time.time() - 600 < started <= time.time()
+    for folder in (chute.mnt / "inbox", chute.outbox, chute.mnt / "inbox" / "home"):
+        assert os.stat(folder).st_mtime >= started - 1, folder
 
 
 def test_cp_queues_and_stock_age_decrypts(chute, tmp_path):
