@@ -711,6 +711,28 @@ static void drop_delivered(chutefs *fs, const char *peer, const char *rel,
     ofiles_content_unlock(fs->open);
 }
 
+/* Blocks reserved beyond its end (prealloc.h)? A hint, read unlocked. */
+static bool reserved_beyond_end(int fd)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 &&
+           (off_t)sb.st_blocks * 512 > (sb.st_size + 4095) / 4096 * 4096;
+}
+
+/* The last writer leaves a file no seal took (a temporary name, a failed
+ * write): the blocks reserved ahead of its writes go back, or a *.part
+ * left in the outbox would hold 16 MiB more than it needs for good. */
+static void trim_after_last_writer(chutefs *fs, handle *h)
+{
+    if (!reserved_beyond_end(h->fd)) return;   /* sealed (trimmed), or small */
+    ofiles_content_excl(fs->open);             /* no write extends it meanwhile */
+    ofiles_lock(fs->open);
+    bool last = h->of->writers == 1;
+    ofiles_unlock(fs->open);
+    if (last) (void)prealloc_trim(h->fd);      /* advice: keeps its times */
+    ofiles_content_unlock(fs->open);
+}
+
 int outbox_release(chutefs *fs, struct fuse_file_info *fi)
 {
     handle *h = (handle *)(uintptr_t)fi->fh;
@@ -726,6 +748,7 @@ int outbox_release(chutefs *fs, struct fuse_file_info *fi)
     if (maybe_seal(fs, h, false, &why) != 0)
         fprintf(stderr, "chutefs: a file could not be queued at its last close: %s\n",
                 chute_strstatus(why));
+    if (writable(h->flags)) trim_after_last_writer(fs, h);
     close(h->fd);
     ofiles_lock(fs->open);
     if (writable(h->flags)) {

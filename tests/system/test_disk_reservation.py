@@ -49,6 +49,24 @@ def test_a_file_being_written_into_the_outbox_has_the_next_steps_reserved(chute)
             assert allocated(staging) <= STEP + 2 * MiB + SLACK
 
 
+def test_a_file_left_under_a_temporary_name_keeps_nothing_reserved(chute):
+    # Never sealed, so the seal's trim never runs: the last writer's
+    # close gives the reservation back, and keeps the file's times.
+    staging = chute.home / "spool" / "staging" / "home" / "dl.mkv.part"
+    with open(chute.outbox / "dl.mkv.part", "wb") as f:
+        f.write(os.urandom(STEP + 2 * MiB))
+        f.flush()
+        reserved = roomy(staging.parent) and allocated(staging) >= 3 * STEP
+        mtime = os.fstat(f.fileno()).st_mtime_ns
+    # (the release follows the close: wait for it)
+    wait_until(lambda: allocated(staging) <= STEP + 2 * MiB + SLACK, timeout=5,
+               what="the reservation given back")
+    assert os.stat(chute.outbox / "dl.mkv.part").st_mtime_ns == mtime
+    assert chute.active() == []
+    if not reserved:
+        pytest.skip("no room here to reserve ahead: nothing to give back")
+
+
 def test_a_sealed_big_file_keeps_nothing_reserved_and_keeps_its_times(chute, tmp_path):
     size = 2 * STEP + 12345
     data = os.urandom(size)
