@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "age_header.h"
@@ -174,6 +175,9 @@ static chute_status seal_at(chutefs *fs, const char *peer, const char *rel,
         it->mtime_sec = m.mtime_sec;
         it->mtime_nsec = m.mtime_nsec;
         memcpy(it->header_mac, mac, META_MAC_BYTES);
+        /* An empty file may hold a name for a download about to start
+         * beside it (uploader.c, download_beside): a moment for it to. */
+        if (m.size == 0) it->next_attempt = (int64_t)time(NULL) + SEAL_EMPTY_GRACE_S;
         st = seal_meta(p, &m, it);
         if (!st) st = queue_insert(fs->q, it, age, replaced);
     }

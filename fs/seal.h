@@ -17,6 +17,10 @@
 #include "chutefs.h"
 #include "growing.h"
 
+/* An empty file is due this many seconds after its seal, not at once:
+ * it may be a download's placeholder (see the uploader). */
+#define SEAL_EMPTY_GRACE_S 2
+
 chute_status seal_file(chutefs *fs, const char *peer, const char *rel);
 
 /* seal_file for a retry (fs/reseal.h): CHUTE_ERR_NOT_FOUND unless the file

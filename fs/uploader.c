@@ -785,6 +785,34 @@ static bool send_growing(worker *w, relay_client *c)
     return sealed && growing_gone(w);
 }
 
+/* Firefox makes an empty "movie.mp4" to hold the name, downloads into
+ * "movie.mp4.part" beside it and renames that over it at the end. Sent at
+ * once, the empty one would arrive as "movie.mp4" and the film as
+ * "movie (2).mp4". An empty file with a download beside it (.part,
+ * .crdownload) waits for the rename, which replaces it, or for the
+ * download to go; the wait is checked every few seconds. */
+#define PLACEHOLDER_CHECK_S 3
+
+static bool download_beside(uploader *up, const queue_item *it, char *name, size_t cap)
+{
+    static const char *const exts[] = {".part", ".crdownload"};
+    char rel[META_PATH_MAX + 16], path[PATH_MAX];
+    struct stat sb;
+    for (size_t i = 0; i < sizeof exts / sizeof *exts; i++) {
+        int n = snprintf(rel, sizeof rel, "%s%s", it->path, exts[i]);
+        if (n < 0 || (size_t)n >= sizeof rel ||
+            staging_path(up->fs, it->peer, rel, path, sizeof path) != 0 || lstat(path, &sb) != 0)
+            continue;
+        const char *base = strrchr(rel, '/');
+        base = base ? base + 1 : rel;
+        size_t l = strlen(base) < cap ? strlen(base) : cap - 1;
+        memcpy(name, base, l);
+        name[l] = '\0';
+        return true;
+    }
+    return false;
+}
+
 /* A claim, or a change of a claimed item's id, runs between these two:
  * never while put_back_strays, which goes by the ids the workers hold. */
 static void claim_begin(uploader *up)
@@ -818,6 +846,15 @@ static void upload_item(worker *w)
     if (st != CHUTE_OK) {
         fail_item(up, it, WAIT_NETWORK, "cannot read peer %s: %s", it->peer,
                   chute_strstatus(st));
+        return;
+    }
+    char download[NAME_MAX + 1];
+    if (it->size == 0 && !it->growing && download_beside(up, it, download, sizeof download)) {
+        char why[QUEUE_ERR_MAX];
+        snprintf(why, sizeof why, "waiting for %.160s, a download beside it, to finish",
+                 download);
+        (void)queue_mark_failed(q, it->id, why, (int64_t)time(NULL) + PLACEHOLDER_CHECK_S);
+        devstate_peer_wipe(p);
         return;
     }
     relay_client *c = conn_for(up, &w->cn, p->relay_url);

@@ -232,7 +232,8 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(q->db,
             "INSERT INTO queue(" COLS ",age_header,age_nonce,file_key) "
-            "VALUES(?,?,?,0,?,?,0,?,?,?,?,?,0,'',0,?,?,0,?,0,?,?,?,?)",
+            "VALUES(?1,?2,?3,0,?4,?5,0,?6,?7,?8,?9,?10,0,'',?18,?11,?12,0,?13,0,?14,"
+            "?15,?16,?17)",
             -1, &s, NULL) != SQLITE_OK)
         return CHUTE_ERR_DB;
     int64_t t = now_s();
@@ -254,6 +255,7 @@ static chute_status insert_row(queue *q, const queue_item *it, const queue_age *
         sqlite3_bind_blob(s, 17, age->file_key, AGE_FILE_KEY_BYTES, SQLITE_STATIC);
     }
     sqlite3_bind_int(s, 13, it->growing ? 1 : 0);
+    sqlite3_bind_int64(s, 18, it->next_attempt);
     sqlite3_bind_text(s, 14, it->recipient, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);

@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+import time
 
 import pytest
 
@@ -221,3 +222,25 @@ def test_an_edit_behind_what_was_sent_starts_it_over_and_home_gets_the_final_byt
     # the first try was dropped at home, nothing of it kept
     wait_until(lambda: stored_prefix_chunks(two.rx) == 0, timeout=10, what="the dropped try")
     assert os.listdir(two.inbox) == ["draft.bin"]
+
+
+def test_a_browser_download_into_the_outbox_arrives_once_under_its_name(two):
+    # Firefox holds the name with an empty file, downloads into NAME.part
+    # beside it, and renames that over the empty one at the end.
+    film = os.urandom(3_000_000)
+    open(two.outbox / "movie.mp4", "wb").close()
+    time.sleep(0.05)
+    with open(two.outbox / "movie.mp4.part", "wb") as f:
+        for i in range(0, len(film), 500_000):
+            f.write(film[i:i + 500_000])
+            f.flush()
+            time.sleep(0.5)                 # a download takes its time
+    wait_until(lambda: "a download beside it" in two.tx.status(), timeout=10,
+               what="the empty one to wait for its download")
+    assert os.listdir(two.inbox) == []
+    os.rename(two.outbox / "movie.mp4.part", two.outbox / "movie.mp4")
+    two.wait_arrived({"movie.mp4": hashlib.sha256(film).hexdigest()})
+    # an empty file with no download beside it still goes
+    open(two.outbox / "empty.txt", "wb").close()
+    two.wait_arrived({"movie.mp4": hashlib.sha256(film).hexdigest(),
+                      "empty.txt": hashlib.sha256(b"").hexdigest()})
