@@ -448,6 +448,36 @@ static enum MHD_Result commit_durable(request *r, struct upload *u, uint64_t siz
     return reply_error(r, 500, "cannot commit the item");
 }
 
+/* A first append made its body file after it read its item: a cancel, an
+ * ack, an expiry or the inbox's deletion in between removed a body not
+ * there yet, and no row would own the one made now (nor count it against
+ * a quota) until the orphan sweep. Each of them changes the row first and
+ * removes the body after, so the item read again now that the file exists
+ * tells: uploading, and any later retire removes the file itself; retired
+ * or gone, the file goes here. false after answering (and ending u). */
+static bool still_uploading(request *r, struct upload *u, enum MHD_Result *rc)
+{
+    store_item it;
+    chute_status st = store_item_get(r->srv->store, u->inbox, u->item, &it);
+    bool uploading = st == CHUTE_OK && it.state == ITEM_UPLOADING;
+    if (!uploading) {
+        blob_writer_close(u->w);
+        if (st == CHUTE_ERR_NOT_FOUND || (st == CHUTE_OK && it.state > ITEM_PENDING))
+            blob_remove(r->srv->blobs, u->inbox, u->item);
+        if (st == CHUTE_OK)
+            *rc = conflict_offset(r, "the item is no longer uploading", &it);
+        else if (st == CHUTE_ERR_NOT_FOUND)
+            *rc = reply_error(r, 404, "not found");
+        else
+            *rc = reply_error(r, 500, "cannot read the item");
+        busy_release(u);
+        free(u);
+    }
+    if (st == CHUTE_OK)
+        store_item_clear(&it);
+    return uploading;
+}
+
 enum MHD_Result routes_item_patch_begin(request *r)
 {
     enum MHD_Result rc;
@@ -510,6 +540,8 @@ enum MHD_Result routes_item_patch_begin(request *r)
         free(u);
         return reply_error(r, 500, "cannot open the item body");
     }
+    if (off == 0 && !still_uploading(r, u, &rc))
+        return rc;
     if (body_syncer_new(checkpoint, u, &u->syncer) != CHUTE_OK) {
         blob_writer_close(u->w);
         busy_release(u);

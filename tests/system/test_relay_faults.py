@@ -133,3 +133,38 @@ def test_a_commit_that_finds_its_body_final_still_syncs_the_folder(relay_factory
     assert snd.status(item).json["state"] == "pending"
     got = box.download(item)
     assert got.status == 200 and got.body == data
+
+
+@pytest.mark.parametrize("who", ["sender cancels", "owner acks", "owner deletes the inbox"])
+def test_a_first_patch_of_an_item_retired_before_its_body_exists_leaves_no_body(
+        relay_factory, tmp_path, who):
+    """A first PATCH reads its item (uploading), then makes the body file.
+    A cancel, an ack or the inbox's deletion in between removes a body
+    that is not there yet; the PATCH then made one that no row owned, and
+    filled it, until the orphan sweep ten minutes later. The file's
+    creation is held at a gate while the item retires."""
+    gate = tmp_path / "gate"
+    relay = relay_factory(env=faults_env(hold_create=str(gate)))
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    data = os.urandom(256 * 1024)
+    item = new_item_id()
+    assert snd.create(item, len(data)).status == 201
+    with ThreadPoolExecutor(1) as ex:
+        patch = ex.submit(snd.append, item, 0, data)
+        wait_until(lambda: Path(f"{gate}.held").exists() or patch.done(),
+                   what="the first PATCH making its body")
+        assert not patch.done(), patch.result()
+        r = {"sender cancels": lambda: snd.cancel(item),
+             "owner acks": lambda: box.ack(item),
+             "owner deletes the inbox": lambda: box.owner.delete(box.path)}[who]()
+        assert r.status == 204, r
+        gate.touch()
+        r = patch.result(timeout=30)
+    if who == "owner deletes the inbox":
+        assert r.status == 404, r
+    else:
+        want = "cancelled" if who == "sender cancels" else "delivered"
+        assert r.status == 409 and r.json["state"] == want, r
+        assert snd.status(item).json["state"] == want
+    assert not [p for p in relay.data_files() if item in p.name]
