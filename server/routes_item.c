@@ -57,7 +57,10 @@ struct upload {
     struct upload *next;        /* in the busy list */
 };
 
-/* Items with a PATCH in progress: a second concurrent PATCH gets 409. */
+/* Items with a PATCH in progress: a second concurrent PATCH gets 409.
+ * busy_mu is also held across the store's reads of an inbox's usage for
+ * the byte quota (quota_left, quota_reserve): taken before the store's own
+ * lock, never while it is held. */
 static pthread_mutex_t busy_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct upload *busy;
 
@@ -95,6 +98,17 @@ static uint64_t reserved_in(const char *inbox, const struct upload *u)
         if (b != u && strcmp(b->inbox, inbox) == 0)
             sum = b->reserved > UINT64_MAX - sum ? UINT64_MAX : sum + b->reserved;
     return sum;
+}
+
+/* With busy_mu held: the inbox's byte quota less what the deferred appends
+ * in progress there have reserved, for a create or declare to check the
+ * store's usage against. The caller keeps busy_mu until the store's check
+ * is done: an append reserving in between would count the usage without
+ * the new item, as the new item would not count its reservation. */
+static uint64_t quota_left(const relay_config *cfg, const char *inbox)
+{
+    uint64_t in_flight = reserved_in(inbox, NULL);
+    return cfg->inbox_quota_bytes > in_flight ? cfg->inbox_quota_bytes - in_flight : 0;
 }
 
 static void inbox_key(char key[WAITER_KEY_LEN], const char *inbox)
@@ -252,8 +266,12 @@ static enum MHD_Result declare_item(request *r, const caller *c, const store_ite
         return conflict_offset(r, "an upload of this item is in progress", was);
     store_item it;
     bool declared = false;
+    store_item_new d = *n;
+    pthread_mutex_lock(&busy_mu);
+    d.quota_bytes = quota_left(r->srv->cfg, r->route.a);
     chute_status st = store_item_declare(r->srv->store, r->route.a, r->route.b, c->sender,
-                                         n, &declared, &it);
+                                         &d, &declared, &it);
+    pthread_mutex_unlock(&busy_mu);
     if (st == CHUTE_OK && declared && it.offset == it.size)
         st = commit_declared(r, &it);
     busy_release(&slot);
@@ -281,21 +299,20 @@ static enum MHD_Result create_item(request *r, const caller *c)
         return reply_error(r, 413, "item too large");
     }
     int64_t now = (int64_t)time(NULL);
-    /* The deferred appends in progress here hold part of the byte quota. */
-    pthread_mutex_lock(&busy_mu);
-    uint64_t in_flight = reserved_in(r->route.a, NULL);
-    pthread_mutex_unlock(&busy_mu);
-    uint64_t quota_bytes = cfg->inbox_quota_bytes > in_flight ? cfg->inbox_quota_bytes - in_flight : 0;
     store_item_new n = {
         .deferred = req.deferred, .size = req.size, .meta = req.meta,
         .meta_len = req.meta_len, .now = now, .expires = now + (int64_t)cfg->item_ttl,
-        .quota_items = cfg->inbox_quota_items, .quota_bytes = quota_bytes,
+        .quota_items = cfg->inbox_quota_items,
     };
     store_item it;
     bool created = false;
     enum MHD_Result rc;
+    /* The deferred appends in progress here hold part of the byte quota. */
+    pthread_mutex_lock(&busy_mu);
+    n.quota_bytes = quota_left(cfg, r->route.a);
     st = store_item_create(r->srv->store, r->route.a, r->route.b, c->sender, &n,
                            &created, &it);
+    pthread_mutex_unlock(&busy_mu);
     if (st == CHUTE_OK && !created) {
         st = commit_repeated(r, &it);
         if (st != CHUTE_OK && st != CHUTE_ERR_EXISTS)
@@ -374,16 +391,21 @@ static enum MHD_Result reply_head(request *r, const store_item *it)
  * bytes, counting the other deferred appends in progress there too (each
  * checked alone, concurrent ones could overshoot it together); if so, u
  * reserves len until it ends (busy_release). Conservative: what a long
- * append has made durable already counts twice until it ends. */
+ * append has made durable already counts twice until it ends.
+ * The store's usage is read under busy_mu: an append commits its offset
+ * before it gives back its reservation (under busy_mu), so one ending
+ * meanwhile is seen by one of the two reads (read before busy_mu, by
+ * neither); and a create checks under busy_mu too (quota_left). */
 static bool quota_reserve(request *r, struct upload *u, uint64_t len, enum MHD_Result *rc)
 {
     store_inbox_info info;
     uint64_t quota = r->srv->cfg->inbox_quota_bytes;
+    pthread_mutex_lock(&busy_mu);
     if (store_inbox_info_get(r->srv->store, r->route.a, &info) != CHUTE_OK) {
+        pthread_mutex_unlock(&busy_mu);
         *rc = reply_error(r, 500, "cannot read the inbox");
         return false;
     }
-    pthread_mutex_lock(&busy_mu);
     uint64_t in_flight = reserved_in(u->inbox, u);
     uint64_t used = in_flight > UINT64_MAX - info.bytes ? UINT64_MAX : info.bytes + in_flight;
     bool room = used <= quota && len <= quota - used;
