@@ -259,14 +259,21 @@ chute_status blob_finish(blobs *b, const char *inbox, const char *item, uint64_t
         }
     }
     if (renameat(b->dirfd, part, b->dirfd, final) != 0) {
+        int err = errno;
         struct stat st;
-        if (errno == ENOENT && fstatat(b->dirfd, final, &st, 0) == 0)
-            return CHUTE_OK;        /* finished before a crash */
-        if (errno == ENOENT && size > 0) {
+        if (err != ENOENT) {
+            log_error("rename body %s: %s", part, strerror(err));
+            return CHUTE_ERR_IO;
+        }
+        /* Already final: renamed by a call that crashed or whose folder
+         * sync failed, so the rename may not be durable yet; the fsync
+         * below still vouches for it (or the commit waits). */
+        bool renamed = fstatat(b->dirfd, final, &st, 0) == 0;
+        if (!renamed && size > 0) {
             log_error("body %s is missing", part);
             return CHUTE_ERR_TRUNCATED;
         }
-        if (errno == ENOENT) {
+        if (!renamed) {
             /* A body that never got a byte: create it empty. */
             int fd = openat(b->dirfd, final, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
             if (fd < 0) {
@@ -274,9 +281,6 @@ chute_status blob_finish(blobs *b, const char *inbox, const char *item, uint64_t
                 return CHUTE_ERR_IO;
             }
             close(fd);
-        } else {
-            log_error("rename body %s: %s", part, strerror(errno));
-            return CHUTE_ERR_IO;
         }
     }
     /* The rename is durable once the folder is. */

@@ -36,7 +36,8 @@ chute_status blob_part_length(blobs *b, const char *inbox, const char *item, uin
 void blob_writer_close(blob_writer *w);
 
 /* Make a complete uploading body of `size` bytes final (rename, then fsync
- * the folder). Idempotent: succeeds if it is already final. CHUTE_ERR_TRUNCATED
+ * the folder). Idempotent: succeeds if it is already final, once the folder
+ * syncs (an earlier rename may not be durable yet). CHUTE_ERR_TRUNCATED
  * if it has fewer bytes (*have: how many; 0 if the file is gone): never an
  * empty or short body for an item that says more. */
 chute_status blob_finish(blobs *b, const char *inbox, const char *item, uint64_t size,

@@ -57,7 +57,10 @@ struct upload {
     struct upload *next;        /* in the busy list */
 };
 
-/* Items with a PATCH in progress: a second concurrent PATCH gets 409. */
+/* Items with a PATCH in progress: a second concurrent PATCH gets 409.
+ * busy_mu is also held across the store's reads of an inbox's usage for
+ * the byte quota (quota_left, quota_reserve): taken before the store's own
+ * lock, never while it is held. */
 static pthread_mutex_t busy_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct upload *busy;
 
@@ -95,6 +98,17 @@ static uint64_t reserved_in(const char *inbox, const struct upload *u)
         if (b != u && strcmp(b->inbox, inbox) == 0)
             sum = b->reserved > UINT64_MAX - sum ? UINT64_MAX : sum + b->reserved;
     return sum;
+}
+
+/* With busy_mu held: the inbox's byte quota less what the deferred appends
+ * in progress there have reserved, for a create or declare to check the
+ * store's usage against. The caller keeps busy_mu until the store's check
+ * is done: an append reserving in between would count the usage without
+ * the new item, as the new item would not count its reservation. */
+static uint64_t quota_left(const relay_config *cfg, const char *inbox)
+{
+    uint64_t in_flight = reserved_in(inbox, NULL);
+    return cfg->inbox_quota_bytes > in_flight ? cfg->inbox_quota_bytes - in_flight : 0;
 }
 
 static void inbox_key(char key[WAITER_KEY_LEN], const char *inbox)
@@ -252,8 +266,12 @@ static enum MHD_Result declare_item(request *r, const caller *c, const store_ite
         return conflict_offset(r, "an upload of this item is in progress", was);
     store_item it;
     bool declared = false;
+    store_item_new d = *n;
+    pthread_mutex_lock(&busy_mu);
+    d.quota_bytes = quota_left(r->srv->cfg, r->route.a);
     chute_status st = store_item_declare(r->srv->store, r->route.a, r->route.b, c->sender,
-                                         n, &declared, &it);
+                                         &d, &declared, &it);
+    pthread_mutex_unlock(&busy_mu);
     if (st == CHUTE_OK && declared && it.offset == it.size)
         st = commit_declared(r, &it);
     busy_release(&slot);
@@ -281,21 +299,20 @@ static enum MHD_Result create_item(request *r, const caller *c)
         return reply_error(r, 413, "item too large");
     }
     int64_t now = (int64_t)time(NULL);
-    /* The deferred appends in progress here hold part of the byte quota. */
-    pthread_mutex_lock(&busy_mu);
-    uint64_t in_flight = reserved_in(r->route.a, NULL);
-    pthread_mutex_unlock(&busy_mu);
-    uint64_t quota_bytes = cfg->inbox_quota_bytes > in_flight ? cfg->inbox_quota_bytes - in_flight : 0;
     store_item_new n = {
         .deferred = req.deferred, .size = req.size, .meta = req.meta,
         .meta_len = req.meta_len, .now = now, .expires = now + (int64_t)cfg->item_ttl,
-        .quota_items = cfg->inbox_quota_items, .quota_bytes = quota_bytes,
+        .quota_items = cfg->inbox_quota_items,
     };
     store_item it;
     bool created = false;
     enum MHD_Result rc;
+    /* The deferred appends in progress here hold part of the byte quota. */
+    pthread_mutex_lock(&busy_mu);
+    n.quota_bytes = quota_left(cfg, r->route.a);
     st = store_item_create(r->srv->store, r->route.a, r->route.b, c->sender, &n,
                            &created, &it);
+    pthread_mutex_unlock(&busy_mu);
     if (st == CHUTE_OK && !created) {
         st = commit_repeated(r, &it);
         if (st != CHUTE_OK && st != CHUTE_ERR_EXISTS)
@@ -374,16 +391,21 @@ static enum MHD_Result reply_head(request *r, const store_item *it)
  * bytes, counting the other deferred appends in progress there too (each
  * checked alone, concurrent ones could overshoot it together); if so, u
  * reserves len until it ends (busy_release). Conservative: what a long
- * append has made durable already counts twice until it ends. */
+ * append has made durable already counts twice until it ends.
+ * The store's usage is read under busy_mu: an append commits its offset
+ * before it gives back its reservation (under busy_mu), so one ending
+ * meanwhile is seen by one of the two reads (read before busy_mu, by
+ * neither); and a create checks under busy_mu too (quota_left). */
 static bool quota_reserve(request *r, struct upload *u, uint64_t len, enum MHD_Result *rc)
 {
     store_inbox_info info;
     uint64_t quota = r->srv->cfg->inbox_quota_bytes;
+    pthread_mutex_lock(&busy_mu);
     if (store_inbox_info_get(r->srv->store, r->route.a, &info) != CHUTE_OK) {
+        pthread_mutex_unlock(&busy_mu);
         *rc = reply_error(r, 500, "cannot read the inbox");
         return false;
     }
-    pthread_mutex_lock(&busy_mu);
     uint64_t in_flight = reserved_in(u->inbox, u);
     uint64_t used = in_flight > UINT64_MAX - info.bytes ? UINT64_MAX : info.bytes + in_flight;
     bool room = used <= quota && len <= quota - used;
@@ -448,6 +470,36 @@ static enum MHD_Result commit_durable(request *r, struct upload *u, uint64_t siz
     return reply_error(r, 500, "cannot commit the item");
 }
 
+/* A first append made its body file after it read its item: a cancel, an
+ * ack, an expiry or the inbox's deletion in between removed a body not
+ * there yet, and no row would own the one made now (nor count it against
+ * a quota) until the orphan sweep. Each of them changes the row first and
+ * removes the body after, so the item read again now that the file exists
+ * tells: uploading, and any later retire removes the file itself; retired
+ * or gone, the file goes here. false after answering (and ending u). */
+static bool still_uploading(request *r, struct upload *u, enum MHD_Result *rc)
+{
+    store_item it;
+    chute_status st = store_item_get(r->srv->store, u->inbox, u->item, &it);
+    bool uploading = st == CHUTE_OK && it.state == ITEM_UPLOADING;
+    if (!uploading) {
+        blob_writer_close(u->w);
+        if (st == CHUTE_ERR_NOT_FOUND || (st == CHUTE_OK && it.state > ITEM_PENDING))
+            blob_remove(r->srv->blobs, u->inbox, u->item);
+        if (st == CHUTE_OK)
+            *rc = conflict_offset(r, "the item is no longer uploading", &it);
+        else if (st == CHUTE_ERR_NOT_FOUND)
+            *rc = reply_error(r, 404, "not found");
+        else
+            *rc = reply_error(r, 500, "cannot read the item");
+        busy_release(u);
+        free(u);
+    }
+    if (st == CHUTE_OK)
+        store_item_clear(&it);
+    return uploading;
+}
+
 enum MHD_Result routes_item_patch_begin(request *r)
 {
     enum MHD_Result rc;
@@ -510,6 +562,8 @@ enum MHD_Result routes_item_patch_begin(request *r)
         free(u);
         return reply_error(r, 500, "cannot open the item body");
     }
+    if (off == 0 && !still_uploading(r, u, &rc))
+        return rc;
     if (body_syncer_new(checkpoint, u, &u->syncer) != CHUTE_OK) {
         blob_writer_close(u->w);
         busy_release(u);

@@ -5,11 +5,14 @@ declares size and meta at the end."""
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from conftest import (NOT_FOUND, Inbox, Sender, b64, downgrade_schema, metric, new_item_id,
-                      patch_head, read_until_close, status_line, wait_until)
+from conftest import (NOT_FOUND, SLOW, Inbox, Sender, b64, downgrade_schema, faults_env,
+                      metric, new_item_id, patch_head, read_until_close, status_line,
+                      wait_until)
 from test_relay_longpoll import Poller, waiting
 
 
@@ -461,6 +464,98 @@ def test_deferred_appends_in_progress_hold_their_share_of_the_byte_quota(relay_f
     assert sender.append(b, 0, b"x" * 300_000).status == 204      # exactly what is left
     assert sender.append(b, 300_000, b"x").status == 507
     assert inbox.info()["bytes"] == 1_000_000
+
+
+# The statements after which the fault shim holds a request (tests/shim/
+# faults.c, CHUTE_FAULT_HOLD_AFTER_SQL; server/store_items.c): the inbox's
+# usage as an append's quota check reads it, and a send token's lookup.
+INBOX_USAGE_SQL = "(SELECT count(*) FROM senders WHERE inbox = ?1)"
+SENDER_AUTH_SQL = "FROM senders WHERE inbox = ?1 AND token_hash = ?2"
+
+
+def held_after_sql(gate, sql, skip=0):
+    return faults_env(hold_after_sql=sql, hold_after_sql_gate=str(gate),
+                      hold_after_sql_skip=skip)
+
+
+@pytest.mark.parametrize("second", ["an append", "a create"])
+def test_an_append_that_read_the_usage_before_another_ended_counts_it(
+        relay_factory, tmp_path, second):
+    """An append's quota check read the inbox's usage from the store, then
+    the reservations in progress: one that ended in between (its bytes
+    committed, its reservation gone) was counted by neither, and the two
+    together went past the quota. The first append is held after its read
+    while the second append (or a create) runs."""
+    gate = tmp_path / "gate"
+    relay = relay_factory("--inbox-quota-bytes", "1000000",
+                          env=held_after_sql(gate, INBOX_USAGE_SQL))
+    inbox = relay.api().create_inbox()
+    sender = inbox.add_sender()
+    a, b = deferred_item(sender), deferred_item(sender)
+    with ThreadPoolExecutor(1) as ex:
+        first = ex.submit(sender.append, a, 0, b"a" * 600_000, timeout=30)
+        wait_until(lambda: Path(f"{gate}.held").exists() or first.done(),
+                   what="the first append after its read of the usage")
+        assert not first.done(), first.result()
+        if second == "an append":
+            r = sender.append(b, 0, b"b" * 600_000, timeout=30)
+        else:
+            r = sender.create(new_item_id(), 600_000, timeout=30)
+        gate.touch()
+        first = first.result(timeout=30)
+    assert first.status == 204, first
+    assert r.status == 507, r
+    assert inbox.info()["bytes"] == 600_000
+
+
+@pytest.mark.parametrize("first", ["a create", "a declare"])
+def test_a_create_that_read_the_reservations_before_an_append_made_one_counts_it(
+        relay_factory, tmp_path, first):
+    """A create (or a declare: the same PUT on a deferred item) read the
+    reservations of the appends in progress, then the store's usage: an
+    append that checked and reserved in between counted the usage without
+    the new size, the create counted neither, and the two together went
+    past the quota. The PUT is held between its two reads (after its
+    token's lookup, at the second lock it takes) while the append begins."""
+    gate = tmp_path / "gate"
+    relay = relay_factory("--inbox-quota-bytes", "1000000")
+    box = relay.api().create_inbox()
+    snd = box.add_sender()
+    b = deferred_item(snd)
+    item = deferred_item(snd) if first == "a declare" else new_item_id()
+    relay.stop()
+    # after the restart the PUT is the first request with a send token
+    relay.env.update(held_after_sql(gate, SENDER_AUTH_SQL, skip=1))
+    relay.start()
+    api = relay.api()
+    inbox = Inbox(api, box.id, box.owner_token)
+    sender = Sender(inbox, snd.id, snd.token)
+    body = b"b" * 600_000
+    with ThreadPoolExecutor(1) as ex:
+        put = ex.submit(sender.create, item, 600_000, timeout=30)
+        wait_until(lambda: Path(f"{gate}.held").exists() or put.done(),
+                   what="the PUT between its two reads")
+        assert not put.done(), put.result()
+        s = api.raw_socket(timeout=30)
+        s.sendall(patch_head(inbox.item_path(b), sender.token, 0, len(body),
+                             "Connection: close\r\n") + body[:100_000])
+        # The append reserves and makes its body, unless the PUT's check
+        # holds it off (then it waits for the PUT, and this wait ends at
+        # its bound). Not asked over HTTP: a worker thread waiting with
+        # the append could be the one to take the question.
+        part = relay.data_dir / "items" / f"{box.id}.{b}.part"
+        deadline = time.monotonic() + 1.0 * SLOW
+        while time.monotonic() < deadline and not part.exists():
+            time.sleep(0.02)
+        gate.touch()
+        put = put.result(timeout=30)
+        s.sendall(body[100_000:])
+        reply = read_until_close(s, timeout=10)
+        s.close()
+    appended = status_line(reply)
+    ok = 200 if first == "a declare" else 201
+    assert (put.status, appended) in ((ok, 507), (507, 204)), (put, reply[:300])
+    assert inbox.info()["bytes"] == 600_000
 
 
 # --- retiring --------------------------------------------------------------------
