@@ -15,7 +15,11 @@
  * ignored, and the data stays correct either way. But one: waiting for a
  * step's writeback takes its write error (EIO, ENOSPC underneath) from
  * the descriptor's next fsync, which would then pass with the bytes
- * lost; pagecache_wrote hands that error to the writer. */
+ * lost; pagecache_wrote hands that error to the writer. A writer whose
+ * fsyncs run on another thread (the relay's checkpoints) gives it a second
+ * descriptor of the file, opened before any write: Linux reports a write
+ * error once to each open file, so the wait then takes nothing from the
+ * fsync's. */
 #ifndef CHUTE_PAGECACHE_H
 #define CHUTE_PAGECACHE_H
 

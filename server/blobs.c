@@ -32,10 +32,16 @@ struct blobs {
 
 struct blob_writer {
     int fd;
+    /* The same file opened again, for the drop-behind (pagecache.h): its
+     * waits take a write error from this open file only, so fd's
+     * fdatasync — on the checkpoint's thread, at any moment — still gets
+     * it. -1: no drop-behind. */
+    int advice_fd;
     int dirfd;              /* the blobs' folder (borrowed) */
     atomic_uint *writers;   /* the blobs' count of open writers (borrowed) */
     bool created;           /* no offset acknowledged yet: its name may not be durable */
-    bool sync_failed;       /* a sync failed: no later one may vouch for the bytes */
+    atomic_bool sync_failed;   /* a sync failed: no later one may vouch for the bytes
+                                  (set by the writer or the checkpoint's thread) */
     uint64_t offset;
     uint64_t limit;         /* the body never passes this: nothing is reserved beyond */
     uint64_t unchecked;     /* bytes written since free space was checked */
@@ -109,7 +115,8 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
     w->dirfd = b->dirfd;
     w->writers = &b->writers;
     w->created = false;
-    w->sync_failed = false;
+    atomic_init(&w->sync_failed, false);
+    w->advice_fd = -1;
     /* Only a first append makes the file: one missing under a later
      * offset was lost, and an empty one would not bring it back. */
     w->fd = openat(b->dirfd, name, O_WRONLY | O_CLOEXEC | (offset == 0 ? O_CREAT : 0), 0600);
@@ -138,6 +145,9 @@ chute_status blob_append_begin(blobs *b, const char *inbox, const char *item,
         free(w);
         return rc;
     }
+    w->advice_fd = openat(b->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (w->advice_fd < 0)
+        log_warn("open body %s again for its page cache: %s", name, strerror(errno));
     w->offset = offset;
     w->limit = limit;
     /* Nothing acknowledged yet: whichever request made the file, its name
@@ -187,10 +197,11 @@ chute_status blob_write(blob_writer *w, const void *buf, size_t len)
         }
         /* A body is read once, by its owner: it need not stay in memory.
          * A write error met on the way is the body's (see sync_failed). */
-        int lost = pagecache_wrote(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n));
+        int lost = pagecache_wrote(w->advice_fd, (off_t)w->offset,
+                                   (off_t)(w->offset + (uint64_t)n));
         if (lost) {
             log_error("write body back to disk: %s", strerror(-lost));
-            w->sync_failed = true;
+            atomic_store(&w->sync_failed, true);
             return CHUTE_ERR_IO;
         }
         prealloc_grew_within(w->fd, (off_t)w->offset, (off_t)(w->offset + (uint64_t)n),
@@ -206,11 +217,11 @@ chute_status blob_writer_sync(blob_writer *w)
 {
     /* Linux reports a writeback error once and marks the lost pages clean:
      * a later fdatasync returns 0 without the bytes being on disk. */
-    if (w->sync_failed)
+    if (atomic_load(&w->sync_failed))
         return CHUTE_ERR_IO;
     if (fdatasync(w->fd) != 0) {
         log_error("fdatasync body: %s", strerror(errno));
-        w->sync_failed = true;
+        atomic_store(&w->sync_failed, true);
         return CHUTE_ERR_IO;
     }
     /* A new file's bytes are durable, its name only once the folder is
@@ -233,6 +244,8 @@ void blob_writer_close(blob_writer *w)
      * resume (until its item expires), and one that does reserves again. */
     (void)prealloc_trim(w->fd);
     atomic_fetch_sub(w->writers, 1);
+    if (w->advice_fd >= 0)
+        close(w->advice_fd);
     close(w->fd);
     free(w);
 }
