@@ -727,7 +727,9 @@ static void trim_after_last_writer(chutefs *fs, handle *h)
     if (!reserved_beyond_end(h->fd)) return;   /* sealed (trimmed), or small */
     ofiles_content_excl(fs->open);             /* no write extends it meanwhile */
     ofiles_lock(fs->open);
-    bool last = h->of->writers == 1;
+    /* Every writer left is releasing (this one too): two at once both
+     * trim, which is harmless. */
+    bool last = h->of->writers <= h->of->writers_releasing;
     ofiles_unlock(fs->open);
     if (last) (void)prealloc_trim(h->fd);      /* advice: keeps its times */
     ofiles_content_unlock(fs->open);

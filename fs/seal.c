@@ -256,9 +256,7 @@ bool seal_meta_is_current(const queue_item *it, const devstate_peer *p)
     return open_meta(it, p, &m) == CHUTE_OK;
 }
 
-/* it under a new id, its meta sealed anew for p: the queue row and the
- * sealed file follow, or nothing changes. */
-static chute_status renew_item(chutefs *fs, queue_item *it, const devstate_peer *p)
+chute_status seal_renew_id(chutefs *fs, queue_item *it, const devstate_peer *p)
 {
     char old_id[QUEUE_ID_LEN + 1];
     memcpy(old_id, it->id, sizeof old_id);
@@ -276,8 +274,9 @@ static chute_status renew_item(chutefs *fs, queue_item *it, const devstate_peer 
     /* Under seal_mu, as a seal: a cancel (which finds the row by path)
      * and the orphan sweep see the old id or the new one, whole. */
     pthread_mutex_lock(&fs->seal_mu);
+    /* A sealed file gone missing is an error to report, not a cancel. */
     int rc = st ? 0 : sealed_link(fs, old_id, it->id);
-    if (!st && rc) st = rc == -ENOENT ? CHUTE_ERR_NOT_FOUND : CHUTE_ERR_IO;
+    if (!st && rc) st = rc == -ENOENT ? CHUTE_ERR_TRUNCATED : CHUTE_ERR_IO;
     if (!st) {
         st = queue_renew_id(fs->q, old_id, it->id, it->meta, it->meta_len);
         sealed_unlink(fs, st ? it->id : old_id);
@@ -308,7 +307,7 @@ chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_p
     if (st != CHUTE_ERR_AUTH) return st;
     if (!it->recipient[0]) return CHUTE_ERR_UNSUPPORTED;
     if (strcmp(it->recipient, p->recipient) != 0) return CHUTE_ERR_REFUSED;
-    return renew_item(fs, it, p);
+    return seal_renew_id(fs, it, p);
 }
 
 chute_status seal_grow_start(chutefs *fs, const char *peer, const char *rel,

@@ -61,6 +61,12 @@ chute_status seal_refresh_attrs(chutefs *fs, const char *peer, const char *rel);
  * unknown (a row queued by an earlier version, not tried since),
  * CHUTE_ERR_NOT_FOUND if it was cancelled meanwhile. */
 chute_status seal_meta_for_pairing(chutefs *fs, queue_item *it, const devstate_peer *p);
+/* it under a new id, its meta sealed anew for p (whose recipient its
+ * header was made for), to go from byte 0: the queue row and the sealed
+ * file follow, or nothing changes (CHUTE_ERR_NOT_FOUND: cancelled
+ * meanwhile; CHUTE_ERR_TRUNCATED: its sealed file is missing). For an id the relay holds for another sender: an earlier
+ * pairing's. */
+chute_status seal_renew_id(chutefs *fs, queue_item *it, const devstate_peer *p);
 /* Does it's sealed meta open with p's link key (the pairing it was made
  * for is p's current one)? */
 bool seal_meta_is_current(const queue_item *it, const devstate_peer *p);

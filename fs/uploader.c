@@ -785,6 +785,10 @@ static bool send_growing(worker *w, relay_client *c)
     return sealed && growing_gone(w);
 }
 
+/* The item's plaintext in sealed/ went (deleted by hand): nothing to send. */
+#define MISSING_COPY "the file's sealed copy is missing; delete the file from the outbox " \
+                     "and send it again"
+
 /* Firefox makes an empty "movie.mp4" to hold the name, downloads into
  * "movie.mp4.part" beside it and renames that over it at the end. Sent at
  * once, the empty one would arrive as "movie.mp4" and the film as
@@ -853,7 +857,7 @@ static void upload_item(worker *w)
         char why[QUEUE_ERR_MAX];
         snprintf(why, sizeof why, "waiting for %.160s, a download beside it, to finish",
                  download);
-        (void)queue_mark_failed(q, it->id, why, (int64_t)time(NULL) + PLACEHOLDER_CHECK_S);
+        (void)queue_put_back(q, it->id, why, (int64_t)time(NULL) + PLACEHOLDER_CHECK_S);
         devstate_peer_wipe(p);
         return;
     }
@@ -875,6 +879,10 @@ static void upload_item(worker *w)
                     "it to this one"
                   : "queued by an earlier version for %s before it was paired again; "
                     "copy it again to send it", it->peer);
+        goto out;
+    }
+    if (st == CHUTE_ERR_TRUNCATED) {
+        fail_item(up, it, WAIT_REFUSED, MISSING_COPY);
         goto out;
     }
     if (st) {
@@ -913,6 +921,23 @@ static void upload_item(worker *w)
              * holds it on the relay (a declare waits for it). Soon. */
             fail_item(up, it, WAIT_NETWORK, "the relay is still finishing an earlier "
                       "request for this item");
+            goto out;
+        }
+        if (ss == CHUTE_ERR_NOT_FOUND) {
+            /* Our id, held on the relay by another sender: an earlier
+             * pairing's (a file sent while written, then paired again
+             * before its close). This pairing takes a new id. */
+            claim_begin(up);
+            chute_status rs2 = seal_renew_id(up->fs, it, p);
+            claim_end(w, true);
+            if (rs2 == CHUTE_OK)
+                fail_item(up, it, WAIT_NETWORK, "sent again under a new id: the relay keeps "
+                          "the old one for an earlier pairing");
+            else if (rs2 == CHUTE_ERR_TRUNCATED)
+                fail_item(up, it, WAIT_REFUSED, MISSING_COPY);
+            else if (rs2 != CHUTE_ERR_NOT_FOUND)
+                fail_item(up, it, WAIT_NETWORK, "cannot give it a new id: %s",
+                          chute_strstatus(rs2));
             goto out;
         }
         fail_item(up, it, WAIT_REFUSED, "the relay refuses this item (%s%s%s)",

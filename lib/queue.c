@@ -692,6 +692,21 @@ chute_status queue_mark_failed(queue *q, const char *id, const char *error,
     return step_change(q, s);
 }
 
+chute_status queue_put_back(queue *q, const char *id, const char *why,
+                            int64_t next_attempt)
+{
+    if (!q || !id || !why) return CHUTE_ERR_ARG;
+    sqlite3_stmt *s = prep_change(q,
+            "UPDATE queue SET state=0, attempts=max(attempts-1,0), sent=progress, "
+            "last_error=?, next_attempt=?, updated=? WHERE state=1 AND id=?");
+    if (!s) return CHUTE_ERR_DB;
+    sqlite3_bind_text(s, 1, why, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, next_attempt);
+    sqlite3_bind_int64(s, 3, now_s());
+    sqlite3_bind_text(s, 4, id, -1, SQLITE_STATIC);
+    return step_change(q, s);
+}
+
 chute_status queue_mark_delivered(queue *q, const char *id)
 {
     if (!q || !id) return CHUTE_ERR_ARG;

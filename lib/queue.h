@@ -211,6 +211,11 @@ chute_status queue_set_sent(queue *q, const char *id, uint64_t offset);
 chute_status queue_mark_uploaded(queue *q, const char *id);
 chute_status queue_mark_failed(queue *q, const char *id, const char *error,
                                int64_t next_attempt);
+/* A claimed item not tried after all (it waits for something local): back
+ * to queued until next_attempt, with why, its claim not counted as an
+ * attempt (so a later failure backs off from where it was). */
+chute_status queue_put_back(queue *q, const char *id, const char *why,
+                            int64_t next_attempt);
 chute_status queue_mark_delivered(queue *q, const char *id);
 /* A problem with an item already on the relay (expired there, refused):
  * recorded as its last error; the item stays "on relay". */

@@ -11,6 +11,7 @@ real mounts on both sides.
 import hashlib
 import os
 import sqlite3
+import time
 
 import pytest
 
@@ -207,3 +208,21 @@ def test_an_upload_cut_by_the_unpair_goes_from_the_start_once_paired_again(slow_
     finally:
         mb.unmount()
         mb.check_sanitizers()
+
+
+def test_an_item_whose_sealed_copy_went_says_so_once_paired_again(sync, tmp_path):
+    # Its new id needs the copy linked under it: missing, that is an error
+    # to show and back off from, not a cancel to be retried at once.
+    relay, m, rcv, home, name_at_home = sync
+    refused_then_forgotten(m, home, name_at_home, "lost.txt", b"its copy is deleted")
+    row = m.row("lost.txt")
+    os.unlink(m.home / "spool" / "sealed" / f"{row['id']}.plain")
+    pair(home, m.dev)
+    retry_now(m, "home")
+    want = "the file's sealed copy is missing"
+    wait_until(lambda: m.row("lost.txt")["last_error"].startswith(want), timeout=20,
+               what="the missing copy in its last error")
+    tried = m.row("lost.txt")["attempts"]
+    time.sleep(2)
+    assert m.row("lost.txt")["attempts"] <= tried + 1      # backing off, not spinning
+    assert m.row("lost.txt")["state"] == 0

@@ -565,6 +565,15 @@ static void test_an_item_of_an_earlier_pairing_is_renewed_or_sent_again(void)
     CHECK(got.state == QUEUE_QUEUED && got.progress == 0 && got.next_attempt == 0);
     CHECK(strcmp(got.last_error, "sent again") == 0);
     CHECK_EQ_INT(queue_send_again(q, fresh_id, "twice"), CHUTE_ERR_NOT_FOUND);
+    /* a claim put back (waiting for something local) is no attempt */
+    uint32_t tried = got.attempts;
+    CHECK_EQ_INT(queue_claim_next(q, 0, &got), CHUTE_OK);
+    CHECK(strcmp(got.id, fresh_id) == 0 && got.attempts == tried + 1);
+    CHECK_EQ_INT(queue_put_back(q, fresh_id, "waiting", 12345), CHUTE_OK);
+    CHECK_EQ_INT(queue_get(q, fresh_id, &got), CHUTE_OK);
+    CHECK(got.state == QUEUE_QUEUED && got.attempts == tried && got.next_attempt == 12345);
+    CHECK(strcmp(got.last_error, "waiting") == 0);
+    CHECK_EQ_INT(queue_put_back(q, fresh_id, "again", 0), CHUTE_ERR_NOT_FOUND);   /* not claimed */
     /* a cancelled item is neither */
     CHECK_EQ_INT(queue_cancel(q, b.id), CHUTE_OK);
     queue_new_id(fresh_id);
