@@ -132,18 +132,21 @@ class FailingDisk:
         self.device = None
 
     def run(self, *cmd):
-        r = subprocess.run([str(c) for c in cmd], capture_output=True, timeout=60)
+        try:
+            r = subprocess.run([str(c) for c in cmd], capture_output=True, timeout=60)
+        except subprocess.TimeoutExpired as e:
+            raise OSError(f"{cmd[0]}: timed out") from e
         if r.returncode != 0:
             raise OSError(f"{cmd[0]}: {r.stderr.decode().strip()}")
         return r.stdout.decode().strip()
 
     def make(self, size_mib):
+        """The filesystem, mounted; OSError if this machine cannot."""
         image = self.backing / "disk.img"
         self.run("truncate", "-s", f"{size_mib}M", image)
         self.run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
                  image)
         self.device = self.run("losetup", "--find", "--show", image)
-        self.root.mkdir()
         self.run("mount", "-o", "discard", self.device, self.root)
 
     def starve(self):
@@ -177,6 +180,7 @@ def failing_disk(path, size_mib=256, root=None):
     disk = FailingDisk(path, root)
     with small_tmpfs(disk.path, f"{size_mib + 64}m"):
         disk.backing.mkdir()
+        disk.root.mkdir()                   # a test's mistake fails, never skips
         try:
             disk.make(size_mib)
         except OSError as e:
