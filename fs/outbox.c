@@ -711,20 +711,13 @@ static void drop_delivered(chutefs *fs, const char *peer, const char *rel,
     ofiles_content_unlock(fs->open);
 }
 
-/* Blocks reserved beyond its end (prealloc.h)? A hint, read unlocked. */
-static bool reserved_beyond_end(int fd)
-{
-    struct stat sb;
-    return fstat(fd, &sb) == 0 &&
-           (off_t)sb.st_blocks * 512 > (sb.st_size + 4095) / 4096 * 4096;
-}
-
 /* The last writer leaves a file no seal took (a temporary name, a failed
  * write): the blocks reserved ahead of its writes go back, or a *.part
  * left in the outbox would hold 16 MiB more than it needs for good. */
 static void trim_after_last_writer(chutefs *fs, handle *h)
 {
-    if (!reserved_beyond_end(h->fd)) return;   /* sealed (trimmed), or small */
+    /* A hint, read unlocked: sealed (trimmed), or small, it has none. */
+    if (!prealloc_beyond_end(h->fd)) return;
     ofiles_content_excl(fs->open);             /* no write extends it meanwhile */
     ofiles_lock(fs->open);
     /* Every writer left is releasing (this one too): two at once both

@@ -32,13 +32,23 @@ void prealloc_grew_within(int fd, off_t old_end, off_t new_end, off_t limit)
     (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, step, len);
 }
 
+/* Blocks beyond the end: anything past the last byte's block. */
+static bool beyond_end(const struct stat *sb)
+{
+    return (off_t)sb->st_blocks * 512 > (sb->st_size + 4095) / 4096 * 4096;
+}
+
+bool prealloc_beyond_end(int fd)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 && beyond_end(&sb);
+}
+
 chute_status prealloc_trim(int fd)
 {
     struct stat sb;
     if (fstat(fd, &sb) != 0) return CHUTE_ERR_IO;
-    /* blocks beyond the end: anything past the last byte's block */
-    off_t used = (sb.st_size + 4095) / 4096 * 4096;
-    if ((off_t)sb.st_blocks * 512 <= used) return CHUTE_OK;
+    if (!beyond_end(&sb)) return CHUTE_OK;
     /* A cut to its own size frees what lies beyond; it also stamps the
      * times, which are the user's (an outbox file's mtime is sent): keep them. */
     struct timespec times[2] = { sb.st_atim, sb.st_mtim };

@@ -16,6 +16,7 @@
 #ifndef CHUTE_PREALLOC_H
 #define CHUTE_PREALLOC_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "status.h"
@@ -32,6 +33,9 @@ void prealloc_grew(int fd, off_t old_end, off_t new_end);
 /* The same for a file known never to pass `limit` bytes (an upload of a
  * declared size): nothing is reserved beyond it. */
 void prealloc_grew_within(int fd, off_t old_end, off_t new_end, off_t limit);
+
+/* Does fd hold blocks beyond its end (a reservation not given back)? */
+bool prealloc_beyond_end(int fd);
 
 /* Give back blocks reserved beyond the end of fd (open for writing). Only
  * while no one can extend the file: it is cut to the size it has now. */
